@@ -1,0 +1,16 @@
+//! Versioned schema migrations (sea-orm-migration), identical on SQLite, PostgreSQL and MySQL.
+//!
+//! Migrations are append-only: never edit one that has shipped; add a new one. Every unique
+//! constraint is named, because the service layer maps named violations to protocol errors.
+pub use sea_orm_migration::prelude::*;
+
+mod m20261129_000001_core;
+
+pub struct Migrator;
+
+#[async_trait::async_trait]
+impl MigratorTrait for Migrator {
+    fn migrations() -> Vec<Box<dyn MigrationTrait>> {
+        vec![Box::new(m20261129_000001_core::Migration)]
+    }
+}

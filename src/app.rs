@@ -1,0 +1,249 @@
+//! Application wiring: `App::build(config)` opens the database (applying migrations), prepares
+//! the durable job queue, syncs the default merchant and binds the listener; `run_until_stopped`
+//! serves HTTP and runs the job workers until the caller's shutdown future resolves.
+//!
+//! Nothing here is global: every test builds its own `App` with its own config on port 0.
+use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+
+use migration::{Migrator, MigratorTrait};
+use sea_orm::DatabaseConnection;
+use tokio::net::TcpListener;
+
+use crate::{
+    config::Config,
+    jobs::{self, JobQueue, QueueBackend},
+    service, store,
+};
+
+/// Shared state handed to every handler and job.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub queue: JobQueue,
+    /// Outbound HTTP client (merchant callbacks); rustls with the ring provider.
+    pub http: reqwest::Client,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot create data directory {path}: {source}")]
+    DataDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("database: {0}")]
+    Database(#[from] sea_orm::DbErr),
+    #[error("job queue: {0}")]
+    Queue(#[from] jobs::JobError),
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Setup(String),
+    #[error("server: {0}")]
+    Serve(std::io::Error),
+}
+
+pub struct App {
+    state: AppState,
+    listener: TcpListener,
+    port: u16,
+}
+
+/// Installs rustls' ring provider once per process (reqwest panics without one).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// Opens the database named by the config, creating the data dir for SQLite, and migrates it.
+pub async fn open_database(config: &Config) -> Result<DatabaseConnection, AppError> {
+    std::fs::create_dir_all(&config.data_dir).map_err(|source| AppError::DataDir {
+        path: config.data_dir.display().to_string(),
+        source,
+    })?;
+    let db = store::connect(&config.effective_database_url()).await?;
+    Migrator::up(&db, None).await?;
+    Ok(db)
+}
+
+/// Chooses the queue backend: Redis when configured, else the main database (SQLite or
+/// PostgreSQL). apalis has no MySQL storage, so MySQL without Redis keeps its queue in a SQLite
+/// file in the data dir — durable, but local to this instance (scale-out needs Redis).
+pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQueue, AppError> {
+    let backend = if let Some(url) = &config.redis_url {
+        QueueBackend::Redis(url.clone())
+    } else {
+        match store::backend_name(db) {
+            "sqlite" => QueueBackend::Sqlite(db.get_sqlite_connection_pool().clone()),
+            "postgres" => QueueBackend::Postgres(db.get_postgres_connection_pool().clone()),
+            _ => {
+                let path = config.data_dir.join("queue.db");
+                tracing::warn!(
+                    path = %path.display(),
+                    "MySQL has no apalis storage: the job queue lives in a local SQLite file; set redis_url to share it between instances"
+                );
+                let opts = sea_orm::sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(&path)
+                    .create_if_missing(true)
+                    .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                    .busy_timeout(Duration::from_secs(10));
+                let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+                    .max_connections(4)
+                    .connect_with(opts)
+                    .await
+                    .map_err(|e| AppError::Setup(format!("queue file {}: {e}", path.display())))?;
+                QueueBackend::Sqlite(pool)
+            }
+        }
+    };
+    Ok(JobQueue::connect(backend).await?)
+}
+
+impl App {
+    pub async fn build(config: Config) -> Result<Self, AppError> {
+        install_crypto_provider();
+        let db = open_database(&config).await?;
+        let queue = open_queue(&config, &db).await?;
+        service::merchant::sync_default_merchant(&db, config.api_auth_token.as_ref())
+            .await
+            .map_err(|e| AppError::Setup(e.to_string()))?;
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(config.notify_timeout_secs))
+            .redirect(reqwest::redirect::Policy::none())
+            .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| AppError::Setup(format!("http client: {e}")))?;
+        let listener = TcpListener::bind(config.http_listen)
+            .await
+            .map_err(|source| AppError::Bind {
+                addr: config.http_listen,
+                source,
+            })?;
+        let port = listener
+            .local_addr()
+            .map_err(|source| AppError::Bind {
+                addr: config.http_listen,
+                source,
+            })?
+            .port();
+        let state = AppState {
+            config: Arc::new(config),
+            db,
+            queue,
+            http,
+        };
+        Ok(Self {
+            state,
+            listener,
+            port,
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish,
+    /// stops the job workers (in-flight jobs finish or are retried after restart) and returns.
+    pub async fn run_until_stopped(
+        self,
+        shutdown: impl Future<Output = ()> + Send + 'static,
+    ) -> Result<(), AppError> {
+        let App {
+            state, listener, ..
+        } = self;
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+            let _ = rx.wait_for(|s| *s).await;
+        };
+        let workers = {
+            let queue = state.queue.clone();
+            let handler = jobs::handler(state.clone());
+            let n = state.config.queue_workers;
+            let stop = stopped(stop_rx.clone());
+            tokio::spawn(async move { queue.run_workers(handler, n, stop).await })
+        };
+        let sweeper = {
+            let state = state.clone();
+            let mut stop = stop_rx.clone();
+            tokio::spawn(async move {
+                let mut tick = tokio::time::interval(Duration::from_secs(30));
+                loop {
+                    tokio::select! {
+                        _ = tick.tick() => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                    match service::order::sweep(&state.db, &state.queue).await {
+                        Ok((0, 0)) => {}
+                        Ok((expired, queued)) => tracing::warn!(expired, queued, "sweeper repaired orders whose job was lost"),
+                        Err(e) => tracing::error!(error = %e, "sweeper failed"),
+                    }
+                }
+            })
+        };
+        let router = crate::http::router(state.clone());
+        tracing::info!(
+            addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
+            database = store::backend_name(&state.db),
+            queue = state.queue.backend_name(),
+            "epusdt listening"
+        );
+        let server_stop = stopped(stop_rx.clone());
+        let server = tokio::spawn(async move {
+            axum::serve(
+                listener,
+                router.into_make_service_with_connect_info::<SocketAddr>(),
+            )
+            .with_graceful_shutdown(server_stop)
+            .await
+        });
+        shutdown.await;
+        tracing::info!("shutdown requested: finishing in-flight requests and jobs");
+        let _ = stop_tx.send(true);
+        let grace = Duration::from_secs(state.config.shutdown_timeout_secs);
+        let served = match tokio::time::timeout(grace, server).await {
+            Ok(Ok(r)) => r.map_err(AppError::Serve),
+            Ok(Err(join)) => Err(AppError::Setup(format!("server task: {join}"))),
+            Err(_) => {
+                tracing::warn!("in-flight requests did not finish within the grace period");
+                Ok(())
+            }
+        };
+        match tokio::time::timeout(grace, workers).await {
+            Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),
+            Err(_) => tracing::warn!("job workers did not stop within the grace period"),
+            _ => {}
+        }
+        sweeper.abort();
+        state.db.clone().close().await.ok();
+        tracing::info!("stopped");
+        served
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { _ = ctrl_c => {}, _ = term => {} }
+}

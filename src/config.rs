@@ -1,0 +1,594 @@
+//! Configuration: built-in defaults < `epusdt.toml` (or `--config FILE`) < `.env` with the upstream
+//! epusdt key names < `EPUSDT_<KEY>` process environment (DESIGN §3).
+//!
+//! This module owns parsing and validation only. It never opens sockets or files other than the
+//! config sources, and it never prints a secret: every secret is a [`Secret`], whose `Debug` and
+//! `Serialize` are redacted, so `epusdt config check` can print the effective config verbatim.
+
+use std::{
+    collections::BTreeMap,
+    fmt,
+    net::SocketAddr,
+    path::{Path, PathBuf},
+};
+
+use figment::{
+    Figment, Metadata, Profile, Provider,
+    providers::{Env, Format, Serialized, Toml},
+    value::{Dict, Map, Value},
+};
+use rust_decimal::Decimal;
+use serde::{Deserialize, Serialize, Serializer};
+
+/// A secret string (API token, bot token, password in a URL). Redacted in `Debug` and when
+/// serialized, so it cannot leak through logs or `config check`.
+#[derive(Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(transparent)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Self {
+        Self(s.into())
+    }
+    /// The only way to read the secret; grep for it when auditing.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret([redacted])")
+    }
+}
+
+impl Serialize for Secret {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str("[redacted]")
+    }
+}
+
+/// The effective configuration. Field names are the config keys: `http_listen` is
+/// `http_listen = ".."` in TOML, `http_listen=..` in `.env` and `EPUSDT_HTTP_LISTEN` in the env.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Config {
+    /// Address the HTTP server binds. Port 0 picks a free port (tests).
+    pub http_listen: SocketAddr,
+    /// Public base URL of this gateway, used to build `payment_url` for merchants.
+    pub app_uri: String,
+    /// Directory for the embedded SQLite database and generated files.
+    pub data_dir: PathBuf,
+    /// Directory for daily-rotated JSON log files; default `<data_dir>/logs`.
+    pub log_dir: Option<PathBuf>,
+    /// tracing filter, e.g. `info` or `epusdt=debug,sqlx=warn`.
+    pub log_level: String,
+    /// `sqlite://…`, `postgres://…` or `mysql://…`. Default: `sqlite://<data_dir>/epusdt.db`.
+    #[serde(serialize_with = "redact_url_password")]
+    pub database_url: Option<String>,
+    /// `redis://…`: rate limits and the job queue move to Redis when set.
+    #[serde(serialize_with = "redact_url_password")]
+    pub redis_url: Option<String>,
+    /// Legacy epusdt v1 merchant token (the default merchant, pid 1000).
+    pub api_auth_token: Option<Secret>,
+    /// Minutes an order stays payable.
+    pub order_expiration_time: u32,
+    /// Forced CNY per 1 USDT (upstream semantics). Overrides any other CNY rate.
+    pub forced_usdt_rate: Option<Decimal>,
+    /// Fixed fiat → USDT rates, fiat units per 1 USDT, e.g. `{ USD = "1", EUR = "0.92" }`
+    /// (`usdt_rates=USD:1,EUR:0.92` in `.env` / env).
+    #[serde(deserialize_with = "rates_from_map_or_string")]
+    pub usdt_rates: BTreeMap<String, Decimal>,
+    /// Network used when a merchant sends no `trade_type`/`network`.
+    pub default_network: String,
+    /// Step added to the payable amount to find a free slot.
+    pub amount_step: Decimal,
+    /// How many slots to try (≤ 100).
+    pub amount_max_tries: u32,
+    /// Decimal places of the payable amount shown to payers.
+    pub amount_precision: u32,
+    /// Callback delivery attempts before giving up (admins can resend).
+    pub notify_max_attempts: u32,
+    /// First retry delay in seconds; doubles per attempt, with jitter.
+    pub notify_retry_base_secs: u64,
+    /// Seconds to wait for a merchant's callback answer.
+    pub notify_timeout_secs: u64,
+    /// Allow callbacks to loopback/private/link-local addresses (development only).
+    pub allow_private_callbacks: bool,
+    /// Concurrent job workers in this instance.
+    pub queue_workers: usize,
+    /// Seconds in-flight requests and jobs get to finish on SIGTERM/SIGINT.
+    pub shutdown_timeout_secs: u64,
+    /// Telegram bot token (accepted for compatibility; the bot is not part of this release).
+    pub tg_bot_token: Option<Secret>,
+    /// Telegram admin chat id (accepted for compatibility).
+    pub tg_manage: Option<i64>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
+            app_uri: "http://127.0.0.1:8000".into(),
+            data_dir: PathBuf::from("data"),
+            log_dir: None,
+            log_level: "info".into(),
+            database_url: None,
+            redis_url: None,
+            api_auth_token: None,
+            order_expiration_time: 10,
+            forced_usdt_rate: None,
+            usdt_rates: BTreeMap::new(),
+            default_network: "tron".into(),
+            amount_step: Decimal::new(1, 2),
+            amount_max_tries: 100,
+            amount_precision: 2,
+            notify_max_attempts: 10,
+            notify_retry_base_secs: 180,
+            notify_timeout_secs: 10,
+            allow_private_callbacks: false,
+            queue_workers: 4,
+            shutdown_timeout_secs: 15,
+            tg_bot_token: None,
+            tg_manage: None,
+        }
+    }
+}
+
+fn redact_url_password<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
+    match v {
+        None => s.serialize_none(),
+        Some(raw) => match url::Url::parse(raw) {
+            Ok(mut u) if u.password().is_some() => {
+                let _ = u.set_password(Some("redacted"));
+                s.serialize_str(u.as_str())
+            }
+            _ => s.serialize_str(raw),
+        },
+    }
+}
+
+/// Why the configuration was refused. `Display` names the key and says how to fix it.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("config error: {0}")]
+    Parse(String),
+    #[error("config error: key `{key}`: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// Where to read config from; tests pass everything explicitly instead of touching the process env.
+#[derive(Debug, Clone, Default)]
+pub struct Sources {
+    /// `--config FILE`; when `None`, `epusdt.toml` in the working directory if it exists.
+    pub toml_file: Option<PathBuf>,
+    /// `.env` file; when `None`, `.env` in the working directory if it exists.
+    pub dotenv_file: Option<PathBuf>,
+    /// Read `EPUSDT_*` from the process environment.
+    pub process_env: bool,
+}
+
+impl Config {
+    /// Loads the layered config the way the binary does.
+    pub fn load(sources: &Sources) -> Result<Self, ConfigError> {
+        let mut fig = Figment::from(Serialized::defaults(Config::default()));
+        match &sources.toml_file {
+            Some(p) => {
+                if !p.exists() {
+                    return Err(ConfigError::Parse(format!(
+                        "config file {} does not exist",
+                        p.display()
+                    )));
+                }
+                fig = fig.merge(Toml::file_exact(p));
+            }
+            None => {
+                if Path::new("epusdt.toml").exists() {
+                    fig = fig.merge(Toml::file_exact("epusdt.toml"));
+                }
+            }
+        }
+        let dotenv = sources
+            .dotenv_file
+            .clone()
+            .unwrap_or_else(|| PathBuf::from(".env"));
+        if dotenv.exists() {
+            fig = fig.merge(DotEnv::read(&dotenv)?);
+        }
+        if sources.process_env {
+            fig = fig.merge(
+                Env::prefixed("EPUSDT_")
+                    .ignore(&["config"])
+                    .filter(|k| !k.as_str().starts_with("test_")),
+            );
+        }
+        Self::from_figment(fig)
+    }
+
+    /// Extracts and validates; used by [`Config::load`] and by tests that build a figment.
+    pub fn from_figment(fig: Figment) -> Result<Self, ConfigError> {
+        let cfg: Config = fig.extract().map_err(|e| {
+            let msgs: Vec<String> = e.into_iter().map(|e| describe_figment_error(&e)).collect();
+            ConfigError::Parse(msgs.join("; "))
+        })?;
+        cfg.validate()?;
+        Ok(cfg)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |key, message: String| Err(ConfigError::Invalid { key, message });
+        if url::Url::parse(&self.app_uri).map(|u| u.scheme().starts_with("http")) != Ok(true) {
+            return bad(
+                "app_uri",
+                format!(
+                    "`{}` is not an http(s) URL; set it to the public base URL, e.g. https://pay.example.com",
+                    self.app_uri
+                ),
+            );
+        }
+        if let Some(db) = &self.database_url {
+            let ok = ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"]
+                .iter()
+                .any(|p| db.starts_with(p));
+            if !ok {
+                return bad(
+                    "database_url",
+                    "must start with sqlite:, postgres:// or mysql:// (e.g. postgres://user:pass@127.0.0.1:5432/epusdt)".into(),
+                );
+            }
+        }
+        if let Some(r) = &self.redis_url
+            && !(r.starts_with("redis://") || r.starts_with("rediss://"))
+        {
+            return bad(
+                "redis_url",
+                "must start with redis:// or rediss:// (e.g. redis://127.0.0.1:6379)".into(),
+            );
+        }
+        if let Some(t) = &self.api_auth_token
+            && t.expose().trim().is_empty()
+        {
+            return bad(
+                "api_auth_token",
+                "is empty; remove it or set a long random token".into(),
+            );
+        }
+        if !(1..=10_080).contains(&self.order_expiration_time) {
+            return bad(
+                "order_expiration_time",
+                format!(
+                    "{} minutes is out of range; use 1..=10080",
+                    self.order_expiration_time
+                ),
+            );
+        }
+        if let Some(r) = self.forced_usdt_rate
+            && r <= Decimal::ZERO
+        {
+            return bad(
+                "forced_usdt_rate",
+                format!("{r} must be a positive number of CNY per USDT, e.g. 7.2"),
+            );
+        }
+        for (fiat, r) in &self.usdt_rates {
+            if *r <= Decimal::ZERO || fiat.len() != 3 || !fiat.chars().all(|c| c.is_ascii_uppercase()) {
+                return bad(
+                    "usdt_rates",
+                    format!("`{fiat}={r}`: use upper-case ISO 4217 codes and positive rates, e.g. USD:1,EUR:0.92"),
+                );
+            }
+        }
+        if crate::domain::network::Network::parse(&self.default_network).is_none() {
+            return bad(
+                "default_network",
+                format!(
+                    "`{}` is not a network; use tron, ethereum, bsc or polygon",
+                    self.default_network
+                ),
+            );
+        }
+        if self.amount_step <= Decimal::ZERO || self.amount_step.scale() > self.amount_precision {
+            return bad(
+                "amount_step",
+                format!(
+                    "{} must be positive with at most amount_precision ({}) decimals",
+                    self.amount_step, self.amount_precision
+                ),
+            );
+        }
+        if !(1..=100).contains(&self.amount_max_tries) {
+            return bad("amount_max_tries", "use 1..=100".into());
+        }
+        if self.amount_precision > 6 {
+            return bad(
+                "amount_precision",
+                "USDT has 6 decimals on TRON/Ethereum/Polygon; use 0..=6".into(),
+            );
+        }
+        if !(1..=50).contains(&self.notify_max_attempts) {
+            return bad("notify_max_attempts", "use 1..=50".into());
+        }
+        if self.notify_retry_base_secs == 0 {
+            return bad("notify_retry_base_secs", "must be at least 1 second".into());
+        }
+        if !(1..=120).contains(&self.notify_timeout_secs) {
+            return bad("notify_timeout_secs", "use 1..=120 seconds".into());
+        }
+        if !(1..=64).contains(&self.queue_workers) {
+            return bad("queue_workers", "use 1..=64".into());
+        }
+        if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
+            return bad(
+                "log_level",
+                format!(
+                    "`{}` is not a valid filter; use error, warn, info, debug or trace",
+                    self.log_level
+                ),
+            );
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect: explicit, or the embedded SQLite file in `data_dir`.
+    pub fn effective_database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("epusdt.db").display()
+            ),
+        }
+    }
+
+    pub fn effective_log_dir(&self) -> PathBuf {
+        self.log_dir
+            .clone()
+            .unwrap_or_else(|| self.data_dir.join("logs"))
+    }
+
+    /// Config for tests: port 0, a private data dir, short retries.
+    pub fn for_tests(data_dir: &Path) -> Self {
+        Self {
+            http_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            data_dir: data_dir.to_path_buf(),
+            log_level: "warn".into(),
+            allow_private_callbacks: true,
+            notify_retry_base_secs: 1,
+            shutdown_timeout_secs: 5,
+            ..Self::default()
+        }
+    }
+}
+
+fn describe_figment_error(e: &figment::Error) -> String {
+    let key = if e.path.is_empty() {
+        "<root>".to_string()
+    } else {
+        e.path.join(".")
+    };
+    let source = e
+        .metadata
+        .as_ref()
+        .map(|m| match &m.source {
+            Some(src) => format!("{} ({src})", m.name),
+            None => m.name.to_string(),
+        })
+        .unwrap_or_else(|| "defaults".into());
+    format!("key `{key}` from {source}: {}", e.kind)
+}
+
+/// `.env` with upstream epusdt key names. Upstream keys we understand are mapped onto ours;
+/// keys of upstream features we do not have are ignored (logged by `config check`).
+struct DotEnv {
+    path: PathBuf,
+    dict: Dict,
+}
+
+impl DotEnv {
+    fn read(path: &Path) -> Result<Self, ConfigError> {
+        let iter = dotenvy::from_path_iter(path)
+            .map_err(|e| ConfigError::Parse(format!("cannot read {}: {e}", path.display())))?;
+        let mut raw = BTreeMap::new();
+        for item in iter {
+            let (k, v) = item
+                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            raw.insert(k.to_ascii_lowercase(), v);
+        }
+        let mut dict = Dict::new();
+        let known: &[&str] = &[
+            "http_listen",
+            "app_uri",
+            "data_dir",
+            "log_dir",
+            "log_level",
+            "database_url",
+            "redis_url",
+            "api_auth_token",
+            "order_expiration_time",
+            "forced_usdt_rate",
+            "usdt_rates",
+            "default_network",
+            "amount_step",
+            "amount_max_tries",
+            "amount_precision",
+            "notify_max_attempts",
+            "notify_retry_base_secs",
+            "notify_timeout_secs",
+            "allow_private_callbacks",
+            "queue_workers",
+            "shutdown_timeout_secs",
+            "tg_bot_token",
+            "tg_manage",
+        ];
+        for (k, v) in &raw {
+            if !known.contains(&k.as_str()) {
+                continue;
+            }
+            let v = match k.as_str() {
+                // Upstream Go style `:8000` means every interface.
+                "http_listen" if v.starts_with(':') => format!("0.0.0.0{v}"),
+                // Secrets and free text stay strings even if they look like numbers.
+                "api_auth_token" | "tg_bot_token" | "app_uri" | "database_url" | "redis_url" => {
+                    dict.insert(k.clone(), Value::from(v.clone()));
+                    continue;
+                }
+                _ => v.clone(),
+            };
+            if !v.trim().is_empty() {
+                let value = v.parse::<Value>().unwrap_or_else(|_| Value::from(v.clone()));
+                dict.insert(k.clone(), value);
+            }
+        }
+        // Upstream database keys → database_url, unless database_url is given.
+        if !raw.contains_key("database_url") {
+            match raw.get("db_type").map(|s| s.to_ascii_lowercase()).as_deref() {
+                Some("mysql") => {
+                    let g = |k: &str, d: &str| raw.get(k).cloned().unwrap_or_else(|| d.into());
+                    let url = format!(
+                        "mysql://{}:{}@{}:{}/{}",
+                        g("mysql_user", "root"),
+                        g("mysql_passwd", ""),
+                        g("mysql_host", "127.0.0.1"),
+                        g("mysql_port", "3306"),
+                        g("mysql_database", "epusdt"),
+                    );
+                    dict.insert("database_url".into(), Value::from(url));
+                }
+                Some("postgres") | Some("postgresql") => {
+                    let g = |k: &str, d: &str| raw.get(k).cloned().unwrap_or_else(|| d.into());
+                    let url = format!(
+                        "postgres://{}:{}@{}:{}/{}",
+                        g("postgres_user", "postgres"),
+                        g("postgres_passwd", ""),
+                        g("postgres_host", "127.0.0.1"),
+                        g("postgres_port", "5432"),
+                        g("postgres_database", "epusdt"),
+                    );
+                    dict.insert("database_url".into(), Value::from(url));
+                }
+                Some("sqlite") | None | Some(_) => {}
+            }
+        }
+        if !raw.contains_key("redis_url")
+            && let Some(host) = raw.get("redis_host").filter(|h| !h.is_empty())
+        {
+            let port = raw.get("redis_port").cloned().unwrap_or_else(|| "6379".into());
+            let db = raw.get("redis_db").cloned().unwrap_or_else(|| "0".into());
+            let auth = match raw.get("redis_passwd").filter(|p| !p.is_empty()) {
+                Some(p) => format!(":{p}@"),
+                None => String::new(),
+            };
+            dict.insert(
+                "redis_url".into(),
+                Value::from(format!("redis://{auth}{host}:{port}/{db}")),
+            );
+        }
+        Ok(Self {
+            path: path.to_path_buf(),
+            dict,
+        })
+    }
+}
+
+impl Provider for DotEnv {
+    fn metadata(&self) -> Metadata {
+        Metadata::named(format!(".env file {}", self.path.display()))
+    }
+    fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
+        Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// `usdt_rates` as a TOML table or as the `.env`/env string form `USD:1,EUR:0.92`.
+fn rates_from_map_or_string<'de, D: serde::Deserializer<'de>>(
+    d: D,
+) -> Result<BTreeMap<String, Decimal>, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Map(BTreeMap<String, Value>),
+        Str(String),
+    }
+    let pairs: Vec<(String, String)> = match Raw::deserialize(d)? {
+        Raw::Map(m) => m
+            .into_iter()
+            // Write rates as strings (`EUR = "0.92"`): a TOML float would pass through f64.
+            .map(|(k, v)| {
+                let text = v.to_i128().map(|n| n.to_string()).or_else(|| v.into_string());
+                (k, text.unwrap_or_else(|| "not-a-string".into()))
+            })
+            .collect(),
+        Raw::Str(s) => s
+            .split(',')
+            .map(str::trim)
+            .filter(|p| !p.is_empty())
+            .map(|p| {
+                p.split_once([':', '='])
+                    .map(|(k, v)| (k.trim().to_string(), v.trim().to_string()))
+                    .ok_or_else(|| D::Error::custom(format!("`{p}` must look like USD:1")))
+            })
+            .collect::<Result<_, _>>()?,
+    };
+    pairs
+        .into_iter()
+        .map(|(k, v)| {
+            let rate = Decimal::from_str_exact(v.trim_matches('"'))
+                .map_err(|_| D::Error::custom(format!("rate for {k} `{v}` is not a decimal number")))?;
+            Ok((k.to_ascii_uppercase(), rate))
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use figment::Jail;
+
+    #[test]
+    fn defaults_are_the_embedded_setup() {
+        let c = Config::from_figment(Figment::from(Serialized::defaults(Config::default())))
+            .expect("defaults valid");
+        assert_eq!(c.http_listen.to_string(), "127.0.0.1:8000");
+        assert!(c.effective_database_url().starts_with("sqlite://data/epusdt.db"));
+        assert_eq!(c.order_expiration_time, 10);
+    }
+
+    #[test]
+    fn layering_and_bad_value_names_the_key() {
+        Jail::expect_with(|jail| {
+            jail.create_file("epusdt.toml", "http_listen = \"127.0.0.1:7000\"\norder_expiration_time = 5")?;
+            jail.create_file(".env", "http_listen=:9000\napi_auth_token=123456\nforced_usdt_rate=7.1\nusdt_rates=USD:1,eur:0.9\nfoo_unknown=1\n")?;
+            let src = Sources { process_env: true, ..Default::default() };
+            let c = Config::load(&src).expect("valid");
+            assert_eq!(c.http_listen.to_string(), "0.0.0.0:9000");
+            assert_eq!(c.order_expiration_time, 5);
+            assert_eq!(c.api_auth_token.as_ref().map(Secret::expose), Some("123456"));
+            assert_eq!(c.usdt_rates.get("EUR").map(|d| d.to_string()).as_deref(), Some("0.9"));
+            jail.set_env("EPUSDT_HTTP_LISTEN", "127.0.0.1:9100");
+            let c = Config::load(&src).expect("valid");
+            assert_eq!(c.http_listen.to_string(), "127.0.0.1:9100");
+            jail.set_env("EPUSDT_HTTP_LISTEN", "not-an-address");
+            let e = Config::load(&src).expect_err("invalid").to_string();
+            assert!(e.contains("http_listen"), "{e}");
+            jail.set_env("EPUSDT_HTTP_LISTEN", "127.0.0.1:9100");
+            jail.set_env("EPUSDT_ORDER_EXPIRATION_TIME", "0");
+            let e = Config::load(&src).expect_err("invalid").to_string();
+            assert!(e.contains("order_expiration_time"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn upstream_mysql_keys_become_a_url_and_secrets_are_redacted() {
+        Jail::expect_with(|jail| {
+            jail.create_file(".env", "db_type=mysql\nmysql_host=db\nmysql_user=u\nmysql_passwd=pw\nmysql_database=e\napi_auth_token=topsecret\n")?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!(c.database_url.as_deref(), Some("mysql://u:pw@db:3306/e"));
+            let shown = serde_json::to_string(&c).expect("json");
+            assert!(!shown.contains("topsecret") && !shown.contains(":pw@"), "{shown}");
+            assert!(!format!("{c:?}").contains("topsecret"));
+            Ok(())
+        });
+    }
+}

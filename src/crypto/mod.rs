@@ -1,0 +1,2 @@
+//! Cryptography: merchant request/callback signatures.
+pub mod sign;

@@ -1,0 +1,95 @@
+//! Money math with `rust_decimal` only — never `f64`. Fiat amounts, rates and the payable USDT
+//! amount, plus the canonical text form stored in the database and used for the amount slot.
+
+use rust_decimal::{Decimal, RoundingStrategy};
+
+/// Canonical text of an amount: normalised (no trailing zeros), e.g. `14.3`, `100`. Used for the
+/// unique amount slot, so two spellings of one amount can never hold two slots.
+pub fn canonical(d: Decimal) -> String {
+    d.normalize().to_string()
+}
+
+/// Parses an amount a client sent, which must be plain decimal text (`12`, `12.5`, `0.01`).
+/// Returns a message that says what is wrong.
+pub fn parse_positive(text: &str, max_dp: u32, min: Decimal) -> Result<Decimal, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("is empty; send a positive number like 100.00".into());
+    }
+    let d = Decimal::from_str_exact(t)
+        .map_err(|_| format!("`{t}` is not a decimal number; send e.g. 100.00"))?;
+    if d.is_sign_negative() || d.is_zero() {
+        return Err(format!("`{t}` must be greater than zero"));
+    }
+    if d.normalize().scale() > max_dp {
+        return Err(format!("`{t}` has more than {max_dp} decimal places"));
+    }
+    if d < min {
+        return Err(format!("`{t}` is below the minimum {min}"));
+    }
+    if d > Decimal::from(1_000_000_000u64) {
+        return Err(format!("`{t}` is too large (max 1000000000)"));
+    }
+    Ok(d)
+}
+
+/// Fiat → token amount at `rate` fiat units per token, rounded half-up to `precision` places.
+pub fn fiat_to_token(fiat: Decimal, rate: Decimal, precision: u32) -> Option<Decimal> {
+    if rate <= Decimal::ZERO {
+        return None;
+    }
+    fiat.checked_div(rate)
+        .map(|d| d.round_dp_with_strategy(precision, RoundingStrategy::MidpointAwayFromZero))
+}
+
+/// The candidate payable amounts: base, base+step, base+2·step, … (`tries` of them).
+pub fn candidates(base: Decimal, step: Decimal, tries: u32) -> impl Iterator<Item = Decimal> {
+    (0..tries).map(move |i| base + step * Decimal::from(i))
+}
+
+/// Integer base units → token amount (`decimals` places), exact.
+pub fn from_base_units(units: u128, decimals: u32) -> Option<Decimal> {
+    let i = i128::try_from(units).ok()?;
+    Decimal::try_from_i128_with_scale(i, decimals).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::str::FromStr;
+
+    fn d(s: &str) -> Decimal {
+        Decimal::from_str(s).unwrap()
+    }
+
+    #[test]
+    fn conversion_rounds_half_up() {
+        assert_eq!(fiat_to_token(d("100"), d("7.2"), 2), Some(d("13.89")));
+        assert_eq!(fiat_to_token(d("1.005"), d("1"), 2), Some(d("1.01")));
+        assert_eq!(fiat_to_token(d("10"), d("0"), 2), None);
+        assert_eq!(canonical(d("14.300")), "14.3");
+        assert_eq!(canonical(d("100.00")), "100");
+    }
+
+    #[test]
+    fn parsing_says_what_is_wrong() {
+        let min = d("0.01");
+        assert_eq!(parse_positive("42.00", 2, min), Ok(d("42.00")));
+        assert!(parse_positive("-1", 2, min).unwrap_err().contains("greater than zero"));
+        assert!(parse_positive("1.001", 2, min).unwrap_err().contains("decimal places"));
+        assert!(parse_positive("abc", 2, min).unwrap_err().contains("not a decimal"));
+        assert!(parse_positive("0.001", 3, min).unwrap_err().contains("minimum"));
+        assert!(parse_positive("1e3", 2, min).is_err());
+    }
+
+    #[test]
+    fn candidates_step() {
+        let v: Vec<_> = candidates(d("1.00"), d("0.01"), 3).collect();
+        assert_eq!(v, vec![d("1.00"), d("1.01"), d("1.02")]);
+        assert_eq!(from_base_units(1_500_000, 6), Some(d("1.5")));
+        assert_eq!(
+            from_base_units(1_500_000_000_000_000_000, 18),
+            Some(d("1.5"))
+        );
+    }
+}

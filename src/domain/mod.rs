@@ -1,0 +1,5 @@
+//! Pure domain types. Depends on nothing else in the crate and performs no I/O.
+pub mod address;
+pub mod amount;
+pub mod network;
+pub mod order;

@@ -1,0 +1,80 @@
+//! `GET /pay/checkout-counter/{trade_id}`: the payer's page, rendered server-side by
+//! `checkout_page` (no CDN, QR code generated here).
+use axum::{
+    Router,
+    extract::{Path, State},
+    http::{StatusCode, header},
+    response::{Html, IntoResponse, Response},
+    routing::get,
+};
+
+use super::checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed};
+use crate::{
+    app::AppState,
+    domain::{network::Network, order::OrderStatus},
+    service::order,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new().route("/pay/checkout-counter/{trade_id}", get(checkout_counter))
+}
+
+fn page(status: StatusCode, html: String) -> Response {
+    (
+        status,
+        [
+            (header::CACHE_CONTROL, "no-store"),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'",
+            ),
+        ],
+        Html(html),
+    )
+        .into_response()
+}
+
+async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<String>) -> Response {
+    let o = match order::find_by_trade_id(&state.db, &trade_id).await {
+        Ok(Some(o)) => o,
+        Ok(None) => {
+            return page(
+                StatusCode::NOT_FOUND,
+                render_closed(ClosedReason::NotFound, None, None),
+            );
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "checkout lookup");
+            return (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, retry").into_response();
+        }
+    };
+    let redirect = (!o.redirect_url.is_empty()).then_some(o.redirect_url.as_str());
+    let now = crate::service::now();
+    let reason = match order::status_of(&o) {
+        OrderStatus::Waiting if o.expires_at > now => None,
+        OrderStatus::Waiting | OrderStatus::Expired => Some(ClosedReason::Expired),
+        OrderStatus::Paid => Some(ClosedReason::Paid),
+        OrderStatus::Cancelled => Some(ClosedReason::Cancelled),
+    };
+    if let Some(r) = reason {
+        return page(StatusCode::OK, render_closed(r, Some(&o.trade_id), redirect));
+    }
+    let label = Network::parse(&o.network).map(Network::label).unwrap_or("");
+    let status_url = format!("/pay/check-status/{}", o.trade_id);
+    let html = render_checkout(&CheckoutView {
+        trade_id: &o.trade_id,
+        order_id: &o.order_id,
+        fiat_amount: &o.amount,
+        currency: &o.currency,
+        actual_amount: &o.actual_amount,
+        token: &o.token,
+        network_label: label,
+        address: &o.address,
+        expires_at_unix: o.expires_at,
+        now_unix: now,
+        redirect_url: redirect,
+        status_url: &status_url,
+    });
+    page(StatusCode::OK, html)
+}

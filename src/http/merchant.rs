@@ -1,0 +1,450 @@
+//! Merchant protocols (DESIGN §4): epusdt v1, GMPay v1 and EPay, all served at once, plus
+//! check-status and cancel. Each handler: parse params → authenticate (signature, in constant
+//! time) → validate every field with a message that says what to fix → call `service::order`.
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{Path, RawQuery, State},
+    http::{HeaderMap, StatusCode, header},
+    response::{IntoResponse, Redirect, Response},
+    routing::{get, post},
+};
+use rust_decimal::Decimal;
+use serde_json::{Value, json};
+
+use super::{
+    params::Params,
+    reply::{self, ApiError},
+};
+use crate::{
+    app::AppState,
+    crypto::sign,
+    domain::{amount, network::Network},
+    service::{
+        merchant::{self, DEFAULT_PID, Merchant},
+        notify::check_url_shape,
+        order::{self, NewOrder, Protocol},
+    },
+    store::entities::order as order_row,
+};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/order/create-transaction", post(create_v1))
+        .route("/api/v1/order/cancel-transaction", post(cancel))
+        .route(
+            "/payments/gmpay/v1/order/create-transaction",
+            post(create_gmpay),
+        )
+        .route(
+            "/payments/epay/v1/order/create-transaction/submit.php",
+            get(create_epay).post(create_epay),
+        )
+        .route("/pay/check-status/{trade_id}", get(check_status))
+}
+
+fn content_type(h: &HeaderMap) -> Option<&str> {
+    h.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok())
+}
+
+fn parse(h: &HeaderMap, body: &Bytes, query: Option<&str>) -> Result<Params, ApiError> {
+    Params::from_body(content_type(h), body)
+        .map(|p| p.merged_with_query(query))
+        .map_err(|e| ApiError::bad_param("request", e))
+}
+
+fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ApiError> {
+    p.get(key)
+        .ok_or_else(|| ApiError::bad_param(key, "is required"))
+}
+
+fn text_field(p: &Params, key: &str, max: usize, required_: bool) -> Result<String, ApiError> {
+    let v = match p.get(key) {
+        Some(v) => v.trim(),
+        None if required_ => return Err(ApiError::bad_param(key, "is required")),
+        None => return Ok(String::new()),
+    };
+    if v.chars().count() > max {
+        return Err(ApiError::bad_param(
+            key,
+            format!("is too long ({} characters, max {max})", v.chars().count()),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ApiError::bad_param(key, "must not contain control characters"));
+    }
+    Ok(v.to_string())
+}
+
+fn order_id_field(p: &Params, key: &str) -> Result<String, ApiError> {
+    let v = text_field(p, key, 32, true)?;
+    if v.chars().any(char::is_whitespace) {
+        return Err(ApiError::bad_param(key, "must not contain spaces"));
+    }
+    Ok(v)
+}
+
+fn amount_field(p: &Params, key: &str) -> Result<Decimal, ApiError> {
+    let v = required(p, key)?;
+    amount::parse_positive(v, 2, Decimal::new(1, 2)).map_err(|e| ApiError::bad_param(key, e))
+}
+
+fn url_field(
+    p: &Params,
+    key: &str,
+    required_: bool,
+    allow_private: bool,
+) -> Result<String, ApiError> {
+    let v = text_field(p, key, 512, required_)?;
+    if v.is_empty() {
+        return Ok(v);
+    }
+    check_url_shape(&v, allow_private).map_err(|e| ApiError::bad_param(key, e))?;
+    Ok(v)
+}
+
+fn currency_field(p: &Params, key: &str, default: Option<&str>) -> Result<String, ApiError> {
+    let v = match (p.get(key), default) {
+        (Some(v), _) => v.trim().to_ascii_uppercase(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => return Err(ApiError::bad_param(key, "is required, e.g. CNY or USD")),
+    };
+    if v.len() != 3 && v != "USDT" || !v.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ApiError::bad_param(
+            key,
+            format!("`{v}` is not a currency code; use e.g. CNY or USD"),
+        ));
+    }
+    Ok(v)
+}
+
+fn network_field(p: &Params, key: &str, default: &str) -> Result<Network, ApiError> {
+    let v = p.get(key).unwrap_or(default);
+    Network::parse(v).ok_or_else(|| {
+        ApiError::bad_param(
+            key,
+            format!("`{v}` is not supported; use one of usdt.trc20, usdt.erc20, usdt.bep20, usdt.polygon (or tron, ethereum, bsc, polygon)"),
+        )
+    })
+}
+
+fn timeout_field(p: &Params) -> Result<Option<i64>, ApiError> {
+    match p.get("timeout") {
+        None => Ok(None),
+        Some(t) => match t.trim().parse::<i64>() {
+            Ok(s) if (60..=86_400).contains(&s) => Ok(Some(s)),
+            _ => Err(ApiError::bad_param(
+                "timeout",
+                format!("`{t}` must be a whole number of seconds between 60 and 86400"),
+            )),
+        },
+    }
+}
+
+/// Verifies a signature in constant time; logs the canonical string (never the secret).
+fn verify(
+    canonical: &str,
+    expected: String,
+    provided: Option<&str>,
+    m: &Merchant,
+) -> Result<(), ApiError> {
+    let provided = provided.ok_or_else(|| ApiError {
+        code: reply::code::SIGNATURE,
+        message: "signature is required".into(),
+    })?;
+    if sign::signature_matches(&expected, provided) {
+        Ok(())
+    } else {
+        tracing::warn!(pid = m.pid, canonical, "signature mismatch");
+        Err(ApiError::signature())
+    }
+}
+
+async fn default_merchant(state: &AppState) -> Result<Merchant, ApiError> {
+    match merchant::find_by_pid(&state.db, DEFAULT_PID).await {
+        Ok(Some(m)) if m.enabled => Ok(m),
+        Ok(_) => Err(ApiError {
+            code: reply::code::SIGNATURE,
+            message: "api_auth_token is not configured on this gateway".into(),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "merchant lookup");
+            Err(ApiError::system())
+        }
+    }
+}
+
+async fn merchant_by_pid(state: &AppState, p: &Params) -> Result<Merchant, ApiError> {
+    let raw = required(p, "pid")?;
+    let pid: i64 = raw
+        .trim()
+        .parse()
+        .map_err(|_| ApiError::bad_param("pid", format!("`{raw}` must be a number")))?;
+    match merchant::find_by_pid(&state.db, pid).await {
+        Ok(Some(m)) if m.enabled => Ok(m),
+        Ok(_) => Err(ApiError {
+            code: reply::code::SIGNATURE,
+            message: format!("unknown or disabled merchant pid {pid}"),
+        }),
+        Err(e) => {
+            tracing::error!(error = %e, "merchant lookup");
+            Err(ApiError::system())
+        }
+    }
+}
+
+/// GMPay's optional replay window: `timestamp` within ±300 s (required in strict mode).
+fn check_timestamp(p: &Params, m: &Merchant) -> Result<(), ApiError> {
+    match p.get("timestamp") {
+        None if m.strict_replay => Err(ApiError::bad_param(
+            "timestamp",
+            "is required for this merchant (strict replay mode); send unix seconds and a nonce",
+        )),
+        None => Ok(()),
+        Some(t) => {
+            let ts: i64 = t
+                .trim()
+                .parse()
+                .map_err(|_| ApiError::bad_param("timestamp", "must be unix seconds"))?;
+            if (crate::service::now() - ts).abs() > 300 {
+                return Err(ApiError::bad_param(
+                    "timestamp",
+                    "is more than 300 s away from the gateway's clock; check your server time",
+                ));
+            }
+            Ok(())
+        }
+    }
+}
+
+fn payment_url(state: &AppState, trade_id: &str) -> String {
+    format!(
+        "{}/pay/checkout-counter/{trade_id}",
+        state.config.app_uri.trim_end_matches('/')
+    )
+}
+
+fn raw_num(text: &str) -> Value {
+    // Canonical decimal text is valid JSON number text.
+    serde_json::from_str::<Value>(text).unwrap_or(Value::Null)
+}
+
+fn order_data(state: &AppState, o: &order_row::Model) -> Value {
+    json!({
+        "trade_id": o.trade_id,
+        "order_id": o.order_id,
+        "amount": raw_num(&o.amount),
+        "actual_amount": raw_num(&o.actual_amount),
+        "token": o.address,
+        "expiration_time": o.expires_at,
+        "payment_url": payment_url(state, &o.trade_id),
+    })
+}
+
+async fn create(state: &AppState, req: NewOrder) -> Result<order_row::Model, ApiError> {
+    let order_id = req.order_id.clone();
+    let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
+    tracing::info!(trade_id = %created.order.trade_id, order_id, repeated = created.repeated, "order created");
+    Ok(created.order)
+}
+
+/// `POST /api/v1/order/create-transaction` — epusdt v1, byte-compatible.
+async fn create_v1(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    async {
+        let p = parse(&headers, &body, q.as_deref())?;
+        let m = default_merchant(&state).await?;
+        let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
+        verify(
+            &canonical,
+            sign::md5_sign(&canonical, m.secret.expose()),
+            p.get("signature"),
+            &m,
+        )?;
+        let req = NewOrder {
+            order_id: order_id_field(&p, "order_id")?,
+            amount: amount_field(&p, "amount")?,
+            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
+            redirect_url: url_field(&p, "redirect_url", false, true)?,
+            currency: currency_field(&p, "currency", Some("CNY"))?,
+            network: network_field(&p, "trade_type", &state.config.default_network)?,
+            name: text_field(&p, "name", 128, false)?,
+            timeout_secs: timeout_field(&p)?,
+            protocol: Protocol::V1,
+            merchant: m,
+        };
+        let o = create(&state, req).await?;
+        Ok::<_, ApiError>(reply::success(order_data(&state, &o)))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `POST /payments/gmpay/v1/order/create-transaction` — HMAC-SHA256 signed.
+async fn create_gmpay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    async {
+        let p = parse(&headers, &body, q.as_deref())?;
+        let m = merchant_by_pid(&state, &p).await?;
+        let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
+        verify(
+            &canonical,
+            sign::hmac_sha256_sign(&canonical, m.secret.expose()),
+            p.get("signature"),
+            &m,
+        )?;
+        check_timestamp(&p, &m)?;
+        if let Some(t) = p.get("token")
+            && !t.trim().eq_ignore_ascii_case("usdt")
+        {
+            return Err(ApiError::bad_param(
+                "token",
+                format!("`{t}` is not supported; only USDT"),
+            ));
+        }
+        let req = NewOrder {
+            order_id: order_id_field(&p, "order_id")?,
+            amount: amount_field(&p, "amount")?,
+            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
+            redirect_url: url_field(&p, "redirect_url", false, true)?,
+            currency: currency_field(&p, "currency", None)?,
+            network: network_field(&p, "network", &state.config.default_network)?,
+            name: text_field(&p, "name", 128, false)?,
+            timeout_secs: timeout_field(&p)?,
+            protocol: Protocol::GmPay,
+            merchant: m,
+        };
+        let o = create(&state, req).await?;
+        let mut data = order_data(&state, &o);
+        if let Value::Object(map) = &mut data {
+            map.insert("currency".into(), json!(o.currency));
+            map.insert("receive_address".into(), json!(o.address));
+            map.insert("network".into(), json!(o.network));
+            map.insert("status".into(), json!(o.status));
+        }
+        Ok::<_, ApiError>(reply::success(data))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET|POST …/epay/v1/order/create-transaction/submit.php` — answers 302 to the checkout page.
+async fn create_epay(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    async {
+        let p = parse(&headers, &body, q.as_deref())?;
+        let m = merchant_by_pid(&state, &p).await?;
+        if let Some(t) = p.get("sign_type")
+            && !t.eq_ignore_ascii_case("MD5")
+        {
+            return Err(ApiError::bad_param("sign_type", "must be MD5"));
+        }
+        let canonical = sign::canonical_string(&p.raw_values(), &["sign", "sign_type"]);
+        verify(
+            &canonical,
+            sign::md5_sign(&canonical, m.secret.expose()),
+            p.get("sign"),
+            &m,
+        )?;
+        let req = NewOrder {
+            order_id: order_id_field(&p, "out_trade_no")?,
+            amount: amount_field(&p, "money")?,
+            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
+            redirect_url: url_field(&p, "return_url", false, true)?,
+            currency: currency_field(&p, "currency", Some("CNY"))?,
+            network: network_field(&p, "type", &state.config.default_network)?,
+            name: text_field(&p, "name", 128, true)?,
+            timeout_secs: None,
+            protocol: Protocol::EPay,
+            merchant: m,
+        };
+        let o = create(&state, req).await?;
+        Ok::<_, ApiError>(Redirect::to(&payment_url(&state, &o.trade_id)).into_response())
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /pay/check-status/{trade_id}` — polled by the checkout page.
+async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String>) -> Response {
+    if trade_id.len() > 64 {
+        return ApiError::bad_param("trade_id", "is too long").into_response();
+    }
+    match order::find_by_trade_id(&state.db, &trade_id).await {
+        Ok(Some(o)) => {
+            // A waiting order past its time shows as expired even before the job has run.
+            let status = if o.status == 1 && o.expires_at <= crate::service::now() {
+                3
+            } else {
+                o.status
+            };
+            reply::success(json!({ "trade_id": o.trade_id, "status": status }))
+        }
+        Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
+        Err(e) => ApiError::from(order::OrderError::Db(e)).into_response(),
+    }
+}
+
+/// `POST /api/v1/order/cancel-transaction` — `{trade_id, signature}` signed like create (v1
+/// MD5 with `api_auth_token`), or with `pid` and an HMAC signature for GMPay merchants.
+async fn cancel(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    RawQuery(q): RawQuery,
+    body: Bytes,
+) -> Response {
+    async {
+        let p = parse(&headers, &body, q.as_deref())?;
+        let canonical = sign::canonical_string(&p.sign_values(&[]), &["signature"]);
+        let m = if p.get("pid").is_some() {
+            let m = merchant_by_pid(&state, &p).await?;
+            verify(
+                &canonical,
+                sign::hmac_sha256_sign(&canonical, m.secret.expose()),
+                p.get("signature"),
+                &m,
+            )?;
+            m
+        } else {
+            let m = default_merchant(&state).await?;
+            verify(
+                &canonical,
+                sign::md5_sign(&canonical, m.secret.expose()),
+                p.get("signature"),
+                &m,
+            )?;
+            m
+        };
+        let trade_id = text_field(&p, "trade_id", 64, true)?;
+        let o = order::cancel_order(&state.db, &m, &trade_id).await?;
+        Ok::<_, ApiError>(reply::success(
+            json!({ "trade_id": o.trade_id, "status": o.status }),
+        ))
+    }
+    .await
+    .unwrap_or_else(IntoResponse::into_response)
+}
+
+/// Unknown routes under the merchant prefixes still answer in the envelope.
+pub async fn not_found() -> Response {
+    (
+        StatusCode::NOT_FOUND,
+        ApiError {
+            code: reply::code::NOT_FOUND,
+            message: "no such endpoint".into(),
+        },
+    )
+        .into_response()
+}

@@ -1,0 +1,23 @@
+//! HTTP: axum routers. Handlers are thin — parse, authenticate, call a service function, shape
+//! the reply. Errors are mapped to the protocol's reply in one place ([`reply`]); internal causes
+//! are logged, never sent to clients.
+pub mod checkout;
+pub mod checkout_page;
+pub mod merchant;
+pub mod ops;
+pub mod params;
+pub mod reply;
+
+use axum::Router;
+use tower_http::trace::TraceLayer;
+
+use crate::app::AppState;
+
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .merge(ops::router())
+        .merge(merchant::router())
+        .merge(checkout::router())
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}

@@ -1,0 +1,671 @@
+//! The durable job queue: callback delivery ([`Job::Notify`]) and order expiry
+//! ([`Job::Expire`]) are stored in SQLite, PostgreSQL or Redis through apalis before
+//! [`JobQueue::push`] returns, and are worked off by [`JobQueue::run_workers`].
+//! Nothing that must happen lives only in memory: a job whose worker dies (crash, kill,
+//! shutdown timeout) is re-queued by apalis' orphan recovery and runs again, so delivery
+//! is *at least once* and handlers must be idempotent.
+//!
+//! Timings (see the constants below for the reasoning):
+//! - a due job is picked up within [`POLL_INTERVAL`] (0.5 s) plus up to 1 s, because
+//!   apalis stores `run_at` in whole seconds and we round *up* so that nothing runs early;
+//! - a worker heartbeats every [`HEARTBEAT_INTERVAL`] (5 s) and is declared dead after
+//!   [`MISSED_HEARTBEATS`] × 5 s = 20 s of silence; its jobs are then re-queued by the next
+//!   heartbeat of any live worker of the same queue, i.e. ≈ 20–26 s after the crash;
+//! - a handler error is retried up to [`MAX_ATTEMPTS`] (25) runs in total with exponential
+//!   backoff (1 s, 2 s, 4 s … capped at 60 s, ±20 % jitter; ≈ 19 min in total).
+
+use std::{
+    fmt,
+    panic::AssertUnwindSafe,
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::{Duration, SystemTime, UNIX_EPOCH},
+};
+
+use apalis::prelude::{
+    Attempt, BackendExt, Data, TaskBuilder, TaskSink, WorkerBuilder, WorkerBuilderExt,
+    WorkerContext, WorkerError,
+};
+use apalis_postgres::PostgresStorage;
+use apalis_redis::RedisStorage;
+use apalis_sqlite::SqliteStorage;
+use chrono::{DateTime, Utc};
+use futures::{FutureExt, future::BoxFuture};
+use redis::aio::ConnectionManager;
+use sea_orm::sqlx::{self, PgPool, SqlitePool, sqlite::SqlitePoolOptions};
+use tokio::{sync::watch, task::JoinSet};
+
+/// The apalis queue (job type) name every job of the gateway is stored under.
+///
+/// apalis defaults to `std::any::type_name::<Job>()`, which would silently orphan stored
+/// jobs when the Rust type is renamed or moved; this name is part of the storage format.
+pub const DEFAULT_QUEUE_NAME: &str = "epusdt";
+
+/// How often an idle worker asks the backend for due jobs.
+///
+/// apalis workers only wake on their heartbeat unless a poll strategy is attached, so
+/// without this a job could wait up to a full heartbeat interval.
+pub const POLL_INTERVAL: Duration = Duration::from_millis(500);
+
+/// Interval between worker heartbeats (apalis `heartbeat_interval`; default 30 s).
+///
+/// Each heartbeat also re-queues jobs of workers that have been silent for longer than
+/// `HEARTBEAT_INTERVAL × MISSED_HEARTBEATS`.
+pub const HEARTBEAT_INTERVAL: Duration = Duration::from_secs(5);
+
+/// Missed heartbeats after which a worker counts as dead and its jobs are re-queued
+/// (apalis `missed_heartbeats`). 4 × 5 s = a job is orphaned after 20 s without a
+/// heartbeat; generous enough that a busy but alive worker (SQLite busy timeout is 5 s)
+/// is never declared dead.
+pub const MISSED_HEARTBEATS: usize = 4;
+
+/// Runs of a job (first run included) before apalis gives up on it; stored per job.
+pub const MAX_ATTEMPTS: usize = 25;
+
+/// Default bound on how long in-flight jobs may take to finish after shutdown.
+pub const DEFAULT_SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// First retry delay after a handler error; doubles per attempt.
+const RETRY_BASE_DELAY: Duration = Duration::from_secs(1);
+/// Cap of the retry delay.
+const RETRY_MAX_DELAY: Duration = Duration::from_secs(60);
+/// Cap of the delay before a crashed worker (backend error) is restarted.
+const RESTART_MAX_DELAY: Duration = Duration::from_secs(30);
+
+/// The one job type of the gateway (serde JSON payload; keep it stable).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Job {
+    /// Deliver (or retry delivering) the merchant callback for an order; `attempt` starts at 1.
+    Notify {
+        /// Primary key of the order.
+        order_id: i64,
+        /// Delivery attempt, starting at 1.
+        attempt: u32,
+    },
+    /// Expire an order at its expiration time if still waiting.
+    Expire {
+        /// The order's trade id.
+        trade_id: String,
+    },
+}
+
+/// Where the queue keeps its jobs.
+pub enum QueueBackend {
+    /// The application's SQLite pool; apalis tables (`Jobs`, `Workers`) live in the same file.
+    Sqlite(SqlitePool),
+    /// The application's PostgreSQL pool; apalis creates and uses its own schema `apalis`.
+    Postgres(PgPool),
+    /// A Redis URL (`redis://…`); keys are prefixed with the queue name.
+    Redis(String),
+}
+
+impl fmt::Debug for QueueBackend {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        // The Redis URL may carry a password: never print it.
+        match self {
+            Self::Sqlite(_) => f.write_str("QueueBackend::Sqlite(..)"),
+            Self::Postgres(_) => f.write_str("QueueBackend::Postgres(..)"),
+            Self::Redis(_) => f.write_str("QueueBackend::Redis(..)"),
+        }
+    }
+}
+
+/// Errors of the job queue, worded for an operator.
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    /// The backend could not be reached or did not answer.
+    #[error("{backend} job queue is unreachable: {message}")]
+    Unavailable {
+        /// `sqlite`, `postgres` or `redis`.
+        backend: &'static str,
+        /// What went wrong, with a hint where one helps.
+        message: String,
+    },
+    /// The backend's own setup (apalis migrations) failed.
+    #[error("{backend} job queue setup (apalis migrations) failed: {message}")]
+    Setup {
+        /// `sqlite`, `postgres` or `redis`.
+        backend: &'static str,
+        /// What went wrong, with a hint where one helps.
+        message: String,
+    },
+    /// A job could not be stored; the caller must treat the job as not enqueued.
+    #[error("could not store job in the {backend} job queue: {message}")]
+    Push {
+        /// `sqlite`, `postgres` or `redis`.
+        backend: &'static str,
+        /// What went wrong.
+        message: String,
+    },
+    /// The queue was asked to do something that makes no sense (e.g. zero workers).
+    #[error("invalid job queue configuration: {0}")]
+    Config(String),
+}
+
+/// Handler: returns Ok(()) when the job is done; Err(msg) makes apalis retry it later
+/// (infrastructure failure, e.g. DB down).
+pub type JobHandler =
+    Arc<dyn Fn(Job) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+
+#[derive(Clone)]
+enum Store {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+    Redis(ConnectionManager),
+}
+
+/// Handle on the durable queue: cheap to clone, `Send + Sync`.
+#[derive(Clone)]
+pub struct JobQueue {
+    store: Store,
+    queue_name: Arc<str>,
+    shutdown_timeout: Duration,
+}
+
+impl fmt::Debug for JobQueue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JobQueue")
+            .field("backend", &self.backend_name())
+            .field("queue_name", &self.queue_name)
+            .field("shutdown_timeout", &self.shutdown_timeout)
+            .finish()
+    }
+}
+
+impl JobQueue {
+    /// Prepares storage (runs the backend's own setup/migrations) and returns a queue handle.
+    pub async fn connect(backend: QueueBackend) -> Result<Self, JobError> {
+        let store = match backend {
+            QueueBackend::Sqlite(pool) => {
+                setup_sqlite(&pool).await?;
+                Store::Sqlite(pool)
+            }
+            QueueBackend::Postgres(pool) => {
+                PostgresStorage::setup(&pool)
+                    .await
+                    .map_err(|e| JobError::Setup {
+                        backend: "postgres",
+                        message: format!(
+                            "{e} (apalis needs to create schema `apalis` and extension `hstore`: \
+                             the database role must be allowed to do so)"
+                        ),
+                    })?;
+                Store::Postgres(pool)
+            }
+            QueueBackend::Redis(url) => Store::Redis(connect_redis(&url).await?),
+        };
+        Ok(Self {
+            store,
+            queue_name: Arc::from(DEFAULT_QUEUE_NAME),
+            shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+        })
+    }
+
+    /// Uses another apalis queue name than [`DEFAULT_QUEUE_NAME`] (tests, or several
+    /// gateways sharing one Redis/PostgreSQL). Producers and workers must agree on it.
+    ///
+    /// # Panics
+    /// Never; an empty name is replaced by [`DEFAULT_QUEUE_NAME`].
+    #[must_use]
+    pub fn with_queue_name(mut self, name: impl AsRef<str>) -> Self {
+        let name = name.as_ref().trim();
+        self.queue_name = Arc::from(if name.is_empty() {
+            DEFAULT_QUEUE_NAME
+        } else {
+            name
+        });
+        self
+    }
+
+    /// Bound on how long [`run_workers`](Self::run_workers) lets in-flight jobs finish
+    /// after `shutdown` resolved (default [`DEFAULT_SHUTDOWN_TIMEOUT`]). Jobs still running
+    /// then are dropped and run again after orphan recovery.
+    #[must_use]
+    pub fn with_shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// The apalis queue name jobs are stored under.
+    pub fn queue_name(&self) -> &str {
+        &self.queue_name
+    }
+
+    /// `"sqlite"`, `"postgres"` or `"redis"`.
+    pub fn backend_name(&self) -> &'static str {
+        match self.store {
+            Store::Sqlite(_) => "sqlite",
+            Store::Postgres(_) => "postgres",
+            Store::Redis(_) => "redis",
+        }
+    }
+
+    /// Durably enqueue; `run_at` None = now. Does not return before the job is stored
+    /// (SQLite/PostgreSQL: transaction committed; Redis: script executed).
+    ///
+    /// The backends store `run_at` in whole seconds; it is rounded *up* so the job never
+    /// runs before `run_at`.
+    pub async fn push(&self, job: Job, run_at: Option<DateTime<Utc>>) -> Result<(), JobError> {
+        let mut builder = TaskBuilder::new(job).max_attempts(MAX_ATTEMPTS);
+        if let Some(secs) = run_at.and_then(unix_seconds_ceil) {
+            builder = builder.run_at_timestamp(secs);
+        }
+        let task = builder.build();
+        let backend = self.backend_name();
+        let push_err = |message: String| JobError::Push { backend, message };
+        match &self.store {
+            Store::Sqlite(pool) => {
+                let mut storage =
+                    SqliteStorage::<Job>::new(pool).with_config(self.sqlite_config());
+                storage
+                    .push_task(task)
+                    .await
+                    .map_err(|e| push_err(e.to_string()))
+            }
+            Store::Postgres(pool) => {
+                let mut storage =
+                    PostgresStorage::<Job>::new(pool).with_config(self.postgres_config());
+                storage
+                    .push_task(task)
+                    .await
+                    .map_err(|e| push_err(e.to_string()))
+            }
+            Store::Redis(conn) => {
+                let mut storage =
+                    RedisStorage::<Job>::new(conn.clone()).with_config(self.redis_config());
+                storage
+                    .push_task(task)
+                    .await
+                    .map_err(|e| push_err(e.to_string()))
+            }
+        }
+    }
+
+    /// Runs `workers` concurrent worker(s) pulling jobs and calling `handler` until
+    /// `shutdown` resolves; then stops pulling, lets in-flight jobs finish (bounded by the
+    /// shutdown timeout, default 10 s) and returns.
+    ///
+    /// Each worker is an apalis worker processing one job at a time and fetching one job
+    /// per query, so no job waits in a busy worker's buffer while another worker is idle.
+    /// A worker that fails on a backend error (e.g. database briefly down) is restarted
+    /// under a new name after a backoff (1 s doubling to 30 s); the jobs it held are
+    /// recovered by the heartbeat mechanism.
+    pub async fn run_workers(
+        &self,
+        handler: JobHandler,
+        workers: usize,
+        shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+    ) -> Result<(), JobError> {
+        if workers == 0 {
+            return Err(JobError::Config(
+                "run_workers needs at least one worker".into(),
+            ));
+        }
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let mut set = JoinSet::new();
+        for index in 0..workers {
+            set.spawn(supervise(
+                self.clone(),
+                index,
+                handler.clone(),
+                stop_rx.clone(),
+            ));
+        }
+        tracing::info!(
+            backend = self.backend_name(),
+            queue = %self.queue_name,
+            workers,
+            "job workers started"
+        );
+
+        shutdown.await;
+        // Receivers live in the workers; a send error only means they all ended already.
+        let _ = stop_tx.send(true);
+        tracing::info!(
+            timeout_secs = self.shutdown_timeout.as_secs_f64(),
+            "job workers stopping; waiting for in-flight jobs"
+        );
+
+        let drained = tokio::time::timeout(self.shutdown_timeout, async {
+            while let Some(res) = set.join_next().await {
+                if let Err(e) = res {
+                    tracing::error!(error = %e, "job worker task ended abnormally");
+                }
+            }
+        })
+        .await;
+        if drained.is_err() {
+            tracing::warn!(
+                still_running = set.len(),
+                "job workers did not finish within the shutdown timeout; aborting them. \
+                 Their jobs stay locked and run again ≈20–26 s after the next start \
+                 (orphan recovery)"
+            );
+            set.shutdown().await;
+        }
+        tracing::info!("job workers stopped");
+        Ok(())
+    }
+
+    /// Cheap liveness check for /health (a trivial query or PING). Returns the backend name.
+    pub async fn ping(&self) -> Result<&'static str, JobError> {
+        let backend = self.backend_name();
+        let unavailable = |message: String| JobError::Unavailable { backend, message };
+        match &self.store {
+            Store::Sqlite(pool) => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(e.to_string())),
+            Store::Postgres(pool) => sqlx::query("SELECT 1")
+                .execute(pool)
+                .await
+                .map(|_| ())
+                .map_err(|e| unavailable(e.to_string())),
+            Store::Redis(conn) => {
+                let mut conn = conn.clone();
+                redis::cmd("PING")
+                    .query_async::<String>(&mut conn)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| unavailable(e.to_string()))
+            }
+        }?;
+        Ok(backend)
+    }
+
+    fn sqlite_config(&self) -> apalis_sqlite::Config {
+        apalis_sqlite::Config::default()
+            .queue(&*self.queue_name)
+            .batch_size(1)
+            .heartbeat_interval(HEARTBEAT_INTERVAL)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            .lock_tasks(true)
+            .persist_results(true)
+    }
+
+    fn postgres_config(&self) -> apalis_postgres::Config {
+        apalis_postgres::Config::default()
+            .queue(&*self.queue_name)
+            .batch_size(1)
+            .heartbeat_interval(HEARTBEAT_INTERVAL)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            .lock_tasks(true)
+            .persist_results(true)
+    }
+
+    fn redis_config(&self) -> apalis_redis::Config {
+        apalis_redis::Config::default()
+            .queue(&*self.queue_name)
+            .batch_size(1)
+            .heartbeat_interval(HEARTBEAT_INTERVAL)
+            .missed_heartbeats(MISSED_HEARTBEATS)
+            .lock_tasks(true)
+            .persist_results(true)
+            // Nobody subscribes to apalis' pub/sub task events.
+            .emit_events(false)
+    }
+
+    /// Builds one apalis worker bound to `ctx` and returns its run future.
+    fn worker_future(
+        &self,
+        ctx: &WorkerContext,
+        handler: &JobHandler,
+        stop: &watch::Receiver<bool>,
+    ) -> BoxFuture<'static, Result<(), WorkerError>> {
+        macro_rules! run_worker {
+            ($backend:expr) => {
+                WorkerBuilder::new(ctx)
+                    .backend($backend)
+                    // One job at a time per worker; `workers` workers give the concurrency.
+                    .concurrency(1)
+                    .data(handler.clone())
+                    .data(StopSignal(stop.clone()))
+                    .build(execute_job)
+                    .run()
+                    .boxed()
+            };
+        }
+        match &self.store {
+            Store::Sqlite(pool) => run_worker!(
+                SqliteStorage::<Job>::new(pool)
+                    .with_config(self.sqlite_config())
+                    .poll_with_interval(POLL_INTERVAL)
+            ),
+            Store::Postgres(pool) => run_worker!(
+                PostgresStorage::<Job>::new(pool)
+                    .with_config(self.postgres_config())
+                    .poll_with_interval(POLL_INTERVAL)
+            ),
+            Store::Redis(conn) => run_worker!(
+                RedisStorage::<Job>::new(conn.clone())
+                    .with_config(self.redis_config())
+                    .poll_with_interval(POLL_INTERVAL)
+            ),
+        }
+    }
+}
+
+/// Runs apalis' SQLite setup without weakening the application's pool.
+///
+/// `SqliteStorage::setup` runs `PRAGMA journal_mode = WAL`, `synchronous = OFF`,
+/// `temp_store`, `cache_size`, … on whatever pooled connections it gets. `synchronous` is
+/// per connection, so running it on the application's pool would leave a connection with
+/// `synchronous = OFF` in that pool — unacceptable for a payments database. We therefore
+/// run the setup on a separate, short-lived single-connection pool opened with the very same
+/// connect options (same file) and close it afterwards. Only the file-level effects remain:
+/// the migrations (tables `Jobs`, `Workers`, `_sqlx_migrations`) and WAL journal mode,
+/// which is persistent and pairs well with `synchronous = NORMAL`. The application's
+/// connections keep whatever `synchronous` their options set (sqlx default: FULL).
+async fn setup_sqlite(pool: &SqlitePool) -> Result<(), JobError> {
+    let setup_err = |message: String| JobError::Setup {
+        backend: "sqlite",
+        message,
+    };
+    // Holding one application connection keeps a shared in-memory database alive while the
+    // setup connection works on it, and proves the database is reachable.
+    let _guard = pool.acquire().await.map_err(|e| JobError::Unavailable {
+        backend: "sqlite",
+        message: e.to_string(),
+    })?;
+    let options = (*pool.connect_options()).clone();
+    let setup_pool = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(0)
+        .connect_with(options)
+        .await
+        .map_err(|e| setup_err(format!("cannot open the database file: {e}")))?;
+    let result = SqliteStorage::setup(&setup_pool).await;
+    setup_pool.close().await;
+    result.map_err(|e| setup_err(format!("{e} (is the database file writable?)")))
+}
+
+async fn connect_redis(url: &str) -> Result<ConnectionManager, JobError> {
+    let unavailable = |message: String| JobError::Unavailable {
+        backend: "redis",
+        message,
+    };
+    let client = redis::Client::open(url)
+        .map_err(|e| JobError::Config(format!("invalid Redis URL: {e}")))?;
+    // redis-rs defaults to a 500 ms response timeout, too tight for the apalis Lua scripts
+    // under load: a timeout fails the worker (it is restarted, but that is noise).
+    let config = redis::aio::ConnectionManagerConfig::new()
+        .set_connection_timeout(Some(Duration::from_secs(5)))
+        .set_response_timeout(Some(Duration::from_secs(5)));
+    let mut conn = tokio::time::timeout(
+        Duration::from_secs(10),
+        client.get_connection_manager_with_config(config),
+    )
+    .await
+    .map_err(|_| unavailable("timed out connecting".into()))?
+    .map_err(|e| unavailable(e.to_string()))?;
+    redis::cmd("PING")
+        .query_async::<String>(&mut conn)
+        .await
+        .map_err(|e| unavailable(e.to_string()))?;
+    Ok(conn)
+}
+
+/// `run_at` as unix seconds, rounded up; `None` when it is not in the future of 1970.
+fn unix_seconds_ceil(at: DateTime<Utc>) -> Option<u64> {
+    let secs = at.timestamp();
+    let secs = if at.timestamp_subsec_nanos() > 0 {
+        secs.checked_add(1)?
+    } else {
+        secs
+    };
+    u64::try_from(secs).ok().filter(|s| *s > 0)
+}
+
+/// Lets a handler's retry backoff end early when the workers are asked to stop.
+#[derive(Clone)]
+struct StopSignal(watch::Receiver<bool>);
+
+async fn wait_for_stop(rx: &mut watch::Receiver<bool>) {
+    // Err means the sender is gone, which only happens once run_workers returns: stop too.
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// The apalis task function: runs the handler and turns failures into retries.
+///
+/// apalis-sqlite and apalis-postgres re-fetch a failed job (status `Failed`,
+/// `attempts < max_attempts`) on the very next poll, and apalis' own in-process
+/// `RetryLayer` cannot be interrupted by shutdown (its retry waits forever once the worker
+/// stops accepting calls). So the backoff happens here: after a failure the worker waits
+/// `retry_delay(attempt)` before reporting it (ending early on shutdown), then apalis
+/// stores the failure and hands the job out again. Each run counts as one attempt;
+/// after [`MAX_ATTEMPTS`] runs the job stays `Failed` (Redis: moved to the dead set).
+async fn execute_job(
+    job: Job,
+    handler: Data<JobHandler>,
+    stop: Data<StopSignal>,
+    attempt: Attempt,
+) -> Result<(), String> {
+    let attempt = attempt.current();
+    let result = match std::panic::catch_unwind(AssertUnwindSafe(|| (handler)(job.clone()))) {
+        Ok(fut) => AssertUnwindSafe(fut)
+            .catch_unwind()
+            .await
+            .unwrap_or_else(|panic| Err(format!("job handler panicked: {}", panic_text(&panic)))),
+        Err(panic) => Err(format!("job handler panicked: {}", panic_text(&panic))),
+    };
+    let Err(message) = result else {
+        return Ok(());
+    };
+    if attempt >= MAX_ATTEMPTS {
+        tracing::error!(
+            ?job,
+            attempt,
+            error = %message,
+            "job failed for the last time; giving up (it stays in the queue as failed)"
+        );
+        return Err(message);
+    }
+    let delay = retry_delay(attempt);
+    tracing::warn!(
+        ?job,
+        attempt,
+        retry_in_secs = delay.as_secs_f64(),
+        error = %message,
+        "job failed; will retry"
+    );
+    let mut stop = stop.0.0.clone();
+    if !*stop.borrow() {
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wait_for_stop(&mut stop) => {}
+        }
+    }
+    Err(message)
+}
+
+fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
+    if let Some(s) = panic.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = panic.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "non-string panic payload".to_owned()
+    }
+}
+
+/// Exponential backoff with ±20 % jitter: 1 s, 2 s, 4 s, … capped at 60 s.
+fn retry_delay(attempt: usize) -> Duration {
+    let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    let base = RETRY_BASE_DELAY
+        .saturating_mul(1u32 << exp)
+        .min(RETRY_MAX_DELAY);
+    base.mul_f64(0.8 + 0.4 * rand::random::<f64>())
+}
+
+/// A name no other worker (of this or another process, now or later) has used: apalis
+/// refuses to register a name that heartbeated recently, and re-using a dead worker's name
+/// would only recover that worker's jobs.
+fn worker_name(index: usize, restart: u32) -> String {
+    static NONCE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static SEQ: AtomicU64 = AtomicU64::new(0);
+    let nonce = NONCE.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_nanos())
+            .unwrap_or_default();
+        format!("{}-{nanos:x}", std::process::id())
+    });
+    let seq = SEQ.fetch_add(1, Ordering::Relaxed);
+    format!("epusdt-{nonce}-w{index}-r{restart}-{seq}")
+}
+
+/// Keeps worker `index` running until stop is signalled, restarting it after backend errors.
+async fn supervise(
+    queue: JobQueue,
+    index: usize,
+    handler: JobHandler,
+    mut stop: watch::Receiver<bool>,
+) {
+    let mut restarts: u32 = 0;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        let name = worker_name(index, restarts);
+        let started = std::time::Instant::now();
+        let ctx = WorkerContext::new(&name);
+        let mut run = queue.worker_future(&ctx, &handler, &stop);
+        let result = tokio::select! {
+            result = &mut run => result,
+            () = wait_for_stop(&mut stop) => match ctx.stop() {
+                // Stop fetching, let the in-flight job finish, re-queue fetched-but-unstarted ones.
+                Ok(()) => run.await,
+                // Never polled: nothing fetched, nothing to drain.
+                Err(_) => Ok(()),
+            },
+        };
+        let stopping = *stop.borrow();
+        match result {
+            Ok(()) if stopping => return,
+            Ok(()) => tracing::warn!(worker = %name, "job worker ended unexpectedly; restarting"),
+            Err(e) if stopping => {
+                tracing::warn!(worker = %name, error = %e, "job worker ended with an error during shutdown");
+                return;
+            }
+            Err(e) => tracing::error!(
+                worker = %name,
+                backend = queue.backend_name(),
+                error = %e,
+                "job worker failed (backend error); restarting it"
+            ),
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            restarts = 0; // it had been healthy for a while: start the backoff afresh
+        }
+        let delay = Duration::from_secs(1u64 << restarts.min(5)).min(RESTART_MAX_DELAY);
+        restarts = restarts.saturating_add(1);
+        tokio::select! {
+            () = tokio::time::sleep(delay) => {}
+            () = wait_for_stop(&mut stop) => return,
+        }
+    }
+}

@@ -1,0 +1,22 @@
+//! epusdt — a self-hosted, non-custodial USDT payment gateway.
+//!
+//! Code map (dependency direction: http, jobs, chain → service → store, domain):
+//! - [`config`]: figment layering (defaults < epusdt.toml < .env < `EPUSDT_*`), validation.
+//! - [`telemetry`]: JSON logs to stdout and a daily-rotated file.
+//! - [`app`]: `App::build(config)` wires database, queue and router; `run_until_stopped`.
+//! - [`domain`]: pure types (networks, amounts, addresses, order status graph). Depends on nothing.
+//! - [`crypto`]: merchant request/callback signatures.
+//! - [`store`]: sea-orm entities and database connection.
+//! - [`service`]: use cases (merchants, wallets, orders, notify).
+//! - [`jobs`]: the durable job queue (apalis) and its handlers.
+//! - [`http`]: axum routers (merchant protocols, checkout, ops).
+pub mod app;
+pub mod config;
+pub mod crypto;
+pub mod domain;
+pub mod http;
+pub mod jobs;
+pub mod service;
+pub mod store;
+pub mod telemetry;
+

@@ -1,0 +1,274 @@
+//! The `epusdt` binary: a thin CLI over the library. Config → telemetry → App::build → run until
+//! SIGTERM/SIGINT, plus operator commands (migrate, config check, merchants, wallets, rates).
+//!
+//! Exit codes: 0 ok, 1 runtime failure, 2 configuration error.
+use std::{path::PathBuf, process::ExitCode};
+
+use clap::{Parser, Subcommand};
+use epusdt::{
+    app::{self, App},
+    config::{Config, Sources},
+    service, telemetry,
+};
+use rust_decimal::Decimal;
+
+#[derive(Parser)]
+#[command(name = "epusdt", version, about = "Self-hosted USDT payment gateway")]
+struct Cli {
+    /// TOML config file (default: ./epusdt.toml if present).
+    #[arg(long, global = true, env = "EPUSDT_CONFIG")]
+    config: Option<PathBuf>,
+    /// .env file with upstream key names (default: ./.env if present).
+    #[arg(long, global = true)]
+    env_file: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the gateway (HTTP API, checkout, job workers).
+    Serve,
+    /// Upstream-compatible alias: `epusdt http start`.
+    Http {
+        #[command(subcommand)]
+        action: HttpAction,
+    },
+    /// Apply database migrations and exit.
+    Migrate,
+    /// Configuration commands.
+    Config {
+        #[command(subcommand)]
+        action: ConfigAction,
+    },
+    /// Manage merchants (pid + secret for GMPay/EPay).
+    Merchant {
+        #[command(subcommand)]
+        action: MerchantAction,
+    },
+    /// Manage receive wallets (watch-only addresses).
+    Wallet {
+        #[command(subcommand)]
+        action: WalletAction,
+    },
+    /// Admin-set fiat → USDT rates (fiat units per 1 USDT).
+    Rate {
+        #[command(subcommand)]
+        action: RateAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum HttpAction {
+    Start,
+}
+
+#[derive(Subcommand)]
+enum ConfigAction {
+    /// Validate the effective config and print it with secrets redacted.
+    Check,
+}
+
+#[derive(Subcommand)]
+enum MerchantAction {
+    /// Add a merchant; prints its pid and secret once.
+    Add {
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        pid: Option<i64>,
+        /// Signing secret (≥ 16 chars); generated when omitted.
+        #[arg(long)]
+        secret: Option<String>,
+        /// Require timestamp + nonce on GMPay requests.
+        #[arg(long)]
+        strict: bool,
+    },
+    List,
+}
+
+#[derive(Subcommand)]
+enum WalletAction {
+    Add {
+        /// tron, ethereum, bsc or polygon (aliases like trc20, bep20 accepted).
+        #[arg(long)]
+        network: String,
+        #[arg(long)]
+        address: String,
+        /// Only this merchant (pid) receives on it; shared by all when omitted.
+        #[arg(long)]
+        merchant: Option<i64>,
+        #[arg(long, default_value = "")]
+        label: String,
+    },
+    List,
+    /// Disable by id or address.
+    Disable { wallet: String },
+    /// Enable by id or address.
+    Enable { wallet: String },
+}
+
+#[derive(Subcommand)]
+enum RateAction {
+    /// e.g. `epusdt rate set CNY 7.2`
+    Set { currency: String, rate: String },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let sources = Sources {
+        toml_file: cli.config.clone(),
+        dotenv_file: cli.env_file.clone(),
+        process_env: true,
+    };
+    let config = match Config::load(&sources) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.command, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
+    app::install_crypto_provider();
+    match command {
+        Command::Serve
+        | Command::Http {
+            action: HttpAction::Start,
+        } => {
+            let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
+                .map_err(|e| format!("cannot open log directory: {e}"))?;
+            if config.tg_bot_token.is_some() {
+                tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
+            }
+            let app = App::build(config).await?;
+            app.run_until_stopped(app::shutdown_signal()).await?;
+        }
+        Command::Migrate => {
+            app::open_database(&config).await?;
+            println!("migrations applied to {}", redact(&config.effective_database_url()));
+        }
+        Command::Config {
+            action: ConfigAction::Check,
+        } => {
+            println!("{}", toml_like(&config)?);
+            println!("# config ok; database: {}", redact(&config.effective_database_url()));
+        }
+        Command::Merchant { action } => {
+            let db = app::open_database(&config).await?;
+            match action {
+                MerchantAction::Add {
+                    name,
+                    pid,
+                    secret,
+                    strict,
+                } => {
+                    let m = service::merchant::add(&db, &name, pid, secret, strict).await?;
+                    println!("merchant added: pid={} name={}", m.pid, m.name);
+                    println!("secret (shown once, store it safely): {}", m.secret.expose());
+                }
+                MerchantAction::List => {
+                    println!("{:<8} {:<8} {:<8} name", "pid", "enabled", "strict");
+                    for m in service::merchant::list(&db).await? {
+                        println!("{:<8} {:<8} {:<8} {}", m.pid, m.enabled, m.strict_replay, m.name);
+                    }
+                }
+            }
+        }
+        Command::Wallet { action } => {
+            let db = app::open_database(&config).await?;
+            match action {
+                WalletAction::Add {
+                    network,
+                    address,
+                    merchant,
+                    label,
+                } => {
+                    let merchant_id = match merchant {
+                        Some(pid) => Some(
+                            service::merchant::find_by_pid(&db, pid)
+                                .await?
+                                .ok_or_else(|| format!("no merchant with pid {pid}"))?
+                                .id,
+                        ),
+                        None => None,
+                    };
+                    let w = service::wallet::add(&db, &network, &address, merchant_id, &label)
+                        .await?;
+                    println!("wallet added: id={} {} {}", w.id, w.network, w.address);
+                }
+                WalletAction::List => {
+                    println!("{:<5} {:<9} {:<8} {:<9} address", "id", "network", "enabled", "merchant");
+                    for w in service::wallet::list(&db).await? {
+                        let owner = w.merchant_id.map(|m| m.to_string()).unwrap_or_else(|| "all".into());
+                        println!("{:<5} {:<9} {:<8} {:<9} {}", w.id, w.network, w.enabled, owner, w.address);
+                    }
+                }
+                WalletAction::Disable { wallet } => {
+                    let n = service::wallet::set_enabled(&db, &wallet, false).await?;
+                    println!("{n} wallet(s) disabled");
+                }
+                WalletAction::Enable { wallet } => {
+                    let n = service::wallet::set_enabled(&db, &wallet, true).await?;
+                    println!("{n} wallet(s) enabled");
+                }
+            }
+        }
+        Command::Rate {
+            action: RateAction::Set { currency, rate },
+        } => {
+            let currency = currency.trim().to_ascii_uppercase();
+            if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+                return Err(format!("`{currency}` is not a currency code like CNY").into());
+            }
+            let rate = Decimal::from_str_exact(rate.trim())
+                .ok()
+                .filter(|r| *r > Decimal::ZERO)
+                .ok_or_else(|| format!("`{rate}` must be a positive decimal, e.g. 7.2"))?;
+            let db = app::open_database(&config).await?;
+            service::rate::set_rate(&db, &currency, rate).await?;
+            println!("rate set: 1 USDT = {rate} {currency}");
+        }
+    }
+    Ok(())
+}
+
+fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut u) if u.password().is_some() => {
+            let _ = u.set_password(Some("redacted"));
+            u.to_string()
+        }
+        _ => url.to_string(),
+    }
+}
+
+/// The effective config as `key = value` lines (secrets already redacted by `Secret`).
+fn toml_like(config: &Config) -> Result<String, serde_json::Error> {
+    let v = serde_json::to_value(config)?;
+    let mut out = String::from("# effective configuration (secrets redacted)\n");
+    if let serde_json::Value::Object(map) = v {
+        for (k, v) in map {
+            out.push_str(&format!("{k} = {v}\n"));
+        }
+    }
+    Ok(out)
+}

@@ -1,0 +1,54 @@
+//! Fiat → USDT rates: `forced_usdt_rate` (CNY, upstream semantics), an admin-set rate in the
+//! settings table (`rate.<FIAT>`), or the configured `usdt_rates`. A missing rate is an error
+//! (protocol code 10006) — never a silent default.
+use rust_decimal::Decimal;
+use sea_orm::{ActiveValue::Set, ConnectionTrait, DbErr, EntityTrait};
+
+use crate::{config::Config, store::entities::setting};
+
+/// Fiat units per 1 USDT for `currency`, or `None` when no rate is configured.
+pub async fn usdt_rate(
+    db: &impl ConnectionTrait,
+    config: &Config,
+    currency: &str,
+) -> Result<Option<Decimal>, DbErr> {
+    if currency == "USDT" {
+        return Ok(Some(Decimal::ONE));
+    }
+    if currency == "CNY"
+        && let Some(r) = config.forced_usdt_rate
+    {
+        return Ok(Some(r));
+    }
+    if let Some(s) = setting::Entity::find_by_id(format!("rate.{currency}"))
+        .one(db)
+        .await?
+        && let Ok(r) = Decimal::from_str_exact(s.value.trim())
+        && r > Decimal::ZERO
+    {
+        return Ok(Some(r));
+    }
+    Ok(config.usdt_rates.get(currency).copied())
+}
+
+/// Stores an admin-set rate (`epusdt rate set CNY 7.2`).
+pub async fn set_rate(
+    db: &impl ConnectionTrait,
+    currency: &str,
+    rate: Decimal,
+) -> Result<(), DbErr> {
+    let row = setting::ActiveModel {
+        key: Set(format!("rate.{currency}")),
+        value: Set(rate.normalize().to_string()),
+        updated_at: Set(super::now()),
+    };
+    setting::Entity::insert(row)
+        .on_conflict(
+            sea_orm::sea_query::OnConflict::column(setting::Column::Key)
+                .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
+                .to_owned(),
+        )
+        .exec(db)
+        .await?;
+    Ok(())
+}

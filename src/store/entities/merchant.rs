@@ -1,0 +1,21 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "merchants")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub pid: i64,
+    pub name: String,
+    /// API token / signing secret. Never logged (see `service::merchant::Merchant`'s Debug).
+    pub secret: String,
+    pub strict_replay: bool,
+    pub enabled: bool,
+    pub created_at: i64,
+    pub updated_at: i64,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

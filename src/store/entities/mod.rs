@@ -1,0 +1,9 @@
+//! sea-orm entities, one per table of the core migration.
+pub mod audit_log;
+pub mod callback_attempt;
+pub mod chain_cursor;
+pub mod merchant;
+pub mod order;
+pub mod setting;
+pub mod transfer;
+pub mod wallet;

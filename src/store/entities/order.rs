@@ -1,0 +1,42 @@
+use sea_orm::entity::prelude::*;
+
+#[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
+#[sea_orm(table_name = "orders")]
+pub struct Model {
+    #[sea_orm(primary_key)]
+    pub id: i64,
+    pub trade_id: String,
+    pub merchant_id: i64,
+    pub order_id: String,
+    pub protocol: String,
+    pub network: String,
+    pub token: String,
+    pub currency: String,
+    /// Fiat amount, canonical decimal string.
+    pub amount: String,
+    pub rate: String,
+    /// Payable USDT amount, canonical decimal string (the slot).
+    pub actual_amount: String,
+    pub address: String,
+    pub status: i16,
+    /// 1 while waiting (reserves the slot), NULL otherwise.
+    pub live_slot: Option<i16>,
+    pub flags: i32,
+    pub notify_url: String,
+    pub redirect_url: String,
+    pub name: String,
+    pub request_hash: String,
+    pub block_transaction_id: Option<String>,
+    pub paid_amount: Option<String>,
+    pub callback_state: i16,
+    pub callback_attempts: i32,
+    pub created_at: i64,
+    pub updated_at: i64,
+    pub expires_at: i64,
+    pub paid_at: Option<i64>,
+}
+
+#[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
+pub enum Relation {}
+
+impl ActiveModelBehavior for ActiveModel {}

@@ -1,0 +1,56 @@
+//! Persistence: the sea-orm entities (one module per aggregate) and the database connection.
+//!
+//! This layer maps rows; it never decides business rules (status changes live in
+//! `domain::order`, amounts in `domain::amount`). Named unique constraints are the source of truth
+//! for uniqueness: callers insert and map the violation, they never SELECT-then-INSERT.
+pub mod entities;
+
+use std::time::Duration;
+
+use sea_orm::{ConnectOptions, ConnectionTrait, Database, DatabaseConnection, DbBackend, DbErr};
+
+/// Opens the pool and applies the SQLite pragmas a payments database needs.
+pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    let mut opts = ConnectOptions::new(url.to_owned());
+    opts.max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
+        .min_connections(1)
+        .connect_timeout(Duration::from_secs(5))
+        .acquire_timeout(Duration::from_secs(10))
+        .sqlx_logging(false);
+    if url.starts_with("sqlite:") {
+        // WAL for concurrent readers; synchronous=NORMAL is durable across process crashes in WAL
+        // mode; busy_timeout so concurrent writers wait instead of failing.
+        opts.map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+                .create_if_missing(true)
+        });
+    }
+    Database::connect(opts).await
+}
+
+/// A trivial round trip, for `/health`.
+pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
+    db.execute_unprepared("SELECT 1").await.map(|_| ())
+}
+
+pub fn backend_name(db: &DatabaseConnection) -> &'static str {
+    match db.get_database_backend() {
+        DbBackend::Sqlite => "sqlite",
+        DbBackend::Postgres => "postgres",
+        DbBackend::MySql => "mysql",
+        _ => "unknown",
+    }
+}
+
+/// Does this error come from the named unique constraint? Each backend reports the name
+/// differently (PostgreSQL and MySQL name the index; SQLite lists the columns), so we match both.
+pub fn is_unique_violation(err: &DbErr, constraint: &str, sqlite_cols: &str) -> bool {
+    let msg = err.to_string();
+    let unique = msg.contains("UNIQUE constraint failed")
+        || msg.contains("duplicate key value")
+        || msg.contains("Duplicate entry");
+    unique && (msg.contains(constraint) || msg.contains(sqlite_cols))
+}
