@@ -100,7 +100,10 @@ pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQ
             }
         }
     };
-    Ok(JobQueue::connect(backend).await?)
+    Ok(JobQueue::connect(backend)
+        .await?
+        .with_queue_name(&config.queue_name)
+        .with_shutdown_timeout(Duration::from_secs(config.shutdown_timeout_secs)))
 }
 
 impl App {
@@ -183,7 +186,11 @@ impl App {
                     }
                     match service::order::sweep(&state.db, &state.queue).await {
                         Ok((0, 0)) => {}
-                        Ok((expired, queued)) => tracing::warn!(expired, queued, "sweeper repaired orders whose job was lost"),
+                        Ok((expired, queued)) => tracing::warn!(
+                            expired,
+                            queued,
+                            "sweeper repaired orders whose job was lost"
+                        ),
                         Err(e) => tracing::error!(error = %e, "sweeper failed"),
                     }
                 }

@@ -97,6 +97,8 @@ pub struct Config {
     pub allow_private_callbacks: bool,
     /// Concurrent job workers in this instance.
     pub queue_workers: usize,
+    /// Name of the job queue (instances sharing a database or Redis must use the same one).
+    pub queue_name: String,
     /// Seconds in-flight requests and jobs get to finish on SIGTERM/SIGINT.
     pub shutdown_timeout_secs: u64,
     /// Telegram bot token (accepted for compatibility; the bot is not part of this release).
@@ -128,6 +130,7 @@ impl Default for Config {
             notify_timeout_secs: 10,
             allow_private_callbacks: false,
             queue_workers: 4,
+            queue_name: "epusdt".into(),
             shutdown_timeout_secs: 15,
             tg_bot_token: None,
             tg_manage: None,
@@ -227,9 +230,15 @@ impl Config {
             );
         }
         if let Some(db) = &self.database_url {
-            let ok = ["sqlite:", "postgres://", "postgresql://", "mysql://", "mariadb://"]
-                .iter()
-                .any(|p| db.starts_with(p));
+            let ok = [
+                "sqlite:",
+                "postgres://",
+                "postgresql://",
+                "mysql://",
+                "mariadb://",
+            ]
+            .iter()
+            .any(|p| db.starts_with(p));
             if !ok {
                 return bad(
                     "database_url",
@@ -271,10 +280,15 @@ impl Config {
             );
         }
         for (fiat, r) in &self.usdt_rates {
-            if *r <= Decimal::ZERO || fiat.len() != 3 || !fiat.chars().all(|c| c.is_ascii_uppercase()) {
+            if *r <= Decimal::ZERO
+                || fiat.len() != 3
+                || !fiat.chars().all(|c| c.is_ascii_uppercase())
+            {
                 return bad(
                     "usdt_rates",
-                    format!("`{fiat}={r}`: use upper-case ISO 4217 codes and positive rates, e.g. USD:1,EUR:0.92"),
+                    format!(
+                        "`{fiat}={r}`: use upper-case ISO 4217 codes and positive rates, e.g. USD:1,EUR:0.92"
+                    ),
                 );
             }
         }
@@ -316,6 +330,18 @@ impl Config {
         }
         if !(1..=64).contains(&self.queue_workers) {
             return bad("queue_workers", "use 1..=64".into());
+        }
+        if self.queue_name.is_empty()
+            || self.queue_name.len() > 64
+            || !self
+                .queue_name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+        {
+            return bad(
+                "queue_name",
+                "use 1 to 64 letters, digits, `_` or `-`".into(),
+            );
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(
@@ -390,8 +416,8 @@ impl DotEnv {
             .map_err(|e| ConfigError::Parse(format!("cannot read {}: {e}", path.display())))?;
         let mut raw = BTreeMap::new();
         for item in iter {
-            let (k, v) = item
-                .map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
+            let (k, v) =
+                item.map_err(|e| ConfigError::Parse(format!("{}: {e}", path.display())))?;
             raw.insert(k.to_ascii_lowercase(), v);
         }
         let mut dict = Dict::new();
@@ -416,6 +442,7 @@ impl DotEnv {
             "notify_timeout_secs",
             "allow_private_callbacks",
             "queue_workers",
+            "queue_name",
             "shutdown_timeout_secs",
             "tg_bot_token",
             "tg_manage",
@@ -435,13 +462,19 @@ impl DotEnv {
                 _ => v.clone(),
             };
             if !v.trim().is_empty() {
-                let value = v.parse::<Value>().unwrap_or_else(|_| Value::from(v.clone()));
+                let value = v
+                    .parse::<Value>()
+                    .unwrap_or_else(|_| Value::from(v.clone()));
                 dict.insert(k.clone(), value);
             }
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
-            match raw.get("db_type").map(|s| s.to_ascii_lowercase()).as_deref() {
+            match raw
+                .get("db_type")
+                .map(|s| s.to_ascii_lowercase())
+                .as_deref()
+            {
                 Some("mysql") => {
                     let g = |k: &str, d: &str| raw.get(k).cloned().unwrap_or_else(|| d.into());
                     let url = format!(
@@ -472,7 +505,10 @@ impl DotEnv {
         if !raw.contains_key("redis_url")
             && let Some(host) = raw.get("redis_host").filter(|h| !h.is_empty())
         {
-            let port = raw.get("redis_port").cloned().unwrap_or_else(|| "6379".into());
+            let port = raw
+                .get("redis_port")
+                .cloned()
+                .unwrap_or_else(|| "6379".into());
             let db = raw.get("redis_db").cloned().unwrap_or_else(|| "0".into());
             let auth = match raw.get("redis_passwd").filter(|p| !p.is_empty()) {
                 Some(p) => format!(":{p}@"),
@@ -515,7 +551,10 @@ fn rates_from_map_or_string<'de, D: serde::Deserializer<'de>>(
             .into_iter()
             // Write rates as strings (`EUR = "0.92"`): a TOML float would pass through f64.
             .map(|(k, v)| {
-                let text = v.to_i128().map(|n| n.to_string()).or_else(|| v.into_string());
+                let text = v
+                    .to_i128()
+                    .map(|n| n.to_string())
+                    .or_else(|| v.into_string());
                 (k, text.unwrap_or_else(|| "not-a-string".into()))
             })
             .collect(),
@@ -533,8 +572,9 @@ fn rates_from_map_or_string<'de, D: serde::Deserializer<'de>>(
     pairs
         .into_iter()
         .map(|(k, v)| {
-            let rate = Decimal::from_str_exact(v.trim_matches('"'))
-                .map_err(|_| D::Error::custom(format!("rate for {k} `{v}` is not a decimal number")))?;
+            let rate = Decimal::from_str_exact(v.trim_matches('"')).map_err(|_| {
+                D::Error::custom(format!("rate for {k} `{v}` is not a decimal number"))
+            })?;
             Ok((k.to_ascii_uppercase(), rate))
         })
         .collect()
@@ -550,21 +590,36 @@ mod tests {
         let c = Config::from_figment(Figment::from(Serialized::defaults(Config::default())))
             .expect("defaults valid");
         assert_eq!(c.http_listen.to_string(), "127.0.0.1:8000");
-        assert!(c.effective_database_url().starts_with("sqlite://data/epusdt.db"));
+        assert!(
+            c.effective_database_url()
+                .starts_with("sqlite://data/epusdt.db")
+        );
         assert_eq!(c.order_expiration_time, 10);
     }
 
     #[test]
     fn layering_and_bad_value_names_the_key() {
         Jail::expect_with(|jail| {
-            jail.create_file("epusdt.toml", "http_listen = \"127.0.0.1:7000\"\norder_expiration_time = 5")?;
+            jail.create_file(
+                "epusdt.toml",
+                "http_listen = \"127.0.0.1:7000\"\norder_expiration_time = 5",
+            )?;
             jail.create_file(".env", "http_listen=:9000\napi_auth_token=123456\nforced_usdt_rate=7.1\nusdt_rates=USD:1,eur:0.9\nfoo_unknown=1\n")?;
-            let src = Sources { process_env: true, ..Default::default() };
+            let src = Sources {
+                process_env: true,
+                ..Default::default()
+            };
             let c = Config::load(&src).expect("valid");
             assert_eq!(c.http_listen.to_string(), "0.0.0.0:9000");
             assert_eq!(c.order_expiration_time, 5);
-            assert_eq!(c.api_auth_token.as_ref().map(Secret::expose), Some("123456"));
-            assert_eq!(c.usdt_rates.get("EUR").map(|d| d.to_string()).as_deref(), Some("0.9"));
+            assert_eq!(
+                c.api_auth_token.as_ref().map(Secret::expose),
+                Some("123456")
+            );
+            assert_eq!(
+                c.usdt_rates.get("EUR").map(|d| d.to_string()).as_deref(),
+                Some("0.9")
+            );
             jail.set_env("EPUSDT_HTTP_LISTEN", "127.0.0.1:9100");
             let c = Config::load(&src).expect("valid");
             assert_eq!(c.http_listen.to_string(), "127.0.0.1:9100");
@@ -586,7 +641,10 @@ mod tests {
             let c = Config::load(&Sources::default()).expect("valid");
             assert_eq!(c.database_url.as_deref(), Some("mysql://u:pw@db:3306/e"));
             let shown = serde_json::to_string(&c).expect("json");
-            assert!(!shown.contains("topsecret") && !shown.contains(":pw@"), "{shown}");
+            assert!(
+                !shown.contains("topsecret") && !shown.contains(":pw@"),
+                "{shown}"
+            );
             assert!(!format!("{c:?}").contains("topsecret"));
             Ok(())
         });

@@ -20,3 +20,5 @@ pub mod service;
 pub mod store;
 pub mod telemetry;
 
+pub use app::App;
+pub use config::Config;

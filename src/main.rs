@@ -103,9 +103,13 @@ enum WalletAction {
     },
     List,
     /// Disable by id or address.
-    Disable { wallet: String },
+    Disable {
+        wallet: String,
+    },
     /// Enable by id or address.
-    Enable { wallet: String },
+    Enable {
+        wallet: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -157,20 +161,28 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
                 .map_err(|e| format!("cannot open log directory: {e}"))?;
             if config.tg_bot_token.is_some() {
-                tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
+                tracing::warn!(
+                    "tg_bot_token is set but the Telegram bot is not part of this release"
+                );
             }
             let app = App::build(config).await?;
             app.run_until_stopped(app::shutdown_signal()).await?;
         }
         Command::Migrate => {
             app::open_database(&config).await?;
-            println!("migrations applied to {}", redact(&config.effective_database_url()));
+            println!(
+                "migrations applied to {}",
+                redact(&config.effective_database_url())
+            );
         }
         Command::Config {
             action: ConfigAction::Check,
         } => {
             println!("{}", toml_like(&config)?);
-            println!("# config ok; database: {}", redact(&config.effective_database_url()));
+            println!(
+                "# config ok; database: {}",
+                redact(&config.effective_database_url())
+            );
         }
         Command::Merchant { action } => {
             let db = app::open_database(&config).await?;
@@ -183,12 +195,18 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 } => {
                     let m = service::merchant::add(&db, &name, pid, secret, strict).await?;
                     println!("merchant added: pid={} name={}", m.pid, m.name);
-                    println!("secret (shown once, store it safely): {}", m.secret.expose());
+                    println!(
+                        "secret (shown once, store it safely): {}",
+                        m.secret.expose()
+                    );
                 }
                 MerchantAction::List => {
                     println!("{:<8} {:<8} {:<8} name", "pid", "enabled", "strict");
                     for m in service::merchant::list(&db).await? {
-                        println!("{:<8} {:<8} {:<8} {}", m.pid, m.enabled, m.strict_replay, m.name);
+                        println!(
+                            "{:<8} {:<8} {:<8} {}",
+                            m.pid, m.enabled, m.strict_replay, m.name
+                        );
                     }
                 }
             }
@@ -211,15 +229,24 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                         ),
                         None => None,
                     };
-                    let w = service::wallet::add(&db, &network, &address, merchant_id, &label)
-                        .await?;
+                    let w =
+                        service::wallet::add(&db, &network, &address, merchant_id, &label).await?;
                     println!("wallet added: id={} {} {}", w.id, w.network, w.address);
                 }
                 WalletAction::List => {
-                    println!("{:<5} {:<9} {:<8} {:<9} address", "id", "network", "enabled", "merchant");
+                    println!(
+                        "{:<5} {:<9} {:<8} {:<9} address",
+                        "id", "network", "enabled", "merchant"
+                    );
                     for w in service::wallet::list(&db).await? {
-                        let owner = w.merchant_id.map(|m| m.to_string()).unwrap_or_else(|| "all".into());
-                        println!("{:<5} {:<9} {:<8} {:<9} {}", w.id, w.network, w.enabled, owner, w.address);
+                        let owner = w
+                            .merchant_id
+                            .map(|m| m.to_string())
+                            .unwrap_or_else(|| "all".into());
+                        println!(
+                            "{:<5} {:<9} {:<8} {:<9} {}",
+                            w.id, w.network, w.enabled, owner, w.address
+                        );
                     }
                 }
                 WalletAction::Disable { wallet } => {

@@ -122,7 +122,11 @@ async fn exercise(queue: JobQueue) {
     };
 
     let all_ran = wait_until(Duration::from_secs(20), || log.lock().unwrap().len() >= 3).await;
-    assert!(all_ran, "{backend}: not all jobs ran: {:?}", log.lock().unwrap());
+    assert!(
+        all_ran,
+        "{backend}: not all jobs ran: {:?}",
+        log.lock().unwrap()
+    );
     // Give duplicates a chance to show up before judging "exactly once".
     tokio::time::sleep(Duration::from_millis(1500)).await;
 
@@ -135,7 +139,10 @@ async fn exercise(queue: JobQueue) {
     assert_eq!(log.len(), 3, "{backend}: each job exactly once: {log:?}");
     let jobs: HashSet<String> = log.iter().map(|(j, _)| format!("{j:?}")).collect();
     for job in [&now_a, &now_b, &later] {
-        assert!(jobs.contains(&format!("{job:?}")), "{backend}: {job:?} missing in {log:?}");
+        assert!(
+            jobs.contains(&format!("{job:?}")),
+            "{backend}: {job:?} missing in {log:?}"
+        );
     }
     for (job, ran_at) in &log {
         let after_push = (*ran_at - pushed_at).to_std().unwrap_or_default();
@@ -303,7 +310,10 @@ async fn sqlite_failed_job_is_retried_with_backoff() {
     assert_eq!(calls.len(), 2, "one failure, one success, nothing more");
     let gap = calls[1] - calls[0];
     // First retry delay is 1 s ± 20 %.
-    assert!(gap >= Duration::from_millis(750), "retried after only {gap:?}");
+    assert!(
+        gap >= Duration::from_millis(750),
+        "retried after only {gap:?}"
+    );
     pool.close().await;
 }
 
@@ -342,7 +352,13 @@ async fn sqlite_job_of_crashed_worker_runs_again_after_restart() {
                 .await
         })
     };
-    assert!(wait_until(Duration::from_secs(10), || !started.lock().unwrap().is_empty()).await);
+    assert!(
+        wait_until(Duration::from_secs(10), || !started
+            .lock()
+            .unwrap()
+            .is_empty())
+        .await
+    );
     // Let the worker record its lock on the job, then kill everything without any cleanup.
     tokio::time::sleep(Duration::from_millis(500)).await;
     crashed.abort();
@@ -372,7 +388,10 @@ async fn sqlite_job_of_crashed_worker_runs_again_after_restart() {
     // Orphaned after 20 s of silence, re-queued by the next heartbeat (every 5 s).
     let recovered = wait_until(Duration::from_secs(60), || !log.lock().unwrap().is_empty()).await;
     let took = crashed_at.elapsed();
-    assert!(recovered, "job of the crashed worker did not run again within 60 s");
+    assert!(
+        recovered,
+        "job of the crashed worker did not run again within 60 s"
+    );
     eprintln!("sqlite: orphaned job ran again {took:?} after the crash");
     tokio::time::sleep(Duration::from_millis(1000)).await;
     stop_tx.send(()).unwrap();
@@ -424,8 +443,8 @@ async fn postgres_runs_jobs_once_and_on_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn redis_runs_jobs_once_and_on_time() {
-    let url = std::env::var("EPUSDT_TEST_REDIS_URL")
-        .unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
+    let url =
+        std::env::var("EPUSDT_TEST_REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into());
     let reachable = async {
         let client = redis::Client::open(url.as_str())?;
         let mut conn = client.get_multiplexed_async_connection().await?;
@@ -475,10 +494,7 @@ async fn zero_workers_is_a_configuration_error() {
         .await
         .unwrap();
     let handler = recording_handler(Arc::default());
-    let err = queue
-        .run_workers(handler, 0, async {})
-        .await
-        .unwrap_err();
+    let err = queue.run_workers(handler, 0, async {}).await.unwrap_err();
     assert!(err.to_string().contains("at least one worker"), "{err}");
     pool.close().await;
 }
@@ -527,8 +543,16 @@ async fn sqlite_shutdown_lets_in_flight_job_finish_and_acks_it() {
         .await
         .expect("run_workers did not return after shutdown")
         .unwrap();
-    assert_eq!(finished.lock().unwrap().len(), 1, "in-flight job was not finished");
-    assert!(t0.elapsed() < Duration::from_secs(8), "drain took {:?}", t0.elapsed());
+    assert_eq!(
+        finished.lock().unwrap().len(),
+        1,
+        "in-flight job was not finished"
+    );
+    assert!(
+        t0.elapsed() < Duration::from_secs(8),
+        "drain took {:?}",
+        t0.elapsed()
+    );
 
     // The completion was stored: a new run does not execute the job again.
     let log: Log = Arc::default();

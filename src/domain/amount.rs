@@ -75,10 +75,26 @@ mod tests {
     fn parsing_says_what_is_wrong() {
         let min = d("0.01");
         assert_eq!(parse_positive("42.00", 2, min), Ok(d("42.00")));
-        assert!(parse_positive("-1", 2, min).unwrap_err().contains("greater than zero"));
-        assert!(parse_positive("1.001", 2, min).unwrap_err().contains("decimal places"));
-        assert!(parse_positive("abc", 2, min).unwrap_err().contains("not a decimal"));
-        assert!(parse_positive("0.001", 3, min).unwrap_err().contains("minimum"));
+        assert!(
+            parse_positive("-1", 2, min)
+                .unwrap_err()
+                .contains("greater than zero")
+        );
+        assert!(
+            parse_positive("1.001", 2, min)
+                .unwrap_err()
+                .contains("decimal places")
+        );
+        assert!(
+            parse_positive("abc", 2, min)
+                .unwrap_err()
+                .contains("not a decimal")
+        );
+        assert!(
+            parse_positive("0.001", 3, min)
+                .unwrap_err()
+                .contains("minimum")
+        );
         assert!(parse_positive("1e3", 2, min).is_err());
     }
 

@@ -46,7 +46,11 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
         }
         Err(e) => {
             tracing::error!(error = %e, "checkout lookup");
-            return (StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable, retry").into_response();
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry",
+            )
+                .into_response();
         }
     };
     let redirect = (!o.redirect_url.is_empty()).then_some(o.redirect_url.as_str());
@@ -58,7 +62,10 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
         OrderStatus::Cancelled => Some(ClosedReason::Cancelled),
     };
     if let Some(r) = reason {
-        return page(StatusCode::OK, render_closed(r, Some(&o.trade_id), redirect));
+        return page(
+            StatusCode::OK,
+            render_closed(r, Some(&o.trade_id), redirect),
+        );
     }
     let label = Network::parse(&o.network).map(Network::label).unwrap_or("");
     let status_url = format!("/pay/check-status/{}", o.trade_id);

@@ -71,7 +71,10 @@ fn text_field(p: &Params, key: &str, max: usize, required_: bool) -> Result<Stri
         ));
     }
     if v.chars().any(char::is_control) {
-        return Err(ApiError::bad_param(key, "must not contain control characters"));
+        return Err(ApiError::bad_param(
+            key,
+            "must not contain control characters",
+        ));
     }
     Ok(v.to_string())
 }

@@ -31,9 +31,15 @@ impl Params {
             return Ok(Self::from_query(body));
         }
         if ct.contains("multipart/") {
-            return Err("multipart bodies are not supported; send JSON or a urlencoded form".into());
+            return Err(
+                "multipart bodies are not supported; send JSON or a urlencoded form".into(),
+            );
         }
-        let trimmed = body.iter().skip_while(|b| b.is_ascii_whitespace()).copied().next();
+        let trimmed = body
+            .iter()
+            .skip_while(|b| b.is_ascii_whitespace())
+            .copied()
+            .next();
         match trimmed {
             None => Ok(Self::default()),
             Some(b'{') => Self::from_json(body),
@@ -42,8 +48,8 @@ impl Params {
     }
 
     pub fn from_json(body: &[u8]) -> Result<Self, String> {
-        let raw: BTreeMap<String, Box<RawValue>> = serde_json::from_slice(body)
-            .map_err(|e| format!("body is not a JSON object ({e})"))?;
+        let raw: BTreeMap<String, Box<RawValue>> =
+            serde_json::from_slice(body).map_err(|e| format!("body is not a JSON object ({e})"))?;
         let mut out = BTreeMap::new();
         for (k, v) in raw {
             let text = v.get().trim();
@@ -99,12 +105,12 @@ impl Params {
             .iter()
             .filter_map(|(k, v)| {
                 let value = match v {
-                    Param::Number(n) => match Decimal::from_str_exact(n)
-                        .or_else(|_| Decimal::from_scientific(n))
-                    {
-                        Ok(d) => SignValue::Dec(d),
-                        Err(_) => SignValue::Str(n),
-                    },
+                    Param::Number(n) => {
+                        match Decimal::from_str_exact(n).or_else(|_| Decimal::from_scientific(n)) {
+                            Ok(d) => SignValue::Dec(d),
+                            Err(_) => SignValue::Str(n),
+                        }
+                    }
                     Param::Text(t) if decimal_keys.contains(&k.as_str()) => {
                         match Decimal::from_str_exact(t.trim()) {
                             Ok(d) => SignValue::Dec(d),
@@ -123,7 +129,9 @@ impl Params {
         self.0
             .iter()
             .map(|(k, v)| match v {
-                Param::Text(s) | Param::Number(s) | Param::Other(s) => (k.as_str(), SignValue::Str(s)),
+                Param::Text(s) | Param::Number(s) | Param::Other(s) => {
+                    (k.as_str(), SignValue::Str(s))
+                }
             })
             .collect()
     }

@@ -57,7 +57,11 @@ async fn run(state: &AppState, job: Job) -> Result<(), order::OrderError> {
                         .await?;
                 }
                 NotifyOutcome::GaveUp => {
-                    tracing::warn!(order_id, attempt, "callback delivery gave up; an admin can resend it")
+                    tracing::warn!(
+                        order_id,
+                        attempt,
+                        "callback delivery gave up; an admin can resend it"
+                    )
                 }
                 NotifyOutcome::Delivered | NotifyOutcome::Skipped => {}
             }

@@ -147,8 +147,7 @@ pub enum JobError {
 
 /// Handler: returns Ok(()) when the job is done; Err(msg) makes apalis retry it later
 /// (infrastructure failure, e.g. DB down).
-pub type JobHandler =
-    Arc<dyn Fn(Job) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
+pub type JobHandler = Arc<dyn Fn(Job) -> BoxFuture<'static, Result<(), String>> + Send + Sync>;
 
 #[derive(Clone)]
 enum Store {
@@ -258,8 +257,7 @@ impl JobQueue {
         let push_err = |message: String| JobError::Push { backend, message };
         match &self.store {
             Store::Sqlite(pool) => {
-                let mut storage =
-                    SqliteStorage::<Job>::new(pool).with_config(self.sqlite_config());
+                let mut storage = SqliteStorage::<Job>::new(pool).with_config(self.sqlite_config());
                 storage
                     .push_task(task)
                     .await
@@ -594,7 +592,9 @@ fn panic_text(panic: &Box<dyn std::any::Any + Send>) -> String {
 
 /// Exponential backoff with ±20 % jitter: 1 s, 2 s, 4 s, … capped at 60 s.
 fn retry_delay(attempt: usize) -> Duration {
-    let exp = u32::try_from(attempt.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    let exp = u32::try_from(attempt.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
     let base = RETRY_BASE_DELAY
         .saturating_mul(1u32 << exp)
         .min(RETRY_MAX_DELAY);

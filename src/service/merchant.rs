@@ -98,7 +98,9 @@ pub async fn sync_default_merchant(
             am.update(db).await?;
         }
         (Some(m), None) if m.enabled => {
-            tracing::warn!("api_auth_token is not set: the legacy v1 merchant (pid 1000) is disabled");
+            tracing::warn!(
+                "api_auth_token is not set: the legacy v1 merchant (pid 1000) is disabled"
+            );
             let mut am: merchant::ActiveModel = m.into();
             am.enabled = Set(false);
             am.updated_at = Set(now);
@@ -155,7 +157,9 @@ pub async fn add(
     }
     let pid = match pid {
         Some(p) if p <= 0 => {
-            return Err(MerchantError::Invalid("pid must be a positive number".into()));
+            return Err(MerchantError::Invalid(
+                "pid must be a positive number".into(),
+            ));
         }
         Some(p) => p,
         None => {

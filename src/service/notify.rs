@@ -67,10 +67,7 @@ pub struct CallbackRequest {
 }
 
 /// Builds the signed callback for a paid order (DESIGN §4).
-pub fn build_callback(
-    o: &order::Model,
-    m: &merchant::Merchant,
-) -> Result<CallbackRequest, String> {
+pub fn build_callback(o: &order::Model, m: &merchant::Merchant) -> Result<CallbackRequest, String> {
     let protocol = Protocol::parse(&o.protocol).ok_or("unknown protocol")?;
     let secret = m.secret.expose();
     let amount = dec(&o.amount);
@@ -160,8 +157,10 @@ pub fn build_callback(
                 ("money", &money),
                 ("trade_status", "TRADE_SUCCESS"),
             ];
-            let sv: Vec<(&str, SignValue<'_>)> =
-                params.iter().map(|(k, v)| (*k, SignValue::Str(v))).collect();
+            let sv: Vec<(&str, SignValue<'_>)> = params
+                .iter()
+                .map(|(k, v)| (*k, SignValue::Str(v)))
+                .collect();
             let canonical = sign::canonical_string(&sv, &["sign", "sign_type"]);
             let signature = sign::md5_sign(&canonical, secret);
             let mut url = url::Url::parse(&o.notify_url).map_err(|e| e.to_string())?;
@@ -287,14 +286,21 @@ pub async fn deliver(
                 .body(body.clone()),
             None => http.get(u),
         };
-        let resp = builder.send().await.map_err(|e| format!("request failed: {e}"))?;
+        let resp = builder
+            .send()
+            .await
+            .map_err(|e| format!("request failed: {e}"))?;
         let code = resp.status().as_u16();
         let text = resp.text().await.unwrap_or_default();
         Ok((code, text))
     }
     .await;
     let latency = started.elapsed().as_millis() as i64;
-    let expect = if o.protocol == "epay" { "success" } else { "ok" };
+    let expect = if o.protocol == "epay" {
+        "success"
+    } else {
+        "ok"
+    };
     let (status, body, error, success) = match &result {
         Ok((code, text)) => {
             let ok = (200..300).contains(code) && text.trim() == expect;
@@ -358,7 +364,10 @@ pub async fn resend(
         return Err(OrderError::NotFound);
     }
     order::Entity::update_many()
-        .col_expr(order::Column::CallbackState, Expr::value(callback_state::QUEUED))
+        .col_expr(
+            order::Column::CallbackState,
+            Expr::value(callback_state::QUEUED),
+        )
         .filter(order::Column::Id.eq(o.id))
         .exec(db)
         .await?;

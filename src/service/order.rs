@@ -90,13 +90,17 @@ pub struct NewOrder {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OrderError {
-    #[error("order_id `{0}` already exists with different parameters or is no longer payable; use a new order_id")]
+    #[error(
+        "order_id `{0}` already exists with different parameters or is no longer payable; use a new order_id"
+    )]
     Exists(String),
     #[error("no enabled wallet for network {0}; add one with `epusdt wallet add`")]
     NoWallet(Network),
     #[error("payable amount {0} USDT is below the minimum {1}")]
     AmountTooSmall(Decimal, Decimal),
-    #[error("no free amount slot on network {0}: too many waiting orders for this amount; retry later")]
+    #[error(
+        "no free amount slot on network {0}: too many waiting orders for this amount; retry later"
+    )]
     NoFreeSlot(Network),
     #[error("no USDT rate configured for {0}; set forced_usdt_rate (CNY) or usdt_rates")]
     NoRate(String),
@@ -416,14 +420,23 @@ pub struct IncomingTransfer {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CreditOutcome {
     /// The order is now paid; its callback must be queued.
-    Paid { order_id: i64, trade_id: String },
+    Paid {
+        order_id: i64,
+        trade_id: String,
+    },
     /// This (network, tx, log index) was recorded before: replay, no effect.
     Duplicate,
     /// Matches an order whose window had closed; flagged, not credited.
-    Late { order_id: i64 },
+    Late {
+        order_id: i64,
+    },
     /// Went to an address with exactly one waiting order, with a different amount; flagged.
-    Partial { order_id: i64 },
-    Overpaid { order_id: i64 },
+    Partial {
+        order_id: i64,
+    },
+    Overpaid {
+        order_id: i64,
+    },
     /// Nothing to match (e.g. a transfer to a watched address without an order).
     Unmatched,
 }
@@ -643,7 +656,10 @@ pub async fn queue_callback(
 
 /// Safety net run periodically by every instance: expires overdue waiting orders whose expiry
 /// job was lost and queues callbacks of paid orders that were never queued. Both are idempotent.
-pub async fn sweep(db: &DatabaseConnection, queue: &JobQueue) -> Result<(usize, usize), OrderError> {
+pub async fn sweep(
+    db: &DatabaseConnection,
+    queue: &JobQueue,
+) -> Result<(usize, usize), OrderError> {
     let now = now();
     let overdue = order::Entity::find()
         .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))

@@ -82,7 +82,10 @@ pub async fn set_enabled(
             .add(wallet::Column::Address.eq(key.to_ascii_lowercase())),
     };
     let res = wallet::Entity::update_many()
-        .col_expr(wallet::Column::Enabled, sea_orm::sea_query::Expr::value(enabled))
+        .col_expr(
+            wallet::Column::Enabled,
+            sea_orm::sea_query::Expr::value(enabled),
+        )
         .filter(cond)
         .exec(db)
         .await?;
