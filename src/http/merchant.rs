@@ -6,7 +6,7 @@ use axum::{
     body::Bytes,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode, header},
-    response::{IntoResponse, Redirect, Response},
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use rust_decimal::Decimal;
@@ -374,7 +374,14 @@ async fn create_epay(
             merchant: m,
         };
         let o = create(&state, req).await?;
-        Ok::<_, ApiError>(Redirect::to(&payment_url(&state, &o.trade_id)).into_response())
+        // EPay clients expect a plain 302 Found.
+        Ok::<_, ApiError>(
+            (
+                StatusCode::FOUND,
+                [(header::LOCATION, payment_url(&state, &o.trade_id))],
+            )
+                .into_response(),
+        )
     }
     .await
     .unwrap_or_else(IntoResponse::into_response)

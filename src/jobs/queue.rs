@@ -204,10 +204,8 @@ impl JobQueue {
     }
 
     /// Uses another apalis queue name than [`DEFAULT_QUEUE_NAME`] (tests, or several
-    /// gateways sharing one Redis/PostgreSQL). Producers and workers must agree on it.
-    ///
-    /// # Panics
-    /// Never; an empty name is replaced by [`DEFAULT_QUEUE_NAME`].
+    /// gateways sharing one Redis/PostgreSQL). Producers and workers must agree on it; an
+    /// empty name falls back to [`DEFAULT_QUEUE_NAME`].
     #[must_use]
     pub fn with_queue_name(mut self, name: impl AsRef<str>) -> Self {
         let name = name.as_ref().trim();

@@ -459,7 +459,7 @@ impl CreditOutcome {
 /// no-op. The caller queues the callback after commit with [`queue_callback`]; the sweeper
 /// queues it if the process dies in between.
 pub async fn credit_transfer_in(
-    txn: &impl ConnectionTrait,
+    txn: &sea_orm::DatabaseTransaction,
     t: &IncomingTransfer,
 ) -> Result<CreditOutcome, OrderError> {
     let amount_text = amount::canonical(t.amount);
@@ -479,31 +479,35 @@ pub async fn credit_transfer_in(
         created_at: Set(now()),
         ..Default::default()
     };
-    // Unique (network, tx_hash, log_index): a replay stops here. ON CONFLICT DO NOTHING keeps a
-    // PostgreSQL transaction usable (a failed INSERT would abort it).
-    let inserted = transfer::Entity::insert(row)
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::columns([
-                transfer::Column::Network,
-                transfer::Column::TxHash,
-                transfer::Column::LogIndex,
-            ])
-            .do_nothing()
-            .to_owned(),
-        )
-        .exec_without_returning(txn)
-        .await?;
-    if inserted == 0 {
-        return Ok(CreditOutcome::Duplicate);
-    }
-    let transfer_id = transfer::Entity::find()
+    // Unique (network, tx_hash, log_index): a replay stops here. The insert runs in a savepoint
+    // so a violation leaves the caller's transaction usable on PostgreSQL.
+    let existing = transfer::Entity::find()
         .filter(transfer::Column::Network.eq(t.network.as_str()))
         .filter(transfer::Column::TxHash.eq(&t.tx_hash))
         .filter(transfer::Column::LogIndex.eq(t.log_index))
         .one(txn)
-        .await?
-        .map(|r| r.id)
-        .ok_or_else(|| DbErr::RecordNotFound("transfer just inserted".into()))?;
+        .await?;
+    if existing.is_some() {
+        return Ok(CreditOutcome::Duplicate);
+    }
+    let savepoint = txn.begin().await?;
+    let transfer_id = match row.insert(&savepoint).await {
+        Ok(r) => {
+            savepoint.commit().await?;
+            r.id
+        }
+        Err(e)
+            if store::is_unique_violation(
+                &e,
+                "transfers_network_tx_log_key",
+                "transfers.network, transfers.tx_hash, transfers.log_index",
+            ) =>
+        {
+            savepoint.rollback().await?;
+            return Ok(CreditOutcome::Duplicate);
+        }
+        Err(e) => return Err(e.into()),
+    };
 
     // Same slot, paid within the order's window (waiting, or expired by a job that ran before
     // the watcher saw the block).

@@ -308,11 +308,13 @@ pub async fn create_v1(app: &TestApp, fields: &[(&str, &str)]) -> Value {
         params.insert(k, v.to_string());
         // amount goes as a JSON number, like upstream clients send it.
         if *k == "amount" || *k == "timeout" {
-            body.insert(
-                k.to_string(),
-                serde_json::from_str(v).unwrap_or(Value::from(*v)),
-            );
-            params.insert(k, shortest(v));
+            let value: Value = serde_json::from_str(v).unwrap_or(Value::from(*v));
+            let signed = match &value {
+                Value::String(s) => s.clone(),
+                _ => shortest(v),
+            };
+            body.insert(k.to_string(), value);
+            params.insert(k, signed);
         } else {
             body.insert(k.to_string(), Value::from(*v));
         }

@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# The whole test suite, from a fresh clone:   bash tools/test.sh
+#
+# Installs what the tests need (Debian's chromium + playwright-core for the checkout page test),
+# then runs every test on SQLite and — when reachable — on PostgreSQL (127.0.0.1:5432), MySQL/
+# MariaDB (127.0.0.1:3306) and Redis (127.0.0.1:6379). Tests for an unreachable service are
+# skipped with a "SKIP:" line, unless EPUSDT_TEST_REQUIRE_SERVICES=1 (CI sets it), which makes
+# them fail instead. Override the servers with EPUSDT_TEST_POSTGRES_URL, EPUSDT_TEST_MYSQL_URL,
+# EPUSDT_TEST_REDIS_URL.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+say() { printf '\n==> %s\n' "$*"; }
+
+# Headless Chromium for the checkout page test (Debian package; no browser download).
+if ! command -v chromium >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian chromium (checkout page test)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
+  else
+    echo "chromium not installed and cannot apt-get it: the browser test will skip" >&2
+  fi
+fi
+if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwright-core ]; then
+  say "installing playwright-core (drives Debian chromium)"
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+for svc in "PostgreSQL 127.0.0.1 5432" "MySQL 127.0.0.1 3306" "Redis 127.0.0.1 6379"; do
+  set -- $svc
+  if reachable "$2" "$3"; then echo "service $1 on $2:$3: reachable"; else echo "service $1 on $2:$3: NOT reachable (its tests skip unless EPUSDT_TEST_REQUIRE_SERVICES=1)"; fi
+done
+
+say "cargo test (SQLite, PostgreSQL, MySQL, Redis, binary, browser)"
+cargo test --workspace --all-targets --locked
