@@ -581,6 +581,7 @@ fn rates_from_map_or_string<'de, D: serde::Deserializer<'de>>(
 }
 
 #[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
 mod tests {
     use super::*;
     use figment::Jail;

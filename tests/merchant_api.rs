@@ -5,7 +5,7 @@ mod common;
 
 use std::{collections::BTreeMap, time::Duration};
 
-use common::{Backend, Merchant, TestApp, borrow, create_v1, json_params};
+use common::{Backend, Merchant, borrow, create_v1, json_params};
 use epusdt::{
     domain::network::Network,
     service::order::{CreditOutcome, IncomingTransfer, credit_transfer, find_by_trade_id},
@@ -235,7 +235,8 @@ async fn validation_errors_say_what_to_fix(backend: Backend) {
     };
     let n = "http://127.0.0.1:9/n";
     let long_id = "x".repeat(33);
-    let cases: Vec<(Vec<(&str, &str)>, u64, &str)> = vec![
+    type Case<'a> = (Vec<(&'a str, &'a str)>, u64, &'a str);
+    let cases: Vec<Case> = vec![
         (
             vec![("amount", "10"), ("notify_url", n)],
             10009,
@@ -778,6 +779,3 @@ async fn private_callback_targets_are_refused_by_default() {
     }
     app.stop().await;
 }
-
-#[allow(dead_code)]
-fn _unused(_: &TestApp) {}

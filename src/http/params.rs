@@ -103,7 +103,7 @@ impl Params {
     pub fn sign_values<'a>(&'a self, decimal_keys: &[&str]) -> Vec<(&'a str, SignValue<'a>)> {
         self.0
             .iter()
-            .filter_map(|(k, v)| {
+            .map(|(k, v)| {
                 let value = match v {
                     Param::Number(n) => {
                         match Decimal::from_str_exact(n).or_else(|_| Decimal::from_scientific(n)) {
@@ -119,7 +119,7 @@ impl Params {
                     }
                     Param::Text(t) | Param::Other(t) => SignValue::Str(t),
                 };
-                Some((k.as_str(), value))
+                (k.as_str(), value)
             })
             .collect()
     }
