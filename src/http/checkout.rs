@@ -69,10 +69,14 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
     }
     let label = Network::parse(&o.network).map(Network::label).unwrap_or("");
     let status_url = format!("/pay/check-status/{}", o.trade_id);
+    // Fiat is shown with cents (`100.00 CNY`), as the shop showed it.
+    let fiat = rust_decimal::Decimal::from_str_exact(&o.amount)
+        .map(|d| format!("{d:.2}"))
+        .unwrap_or_else(|_| o.amount.clone());
     let html = render_checkout(&CheckoutView {
         trade_id: &o.trade_id,
         order_id: &o.order_id,
-        fiat_amount: &o.amount,
+        fiat_amount: &fiat,
         currency: &o.currency,
         actual_amount: &o.actual_amount,
         token: &o.token,

@@ -1,0 +1,148 @@
+//! Durability with the real binary: the gateway is killed (SIGKILL) while a callback is waiting
+//! for its retry; after a restart the retry still happens and the merchant acknowledges exactly
+//! once.
+mod common;
+
+use std::{
+    collections::BTreeMap,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use epusdt::{
+    domain::network::Network,
+    jobs::{JobQueue, QueueBackend},
+    service::order::{CreditOutcome, IncomingTransfer, credit_transfer, find_by_trade_id},
+};
+use serde_json::{Value, json};
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn gateway(dir: &std::path::Path, port: u16, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_epusdt"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EPUSDT_") {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(dir)
+        .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPUSDT_API_AUTH_TOKEN", common::TOKEN)
+        .env("EPUSDT_FORCED_USDT_RATE", "7.2")
+        .env("EPUSDT_ALLOW_PRIVATE_CALLBACKS", "true")
+        .env("EPUSDT_NOTIFY_RETRY_BASE_SECS", "3")
+        .env("EPUSDT_LOG_LEVEL", "warn")
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    c
+}
+
+async fn start(dir: &std::path::Path, port: u16) -> Child {
+    let child = gateway(dir, port, &["serve"]).spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline, "gateway did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    child
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_survives_a_crash_between_retries() {
+    epusdt::app::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let out = gateway(
+        dir.path(),
+        port,
+        &[
+            "wallet",
+            "add",
+            "--network",
+            "tron",
+            "--address",
+            common::TRON_WALLET,
+        ],
+    )
+    .output()
+    .unwrap();
+    assert!(out.status.success());
+    let mut child = start(dir.path(), port).await;
+
+    let (merchant, murl) = common::Merchant::start(1, "ok").await;
+    let mut params: BTreeMap<&str, String> = BTreeMap::new();
+    params.insert("order_id", "K-1".into());
+    params.insert("amount", "72".into());
+    params.insert("notify_url", format!("{murl}/notify"));
+    let sig = common::v1_sign(&params, common::TOKEN);
+    let client = reqwest::Client::new();
+    let reply: Value = client
+        .post(format!("http://127.0.0.1:{port}/api/v1/order/create-transaction"))
+        .json(&json!({"order_id": "K-1", "amount": 72, "notify_url": format!("{murl}/notify"), "signature": sig}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
+
+    // The watcher's side, from this process on the same database and queue.
+    let db = epusdt::store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("data/epusdt.db").display()
+    ))
+    .await
+    .unwrap();
+    let queue = JobQueue::connect(QueueBackend::Sqlite(
+        db.get_sqlite_connection_pool().clone(),
+    ))
+    .await
+    .unwrap();
+    let t = IncomingTransfer {
+        network: Network::Tron,
+        tx_hash: "crash-tx".into(),
+        log_index: 0,
+        block_number: 7,
+        block_hash: String::new(),
+        token_contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".into(),
+        from_address: "TX".into(),
+        to_address: common::TRON_WALLET.into(),
+        amount: "10".parse().unwrap(),
+        block_time: epusdt::service::now(),
+    };
+    let outcome = credit_transfer(&db, &queue, &t).await.unwrap();
+    assert!(matches!(outcome, CreditOutcome::Paid { .. }), "{outcome:?}");
+
+    // First attempt is refused by the merchant; the retry is scheduled ~3 s later. Kill now.
+    let first = merchant.wait_for(1, 20).await;
+    assert!(!first[0].accepted);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Stay down past the retry's due time.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(merchant.received().len(), 1, "nothing delivered while down");
+
+    let mut child = start(dir.path(), port).await;
+    let calls = merchant.wait_for(2, 30).await;
+    assert!(calls[1].accepted);
+    assert_eq!(calls[0].body, calls[1].body, "same signed payload on retry");
+    // Exactly once acknowledged: no further deliveries.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    assert_eq!(merchant.received().len(), 2);
+    let o = find_by_trade_id(&db, &trade_id).await.unwrap().unwrap();
+    assert_eq!(o.callback_state, 2, "delivered");
+    assert_eq!(o.callback_attempts, 2);
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+}
