@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# Create-order throughput and latency, measured with wrk over loopback against the release binary.
+#
+#   bash tools/bench_create.sh [sqlite|postgres] [duration_s] [connections]
+#
+# Every request is a distinct, correctly signed epusdt v1 create-transaction (unique order_id,
+# random amount), generated up front by python3 so wrk only replays bodies. Prints wrk's summary
+# (requests/s, latency percentiles incl. p99) and how many replies were `status_code: 200`.
+# PostgreSQL: uses postgres://postgres@127.0.0.1:5432 (override with EPUSDT_BENCH_POSTGRES_URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+backend="${1:-sqlite}"; duration="${2:-15}"; conns="${3:-32}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-release}"
+
+command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
+cargo build --release --locked --bin epusdt
+bin="$CARGO_TARGET_DIR/release/epusdt"
+
+work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+export EPUSDT_HTTP_LISTEN="127.0.0.1:$port" EPUSDT_DATA_DIR="$work/data" EPUSDT_API_AUTH_TOKEN=bench-token-0123456789 \
+       EPUSDT_FORCED_USDT_RATE=7.2 EPUSDT_LOG_LEVEL=warn EPUSDT_ALLOW_PRIVATE_CALLBACKS=true
+if [ "$backend" = postgres ]; then
+  base="${EPUSDT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
+  db="epusdt_bench_$$"
+  psql "$base/postgres" -qc "CREATE DATABASE $db" >/dev/null
+  export EPUSDT_DATABASE_URL="$base/$db"
+fi
+for a in TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb; do
+  "$bin" wallet add --network tron --address "$a" >/dev/null
+done
+"$bin" serve >"$work/serve.log" 2>&1 & pid=$!
+for _ in $(seq 100); do curl -fs "127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
+
+# Pre-signed bodies: far more than wrk can send in the run.
+python3 - "$work/bodies.txt" "$((duration * 20000 + 20000))" <<'PY'
+import hashlib, json, random, sys
+path, n = sys.argv[1], int(sys.argv[2])
+token = "bench-token-0123456789"
+with open(path, "w") as f:
+    for i in range(n):
+        amount = f"{random.randint(1000, 99999) / 100:.2f}"
+        p = {"order_id": f"B{i}", "amount": amount.rstrip('0').rstrip('.'), "notify_url": "http://127.0.0.1:9/notify"}
+        sig = hashlib.md5(("&".join(f"{k}={p[k]}" for k in sorted(p)) + token).encode()).hexdigest()
+        body = {"order_id": p["order_id"], "amount": float(amount), "notify_url": p["notify_url"], "signature": sig}
+        f.write(json.dumps(body) + "\n")
+PY
+
+cat > "$work/bench.lua" <<'LUA'
+local bodies = {}
+for line in io.lines(os.getenv("BODIES")) do bodies[#bodies + 1] = line end
+local threads, counter = {}, 0
+function setup(thread)
+  counter = counter + 1
+  thread:set("tid", counter)
+  table.insert(threads, thread)
+end
+function init(args)
+  idx = tid; ok = 0; bad = 0
+  wrk.method = "POST"; wrk.headers["Content-Type"] = "application/json"
+end
+function request()
+  local b = bodies[idx]; idx = idx + 2
+  return wrk.format(nil, nil, nil, b)
+end
+function response(status, headers, body)
+  if string.find(body, '"status_code":200', 1, true) then ok = ok + 1 else bad = bad + 1 end
+end
+function done(summary, latency, requests)
+  local ok_total, bad_total = 0, 0
+  for _, t in ipairs(threads) do ok_total = ok_total + t:get("ok"); bad_total = bad_total + t:get("bad") end
+  io.write(string.format("replies status_code 200: %d, other: %d\n", ok_total, bad_total))
+  io.write(string.format("p50 %.2f ms, p99 %.2f ms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
+end
+LUA
+echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
+BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
+  "http://127.0.0.1:$port/api/v1/order/create-transaction"
+kill -TERM $pid; wait $pid || true
+if [ "$backend" = postgres ]; then psql "$base/postgres" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null || true; fi
