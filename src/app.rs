@@ -10,7 +10,9 @@ use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
 use crate::{
+    audit::{AuditEvent, AuditLog, actions},
     config::Config,
+    crypto::keys::KeyStore,
     jobs::{self, JobQueue, QueueBackend},
     service, store,
 };
@@ -23,6 +25,16 @@ pub struct AppState {
     pub queue: JobQueue,
     /// Outbound HTTP client (merchant callbacks); rustls with the ring provider.
     pub http: reqwest::Client,
+    /// Master keyring sealing merchant secrets at rest.
+    pub keys: Arc<KeyStore>,
+    /// Append-only audit trail (table + daily JSONL file).
+    pub audit: AuditLog,
+    /// Rate limits: the middleware's state; handlers call `check_merchant`.
+    pub rate_limit: crate::security::ratelimit::RateLimit,
+    /// GMPay replay nonces (Redis or the `request_nonces` table).
+    pub replay: crate::security::replay::ReplayGuard,
+    /// Chain watchers' status, for `/health` (see `chain`).
+    pub chains: crate::chain::Registry,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -43,6 +55,12 @@ pub enum AppError {
     },
     #[error("{0}")]
     Setup(String),
+    #[error("master key: {0}")]
+    Keys(#[from] crate::crypto::keys::KeyError),
+    #[error("{0}")]
+    Merchant(#[from] service::merchant::MerchantError),
+    #[error("audit log: {0}")]
+    Audit(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -106,20 +124,83 @@ pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQ
         .with_shutdown_timeout(Duration::from_secs(config.shutdown_timeout_secs)))
 }
 
+/// Database + master keyring + audit log, checked and ready: what `serve` and every CLI command
+/// that touches merchants needs. Generates the master key on first use (and says so loudly),
+/// refuses a key that is not the one the database's secrets were sealed with, and re-seals
+/// plaintext or previous-key secrets.
+pub async fn open_secured(
+    config: &Config,
+) -> Result<(DatabaseConnection, Arc<KeyStore>, AuditLog), AppError> {
+    let db = open_database(config).await?;
+    let (keys, source) = KeyStore::open(config, true)?;
+    let audit = AuditLog::open(db.clone(), &config.data_dir.join("audit"))
+        .map_err(|e| AppError::Audit(e.to_string()))?;
+    if let Some(src) = &source {
+        if src.is_generated() {
+            tracing::warn!(
+                source = %src,
+                key_id = %keys.current_key_id(),
+                "GENERATED A NEW MASTER KEY: merchant secrets are encrypted with it. Back up this file; without it the secrets cannot be read"
+            );
+            eprintln!(
+                "epusdt: generated a new master key at {src} — back it up; merchant secrets cannot be read without it"
+            );
+            audit
+                .record(AuditEvent::new("system", actions::KEY_GENERATED, src.to_string()).with_details(
+                    serde_json::json!({ "key_id": keys.current_key_id(), "fingerprint": keys.fingerprint() }),
+                ))
+                .await
+                .map_err(|e| AppError::Audit(e.to_string()))?;
+        } else {
+            tracing::info!(source = %src, key_id = %keys.current_key_id(), "master key loaded");
+        }
+    }
+    let resealed = service::merchant::secure_secrets(&db, &keys).await?;
+    if resealed > 0 {
+        tracing::warn!(
+            resealed,
+            "merchant secrets re-sealed under the current master key"
+        );
+        audit
+            .record(
+                AuditEvent::new("system", actions::SECRETS_ENCRYPTED, "merchants").with_details(
+                    serde_json::json!({ "rows": resealed, "key_id": keys.current_key_id() }),
+                ),
+            )
+            .await
+            .map_err(|e| AppError::Audit(e.to_string()))?;
+    }
+    Ok((db, Arc::new(keys), audit))
+}
+
 impl App {
     pub async fn build(config: Config) -> Result<Self, AppError> {
         install_crypto_provider();
-        let db = open_database(&config).await?;
+        let (db, keys, audit) = open_secured(&config).await?;
         let queue = open_queue(&config, &db).await?;
-        service::merchant::sync_default_merchant(&db, config.api_auth_token.as_ref())
-            .await
-            .map_err(|e| AppError::Setup(e.to_string()))?;
+        service::merchant::sync_default_merchant(&db, &keys, config.api_auth_token.as_ref())
+            .await?;
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.notify_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
             .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AppError::Setup(format!("http client: {e}")))?;
+        let redis = crate::security::redis_manager(config.redis_url.as_deref())
+            .map_err(|e| AppError::Setup(format!("redis_url: {e}")))?;
+        let rate_limit = crate::security::ratelimit::RateLimit::new(
+            config.rate_limit.clone(),
+            redis.clone(),
+            &config.queue_name,
+        );
+        let replay =
+            crate::security::replay::ReplayGuard::new(redis, db.clone(), &config.queue_name);
+        // Chain settings resolve and EVM token decimals match, or we refuse to start.
+        crate::http::ops::install_metrics_recorder();
+        let chains = crate::chain::Registry::default();
+        crate::chain::check_startup(&config, &chains)
+            .await
+            .map_err(AppError::Setup)?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -138,6 +219,11 @@ impl App {
             db,
             queue,
             http,
+            keys,
+            audit,
+            rate_limit,
+            replay,
+            chains,
         };
         Ok(Self {
             state,
@@ -196,6 +282,7 @@ impl App {
                 }
             })
         };
+        let watchers = crate::chain::spawn_all(&state, stop_rx.clone());
         let router = crate::http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -228,6 +315,11 @@ impl App {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),
             Err(_) => tracing::warn!("job workers did not stop within the grace period"),
             _ => {}
+        }
+        for watcher in watchers {
+            if tokio::time::timeout(grace, watcher).await.is_err() {
+                tracing::warn!("a chain watcher did not stop within the grace period");
+            }
         }
         sweeper.abort();
         state.db.clone().close().await.ok();

@@ -10,12 +10,16 @@
 //! - [`service`]: use cases (merchants, wallets, orders, notify).
 //! - [`jobs`]: the durable job queue (apalis) and its handlers.
 //! - [`http`]: axum routers (merchant protocols, checkout, ops).
+//! - [`security`]: rate limiting (Redis or in-process) and GMPay replay nonces.
 pub mod app;
+pub mod audit;
+pub mod chain;
 pub mod config;
 pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod security;
 pub mod service;
 pub mod store;
 pub mod telemetry;

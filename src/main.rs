@@ -7,7 +7,12 @@ use std::{path::PathBuf, process::ExitCode};
 use clap::{Parser, Subcommand};
 use epusdt::{
     app::{self, App},
+    audit::{ACTOR_CLI, AuditEvent, AuditLog, actions},
     config::{Config, Sources},
+    crypto::{
+        keys::KeyStore,
+        master_key::{self, MasterKey},
+    },
     service, telemetry,
 };
 use rust_decimal::Decimal;
@@ -50,6 +55,16 @@ enum Command {
     Wallet {
         #[command(subcommand)]
         action: WalletAction,
+    },
+    /// Inspect orders and resend callbacks.
+    Order {
+        #[command(subcommand)]
+        action: OrderAction,
+    },
+    /// Master key management.
+    Keys {
+        #[command(subcommand)]
+        action: KeysAction,
     },
     /// Admin-set fiat → USDT rates (fiat units per 1 USDT).
     Rate {
@@ -110,6 +125,28 @@ enum WalletAction {
     Enable {
         wallet: String,
     },
+}
+
+#[derive(Subcommand)]
+enum KeysAction {
+    /// Re-encrypt every stored secret under a new master key (generated unless given). With
+    /// file-based keys the old key is kept as `<key file>.previous`, so running gateways keep
+    /// reading; with `EPUSDT_MASTER_KEY` the new key is printed once.
+    Rotate {
+        /// The new key (64 hex digits or base64 of 32 bytes); generated when omitted.
+        #[arg(long)]
+        new_key: Option<String>,
+    },
+    /// Show the key id and fingerprint in use (never the key).
+    Show,
+}
+
+#[derive(Subcommand)]
+enum OrderAction {
+    /// An order with its flags and every callback attempt.
+    Show { trade_id: String },
+    /// Queue a fresh callback delivery for a paid order.
+    Resend { trade_id: String },
 }
 
 #[derive(Subcommand)]
@@ -185,7 +222,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             );
         }
         Command::Merchant { action } => {
-            let db = app::open_database(&config).await?;
+            let (db, keys, audit) = app::open_secured(&config).await?;
             match action {
                 MerchantAction::Add {
                     name,
@@ -193,7 +230,13 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                     secret,
                     strict,
                 } => {
-                    let m = service::merchant::add(&db, &name, pid, secret, strict).await?;
+                    let m = service::merchant::add(&db, &keys, &name, pid, secret, strict).await?;
+                    audit
+                        .record(
+                            AuditEvent::new(ACTOR_CLI, actions::MERCHANT_ADD, format!("merchant:{}", m.pid))
+                                .with_details(serde_json::json!({ "name": m.name, "strict_replay": m.strict_replay })),
+                        )
+                        .await?;
                     println!("merchant added: pid={} name={}", m.pid, m.name);
                     println!(
                         "secret (shown once, store it safely): {}",
@@ -212,7 +255,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             }
         }
         Command::Wallet { action } => {
-            let db = app::open_database(&config).await?;
+            let (db, keys, audit) = app::open_secured(&config).await?;
             match action {
                 WalletAction::Add {
                     network,
@@ -222,7 +265,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 } => {
                     let merchant_id = match merchant {
                         Some(pid) => Some(
-                            service::merchant::find_by_pid(&db, pid)
+                            service::merchant::find_by_pid(&db, &keys, pid)
                                 .await?
                                 .ok_or_else(|| format!("no merchant with pid {pid}"))?
                                 .id,
@@ -231,6 +274,12 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                     };
                     let w =
                         service::wallet::add(&db, &network, &address, merchant_id, &label).await?;
+                    audit
+                        .record(
+                            AuditEvent::new(ACTOR_CLI, actions::WALLET_ADD, format!("{}:{}", w.network, w.address))
+                                .with_details(serde_json::json!({ "id": w.id, "merchant_id": w.merchant_id, "label": w.label })),
+                        )
+                        .await?;
                     println!("wallet added: id={} {} {}", w.id, w.network, w.address);
                 }
                 WalletAction::List => {
@@ -251,11 +300,78 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                 }
                 WalletAction::Disable { wallet } => {
                     let n = service::wallet::set_enabled(&db, &wallet, false).await?;
+                    audit
+                        .record(AuditEvent::new(
+                            ACTOR_CLI,
+                            actions::WALLET_DISABLE,
+                            wallet.clone(),
+                        ))
+                        .await?;
                     println!("{n} wallet(s) disabled");
                 }
                 WalletAction::Enable { wallet } => {
                     let n = service::wallet::set_enabled(&db, &wallet, true).await?;
+                    audit
+                        .record(AuditEvent::new(ACTOR_CLI, "wallet.enable", wallet.clone()))
+                        .await?;
                     println!("{n} wallet(s) enabled");
+                }
+            }
+        }
+        Command::Keys { action } => {
+            let (db, keys, audit) = app::open_secured(&config).await?;
+            match action {
+                KeysAction::Show => {
+                    println!(
+                        "key_id={} fingerprint={}",
+                        keys.current_key_id(),
+                        keys.fingerprint()
+                    );
+                }
+                KeysAction::Rotate { new_key } => {
+                    rotate_keys(&config, &db, &keys, &audit, new_key).await?
+                }
+            }
+        }
+        Command::Order { action } => {
+            let (db, _keys, _audit) = app::open_secured(&config).await?;
+            match action {
+                OrderAction::Show { trade_id } => {
+                    let o = service::order::find_by_trade_id(&db, &trade_id)
+                        .await?
+                        .ok_or_else(|| format!("no order with trade_id {trade_id}"))?;
+                    println!(
+                        "trade_id={} order_id={} status={} network={} address={} amount={} {} actual_amount={} USDT flags={} tx={} callback_state={}",
+                        o.trade_id,
+                        o.order_id,
+                        o.status,
+                        o.network,
+                        o.address,
+                        o.amount,
+                        o.currency,
+                        o.actual_amount,
+                        o.flags,
+                        o.block_transaction_id.as_deref().unwrap_or("-"),
+                        o.callback_state
+                    );
+                    for a in service::notify::attempts(&db, o.id).await? {
+                        println!(
+                            "  attempt {} at {} status={} latency={}ms success={} {}",
+                            a.attempt,
+                            a.attempted_at,
+                            a.http_status
+                                .map(|s| s.to_string())
+                                .unwrap_or_else(|| "-".into()),
+                            a.latency_ms,
+                            a.success,
+                            a.error
+                        );
+                    }
+                }
+                OrderAction::Resend { trade_id } => {
+                    let queue = app::open_queue(&config, &db).await?;
+                    service::notify::resend(&db, &queue, &trade_id).await?;
+                    println!("callback queued for {trade_id}");
                 }
             }
         }
@@ -275,6 +391,65 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             println!("rate set: 1 USDT = {rate} {currency}");
         }
     }
+    Ok(())
+}
+
+/// `epusdt keys rotate`: seals every secret under a new key in one transaction. The new key is
+/// on disk (or printed) before the transaction commits, so the database is never sealed with a
+/// key nobody has.
+async fn rotate_keys(
+    config: &Config,
+    db: &sea_orm::DatabaseConnection,
+    keys: &KeyStore,
+    audit: &AuditLog,
+    new_key: Option<String>,
+) -> Result<(), Box<dyn std::error::Error>> {
+    use sea_orm::TransactionTrait;
+    let new = match new_key {
+        Some(k) => MasterKey::parse(&k)?,
+        None => MasterKey::generate(),
+    };
+    let old_id = keys.current_key_id();
+    if new.key_id() == old_id {
+        return Err("the new key is the key already in use".into());
+    }
+    let next = KeyStore::from_keyring(keys.rotated(new.clone()));
+    let txn = db.begin().await?;
+    let rows = service::merchant::reseal_all(&txn, &next).await?;
+    service::merchant::set_fingerprint(&txn, &new.fingerprint()).await?;
+    match KeyStore::file_paths(config) {
+        Some((current, previous)) => {
+            let staged = current.with_extension(format!("new-{}", std::process::id()));
+            master_key::write_key_file(&staged, &new)?;
+            std::fs::rename(&current, &previous)?;
+            std::fs::rename(&staged, &current)?;
+            txn.commit().await?;
+            println!(
+                "rotated: {rows} secret(s) re-encrypted; new key {} in {} (old key kept in {} until every instance has restarted — then delete it)",
+                new.key_id(),
+                current.display(),
+                previous.display()
+            );
+        }
+        None => {
+            txn.commit().await?;
+            println!(
+                "rotated: {rows} secret(s) re-encrypted under key {}",
+                new.key_id()
+            );
+            println!(
+                "set EPUSDT_MASTER_KEY to the new key below and EPUSDT_MASTER_KEY_PREVIOUS to the old one, restart every instance, then remove EPUSDT_MASTER_KEY_PREVIOUS:"
+            );
+            println!("{}", new.to_hex().expose());
+        }
+    }
+    audit
+        .record(
+            AuditEvent::new(ACTOR_CLI, actions::KEY_ROTATE, "master_key").with_details(
+                serde_json::json!({ "old_key_id": old_id, "new_key_id": new.key_id(), "rows": rows }),
+            ),
+        )
+        .await?;
     Ok(())
 }
 

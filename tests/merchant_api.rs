@@ -116,6 +116,13 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
     assert!(attempts[0].success);
     assert_eq!(attempts[0].http_status, Some(200));
 
+    // An admin resend delivers the same signed callback once more.
+    epusdt::service::notify::resend(&app.state.db, &app.state.queue, &trade_id)
+        .await
+        .unwrap();
+    let calls = merchant.wait_for(2, 15).await;
+    assert_eq!(calls[1].body, calls[0].body);
+
     // Checkout page of a paid order says so.
     let page = app
         .client
@@ -426,9 +433,10 @@ async fn gmpay_round_trip(backend: Backend) {
     let Some(app) = common::spawn_app(backend).await else {
         return;
     };
-    let m = epusdt::service::merchant::add(&app.state.db, "shop", None, None, false)
-        .await
-        .unwrap();
+    let m =
+        epusdt::service::merchant::add(&app.state.db, &app.state.keys, "shop", None, None, false)
+            .await
+            .unwrap();
     let secret = m.secret.expose().to_string();
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let notify = format!("{murl}/gm");
@@ -525,9 +533,16 @@ async fn epay_redirects_and_notifies(backend: Backend) {
     let Some(app) = common::spawn_app(backend).await else {
         return;
     };
-    let m = epusdt::service::merchant::add(&app.state.db, "epay shop", Some(2001), None, false)
-        .await
-        .unwrap();
+    let m = epusdt::service::merchant::add(
+        &app.state.db,
+        &app.state.keys,
+        "epay shop",
+        Some(2001),
+        None,
+        false,
+    )
+    .await
+    .unwrap();
     let key = m.secret.expose().to_string();
     let (merchant, murl) = Merchant::start(1, "success").await;
     let mut p: BTreeMap<&str, String> = BTreeMap::new();
@@ -610,11 +625,17 @@ async fn epay_redirects_and_notifies(backend: Backend) {
     assert_eq!(got["out_trade_no"], "E-1");
     assert_eq!(got["money"], "1.00");
     assert_eq!(got["sign"], common::epay_sign(&borrow(&got), &key));
-    let o = find_by_trade_id(&app.state.db, &trade_id)
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(o.callback_state, 2);
+    // The gateway records the delivery right after the merchant answered.
+    let db = app.state.db.clone();
+    let o = common::eventually(10, "callback recorded as delivered", || {
+        let db = db.clone();
+        let t = trade_id.clone();
+        async move {
+            let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
+            (o.callback_state == 2).then_some(o)
+        }
+    })
+    .await;
     assert_eq!(o.callback_attempts, 2);
     app.stop().await;
 }

@@ -13,13 +13,15 @@ backend="${1:-sqlite}"; duration="${2:-15}"; conns="${3:-32}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-release}"
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-cargo build --release --locked --bin epusdt
+[ "${EPUSDT_BENCH_NO_BUILD:-0}" = 1 ] || cargo build --release --locked --bin epusdt
 bin="$CARGO_TARGET_DIR/release/epusdt"
 
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 export EPUSDT_HTTP_LISTEN="127.0.0.1:$port" EPUSDT_DATA_DIR="$work/data" EPUSDT_API_AUTH_TOKEN=bench-token-0123456789 \
-       EPUSDT_FORCED_USDT_RATE=7.2 EPUSDT_LOG_LEVEL=warn EPUSDT_ALLOW_PRIVATE_CALLBACKS=true
+       EPUSDT_FORCED_USDT_RATE=7.2 EPUSDT_LOG_LEVEL=warn EPUSDT_ALLOW_PRIVATE_CALLBACKS=true \
+       EPUSDT_RATE_LIMIT_PER_MINUTE=0 EPUSDT_RATE_LIMIT_ROUTE_PER_MINUTE=0 EPUSDT_RATE_LIMIT_MERCHANT_PER_MINUTE=0
+# (rate limits off: one load generator on one IP is exactly what they exist to stop)
 if [ "$backend" = postgres ]; then
   base="${EPUSDT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"
   db="epusdt_bench_$$"

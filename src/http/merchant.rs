@@ -2,7 +2,7 @@
 //! check-status and cancel. Each handler: parse params → authenticate (signature, in constant
 //! time) → validate every field with a message that says what to fix → call `service::order`.
 use axum::{
-    Router,
+    Extension, Router,
     body::Bytes,
     extract::{Path, RawQuery, State},
     http::{HeaderMap, StatusCode, header},
@@ -18,8 +18,10 @@ use super::{
 };
 use crate::{
     app::AppState,
+    audit::{AuditEvent, actions},
     crypto::sign,
     domain::{amount, network::Network},
+    security::ratelimit::ClientAddr,
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
         notify::check_url_shape,
@@ -41,6 +43,12 @@ pub fn router() -> Router<AppState> {
             get(create_epay).post(create_epay),
         )
         .route("/pay/check-status/{trade_id}", get(check_status))
+}
+
+fn client_name(c: Option<&Extension<ClientAddr>>) -> String {
+    c.and_then(|e| e.0.0)
+        .map(|ip| ip.to_string())
+        .unwrap_or_else(|| "unknown".into())
 }
 
 fn content_type(h: &HeaderMap) -> Option<&str> {
@@ -144,8 +152,12 @@ fn timeout_field(p: &Params) -> Result<Option<i64>, ApiError> {
     }
 }
 
-/// Verifies a signature in constant time; logs the canonical string (never the secret).
-fn verify(
+/// Verifies a signature in constant time; logs the canonical string (never the secret) and
+/// audits the failure (at most once per merchant and client per minute, so a flood of bad
+/// requests cannot turn into a flood of audit writes).
+async fn verify(
+    state: &AppState,
+    client: &str,
     canonical: &str,
     expected: String,
     provided: Option<&str>,
@@ -156,15 +168,32 @@ fn verify(
         message: "signature is required".into(),
     })?;
     if sign::signature_matches(&expected, provided) {
-        Ok(())
-    } else {
-        tracing::warn!(pid = m.pid, canonical, "signature mismatch");
-        Err(ApiError::signature())
+        return Ok(());
     }
+    tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
+    let throttle = format!("audit:signature:{}:{client}", m.pid);
+    let first = state
+        .rate_limit
+        .limiter()
+        .check(&throttle, 1, std::time::Duration::from_secs(60))
+        .await;
+    if first.allowed {
+        let event = AuditEvent::new(
+            format!("ip:{client}"),
+            actions::SIGNATURE_FAILED,
+            format!("merchant:{}", m.pid),
+        )
+        .with_ip(client.to_string())
+        .with_details(json!({ "canonical": canonical }));
+        if let Err(e) = state.audit.record(event).await {
+            tracing::error!(error = %e, "audit write failed");
+        }
+    }
+    Err(ApiError::signature())
 }
 
 async fn default_merchant(state: &AppState) -> Result<Merchant, ApiError> {
-    match merchant::find_by_pid(&state.db, DEFAULT_PID).await {
+    match merchant::find_by_pid(&state.db, &state.keys, DEFAULT_PID).await {
         Ok(Some(m)) if m.enabled => Ok(m),
         Ok(_) => Err(ApiError {
             code: reply::code::SIGNATURE,
@@ -183,7 +212,7 @@ async fn merchant_by_pid(state: &AppState, p: &Params) -> Result<Merchant, ApiEr
         .trim()
         .parse()
         .map_err(|_| ApiError::bad_param("pid", format!("`{raw}` must be a number")))?;
-    match merchant::find_by_pid(&state.db, pid).await {
+    match merchant::find_by_pid(&state.db, &state.keys, pid).await {
         Ok(Some(m)) if m.enabled => Ok(m),
         Ok(_) => Err(ApiError {
             code: reply::code::SIGNATURE,
@@ -192,30 +221,6 @@ async fn merchant_by_pid(state: &AppState, p: &Params) -> Result<Merchant, ApiEr
         Err(e) => {
             tracing::error!(error = %e, "merchant lookup");
             Err(ApiError::system())
-        }
-    }
-}
-
-/// GMPay's optional replay window: `timestamp` within ±300 s (required in strict mode).
-fn check_timestamp(p: &Params, m: &Merchant) -> Result<(), ApiError> {
-    match p.get("timestamp") {
-        None if m.strict_replay => Err(ApiError::bad_param(
-            "timestamp",
-            "is required for this merchant (strict replay mode); send unix seconds and a nonce",
-        )),
-        None => Ok(()),
-        Some(t) => {
-            let ts: i64 = t
-                .trim()
-                .parse()
-                .map_err(|_| ApiError::bad_param("timestamp", "must be unix seconds"))?;
-            if (crate::service::now() - ts).abs() > 300 {
-                return Err(ApiError::bad_param(
-                    "timestamp",
-                    "is more than 300 s away from the gateway's clock; check your server time",
-                ));
-            }
-            Ok(())
         }
     }
 }
@@ -254,20 +259,28 @@ async fn create(state: &AppState, req: NewOrder) -> Result<order_row::Model, Api
 /// `POST /api/v1/order/create-transaction` — epusdt v1, byte-compatible.
 async fn create_v1(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     async {
         let p = parse(&headers, &body, q.as_deref())?;
+        let client = client_name(client.as_ref());
         let m = default_merchant(&state).await?;
         let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
         verify(
+            &state,
+            &client,
             &canonical,
             sign::md5_sign(&canonical, m.secret.expose()),
             p.get("signature"),
             &m,
-        )?;
+        )
+        .await?;
+        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+            return Ok(limited.into_response());
+        }
         let req = NewOrder {
             order_id: order_id_field(&p, "order_id")?,
             amount: amount_field(&p, "amount")?,
@@ -290,21 +303,28 @@ async fn create_v1(
 /// `POST /payments/gmpay/v1/order/create-transaction` — HMAC-SHA256 signed.
 async fn create_gmpay(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     async {
         let p = parse(&headers, &body, q.as_deref())?;
+        let client = client_name(client.as_ref());
         let m = merchant_by_pid(&state, &p).await?;
         let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
         verify(
+            &state,
+            &client,
             &canonical,
             sign::hmac_sha256_sign(&canonical, m.secret.expose()),
             p.get("signature"),
             &m,
-        )?;
-        check_timestamp(&p, &m)?;
+        )
+        .await?;
+        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+            return Ok(limited.into_response());
+        }
         if let Some(t) = p.get("token")
             && !t.trim().eq_ignore_ascii_case("usdt")
         {
@@ -325,6 +345,17 @@ async fn create_gmpay(
             protocol: Protocol::GmPay,
             merchant: m,
         };
+        // After field validation, so a typo does not burn the merchant's nonce.
+        state
+            .replay
+            .check_request(
+                req.merchant.pid,
+                req.merchant.strict_replay,
+                p.get("timestamp"),
+                p.get("nonce"),
+                crate::service::now(),
+            )
+            .await?;
         let o = create(&state, req).await?;
         let mut data = order_data(&state, &o);
         if let Value::Object(map) = &mut data {
@@ -342,12 +373,14 @@ async fn create_gmpay(
 /// `GET|POST …/epay/v1/order/create-transaction/submit.php` — answers 302 to the checkout page.
 async fn create_epay(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     async {
         let p = parse(&headers, &body, q.as_deref())?;
+        let client = client_name(client.as_ref());
         let m = merchant_by_pid(&state, &p).await?;
         if let Some(t) = p.get("sign_type")
             && !t.eq_ignore_ascii_case("MD5")
@@ -356,11 +389,17 @@ async fn create_epay(
         }
         let canonical = sign::canonical_string(&p.raw_values(), &["sign", "sign_type"]);
         verify(
+            &state,
+            &client,
             &canonical,
             sign::md5_sign(&canonical, m.secret.expose()),
             p.get("sign"),
             &m,
-        )?;
+        )
+        .await?;
+        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+            return Ok(limited.into_response());
+        }
         let req = NewOrder {
             order_id: order_id_field(&p, "out_trade_no")?,
             amount: amount_field(&p, "money")?,
@@ -411,32 +450,43 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
 /// MD5 with `api_auth_token`), or with `pid` and an HMAC signature for GMPay merchants.
 async fn cancel(
     State(state): State<AppState>,
+    client: Option<Extension<ClientAddr>>,
     headers: HeaderMap,
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
     async {
         let p = parse(&headers, &body, q.as_deref())?;
+        let client = client_name(client.as_ref());
         let canonical = sign::canonical_string(&p.sign_values(&[]), &["signature"]);
         let m = if p.get("pid").is_some() {
             let m = merchant_by_pid(&state, &p).await?;
             verify(
+                &state,
+                &client,
                 &canonical,
                 sign::hmac_sha256_sign(&canonical, m.secret.expose()),
                 p.get("signature"),
                 &m,
-            )?;
+            )
+            .await?;
             m
         } else {
             let m = default_merchant(&state).await?;
             verify(
+                &state,
+                &client,
                 &canonical,
                 sign::md5_sign(&canonical, m.secret.expose()),
                 p.get("signature"),
                 &m,
-            )?;
+            )
+            .await?;
             m
         };
+        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+            return Ok(limited.into_response());
+        }
         let trade_id = text_field(&p, "trade_id", 64, true)?;
         let o = order::cancel_order(&state.db, &m, &trade_id).await?;
         Ok::<_, ApiError>(reply::success(

@@ -18,6 +18,10 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(merchant::router())
         .merge(checkout::router())
+        .layer(axum::middleware::from_fn_with_state(
+            state.rate_limit.clone(),
+            crate::security::ratelimit::middleware,
+        ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

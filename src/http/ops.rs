@@ -1,6 +1,11 @@
-//! Operations endpoints: `GET /health` (database and queue status; 503 when the database is
-//! down). Chain lag joins here when watchers exist.
-use std::time::Duration;
+//! Operations endpoints: `GET /health` (database, queue and each chain watcher's head, cursor
+//! and lag; 503 when the database is down) and `GET /metrics` (Prometheus text format).
+//!
+//! The Prometheus recorder is process-global (the `metrics` facade allows one): it is installed
+//! once per process by [`install_metrics_recorder`] and its handle kept in a `OnceLock`, so
+//! several `App`s in one process (tests) share it. These handlers only read; they never change
+//! state.
+use std::{sync::OnceLock, time::Duration};
 
 use axum::{
     Json, Router,
@@ -14,7 +19,96 @@ use serde_json::json;
 use crate::{app::AppState, store};
 
 pub fn router() -> Router<AppState> {
-    Router::new().route("/health", get(health))
+    Router::new()
+        .route("/health", get(health))
+        .route("/metrics", get(metrics_text))
+}
+
+static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
+    OnceLock::new();
+
+/// Installs the Prometheus recorder as the process's `metrics` recorder, once. If another
+/// recorder was installed first, `/metrics` answers 503 saying so.
+pub fn install_metrics_recorder() {
+    PROMETHEUS.get_or_init(|| {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        match metrics::set_global_recorder(recorder) {
+            Ok(()) => Some(handle),
+            Err(e) => {
+                tracing::warn!(error = %e, "another metrics recorder is installed: /metrics is disabled");
+                None
+            }
+        }
+    });
+}
+
+async fn metrics_text() -> Response {
+    install_metrics_recorder();
+    match PROMETHEUS.get().and_then(Option::as_ref) {
+        Some(handle) => {
+            handle.run_upkeep();
+            (
+                [(
+                    axum::http::header::CONTENT_TYPE,
+                    "text/plain; version=0.0.4; charset=utf-8",
+                )],
+                handle.render(),
+            )
+                .into_response()
+        }
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable: another recorder was installed in this process\n",
+        )
+            .into_response(),
+    }
+}
+
+/// Each configured chain: this instance's view, with the cursor read from the database (so a
+/// standby instance shows the scanning instance's progress). `true` when a watcher is stalled.
+async fn chains_health(state: &AppState, db_ok: bool) -> (serde_json::Value, bool) {
+    let chains = state.chains.snapshot();
+    if chains.is_empty() {
+        return (json!({}), false);
+    }
+    let persisted = if db_ok {
+        tokio::time::timeout(Duration::from_secs(3), crate::chain::cursors(&state.db))
+            .await
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default()
+    } else {
+        Default::default()
+    };
+    let mut stalled = false;
+    let mut out = serde_json::Map::new();
+    for (network, s) in chains {
+        let cursor = persisted.get(network).copied().or(s.cursor);
+        let lag = match (s.confirmed_head, cursor) {
+            (Some(c), Some(k)) => Some((c - k).max(0)),
+            _ => s.lag_blocks,
+        };
+        let age = crate::chain::age_secs(s.last_ok_unix);
+        let limit = i64::try_from(crate::chain::stalled_after(&s).as_secs()).unwrap_or(i64::MAX);
+        let is_stalled = s.role == "failed"
+            || (s.role == "active" && s.error.is_some() && age.is_none_or(|a| a > limit));
+        stalled |= is_stalled;
+        out.insert(
+            network.to_string(),
+            json!({
+                "status": if is_stalled { "error" } else { s.role },
+                "role": s.role,
+                "head": s.head,
+                "confirmed_head": s.confirmed_head,
+                "cursor": cursor,
+                "lag_blocks": lag,
+                "last_ok_unix": s.last_ok_unix,
+                "error": s.error,
+            }),
+        );
+    }
+    (serde_json::Value::Object(out), stalled)
 }
 
 async fn health(State(state): State<AppState>) -> Response {
@@ -36,7 +130,8 @@ async fn health(State(state): State<AppState>) -> Response {
     if let Some(e) = &db_error {
         tracing::error!(error = %e, "health: database down");
     }
-    let status = match (db_ok, queue_ok) {
+    let (chains, chains_stalled) = chains_health(&state, db_ok).await;
+    let status = match (db_ok, queue_ok && !chains_stalled) {
         (true, true) => "ok",
         (true, false) => "degraded",
         _ => "down",
@@ -54,6 +149,7 @@ async fn health(State(state): State<AppState>) -> Response {
             "backend": state.queue.backend_name(),
             "error": queue_error,
         },
+        "chains": chains,
     });
     let code = if db_ok {
         StatusCode::OK

@@ -60,8 +60,8 @@ impl From<OrderError> for ApiError {
             OrderError::NoFreeSlot(_) => code::NO_SLOT,
             OrderError::NoRate(_) => code::RATE,
             OrderError::NotFound => code::NOT_FOUND,
-            OrderError::Transition(_) => code::BAD_PARAM,
-            OrderError::Db(_) | OrderError::Queue(_) => {
+            OrderError::Transition(_) | OrderError::NotPaid => code::BAD_PARAM,
+            OrderError::Db(_) | OrderError::Queue(_) | OrderError::Merchant(_) => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::system();
             }

@@ -39,8 +39,15 @@ async fn run(state: &AppState, job: Job) -> Result<(), order::OrderError> {
             }
         }
         Job::Notify { order_id, attempt } => {
-            let outcome =
-                notify::deliver(&state.db, &state.config, &state.http, order_id, attempt).await?;
+            let outcome = notify::deliver(
+                &state.db,
+                &state.keys,
+                &state.config,
+                &state.http,
+                order_id,
+                attempt,
+            )
+            .await?;
             match outcome {
                 NotifyOutcome::RetryIn(secs) => {
                     let at = chrono::Utc::now()

@@ -1,6 +1,7 @@
 //! Merchants: the legacy default merchant (from `api_auth_token`, pid 1000) and any number of
-//! `pid` + secret merchants for GMPay and EPay. Secrets never reach a log: [`Merchant`]'s `Debug`
-//! redacts them.
+//! `pid` + secret merchants for GMPay and EPay. Secrets are stored AES-256-GCM encrypted under the
+//! master key (AAD `merchant:<pid>:secret`, so a ciphertext copied to another row fails) and never
+//! reach a log: [`Merchant`]'s `Debug` redacts them.
 use std::fmt;
 
 use rand::{Rng, distr::Alphanumeric};
@@ -11,8 +12,19 @@ use sea_orm::{
 
 use crate::{
     config::Secret,
-    store::{self, entities::merchant},
+    crypto::{envelope::EnvelopeError, keys::KeyStore},
+    store::{
+        self,
+        entities::{merchant, setting},
+    },
 };
+
+/// Settings key holding the fingerprint of the master key that seals the secrets.
+pub const FINGERPRINT_KEY: &str = "master_key_fingerprint";
+
+fn aad(pid: i64) -> String {
+    format!("merchant:{pid}:secret")
+}
 
 /// The pid of the legacy v1 merchant whose secret is `api_auth_token`.
 pub const DEFAULT_PID: i64 = 1000;
@@ -38,16 +50,20 @@ impl fmt::Debug for Merchant {
     }
 }
 
-impl From<merchant::Model> for Merchant {
-    fn from(m: merchant::Model) -> Self {
-        Self {
+impl Merchant {
+    /// Opens a row: decrypts its secret with the keyring.
+    pub fn open(m: merchant::Model, keys: &KeyStore) -> Result<Self, MerchantError> {
+        let secret = keys
+            .decrypt(&m.secret, &aad(m.pid))
+            .map_err(|source| MerchantError::Secret { pid: m.pid, source })?;
+        Ok(Self {
             id: m.id,
             pid: m.pid,
             name: m.name,
-            secret: Secret::new(m.secret),
+            secret,
             strict_replay: m.strict_replay,
             enabled: m.enabled,
-        }
+        })
     }
 }
 
@@ -57,6 +73,12 @@ pub enum MerchantError {
     PidTaken(i64),
     #[error("{0}")]
     Invalid(String),
+    #[error("secret of merchant {pid} cannot be decrypted: {source}")]
+    Secret { pid: i64, source: EnvelopeError },
+    #[error(
+        "the master key (fingerprint {configured}) is not the one that encrypted this database's secrets (fingerprint {stored}); configure the original key via master_key / master_key_file, or rotate with both keys available"
+    )]
+    WrongMasterKey { configured: String, stored: String },
     #[error("database: {0}")]
     Db(#[from] DbErr),
 }
@@ -64,6 +86,7 @@ pub enum MerchantError {
 /// Creates, updates or disables the pid-1000 merchant so it mirrors `api_auth_token`.
 pub async fn sync_default_merchant(
     db: &DatabaseConnection,
+    keys: &KeyStore,
     token: Option<&Secret>,
 ) -> Result<(), MerchantError> {
     let now = super::now();
@@ -76,7 +99,7 @@ pub async fn sync_default_merchant(
             let row = merchant::ActiveModel {
                 pid: Set(DEFAULT_PID),
                 name: Set("default (api_auth_token)".into()),
-                secret: Set(t.expose().to_string()),
+                secret: Set(keys.encrypt(t.expose(), &aad(DEFAULT_PID))),
                 strict_replay: Set(false),
                 enabled: Set(true),
                 created_at: Set(now),
@@ -90,9 +113,14 @@ pub async fn sync_default_merchant(
                 Err(e) => return Err(e.into()),
             }
         }
-        (Some(m), Some(t)) if m.secret != t.expose() || !m.enabled => {
+        (Some(m), Some(t))
+            if !m.enabled
+                || keys
+                    .decrypt(&m.secret, &aad(m.pid))
+                    .map_or(true, |s| s.expose() != t.expose()) =>
+        {
             let mut am: merchant::ActiveModel = m.into();
-            am.secret = Set(t.expose().to_string());
+            am.secret = Set(keys.encrypt(t.expose(), &aad(DEFAULT_PID)));
             am.enabled = Set(true);
             am.updated_at = Set(now);
             am.update(db).await?;
@@ -111,19 +139,29 @@ pub async fn sync_default_merchant(
     Ok(())
 }
 
-pub async fn find_by_pid(db: &DatabaseConnection, pid: i64) -> Result<Option<Merchant>, DbErr> {
-    Ok(merchant::Entity::find()
+pub async fn find_by_pid(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    pid: i64,
+) -> Result<Option<Merchant>, MerchantError> {
+    merchant::Entity::find()
         .filter(merchant::Column::Pid.eq(pid))
         .one(db)
         .await?
-        .map(Merchant::from))
+        .map(|m| Merchant::open(m, keys))
+        .transpose()
 }
 
-pub async fn find_by_id(db: &DatabaseConnection, id: i64) -> Result<Option<Merchant>, DbErr> {
-    Ok(merchant::Entity::find_by_id(id)
+pub async fn find_by_id(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    id: i64,
+) -> Result<Option<Merchant>, MerchantError> {
+    merchant::Entity::find_by_id(id)
         .one(db)
         .await?
-        .map(Merchant::from))
+        .map(|m| Merchant::open(m, keys))
+        .transpose()
 }
 
 /// A random 32-character alphanumeric secret.
@@ -138,6 +176,7 @@ pub fn generate_secret() -> String {
 /// Adds a merchant. `pid` defaults to the next free number ≥ 1001; the secret to a random one.
 pub async fn add(
     db: &DatabaseConnection,
+    keys: &KeyStore,
     name: &str,
     pid: Option<i64>,
     secret: Option<String>,
@@ -176,7 +215,7 @@ pub async fn add(
     let row = merchant::ActiveModel {
         pid: Set(pid),
         name: Set(name.to_string()),
-        secret: Set(secret),
+        secret: Set(keys.encrypt(&secret, &aad(pid))),
         strict_replay: Set(strict_replay),
         enabled: Set(true),
         created_at: Set(now),
@@ -184,7 +223,7 @@ pub async fn add(
         ..Default::default()
     };
     match row.insert(db).await {
-        Ok(m) => Ok(m.into()),
+        Ok(m) => Merchant::open(m, keys),
         Err(e) if store::is_unique_violation(&e, "merchants_pid_key", "merchants.pid") => {
             Err(MerchantError::PidTaken(pid))
         }
@@ -192,12 +231,106 @@ pub async fn add(
     }
 }
 
-pub async fn list(db: &DatabaseConnection) -> Result<Vec<Merchant>, DbErr> {
-    Ok(merchant::Entity::find()
+/// Every merchant, without secrets (listing never decrypts).
+pub async fn list(db: &DatabaseConnection) -> Result<Vec<merchant::Model>, DbErr> {
+    let mut rows = merchant::Entity::find()
         .order_by_asc(merchant::Column::Pid)
         .all(db)
-        .await?
-        .into_iter()
-        .map(Merchant::from)
-        .collect())
+        .await?;
+    for r in &mut rows {
+        r.secret = String::new();
+    }
+    Ok(rows)
+}
+
+/// Start-up check: the configured master key must be the one recorded in the database (or the
+/// previous one during a rotation). The first start records it. Then every secret still in
+/// plaintext (an upgrade) or sealed by the previous key is re-sealed under the current key.
+/// Returns how many rows were re-sealed.
+pub async fn secure_secrets(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+) -> Result<usize, MerchantError> {
+    let current = keys.fingerprint();
+    let stored = setting::Entity::find_by_id(FINGERPRINT_KEY.to_string())
+        .one(db)
+        .await?;
+    match stored {
+        None => {
+            let row = setting::ActiveModel {
+                key: Set(FINGERPRINT_KEY.into()),
+                value: Set(current.clone()),
+                updated_at: Set(super::now()),
+            };
+            if let Err(e) = setting::Entity::insert(row).exec(db).await {
+                // Another instance recorded it first: it must be ours too.
+                let again = setting::Entity::find_by_id(FINGERPRINT_KEY.to_string())
+                    .one(db)
+                    .await?
+                    .ok_or(e)?;
+                if !keys.fingerprints().contains(&again.value) {
+                    return Err(MerchantError::WrongMasterKey {
+                        configured: current,
+                        stored: again.value,
+                    });
+                }
+            }
+        }
+        Some(s) if keys.fingerprints().contains(&s.value) => {}
+        Some(s) => {
+            return Err(MerchantError::WrongMasterKey {
+                configured: current,
+                stored: s.value,
+            });
+        }
+    }
+    let n = reseal_all(db, keys).await?;
+    set_fingerprint(db, &current).await?;
+    Ok(n)
+}
+
+/// Re-seals every merchant secret that is plaintext or sealed by an older key. Each row is
+/// updated with a compare-and-swap on its old value, so a concurrent change is never overwritten.
+pub async fn reseal_all(
+    db: &impl sea_orm::ConnectionTrait,
+    keys: &KeyStore,
+) -> Result<usize, MerchantError> {
+    let mut n = 0;
+    for m in merchant::Entity::find().all(db).await? {
+        let sealed = keys
+            .reseal(&m.secret, &aad(m.pid))
+            .map_err(|source| MerchantError::Secret { pid: m.pid, source })?;
+        if let Some(new) = sealed {
+            let res = merchant::Entity::update_many()
+                .col_expr(
+                    merchant::Column::Secret,
+                    sea_orm::sea_query::Expr::value(new),
+                )
+                .filter(merchant::Column::Id.eq(m.id))
+                .filter(merchant::Column::Secret.eq(m.secret.clone()))
+                .exec(db)
+                .await?;
+            n += res.rows_affected as usize;
+        }
+    }
+    Ok(n)
+}
+
+pub async fn set_fingerprint(
+    db: &impl sea_orm::ConnectionTrait,
+    fingerprint: &str,
+) -> Result<(), DbErr> {
+    setting::Entity::update_many()
+        .col_expr(
+            setting::Column::Value,
+            sea_orm::sea_query::Expr::value(fingerprint),
+        )
+        .col_expr(
+            setting::Column::UpdatedAt,
+            sea_orm::sea_query::Expr::value(super::now()),
+        )
+        .filter(setting::Column::Key.eq(FINGERPRINT_KEY))
+        .exec(db)
+        .await?;
+    Ok(())
 }

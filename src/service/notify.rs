@@ -260,6 +260,7 @@ async fn check_resolved(u: &url::Url, allow_private: bool) -> Result<(), String>
 /// One delivery attempt for `order_id`, recorded in `callback_attempts`.
 pub async fn deliver(
     db: &DatabaseConnection,
+    keys: &crate::crypto::keys::KeyStore,
     config: &Config,
     http: &reqwest::Client,
     order_id: i64,
@@ -271,7 +272,7 @@ pub async fn deliver(
     if status_of(&o) != OrderStatus::Paid || o.callback_state == callback_state::DELIVERED {
         return Ok(NotifyOutcome::Skipped);
     }
-    let Some(m) = merchant::find_by_id(db, o.merchant_id).await? else {
+    let Some(m) = merchant::find_by_id(db, keys, o.merchant_id).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
     let started = Instant::now();
@@ -351,7 +352,8 @@ fn excerpt(s: &str) -> String {
     s.chars().take(500).collect()
 }
 
-/// Admin resend: queue a fresh delivery regardless of the previous state.
+/// Admin resend: queue a fresh delivery cycle (attempt numbers restart at 1) regardless of the
+/// previous state.
 pub async fn resend(
     db: &DatabaseConnection,
     queue: &crate::jobs::JobQueue,
@@ -361,7 +363,7 @@ pub async fn resend(
         .await?
         .ok_or(OrderError::NotFound)?;
     if status_of(&o) != OrderStatus::Paid {
-        return Err(OrderError::NotFound);
+        return Err(OrderError::NotPaid);
     }
     order::Entity::update_many()
         .col_expr(

@@ -106,12 +106,16 @@ pub enum OrderError {
     NoRate(String),
     #[error("order not found")]
     NotFound,
+    #[error("order is not paid; only paid orders have callbacks")]
+    NotPaid,
     #[error("{0}")]
     Transition(#[from] TransitionError),
     #[error("database: {0}")]
     Db(#[from] DbErr),
     #[error("job queue: {0}")]
     Queue(#[from] JobError),
+    #[error("merchant: {0}")]
+    Merchant(#[from] super::merchant::MerchantError),
 }
 
 /// The result of a create call: a new order, or the existing one for an identical repeat.

@@ -1,0 +1,246 @@
+//! Failover across a network's `rpc_urls`: calls go to the last URL that worked; a failing URL
+//! cools down (1 s doubling to 60 s) while the others are tried; when every URL fails the
+//! call fails with all their errors. It owns endpoint health only — never the range sizing or
+//! the round back-off, which are the cursor loop's.
+//!
+//! Errors never contain a raw URL: providers put API keys in paths and queries, so messages
+//! are scrubbed and endpoints are shown redacted.
+use std::{
+    future::Future,
+    sync::{
+        Mutex,
+        atomic::{AtomicUsize, Ordering},
+    },
+    time::{Duration, Instant},
+};
+
+use super::ScanError;
+
+/// One failed call on one endpoint.
+#[derive(Debug, Clone)]
+pub(crate) enum CallError {
+    /// Connection, timeout, HTTP 5xx, malformed or inconsistent answer, node behind.
+    Failed(String),
+    /// HTTP 429 / 403: the provider wants us to slow down.
+    RateLimited {
+        message: String,
+        retry_after: Option<Duration>,
+    },
+    /// The answer proves the configuration wrong (e.g. decimals mismatch): no failover.
+    Fatal(String),
+}
+
+struct Endpoint<C> {
+    client: C,
+    /// Redacted URL, safe for logs.
+    label: String,
+    /// The raw URL, only to scrub it from error messages.
+    raw: String,
+    state: Mutex<Health>,
+}
+
+#[derive(Default)]
+struct Health {
+    failures: u32,
+    cool_until: Option<Instant>,
+}
+
+pub(crate) struct Endpoints<C> {
+    items: Vec<Endpoint<C>>,
+    preferred: AtomicUsize,
+}
+
+impl<C: Clone> Endpoints<C> {
+    pub(crate) fn new(items: Vec<(C, &url::Url)>) -> Self {
+        Self {
+            items: items
+                .into_iter()
+                .map(|(client, url)| Endpoint {
+                    client,
+                    label: crate::config::redact_rpc_url(url.as_str()),
+                    raw: url.as_str().to_string(),
+                    state: Mutex::new(Health::default()),
+                })
+                .collect(),
+            preferred: AtomicUsize::new(0),
+        }
+    }
+
+    /// Order of attempts: the preferred endpoint, then the rest; cooling ones last.
+    fn order(&self) -> Vec<usize> {
+        let n = self.items.len();
+        let start = self.preferred.load(Ordering::Relaxed) % n.max(1);
+        let now = Instant::now();
+        let (mut ready, mut cooling): (Vec<usize>, Vec<usize>) =
+            (0..n).map(|i| (start + i) % n).partition(|&i| {
+                let h = lock(&self.items[i].state);
+                h.cool_until.is_none_or(|t| t <= now)
+            });
+        ready.append(&mut cooling);
+        ready
+    }
+
+    /// Runs `f` against the endpoints until one succeeds. `what` names the call in errors.
+    pub(crate) async fn call<T, F, Fut>(&self, what: &str, f: F) -> Result<T, ScanError>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<T, CallError>>,
+    {
+        let mut errors = Vec::new();
+        let mut all_rate_limited = true;
+        let mut retry_after: Option<Duration> = None;
+        for i in self.order() {
+            let ep = &self.items[i];
+            match f(ep.client.clone()).await {
+                Ok(v) => {
+                    *lock(&ep.state) = Health::default();
+                    self.preferred.store(i, Ordering::Relaxed);
+                    return Ok(v);
+                }
+                Err(CallError::Fatal(msg)) => {
+                    return Err(ScanError::Fatal(scrub(&msg, &ep.raw, &ep.label)));
+                }
+                Err(e) => {
+                    let (msg, limited) = match e {
+                        CallError::RateLimited {
+                            message,
+                            retry_after: r,
+                        } => {
+                            retry_after = retry_after.max(r);
+                            (message, true)
+                        }
+                        CallError::Failed(m) => (m, false),
+                        CallError::Fatal(m) => (m, false),
+                    };
+                    all_rate_limited &= limited;
+                    let msg = scrub(&msg, &ep.raw, &ep.label);
+                    {
+                        let mut h = lock(&ep.state);
+                        h.failures = h.failures.saturating_add(1);
+                        let cool = Duration::from_secs(1)
+                            .saturating_mul(1u32 << h.failures.saturating_sub(1).min(6))
+                            .min(Duration::from_secs(60));
+                        h.cool_until = Some(Instant::now() + cool);
+                    }
+                    tracing::debug!(endpoint = %ep.label, call = what, error = %msg, "RPC call failed; trying the next URL");
+                    errors.push(format!("{}: {msg}", ep.label));
+                }
+            }
+        }
+        let n = self.items.len();
+        let message = format!(
+            "{what} failed on all {n} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
+            errors.join("; ")
+        );
+        if all_rate_limited && !errors.is_empty() {
+            Err(ScanError::RateLimited {
+                message: format!(
+                    "rate limited: {message}; backing off (set an api_key or a faster plan to scan quicker)"
+                ),
+                retry_after,
+            })
+        } else {
+            Err(ScanError::Unavailable(message))
+        }
+    }
+}
+
+fn lock(m: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
+    match m.lock() {
+        Ok(g) => g,
+        Err(p) => p.into_inner(),
+    }
+}
+
+/// Replaces the raw URL (with or without its trailing slash) by its label and caps the length.
+pub(crate) fn scrub(msg: &str, raw: &str, label: &str) -> String {
+    let mut out = msg.replace(raw, label);
+    if let Some(trimmed) = raw.strip_suffix('/')
+        && !trimmed.is_empty()
+    {
+        out = out.replace(trimmed, label);
+    }
+    truncate(&out, 400)
+}
+
+/// At most `max` characters, on a char boundary, with an ellipsis when cut.
+pub(crate) fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
+/// `Retry-After` in seconds (the HTTP-date form is ignored: exponential back-off applies).
+pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
+    headers
+        .get(reqwest::header::RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .map(Duration::from_secs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn scrubs_urls_and_truncates() {
+        let raw = "https://eth.example.com/v3/SECRETKEY";
+        let label = crate::config::redact_rpc_url(raw);
+        assert_eq!(label, "https://eth.example.com/…");
+        let msg = format!("error sending request for url ({raw}/)");
+        let s = scrub(&msg, &format!("{raw}/"), &label);
+        assert!(!s.contains("SECRETKEY"), "{s}");
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("ab", 3), "ab");
+    }
+
+    #[tokio::test]
+    async fn fails_over_and_prefers_the_working_url() {
+        let a = url::Url::parse("http://a.invalid/k1").expect("url");
+        let b = url::Url::parse("http://b.invalid/").expect("url");
+        let eps = Endpoints::new(vec![("a", &a), ("b", &b)]);
+        let r: Result<&str, _> = eps
+            .call("test", |c| async move {
+                if c == "a" {
+                    Err(CallError::Failed("down http://a.invalid/k1".into()))
+                } else {
+                    Ok(c)
+                }
+            })
+            .await;
+        assert_eq!(r.expect("b answers"), "b");
+        // b is now preferred and a cools down.
+        assert_eq!(eps.order(), vec![1, 0]);
+        let all: Result<(), _> = eps
+            .call("test", |_| async {
+                Err(CallError::RateLimited {
+                    message: "429".into(),
+                    retry_after: Some(Duration::from_secs(2)),
+                })
+            })
+            .await;
+        match all {
+            Err(ScanError::RateLimited { retry_after, .. }) => {
+                assert_eq!(retry_after, Some(Duration::from_secs(2)))
+            }
+            other => panic!("expected rate limited, got {other:?}"),
+        }
+        let err = eps
+            .call::<(), _, _>("test", |c| async move {
+                let url = if c == "a" {
+                    "http://a.invalid/k1"
+                } else {
+                    "http://b.invalid/"
+                };
+                Err(CallError::Failed(format!("boom {url}")))
+            })
+            .await
+            .expect_err("fails");
+        assert!(!err.to_string().contains("k1"), "{err}");
+    }
+}
