@@ -192,7 +192,8 @@ impl App {
             config.rate_limit.clone(),
             redis.clone(),
             &config.queue_name,
-        );
+        )
+        .with_audit(audit.clone());
         let replay =
             crate::security::replay::ReplayGuard::new(redis, db.clone(), &config.queue_name);
         // Chain settings resolve and EVM token decimals match, or we refuse to start.

@@ -243,3 +243,188 @@ async fn rotate_keys_while_a_gateway_is_serving() {
     assert!(!contains(&db_bytes, KNOWN));
     run(&["merchant", "list"]);
 }
+
+/// Through the real binary: failed signatures, a replayed GMPay nonce and a rate-limit burst are
+/// audited (table + JSONL file), and neither the API token nor a merchant secret appears in any
+/// log, audit file or database file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_are_audited_and_secrets_never_logged() {
+    epusdt::app::install_crypto_provider();
+    let dir = tempfile::tempdir().unwrap();
+    let token = "TOKEN-never-in-logs-8d2f61a0c4";
+    std::fs::write(
+        dir.path().join(".env"),
+        format!("api_auth_token={token}\nforced_usdt_rate=7.2\nusdt_rates=USD:1\nrate_limit_per_minute=30\nlog_level=debug\n"),
+    )
+    .unwrap();
+    let run = |args: &[&str]| {
+        let out = bin(dir.path())
+            .env("EPUSDT_LOG_LEVEL", "debug")
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    run(&[
+        "merchant",
+        "add",
+        "--name",
+        "strict shop",
+        "--pid",
+        "4001",
+        "--secret",
+        KNOWN,
+        "--strict",
+    ]);
+    run(&[
+        "wallet",
+        "add",
+        "--network",
+        "tron",
+        "--address",
+        common::TRON_WALLET,
+    ]);
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = bin(dir.path())
+        .env("EPUSDT_LOG_LEVEL", "debug")
+        .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .arg("serve")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let client = reqwest::Client::new();
+    let base = format!("http://127.0.0.1:{port}");
+    // 1. A forged v1 request.
+    let r: Value = client
+        .post(format!("{base}/api/v1/order/create-transaction"))
+        .json(&json!({"order_id": "A1", "amount": 10, "notify_url": "https://shop.example.com/n", "signature": "00000000000000000000000000000000"}))
+        .send().await.unwrap().json().await.unwrap();
+    assert_eq!(r["status_code"], 401);
+    // 2. A signed GMPay request, then the same request replayed.
+    let now = epusdt::service::now().to_string();
+    let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, v) in [
+        ("pid", "4001"),
+        ("order_id", "G1"),
+        ("currency", "USD"),
+        ("amount", "5"),
+        ("notify_url", "https://shop.example.com/n"),
+        ("nonce", "nonce-12345678"),
+    ] {
+        p.insert(k, v.into());
+    }
+    p.insert("timestamp", now.clone());
+    let sig = common::gmpay_sign(&p, KNOWN);
+    let body = json!({"pid": 4001, "order_id": "G1", "currency": "USD", "amount": 5, "notify_url": "https://shop.example.com/n", "nonce": "nonce-12345678", "timestamp": now, "signature": sig});
+    let url = format!("{base}/payments/gmpay/v1/order/create-transaction");
+    let first: Value = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(first["status_code"], 200, "{first}");
+    let replay: Value = client
+        .post(&url)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(replay["status_code"], 10009, "{replay}");
+    assert!(
+        replay["message"].as_str().unwrap().contains("nonce"),
+        "{replay}"
+    );
+    // 3. A burst over the per-IP limit (30/min).
+    let mut limited = None;
+    for _ in 0..40 {
+        let resp = client
+            .get(format!("{base}/pay/check-status/x"))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == 429 {
+            limited = Some(resp);
+            break;
+        }
+    }
+    let limited = limited.expect("the burst is limited");
+    assert!(limited.headers().contains_key("retry-after"));
+    assert!(limited.headers().contains_key("ratelimit-limit"));
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    child.wait().unwrap();
+
+    let audit_dir = dir.path().join("data/audit");
+    let audit: String = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .flatten()
+        .map(|e| std::fs::read_to_string(e.path()).unwrap())
+        .collect();
+    for action in [
+        "merchant.add",
+        "wallet.add",
+        "key.generated",
+        "signature.failed",
+        "replay.rejected",
+        "ratelimit.burst",
+    ] {
+        assert!(
+            audit.contains(action),
+            "audit file lacks {action}:\n{audit}"
+        );
+    }
+    let mut checked = 0;
+    for f in walk(&dir.path().join("data")) {
+        let bytes = std::fs::read(&f).unwrap();
+        assert!(!contains(&bytes, token), "api token in {}", f.display());
+        assert!(
+            !contains(&bytes, KNOWN),
+            "merchant secret in {}",
+            f.display()
+        );
+        checked += 1;
+    }
+    assert!(checked >= 3, "db, log and audit files checked");
+    assert!(
+        std::fs::read_dir(dir.path().join("data/logs"))
+            .unwrap()
+            .count()
+            >= 1,
+        "a log file was written and checked"
+    );
+    // The audit table has the same events.
+    let db = epusdt::store::connect(&format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("data/epusdt.db").display()
+    ))
+    .await
+    .unwrap();
+    use sea_orm::{EntityTrait, PaginatorTrait};
+    let rows = epusdt::store::entities::audit_log::Entity::find()
+        .count(&db)
+        .await
+        .unwrap();
+    assert!(rows >= 6, "{rows} audit rows");
+}

@@ -346,7 +346,7 @@ async fn create_gmpay(
             merchant: m,
         };
         // After field validation, so a typo does not burn the merchant's nonce.
-        state
+        if let Err(e) = state
             .replay
             .check_request(
                 req.merchant.pid,
@@ -355,7 +355,20 @@ async fn create_gmpay(
                 p.get("nonce"),
                 crate::service::now(),
             )
-            .await?;
+            .await
+        {
+            let event = AuditEvent::new(
+                format!("ip:{client}"),
+                actions::REPLAY_REJECTED,
+                format!("merchant:{}", req.merchant.pid),
+            )
+            .with_ip(client.clone())
+            .with_details(json!({ "reason": e.to_string(), "order_id": req.order_id }));
+            if let Err(err) = state.audit.record(event).await {
+                tracing::error!(error = %err, "audit write failed");
+            }
+            return Err(e.into());
+        }
         let o = create(&state, req).await?;
         let mut data = order_data(&state, &o);
         if let Value::Object(map) = &mut data {

@@ -951,6 +951,8 @@ fn assemble(rules: &[Rule], seen: Vec<(Observed, bool)>, source: Source) -> Verd
 pub struct RateLimit {
     limiter: RateLimiter,
     settings: Arc<RateLimitSettings>,
+    /// Where bursts are recorded (table + JSONL) besides the log.
+    audit: Option<crate::audit::AuditLog>,
 }
 
 impl RateLimit {
@@ -974,7 +976,14 @@ impl RateLimit {
         Self {
             limiter,
             settings: Arc::new(settings),
+            audit: None,
         }
+    }
+
+    /// Also record bursts in the audit trail (table + daily JSONL file).
+    pub fn with_audit(mut self, audit: crate::audit::AuditLog) -> Self {
+        self.audit = Some(audit);
+        self
     }
 
     pub fn limiter(&self) -> &RateLimiter {
@@ -1135,13 +1144,13 @@ fn audit_bursts(verdict: &Verdict, rules: &[Rule], who: &str) {
     }
 }
 
-/// The axum middleware: limits every request except [`EXEMPT_PATHS`] per client IP and per
-/// (client IP, route template). Wire it with `Router::layer` (not `route_layer`) so that 404s
-/// are limited too; it needs `into_make_service_with_connect_info::<SocketAddr>()`.
 /// The client address the middleware settled on (after proxy rules), for handlers that audit.
 #[derive(Debug, Clone, Copy)]
 pub struct ClientAddr(pub Option<IpAddr>);
 
+/// The axum middleware: limits every request except [`EXEMPT_PATHS`] per client IP and per
+/// (client IP, route template). Wire it with `Router::layer` (not `route_layer`) so that 404s
+/// are limited too; it needs `into_make_service_with_connect_info::<SocketAddr>()`.
 pub async fn middleware(State(rl): State<RateLimit>, mut req: Request, next: Next) -> Response {
     if EXEMPT_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
@@ -1162,6 +1171,27 @@ pub async fn middleware(State(rl): State<RateLimit>, mut req: Request, next: Nex
     let verdict = rl.limiter.check_all(&rules).await;
     if !verdict.allowed {
         audit_bursts(&verdict, &rules, &format!("{client_key} on {route}"));
+        if let Some(audit) = &rl.audit {
+            for (d, r) in verdict.decisions.iter().zip(&rules) {
+                if d.first_denial {
+                    let event = crate::audit::AuditEvent::new(
+                        format!("ip:{client_key}"),
+                        crate::audit::actions::RATELIMIT_BURST,
+                        route.clone(),
+                    )
+                    .with_ip(client_key.clone())
+                    .with_details(serde_json::json!({
+                        "rule": d.name,
+                        "limit": d.limit,
+                        "window_secs": d.window.as_secs(),
+                        "bucket": r.key,
+                    }));
+                    if let Err(e) = audit.record(event).await {
+                        tracing::error!(error = %e, "audit write failed");
+                    }
+                }
+            }
+        }
         if let Some(d) = verdict.binding() {
             metrics::counter!("epusdt_rate_limited_total", "rule" => d.name).increment(1);
         }
