@@ -5,12 +5,15 @@
 //! - [`telemetry`]: JSON logs to stdout and a daily-rotated file.
 //! - [`app`]: `App::build(config)` wires database, queue and router; `run_until_stopped`.
 //! - [`domain`]: pure types (networks, amounts, addresses, order status graph). Depends on nothing.
-//! - [`crypto`]: merchant request/callback signatures.
+//! - [`crypto`]: merchant request/callback signatures, master key, envelope encryption of secrets.
 //! - [`store`]: sea-orm entities and database connection.
 //! - [`service`]: use cases (merchants, wallets, orders, notify).
 //! - [`jobs`]: the durable job queue (apalis) and its handlers.
 //! - [`http`]: axum routers (merchant protocols, checkout, ops).
 //! - [`security`]: rate limiting (Redis or in-process) and GMPay replay nonces.
+//! - [`audit`]: append-only audit trail (table + daily JSONL file), secrets redacted.
+//! - [`chain`]: the `Scanner` trait, EVM (alloy) and TRON (HTTP API) scanners, the cursor loop
+//!   with its lease and reorg handling.
 pub mod app;
 pub mod audit;
 pub mod chain;

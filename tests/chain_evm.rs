@@ -63,6 +63,7 @@ async fn setup(
 async fn health(app: &TestApp) -> Value {
     app.client
         .get(app.url("/health"))
+        .timeout(Duration::from_secs(10))
         .send()
         .await
         .expect("health")

@@ -498,6 +498,8 @@ impl<S: Scanner> Watcher<S> {
                 }
             }
             self.publish(&heads, confirmed, &cursor);
+            // Progress: whatever failed before has recovered.
+            self.registry.update(network, |s| s.error = None);
             self.range = self
                 .range
                 .saturating_mul(2)

@@ -123,7 +123,10 @@ impl Anvil {
             child,
             url: format!("http://127.0.0.1:{port}"),
             port,
-            client: reqwest::Client::new(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(15))
+                .build()
+                .expect("client"),
             _dir: dir,
         };
         let _ = anvil.block_number().await;
