@@ -28,7 +28,20 @@ if [ "$backend" = postgres ]; then
   psql "$base/postgres" -qc "CREATE DATABASE $db" >/dev/null
   export EPUSDT_DATABASE_URL="$base/$db"
 fi
-for a in TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t T9yD14Nj9j7xAB4dbGeiX9h8unkKHxuWwb; do
+# Ten receive wallets (random valid TRON addresses), so the run measures creation, not a full
+# slot space: each wallet offers every amount once among waiting orders.
+for a in $(python3 - <<'PY'
+import hashlib, os
+alphabet = "123456789ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz"
+def b58(b):
+    n = int.from_bytes(b, "big"); out = ""
+    while n: n, r = divmod(n, 58); out = alphabet[r] + out
+    return "1" * (len(b) - len(b.lstrip(b"\0"))) + out
+for _ in range(10):
+    raw = b"\x41" + os.urandom(20)
+    print(b58(raw + hashlib.sha256(hashlib.sha256(raw).digest()).digest()[:4]))
+PY
+); do
   "$bin" wallet add --network tron --address "$a" >/dev/null
 done
 "$bin" serve >"$work/serve.log" 2>&1 & pid=$!
@@ -66,7 +79,10 @@ function request()
   return wrk.format(nil, nil, nil, b)
 end
 function response(status, headers, body)
-  if string.find(body, '"status_code":200', 1, true) then ok = ok + 1 else bad = bad + 1 end
+  if string.find(body, '"status_code":200', 1, true) then ok = ok + 1 else
+    bad = bad + 1
+    if bad <= 3 then io.write("non-200 reply: " .. status .. " " .. body .. "\n") end
+  end
 end
 function done(summary, latency, requests)
   local ok_total, bad_total = 0, 0
@@ -79,4 +95,6 @@ echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
   "http://127.0.0.1:$port/api/v1/order/create-transaction"
 kill -TERM $pid; wait $pid || true
+errors=$(grep -c '"level":"ERROR"' "$work/serve.log" || true)
+echo "gateway ERROR log lines: $errors"; grep '"level":"ERROR"' "$work/serve.log" | head -3
 if [ "$backend" = postgres ]; then psql "$base/postgres" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null || true; fi
