@@ -484,7 +484,7 @@ impl<S: Scanner> Watcher<S> {
                 metrics::counter!(
                     "epusdt_transfers_total",
                     "network" => network.as_str(),
-                    "kind" => outcome_kind(outcome)
+                    "kind" => outcome.kind()
                 )
                 .increment(1);
                 if let CreditOutcome::Paid { order_id, trade_id } = outcome {
@@ -709,17 +709,6 @@ async fn move_cursor(
         .exec(txn)
         .await?;
     Ok(res.rows_affected == 1)
-}
-
-fn outcome_kind(o: &CreditOutcome) -> &'static str {
-    match o {
-        CreditOutcome::Paid { .. } => "matched",
-        CreditOutcome::Duplicate => "duplicate",
-        CreditOutcome::Late { .. } => "late",
-        CreditOutcome::Partial { .. } => "partial",
-        CreditOutcome::Overpaid { .. } => "overpaid",
-        CreditOutcome::Unmatched => "unmatched",
-    }
 }
 
 /// Persisted cursors of every network (for `/health` on instances that do not hold the lease).

@@ -446,7 +446,8 @@ pub enum CreditOutcome {
 }
 
 impl CreditOutcome {
-    fn kind(&self) -> &'static str {
+    /// The `transfers.kind` value (and metrics label) of this outcome.
+    pub fn kind(&self) -> &'static str {
         match self {
             CreditOutcome::Paid { .. } => "matched",
             CreditOutcome::Duplicate => "duplicate",
