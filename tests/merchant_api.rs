@@ -689,7 +689,17 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     .await;
     assert_eq!(b["data"]["actual_amount"], a["data"]["actual_amount"]);
     let trade_b = b["data"]["trade_id"].as_str().unwrap().to_string();
+    assert_ne!(trade_b, trade_a, "a new order took the freed slot");
 
+    // Expiry and late payments, on an order of its own (20 CNY → 2.78 USDT).
+    let c = create_v1(
+        &app,
+        &[("order_id", "X-3"), ("amount", "20"), ("notify_url", n)],
+    )
+    .await;
+    assert_eq!(c["status_code"], 200, "{c}");
+    let trade_c = c["data"]["trade_id"].as_str().unwrap().to_string();
+    assert_eq!(c["data"]["actual_amount"].to_string(), "2.78");
     // Expiry: move the order's deadline into the past; the durable job expires it.
     use epusdt::store::entities::order;
     use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
@@ -697,7 +707,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     order::Entity::update_many()
         .col_expr(order::Column::ExpiresAt, Expr::value(past))
         .col_expr(order::Column::CreatedAt, Expr::value(past - 600))
-        .filter(order::Column::TradeId.eq(&trade_b))
+        .filter(order::Column::TradeId.eq(&trade_c))
         .exec(&app.state.db)
         .await
         .unwrap();
@@ -705,7 +715,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         .queue
         .push(
             epusdt::jobs::Job::Expire {
-                trade_id: trade_b.clone(),
+                trade_id: trade_c.clone(),
             },
             None,
         )
@@ -714,7 +724,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     let db = app.state.db.clone();
     common::eventually(10, "order expired", || {
         let db = db.clone();
-        let t = trade_b.clone();
+        let t = trade_c.clone();
         async move {
             let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
             (o.status == 3).then_some(())
@@ -723,7 +733,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     .await;
     let s: Value = app
         .client
-        .get(app.url(&format!("/pay/check-status/{trade_b}")))
+        .get(app.url(&format!("/pay/check-status/{trade_c}")))
         .send()
         .await
         .unwrap()
@@ -732,12 +742,12 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         .unwrap();
     assert_eq!(s["data"]["status"], 3);
     // A payment mined after expiry is recorded as late, never credited.
-    let t = transfer_for(&b["data"], "tx-late", "1.39", Network::Tron);
+    let t = transfer_for(&c["data"], "tx-late", "2.78", Network::Tron);
     let out = credit_transfer(&app.state.db, &app.state.queue, &t)
         .await
         .unwrap();
     assert!(matches!(out, CreditOutcome::Late { .. }), "{out:?}");
-    let o = find_by_trade_id(&app.state.db, &trade_b)
+    let o = find_by_trade_id(&app.state.db, &trade_c)
         .await
         .unwrap()
         .unwrap();

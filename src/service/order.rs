@@ -516,7 +516,7 @@ pub async fn credit_transfer_in(
 
     // Same slot, paid within the order's window (waiting, or expired by a job that ran before
     // the watcher saw the block).
-    let candidate = order::Entity::find()
+    let candidates = order::Entity::find()
         .filter(order::Column::Network.eq(t.network.as_str()))
         .filter(order::Column::Address.eq(&t.to_address))
         .filter(order::Column::ActualAmount.eq(&amount_text))
@@ -528,11 +528,17 @@ pub async fn credit_transfer_in(
         .filter(order::Column::CreatedAt.lte(t.block_time + CLOCK_SKEW_SECS))
         .filter(order::Column::ExpiresAt.gte(t.block_time - LATE_WINDOW_SECS))
         .order_by_desc(order::Column::Id)
-        .one(txn)
+        .limit(16)
+        .all(txn)
         .await?;
+    let candidate = match pick_order(&candidates, t.block_time) {
+        Pick::Credit(o) => Some((o.clone(), true)),
+        Pick::Late(o) => Some((o.clone(), false)),
+        Pick::Nothing => None,
+    };
 
     let outcome = match candidate {
-        Some(o) if o.expires_at >= t.block_time && status_of(&o) != OrderStatus::Cancelled => {
+        Some((o, true)) => {
             let from = status_of(&o);
             from.transition(OrderStatus::Paid)?;
             let res = order::Entity::update_many()
@@ -559,7 +565,7 @@ pub async fn credit_transfer_in(
                 CreditOutcome::Unmatched
             }
         }
-        Some(o) => {
+        Some((o, false)) => {
             set_flag(txn, o.id, flags::LATE).await?;
             CreditOutcome::Late { order_id: o.id }
         }
@@ -605,6 +611,56 @@ pub async fn credit_transfer_in(
         .await?;
     tracing::info!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, amount = %amount_text, outcome = outcome.kind(), "transfer recorded");
     Ok(outcome)
+}
+
+/// Which order a transfer mined at `block_time` pays, among the orders that hold or held its
+/// (network, address, amount) slot — a slot is reused once an order expires, so several can match.
+#[derive(Debug, PartialEq)]
+enum Pick<'a> {
+    /// Credit this order.
+    Credit(&'a order::Model),
+    /// Record against this order as late (or paid after a cancel); never credited.
+    Late(&'a order::Model),
+    Nothing,
+}
+
+/// 1. the newest creditable (waiting or expired, not cancelled) order whose window
+///    `[created_at, expires_at]` contains the block time;
+/// 2. else the newest one whose window contains it allowing `CLOCK_SKEW_SECS` before creation (the
+///    chain's clock behind ours);
+/// 3. else the newest order the payment came too late for, or that was cancelled: flagged only.
+///
+/// Rule 1 before rule 2 matters: a payment mined just before order A expired, but seen after
+/// A's slot went to a new order B, pays A — not B, even though B is newer and within the skew.
+fn pick_order(cands: &[order::Model], block_time: i64) -> Pick<'_> {
+    fn newest_of<'a>(it: impl Iterator<Item = &'a order::Model>) -> Option<&'a order::Model> {
+        it.max_by_key(|o| (o.created_at, o.id))
+    }
+    let creditable = |o: &&order::Model| status_of(o) != OrderStatus::Cancelled;
+    if let Some(o) = newest_of(
+        cands
+            .iter()
+            .filter(creditable)
+            .filter(|o| o.created_at <= block_time && block_time <= o.expires_at),
+    ) {
+        return Pick::Credit(o);
+    }
+    if let Some(o) = newest_of(
+        cands
+            .iter()
+            .filter(creditable)
+            .filter(|o| o.created_at - CLOCK_SKEW_SECS <= block_time && block_time <= o.expires_at),
+    ) {
+        return Pick::Credit(o);
+    }
+    match newest_of(
+        cands
+            .iter()
+            .filter(|o| o.created_at - CLOCK_SKEW_SECS <= block_time),
+    ) {
+        Some(o) => Pick::Late(o),
+        None => Pick::Nothing,
+    }
 }
 
 async fn set_flag(txn: &impl ConnectionTrait, order_id: i64, flag: i32) -> Result<(), DbErr> {
@@ -698,6 +754,59 @@ pub async fn sweep(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn row(id: i64, status: OrderStatus, created_at: i64, expires_at: i64) -> order::Model {
+        order::Model {
+            id,
+            trade_id: format!("t{id}"),
+            merchant_id: 1,
+            order_id: format!("o{id}"),
+            protocol: "v1".into(),
+            network: "tron".into(),
+            token: "USDT".into(),
+            currency: "CNY".into(),
+            amount: "10".into(),
+            rate: "7.2".into(),
+            actual_amount: "1.39".into(),
+            address: "T".into(),
+            status: status.code(),
+            live_slot: None,
+            flags: 0,
+            notify_url: String::new(),
+            redirect_url: String::new(),
+            name: String::new(),
+            request_hash: String::new(),
+            block_transaction_id: None,
+            paid_amount: None,
+            callback_state: 0,
+            callback_attempts: 0,
+            created_at,
+            updated_at: created_at,
+            expires_at,
+            paid_at: None,
+        }
+    }
+
+    #[test]
+    fn a_reused_slot_credits_the_order_whose_window_holds_the_payment() {
+        use OrderStatus::*;
+        // A: 1000..1600, expired; B got the slot at 1610. Payment mined at 1590, seen later.
+        let a = row(1, Expired, 1000, 1600);
+        let b = row(2, Waiting, 1610, 2210);
+        let cands = vec![b.clone(), a.clone()];
+        assert_eq!(pick_order(&cands, 1590), Pick::Credit(&a));
+        // Mined after B was created: B.
+        assert_eq!(pick_order(&cands, 1700), Pick::Credit(&b));
+        // Chain clock slightly behind ours, no other order: B within the skew.
+        assert_eq!(pick_order(std::slice::from_ref(&b), 1590), Pick::Credit(&b));
+        // After A expired and before B existed (and beyond the skew): late for A.
+        assert_eq!(pick_order(std::slice::from_ref(&a), 1700), Pick::Late(&a));
+        // A cancelled order is never credited.
+        let c = row(3, Cancelled, 1000, 1600);
+        assert_eq!(pick_order(std::slice::from_ref(&c), 1500), Pick::Late(&c));
+        // Before any order existed: nothing.
+        assert_eq!(pick_order(&[b], 1000), Pick::Nothing);
+    }
 
     #[test]
     fn trade_ids_are_upstream_shaped() {
