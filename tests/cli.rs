@@ -200,3 +200,31 @@ fn migrate_merchant_and_wallet_commands() {
         "{out}"
     );
 }
+
+/// `.env.example` is a valid configuration as shipped (documentation stays true), and every key
+/// of the effective config is documented in it.
+#[test]
+fn env_example_is_valid_and_complete() {
+    let dir = tempfile::tempdir().unwrap();
+    let example =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/.env.example")).unwrap();
+    std::fs::write(dir.path().join(".env"), &example).unwrap();
+    let out = bin()
+        .current_dir(dir.path())
+        .args(["config", "check"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout);
+    for line in text.lines().filter(|l| l.contains(" = ")) {
+        let key = line.split(" = ").next().unwrap().trim();
+        assert!(
+            example.contains(key),
+            "config key `{key}` is not documented in .env.example"
+        );
+    }
+}
