@@ -166,6 +166,18 @@ async fn repeat_and_conflict(backend: Backend) {
     )
     .await;
     assert_eq!(different["status_code"], 10002, "{different}");
+    // order_id is case-sensitive on every backend (MySQL included): a different order.
+    let upper = create_v1(
+        &app,
+        &[
+            ("order_id", "a-1"),
+            ("amount", "11"),
+            ("notify_url", "http://127.0.0.1:9/n"),
+        ],
+    )
+    .await;
+    assert_eq!(upper["status_code"], 200, "{upper}");
+    assert_ne!(upper["data"]["trade_id"], first["data"]["trade_id"]);
     // A different order for the same amount gets the next free slot.
     let other = create_v1(
         &app,

@@ -6,6 +6,7 @@ pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_core;
 mod m20261129_000002_nonces;
+mod m20261129_000003_mysql_binary_keys;
 
 pub struct Migrator;
 
@@ -15,6 +16,7 @@ impl MigratorTrait for Migrator {
         vec![
             Box::new(m20261129_000001_core::Migration),
             Box::new(m20261129_000002_nonces::Migration),
+            Box::new(m20261129_000003_mysql_binary_keys::Migration),
         ]
     }
 }
