@@ -7,6 +7,7 @@ pub use sea_orm_migration::prelude::*;
 mod m20261129_000001_core;
 mod m20261129_000002_nonces;
 mod m20261129_000003_mysql_binary_keys;
+mod m20261129_000004_orders_amount_index;
 
 pub struct Migrator;
 
@@ -17,6 +18,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000001_core::Migration),
             Box::new(m20261129_000002_nonces::Migration),
             Box::new(m20261129_000003_mysql_binary_keys::Migration),
+            Box::new(m20261129_000004_orders_amount_index::Migration),
         ]
     }
 }

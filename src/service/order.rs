@@ -180,30 +180,36 @@ pub async fn create_order(
         amount::candidates(base, config.amount_step, config.amount_max_tries)
             .map(amount::canonical)
             .collect();
-    // Slots already held by waiting orders, read once; the unique index still decides races.
-    let mut taken: std::collections::HashSet<(String, String)> = order::Entity::find()
-        .select_only()
-        .column(order::Column::Address)
-        .column(order::Column::ActualAmount)
-        .filter(order::Column::Network.eq(req.network.as_str()))
-        .filter(order::Column::LiveSlot.eq(1))
-        .filter(order::Column::Address.is_in(wallets.iter().map(|w| w.address.clone())))
-        .filter(order::Column::ActualAmount.is_in(candidates.clone()))
-        .into_tuple::<(String, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .collect();
+    // Usually one of the first slots is free: try them without reading anything (a collision
+    // costs one failed insert, an index probe). After a few collisions, read which candidate
+    // slots waiting orders hold (one query) and skip those. The unique index decides every race
+    // either way. Wallets are tried from a random one onwards at each amount, so concurrent
+    // orders for one amount spread over the wallets instead of all colliding on the first.
+    const OPTIMISTIC_TRIES: usize = 4;
+    let mut taken: std::collections::HashSet<(String, String)> = Default::default();
+    let mut taken_loaded = false;
+    let offset = {
+        use rand::Rng;
+        rand::rng().random_range(0..wallets.len())
+    };
 
     let now = now();
     let ttl = req
         .timeout_secs
         .unwrap_or(i64::from(config.order_expiration_time) * 60);
     for amount_text in &candidates {
-        for w in &wallets {
+        for i in 0..wallets.len() {
+            let w = &wallets[(offset + i) % wallets.len()];
             let slot = (w.address.clone(), amount_text.clone());
             if taken.contains(&slot) {
                 continue;
+            }
+            if !taken_loaded && taken.len() >= OPTIMISTIC_TRIES {
+                taken_loaded = true;
+                taken.extend(live_slots(db, req.network, &wallets, &candidates).await?);
+                if taken.contains(&slot) {
+                    continue;
+                }
             }
             let row = order::ActiveModel {
                 trade_id: Set(new_trade_id()),
@@ -282,6 +288,26 @@ pub async fn create_order(
         }
     }
     Err(OrderError::NoFreeSlot(req.network))
+}
+
+/// (address, amount) slots among `candidates` that waiting orders hold on these wallets.
+async fn live_slots(
+    db: &DatabaseConnection,
+    network: Network,
+    wallets: &[crate::store::entities::wallet::Model],
+    candidates: &[String],
+) -> Result<Vec<(String, String)>, DbErr> {
+    order::Entity::find()
+        .select_only()
+        .column(order::Column::Address)
+        .column(order::Column::ActualAmount)
+        .filter(order::Column::Network.eq(network.as_str()))
+        .filter(order::Column::LiveSlot.eq(1))
+        .filter(order::Column::Address.is_in(wallets.iter().map(|w| w.address.clone())))
+        .filter(order::Column::ActualAmount.is_in(candidates.iter().cloned()))
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await
 }
 
 fn repeat_or_conflict(
