@@ -6,7 +6,7 @@ mod common;
 use std::{
     collections::BTreeMap,
     process::{Child, Command, Stdio},
-    time::{Duration, Instant},
+    time::Duration,
 };
 
 use epusdt::{
@@ -16,23 +16,9 @@ use epusdt::{
 };
 use serde_json::{Value, json};
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
-
 fn gateway(dir: &std::path::Path, port: u16, args: &[&str]) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_epusdt"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EPUSDT_") {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir)
-        .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+    let mut c = common::epusdt(dir);
+    c.env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("EPUSDT_API_AUTH_TOKEN", common::TOKEN)
         .env("EPUSDT_FORCED_USDT_RATE", "7.2")
         .env("EPUSDT_ALLOW_PRIVATE_CALLBACKS", "true")
@@ -46,11 +32,7 @@ fn gateway(dir: &std::path::Path, port: u16, args: &[&str]) -> Command {
 
 async fn start(dir: &std::path::Path, port: u16) -> Child {
     let child = gateway(dir, port, &["serve"]).spawn().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "gateway did not start");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_listening(port).await;
     child
 }
 
@@ -58,7 +40,7 @@ async fn start(dir: &std::path::Path, port: u16) -> Child {
 async fn callback_survives_a_crash_between_retries() {
     epusdt::app::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
-    let port = free_port();
+    let port = common::free_port();
     let out = gateway(
         dir.path(),
         port,

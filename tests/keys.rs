@@ -7,7 +7,6 @@ use std::{
     collections::BTreeMap,
     os::unix::fs::PermissionsExt,
     process::{Command, Stdio},
-    time::{Duration, Instant},
 };
 
 use common::Backend;
@@ -22,11 +21,8 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
         .any(|w| w == needle.as_bytes())
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn secrets_are_not_in_the_sqlite_file() {
-    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
-        return;
-    };
+/// A merchant whose secret is [`KNOWN`], for grepping storage.
+async fn add_known_merchant(app: &common::TestApp) {
     epusdt::service::merchant::add(
         &app.state.db,
         &app.state.keys,
@@ -37,6 +33,14 @@ async fn secrets_are_not_in_the_sqlite_file() {
     )
     .await
     .unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secrets_are_not_in_the_sqlite_file() {
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    add_known_merchant(&app).await;
     // The API token and the merchant secret still work for signing…
     let r = common::create_v1(
         &app,
@@ -90,16 +94,7 @@ async fn secrets_are_not_in_a_postgres_dump() {
     let Some(app) = common::spawn_app(Backend::Postgres).await else {
         return;
     };
-    epusdt::service::merchant::add(
-        &app.state.db,
-        &app.state.keys,
-        "s",
-        None,
-        Some(KNOWN.into()),
-        false,
-    )
-    .await
-    .unwrap();
+    add_known_merchant(&app).await;
     let url = app.config.database_url.clone().unwrap();
     app.stop().await;
     let out = Command::new("pg_dump").arg(&url).output();
@@ -145,13 +140,8 @@ async fn a_different_master_key_refuses_to_start() {
 }
 
 fn bin(dir: &std::path::Path) -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_epusdt"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("EPUSDT_") {
-            c.env_remove(k);
-        }
-    }
-    c.current_dir(dir).env("EPUSDT_LOG_LEVEL", "warn");
+    let mut c = common::epusdt(dir);
+    c.env("EPUSDT_LOG_LEVEL", "warn");
     c
 }
 
@@ -181,11 +171,7 @@ async fn rotate_keys_while_a_gateway_is_serving() {
     ]);
     let before = run(&["keys", "show"]);
 
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = bin(dir.path())
         .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("EPUSDT_USDT_RATES", "USD:1")
@@ -194,11 +180,7 @@ async fn rotate_keys_while_a_gateway_is_serving() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_listening(port).await;
     let create = |order_id: &'static str| async move {
         let mut p: BTreeMap<&str, String> = BTreeMap::new();
         p.insert("pid", "3001".into());
@@ -288,11 +270,7 @@ async fn attacks_are_audited_and_secrets_never_logged() {
         "--address",
         common::TRON_WALLET,
     ]);
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = common::free_port();
     let mut child = bin(dir.path())
         .env("EPUSDT_LOG_LEVEL", "debug")
         .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
@@ -301,11 +279,7 @@ async fn attacks_are_audited_and_secrets_never_logged() {
         .stderr(Stdio::null())
         .spawn()
         .unwrap();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline);
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    common::wait_listening(port).await;
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     // 1. A forged v1 request.

@@ -63,15 +63,7 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
         "10 minutes"
     );
 
-    let status: Value = app
-        .client
-        .get(app.url(&format!("/pay/check-status/{trade_id}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let status: Value = common::get_json(&app, &format!("/pay/check-status/{trade_id}")).await;
     assert_eq!(status["data"]["status"], 1);
 
     // The chain watcher's entry point: this transfer pays that order.
@@ -365,16 +357,7 @@ async fn validation_errors_say_what_to_fix(backend: Backend) {
         );
     }
     // Wrong signature → 401, and the reply does not leak the expected one.
-    let r: Value = app
-        .client
-        .post(app.url("/api/v1/order/create-transaction"))
-        .json(&json!({"order_id": "x", "amount": 10, "notify_url": n, "signature": "0123456789abcdef0123456789abcdef"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = common::post_json(&app.client, &app.url("/api/v1/order/create-transaction"), &json!({"order_id": "x", "amount": 10, "notify_url": n, "signature": "0123456789abcdef0123456789abcdef"})).await;
     assert_eq!(r["status_code"], 401, "{r}");
     assert_eq!(r["message"], "signature error");
     // Garbage bodies are a 10009 in the envelope, never an HTTP 500.
@@ -469,16 +452,12 @@ async fn gmpay_round_trip(backend: Backend) {
     body.insert("amount".into(), json!(25.50));
     body.insert("pid".into(), json!(m.pid));
     body.insert("signature".into(), json!(sig));
-    let r: Value = app
-        .client
-        .post(app.url("/payments/gmpay/v1/order/create-transaction"))
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = common::post_json(
+        &app.client,
+        &app.url("/payments/gmpay/v1/order/create-transaction"),
+        &body,
+    )
+    .await;
     assert_eq!(r["status_code"], 200, "{r}");
     let d = &r["data"];
     assert_eq!(d["currency"], "USD");
@@ -498,30 +477,22 @@ async fn gmpay_round_trip(backend: Backend) {
         "signature".into(),
         json!(common::gmpay_sign(&stale, &secret)),
     );
-    let r2: Value = app
-        .client
-        .post(app.url("/payments/gmpay/v1/order/create-transaction"))
-        .json(&sb)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r2: Value = common::post_json(
+        &app.client,
+        &app.url("/payments/gmpay/v1/order/create-transaction"),
+        &sb,
+    )
+    .await;
     assert_eq!(r2["status_code"], 10009, "{r2}");
     assert!(r2["message"].as_str().unwrap().contains("timestamp"));
     // MD5 (v1 style) signature is not accepted for GMPay.
     sb.insert("signature".into(), json!(common::v1_sign(&stale, &secret)));
-    let r3: Value = app
-        .client
-        .post(app.url("/payments/gmpay/v1/order/create-transaction"))
-        .json(&sb)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r3: Value = common::post_json(
+        &app.client,
+        &app.url("/payments/gmpay/v1/order/create-transaction"),
+        &sb,
+    )
+    .await;
     assert_eq!(r3["status_code"], 401, "{r3}");
 
     let t = transfer_for(d, "0xtx", "25.5", Network::Ethereum);
@@ -668,29 +639,21 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     let mut p: BTreeMap<&str, String> = BTreeMap::new();
     p.insert("trade_id", trade_a.clone());
     let sig = common::v1_sign(&p, common::TOKEN);
-    let r: Value = app
-        .client
-        .post(app.url("/api/v1/order/cancel-transaction"))
-        .json(&json!({"trade_id": trade_a, "signature": sig}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = common::post_json(
+        &app.client,
+        &app.url("/api/v1/order/cancel-transaction"),
+        &json!({"trade_id": trade_a, "signature": sig}),
+    )
+    .await;
     assert_eq!(r["status_code"], 200, "{r}");
     assert_eq!(r["data"]["status"], 4);
     // Cancelling again is refused with a clear message.
-    let r: Value = app
-        .client
-        .post(app.url("/api/v1/order/cancel-transaction"))
-        .json(&json!({"trade_id": trade_a, "signature": sig}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let r: Value = common::post_json(
+        &app.client,
+        &app.url("/api/v1/order/cancel-transaction"),
+        &json!({"trade_id": trade_a, "signature": sig}),
+    )
+    .await;
     assert_eq!(r["status_code"], 10009, "{r}");
     assert!(r["message"].as_str().unwrap().contains("cancelled"));
     // The freed slot is reused by the next order.
@@ -743,15 +706,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         }
     })
     .await;
-    let s: Value = app
-        .client
-        .get(app.url(&format!("/pay/check-status/{trade_c}")))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = common::get_json(&app, &format!("/pay/check-status/{trade_c}")).await;
     assert_eq!(s["data"]["status"], 3);
     // A payment mined after expiry is recorded as late, never credited.
     let t = transfer_for(&c["data"], "tx-late", "2.78", Network::Tron);
@@ -776,15 +731,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         .unwrap();
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     // Unknown trade ids.
-    let s: Value = app
-        .client
-        .get(app.url("/pay/check-status/nope"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let s: Value = common::get_json(&app, "/pay/check-status/nope").await;
     assert_eq!(s["status_code"], 10008);
     let page = app
         .client

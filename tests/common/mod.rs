@@ -427,3 +427,63 @@ where
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The real binary and small HTTP helpers.
+
+/// `epusdt` (the binary under test) run in `dir`, without the developer's `EPUSDT_*` variables.
+pub fn epusdt(dir: &std::path::Path) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_epusdt"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EPUSDT_") {
+            c.env_remove(k);
+        }
+    }
+    c.current_dir(dir);
+    c
+}
+
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
+}
+
+/// Waits until something listens on 127.0.0.1:`port` (30 s at most).
+pub async fn wait_listening(port: u16) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nothing listens on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// GET `path` on the app, JSON reply.
+pub async fn get_json(app: &TestApp, path: &str) -> Value {
+    app.client
+        .get(app.url(path))
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json reply")
+}
+
+/// POST a JSON body to `url`, JSON reply.
+pub async fn post_json(client: &reqwest::Client, url: &str, body: &impl serde::Serialize) -> Value {
+    client
+        .post(url)
+        .json(body)
+        .send()
+        .await
+        .expect("request")
+        .json()
+        .await
+        .expect("json reply")
+}
