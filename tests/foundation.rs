@@ -85,3 +85,37 @@ async fn sqlite_file_keeps_durable_synchronous_mode() {
     }
     app.stop().await;
 }
+
+/// SIGTERM while a request is being received: the request still completes, then the app stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn in_flight_request_finishes_during_graceful_shutdown() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let Some(mut app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let addr = app.base.trim_start_matches("http://").to_string();
+    let body = r#"{"order_id":"x","amount":10,"notify_url":"http://127.0.0.1:9/n","signature":"00000000000000000000000000000000"}"#;
+    let mut conn = tokio::net::TcpStream::connect(&addr).await.unwrap();
+    let head = format!(
+        "POST /api/v1/order/create-transaction HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    conn.write_all(head.as_bytes()).await.unwrap();
+    conn.write_all(&body.as_bytes()[..20]).await.unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    app.begin_stop();
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    // New connections are refused once the listener has stopped accepting…
+    assert!(
+        tokio::net::TcpStream::connect(&addr).await.is_err()
+            || app.client.get(app.url("/health")).send().await.is_err(),
+        "no new requests are served during shutdown"
+    );
+    // …but the request in flight completes.
+    conn.write_all(&body.as_bytes()[20..]).await.unwrap();
+    let mut reply = String::new();
+    conn.read_to_string(&mut reply).await.unwrap();
+    assert!(reply.starts_with("HTTP/1.1 200"), "{reply}");
+    assert!(reply.contains("\"status_code\":401"), "{reply}");
+    app.stop().await;
+}

@@ -769,3 +769,62 @@ async fn private_callback_targets_are_refused_by_default() {
     }
     app.stop().await;
 }
+
+/// A merchant answering with a redirect is not followed (a redirect could point inside the
+/// network): the attempt fails and the redirect target is never called.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callback_redirects_are_not_followed() {
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let (target, target_url) = Merchant::start(0, "ok").await;
+    let redirect_to = format!("{target_url}/internal");
+    let router = axum::Router::new().route(
+        "/{*path}",
+        axum::routing::any(move || {
+            let to = redirect_to.clone();
+            async move { (axum::http::StatusCode::FOUND, [("location", to)], "moved") }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let redirector = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    let reply = create_v1(
+        &app,
+        &[
+            ("order_id", "R-1"),
+            ("amount", "10"),
+            ("notify_url", &format!("{redirector}/notify")),
+        ],
+    )
+    .await;
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    let t = transfer_for(&reply["data"], "tx-r", "1.39", Network::Tron);
+    credit_transfer(&app.state.db, &app.state.queue, &t)
+        .await
+        .unwrap();
+    let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
+    let db = app.state.db.clone();
+    let o = common::eventually(10, "first attempt recorded", || {
+        let db = db.clone();
+        let t = trade_id.clone();
+        async move {
+            let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
+            (o.callback_attempts >= 1).then_some(o)
+        }
+    })
+    .await;
+    assert_ne!(o.callback_state, 2, "a redirect is not a delivery");
+    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+        .await
+        .unwrap();
+    assert_eq!(attempts[0].http_status, Some(302));
+    assert!(!attempts[0].success);
+    assert!(
+        target.received().is_empty(),
+        "the redirect target was never called"
+    );
+    app.stop().await;
+}

@@ -400,6 +400,15 @@ pub async fn attempts(
 mod tests {
     use super::*;
 
+    #[tokio::test]
+    async fn names_that_resolve_to_private_addresses_are_refused_at_delivery() {
+        // `localhost` passes no shape check of ours here: this is the DNS-time check.
+        let u = url::Url::parse("http://localhost:9/notify").unwrap();
+        let err = check_resolved(&u, false).await.unwrap_err();
+        assert!(err.contains("forbidden address"), "{err}");
+        assert!(check_resolved(&u, true).await.is_ok());
+    }
+
     #[test]
     fn backoff_default_covers_a_day() {
         let total: u64 = (1..10).map(|a| backoff_secs(180, a)).sum();

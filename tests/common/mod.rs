@@ -127,6 +127,13 @@ impl TestApp {
         format!("{}{}", self.base, path)
     }
 
+    /// Signals shutdown (as SIGTERM does) without waiting; `stop` then waits.
+    pub fn begin_stop(&mut self) {
+        if let Some(s) = self.stop.take() {
+            let _ = s.send(());
+        }
+    }
+
     /// Graceful stop, as on SIGTERM.
     pub async fn stop(mut self) {
         if let Some(s) = self.stop.take() {
