@@ -404,7 +404,6 @@ async fn rotate_keys(
     audit: &AuditLog,
     new_key: Option<String>,
 ) -> Result<(), Box<dyn std::error::Error>> {
-    use sea_orm::TransactionTrait;
     let new = match new_key {
         Some(k) => MasterKey::parse(&k)?,
         None => MasterKey::generate(),
@@ -414,7 +413,7 @@ async fn rotate_keys(
         return Err("the new key is the key already in use".into());
     }
     let next = KeyStore::from_keyring(keys.rotated(new.clone()));
-    let txn = db.begin().await?;
+    let txn = epusdt::store::begin_write(db).await?;
     let rows = service::merchant::reseal_all(&txn, &next).await?;
     service::merchant::set_fingerprint(&txn, &new.fingerprint()).await?;
     match KeyStore::file_paths(config) {

@@ -31,7 +31,7 @@ use std::{
 
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, Set,
-    TransactionTrait, sea_query::Expr,
+    sea_query::Expr,
 };
 use serde::Serialize;
 use tokio::{sync::watch, task::JoinHandle};
@@ -606,7 +606,7 @@ impl<S: Scanner> Watcher<S> {
         next: &Cursor,
         transfers: &[IncomingTransfer],
     ) -> Result<Vec<CreditOutcome>, RoundError> {
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(transfers.len());
         for t in transfers {
             outcomes.push(service::order::credit_transfer_in(&txn, t).await?);
@@ -649,7 +649,7 @@ impl<S: Scanner> Watcher<S> {
         );
         metrics::counter!("epusdt_chain_reorgs_total", "network" => network.as_str()).increment(1);
         let next = Cursor { block, hash };
-        let txn = self.db.begin().await?;
+        let txn = crate::store::begin_write(&self.db).await?;
         if !move_cursor(&txn, network, cursor, &next).await? {
             txn.rollback().await?;
             return Err(RoundError::CursorMoved);

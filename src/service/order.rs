@@ -708,7 +708,7 @@ pub async fn credit_transfer(
     queue: &JobQueue,
     t: &IncomingTransfer,
 ) -> Result<CreditOutcome, OrderError> {
-    let txn = db.begin().await?;
+    let txn = store::begin_write(db).await?;
     let outcome = credit_transfer_in(&txn, t).await?;
     txn.commit().await?;
     if let CreditOutcome::Paid { order_id, .. } = &outcome {
