@@ -828,3 +828,65 @@ async fn callback_redirects_are_not_followed() {
     );
     app.stop().await;
 }
+
+/// Crediting under concurrent writes (orders being created, jobs running) never fails on a
+/// database lock: on SQLite, write transactions take the lock up front (BEGIN IMMEDIATE).
+async fn concurrent_credits_and_creates(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let n = "http://127.0.0.1:9/n";
+    let mut orders = Vec::new();
+    for i in 0..15 {
+        let amount = format!("{}", 72 + i * 10);
+        let r = create_v1(
+            &app,
+            &[
+                ("order_id", &format!("P-{i}")),
+                ("amount", &amount),
+                ("notify_url", n),
+            ],
+        )
+        .await;
+        assert_eq!(r["status_code"], 200, "{r}");
+        orders.push(r["data"].clone());
+    }
+    let mut tasks = Vec::new();
+    for (i, o) in orders.iter().enumerate() {
+        let db = app.state.db.clone();
+        let queue = app.state.queue.clone();
+        let t = transfer_for(
+            o,
+            &format!("tx-c-{i}"),
+            &o["actual_amount"].to_string(),
+            Network::Tron,
+        );
+        tasks.push(tokio::spawn(async move {
+            credit_transfer(&db, &queue, &t).await
+        }));
+    }
+    let creates = (0..15).map(|i| {
+        let app = &app;
+        async move {
+            create_v1(
+                app,
+                &[
+                    ("order_id", &format!("Q-{i}")),
+                    ("amount", "50"),
+                    ("notify_url", n),
+                ],
+            )
+            .await
+        }
+    });
+    let created = futures::future::join_all(creates).await;
+    for r in created {
+        assert_eq!(r["status_code"], 200, "{r}");
+    }
+    for t in tasks {
+        let out = t.await.unwrap().expect("credit never fails on a lock");
+        assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
+    }
+    app.stop().await;
+}
+on_all_backends!(concurrent_credits_and_creates);
