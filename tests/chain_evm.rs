@@ -26,6 +26,18 @@ struct Setup {
     wallet: String,
 }
 
+/// Receive on anvil account 1 instead of the harness's placeholder EVM wallet; returns it.
+async fn receive_on_anvil_account(app: &TestApp, network: &str) -> String {
+    epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
+        .await
+        .expect("disable placeholder wallet");
+    let wallet = ACCOUNTS[1].to_string();
+    epusdt::service::wallet::add(&app.state.db, network, &wallet, None, "anvil-1")
+        .await
+        .expect("add wallet");
+    wallet
+}
+
 /// anvil + token with `decimals` + the gateway watching `network` on it + a merchant server.
 async fn setup(
     backend: Backend,
@@ -41,14 +53,7 @@ async fn setup(
         c.networks.insert(network.to_string(), nc);
     })
     .await?;
-    // Receive on an anvil account instead of the harness's placeholder EVM wallet.
-    epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
-        .await
-        .expect("disable placeholder wallet");
-    let wallet = ACCOUNTS[1].to_string();
-    epusdt::service::wallet::add(&app.state.db, network, &wallet, None, "anvil-1")
-        .await
-        .expect("add wallet");
+    let wallet = receive_on_anvil_account(&app, network).await;
     let (merchant, murl) = Merchant::start(0, "ok").await;
     Some(Setup {
         anvil,
@@ -259,12 +264,7 @@ async fn rpc_outage_then_back(backend: Backend) {
     else {
         return;
     };
-    epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
-        .await
-        .unwrap();
-    epusdt::service::wallet::add(&app.state.db, "ethereum", ACCOUNTS[1], None, "a1")
-        .await
-        .unwrap();
+    receive_on_anvil_account(&app, "ethereum").await;
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let head = i64::try_from(anvil.block_number().await).unwrap();
     chain_support::wait_cursor(&app, "ethereum", head - 2, 20).await;
@@ -317,12 +317,7 @@ async fn restart_mid_scan(backend: Backend) {
     else {
         return;
     };
-    epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
-        .await
-        .unwrap();
-    epusdt::service::wallet::add(&app.state.db, "ethereum", ACCOUNTS[1], None, "a1")
-        .await
-        .unwrap();
+    receive_on_anvil_account(&app, "ethereum").await;
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let head = i64::try_from(anvil.block_number().await).unwrap();
     chain_support::wait_cursor(&app, "ethereum", head - 2, 20).await;

@@ -65,15 +65,7 @@ async fn callback_survives_a_crash_between_retries() {
     params.insert("notify_url", format!("{murl}/notify"));
     let sig = common::v1_sign(&params, common::TOKEN);
     let client = reqwest::Client::new();
-    let reply: Value = client
-        .post(format!("http://127.0.0.1:{port}/api/v1/order/create-transaction"))
-        .json(&json!({"order_id": "K-1", "amount": 72, "notify_url": format!("{murl}/notify"), "signature": sig}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let reply: Value = common::post_json(&client, &format!("http://127.0.0.1:{port}/api/v1/order/create-transaction"), &json!({"order_id": "K-1", "amount": 72, "notify_url": format!("{murl}/notify"), "signature": sig})).await;
     assert_eq!(reply["status_code"], 200, "{reply}");
     let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
 

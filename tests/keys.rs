@@ -283,10 +283,7 @@ async fn attacks_are_audited_and_secrets_never_logged() {
     let client = reqwest::Client::new();
     let base = format!("http://127.0.0.1:{port}");
     // 1. A forged v1 request.
-    let r: Value = client
-        .post(format!("{base}/api/v1/order/create-transaction"))
-        .json(&json!({"order_id": "A1", "amount": 10, "notify_url": "https://shop.example.com/n", "signature": "00000000000000000000000000000000"}))
-        .send().await.unwrap().json().await.unwrap();
+    let r: Value = common::post_json(&client, &format!("{base}/api/v1/order/create-transaction"), &json!({"order_id": "A1", "amount": 10, "notify_url": "https://shop.example.com/n", "signature": "00000000000000000000000000000000"})).await;
     assert_eq!(r["status_code"], 401);
     // 2. A signed GMPay request, then the same request replayed.
     let now = epusdt::service::now().to_string();
@@ -305,25 +302,9 @@ async fn attacks_are_audited_and_secrets_never_logged() {
     let sig = common::gmpay_sign(&p, KNOWN);
     let body = json!({"pid": 4001, "order_id": "G1", "currency": "USD", "amount": 5, "notify_url": "https://shop.example.com/n", "nonce": "nonce-12345678", "timestamp": now, "signature": sig});
     let url = format!("{base}/payments/gmpay/v1/order/create-transaction");
-    let first: Value = client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let first: Value = common::post_json(&client, &url, &body).await;
     assert_eq!(first["status_code"], 200, "{first}");
-    let replay: Value = client
-        .post(&url)
-        .json(&body)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let replay: Value = common::post_json(&client, &url, &body).await;
     assert_eq!(replay["status_code"], 10009, "{replay}");
     assert!(
         replay["message"].as_str().unwrap().contains("nonce"),
