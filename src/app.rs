@@ -271,13 +271,22 @@ impl App {
                         _ = tick.tick() => {}
                         _ = stop.wait_for(|s| *s) => break,
                     }
-                    match service::order::sweep(&state.db, &state.queue).await {
-                        Ok((0, 0)) => {}
-                        Ok((expired, queued)) => tracing::warn!(
-                            expired,
-                            queued,
+                    let rules = service::order::OrderRules::from_config(&state.config);
+                    match service::order::sweep(&state.db, &state.queue, &rules).await {
+                        Ok(s) if s.repaired() => tracing::warn!(
+                            expired = s.expired,
+                            queued = s.queued,
+                            requeued = s.requeued,
                             "sweeper repaired orders whose job was lost"
                         ),
+                        Ok(s) => {
+                            if s.released > 0 {
+                                tracing::debug!(
+                                    released = s.released,
+                                    "amount slots released after the grace period"
+                                );
+                            }
+                        }
                         Err(e) => tracing::error!(error = %e, "sweeper failed"),
                     }
                 }

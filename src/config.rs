@@ -112,6 +112,16 @@ pub struct Config {
     pub notify_timeout_secs: u64,
     /// Allow callbacks to loopback/private/link-local addresses (development only).
     pub allow_private_callbacks: bool,
+    /// Seconds a transfer's block time may precede an order's creation and still pay it (block
+    /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
+    /// order: it was meant for whoever held the slot before.
+    pub payment_clock_tolerance_secs: u32,
+    /// Seconds an expired or cancelled order keeps its (network, address, amount) slot before
+    /// another order may take it, so a late payer cannot pay a newer order by mistake.
+    pub slot_reuse_grace_secs: u32,
+    /// A queued callback whose next attempt is this many seconds overdue is queued again by the
+    /// sweeper (its job was lost: a flushed Redis, a lost queue file).
+    pub callback_requeue_after_secs: u32,
     /// Concurrent job workers in this instance.
     pub queue_workers: usize,
     /// Name of the job queue (instances sharing a database or Redis must use the same one).
@@ -164,6 +174,9 @@ impl Default for Config {
             notify_retry_base_secs: 180,
             notify_timeout_secs: 10,
             allow_private_callbacks: false,
+            payment_clock_tolerance_secs: 5,
+            slot_reuse_grace_secs: 600,
+            callback_requeue_after_secs: 900,
             queue_workers: 4,
             queue_name: "epusdt".into(),
             shutdown_timeout_secs: 15,
@@ -312,6 +325,33 @@ impl Config {
                 format!(
                     "{} minutes is out of range; use 1..=10080",
                     self.order_expiration_time
+                ),
+            );
+        }
+        if self.payment_clock_tolerance_secs > 300 {
+            return bad(
+                "payment_clock_tolerance_secs",
+                format!(
+                    "{} seconds is too long (a payer of the previous order of a slot could pay a newer one); use 0..=300",
+                    self.payment_clock_tolerance_secs
+                ),
+            );
+        }
+        if self.slot_reuse_grace_secs > 7 * 24 * 3600 {
+            return bad(
+                "slot_reuse_grace_secs",
+                format!(
+                    "{} seconds is out of range; use 0..=604800",
+                    self.slot_reuse_grace_secs
+                ),
+            );
+        }
+        if !(60..=7 * 24 * 3600).contains(&self.callback_requeue_after_secs) {
+            return bad(
+                "callback_requeue_after_secs",
+                format!(
+                    "{} seconds is out of range; use 60..=604800 (longer than a callback attempt takes)",
+                    self.callback_requeue_after_secs
                 ),
             );
         }
@@ -489,6 +529,9 @@ impl DotEnv {
             "notify_retry_base_secs",
             "notify_timeout_secs",
             "allow_private_callbacks",
+            "payment_clock_tolerance_secs",
+            "slot_reuse_grace_secs",
+            "callback_requeue_after_secs",
             "queue_workers",
             "queue_name",
             "shutdown_timeout_secs",

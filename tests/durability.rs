@@ -93,7 +93,9 @@ async fn callback_survives_a_crash_between_retries() {
         amount: "10".parse().unwrap(),
         block_time: epusdt::service::now(),
     };
-    let outcome = credit_transfer(&db, &queue, &t).await.unwrap();
+    let outcome = credit_transfer(&db, &queue, &Default::default(), &t)
+        .await
+        .unwrap();
     assert!(matches!(outcome, CreditOutcome::Paid { .. }), "{outcome:?}");
 
     // First attempt is refused by the merchant; the retry is scheduled ~3 s later. Kill now.

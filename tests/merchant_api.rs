@@ -68,12 +68,12 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
 
     // The chain watcher's entry point: this transfer pays that order.
     let t = transfer_for(data, "tx-1", "13.890000", Network::Tron);
-    let out = credit_transfer(&app.state.db, &app.state.queue, &t)
+    let out = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     // Replaying the same transfer is a no-op.
-    let again = credit_transfer(&app.state.db, &app.state.queue, &t)
+    let again = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     assert_eq!(again, CreditOutcome::Duplicate);
@@ -496,7 +496,7 @@ async fn gmpay_round_trip(backend: Backend) {
     assert_eq!(r3["status_code"], 401, "{r3}");
 
     let t = transfer_for(d, "0xtx", "25.5", Network::Ethereum);
-    credit_transfer(&app.state.db, &app.state.queue, &t)
+    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     let calls = merchant.wait_for(1, 15).await;
@@ -596,7 +596,7 @@ async fn epay_redirects_and_notifies(backend: Backend) {
         to_address: o.address.clone(),
         ..transfer_for(&json!({"token": o.address}), "tx-e", "0.14", Network::Tron)
     };
-    credit_transfer(&app.state.db, &app.state.queue, &t)
+    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     // First attempt is refused by the merchant, the retry (1 s base in tests) succeeds.
@@ -656,15 +656,17 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     .await;
     assert_eq!(r["status_code"], 10009, "{r}");
     assert!(r["message"].as_str().unwrap().contains("cancelled"));
-    // The freed slot is reused by the next order.
+    // The cancelled order keeps its slot for the grace period (slot_reuse_grace_secs): the next
+    // order for the same amount gets the next slot.
     let b = create_v1(
         &app,
         &[("order_id", "X-2"), ("amount", "10"), ("notify_url", n)],
     )
     .await;
-    assert_eq!(b["data"]["actual_amount"], a["data"]["actual_amount"]);
+    assert_eq!(a["data"]["actual_amount"].to_string(), "1.39");
+    assert_eq!(b["data"]["actual_amount"].to_string(), "1.4");
     let trade_b = b["data"]["trade_id"].as_str().unwrap().to_string();
-    assert_ne!(trade_b, trade_a, "a new order took the freed slot");
+    assert_ne!(trade_b, trade_a, "a new order");
 
     // Expiry and late payments, on an order of its own (20 CNY → 2.78 USDT).
     let c = create_v1(
@@ -710,7 +712,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     assert_eq!(s["data"]["status"], 3);
     // A payment mined after expiry is recorded as late, never credited.
     let t = transfer_for(&c["data"], "tx-late", "2.78", Network::Tron);
-    let out = credit_transfer(&app.state.db, &app.state.queue, &t)
+    let out = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     assert!(matches!(out, CreditOutcome::Late { .. }), "{out:?}");
@@ -726,9 +728,14 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         block_time: past - 30,
         ..t.clone()
     };
-    let out = credit_transfer(&app.state.db, &app.state.queue, &on_time)
-        .await
-        .unwrap();
+    let out = credit_transfer(
+        &app.state.db,
+        &app.state.queue,
+        &common::rules(&app),
+        &on_time,
+    )
+    .await
+    .unwrap();
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     // Unknown trade ids.
     let s: Value = common::get_json(&app, "/pay/check-status/nope").await;
@@ -802,7 +809,7 @@ async fn callback_redirects_are_not_followed() {
     .await;
     assert_eq!(reply["status_code"], 200, "{reply}");
     let t = transfer_for(&reply["data"], "tx-r", "1.39", Network::Tron);
-    credit_transfer(&app.state.db, &app.state.queue, &t)
+    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
         .await
         .unwrap();
     let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
@@ -862,7 +869,7 @@ async fn concurrent_credits_and_creates(backend: Backend) {
             Network::Tron,
         );
         tasks.push(tokio::spawn(async move {
-            credit_transfer(&db, &queue, &t).await
+            credit_transfer(&db, &queue, &Default::default(), &t).await
         }));
     }
     let creates = (0..15).map(|i| {

@@ -797,7 +797,7 @@ async fn falls_back_while_redis_is_down_and_returns_to_it_when_it_is_back() {
         .expect("free port")
         .port();
     let Some(server) = PrivateRedis::start(port) else {
-        eprintln!("SKIP: no redis-server binary to stop and restart");
+        common::skip("no redis-server binary to stop and restart");
         return;
     };
     let url = format!("redis://127.0.0.1:{}/", server.port);

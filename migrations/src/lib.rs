@@ -8,6 +8,7 @@ mod m20261129_000001_core;
 mod m20261129_000002_nonces;
 mod m20261129_000003_mysql_binary_keys;
 mod m20261129_000004_orders_amount_index;
+mod m20261202_000005_callback_due;
 
 pub struct Migrator;
 
@@ -19,6 +20,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000002_nonces::Migration),
             Box::new(m20261129_000003_mysql_binary_keys::Migration),
             Box::new(m20261129_000004_orders_amount_index::Migration),
+            Box::new(m20261202_000005_callback_due::Migration),
         ]
     }
 }

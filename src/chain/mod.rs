@@ -300,6 +300,8 @@ pub struct Watcher<S> {
     lease: Lease,
     /// Current range size; halves on errors, doubles on success up to `max_block_range`.
     range: u64,
+    /// Order matching rules (clock tolerance) from the configuration.
+    rules: service::order::OrderRules,
     prepared: bool,
 }
 
@@ -308,6 +310,7 @@ impl<S: Scanner> Watcher<S> {
         let lease = Lease::new(settings.network, settings.lease_ttl);
         Self {
             range: settings.max_block_range,
+            rules: service::order::OrderRules::from_config(&state.config),
             scanner,
             db: state.db.clone(),
             queue: state.queue.clone(),
@@ -609,7 +612,7 @@ impl<S: Scanner> Watcher<S> {
         let txn = crate::store::begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(transfers.len());
         for t in transfers {
-            outcomes.push(service::order::credit_transfer_in(&txn, t).await?);
+            outcomes.push(service::order::credit_transfer_in(&txn, &self.rules, t).await?);
         }
         let moved = move_cursor(&txn, self.network(), prev, next).await?;
         if !moved {

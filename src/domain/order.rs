@@ -21,6 +21,8 @@ pub mod flags {
     pub const PARTIAL: i32 = 2;
     /// A transfer to this order's address carried more than the payable amount.
     pub const OVERPAID: i32 = 4;
+    /// A second payment matched this order's slot after it was already paid.
+    pub const PAID_TWICE: i32 = 8;
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]

@@ -501,7 +501,13 @@ async fn cancel(
             return Ok(limited.into_response());
         }
         let trade_id = text_field(&p, "trade_id", 64, true)?;
-        let o = order::cancel_order(&state.db, &m, &trade_id).await?;
+        let o = order::cancel_order(
+            &state.db,
+            &order::OrderRules::from_config(&state.config),
+            &m,
+            &trade_id,
+        )
+        .await?;
         Ok::<_, ApiError>(reply::success(
             json!({ "trade_id": o.trade_id, "status": o.status }),
         ))

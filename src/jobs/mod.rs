@@ -28,7 +28,13 @@ pub fn handler(state: AppState) -> JobHandler {
 async fn run(state: &AppState, job: Job) -> Result<(), order::OrderError> {
     match job {
         Job::Expire { trade_id } => {
-            if let ExpireOutcome::NotYet(at) = order::expire_order(&state.db, &trade_id).await? {
+            if let ExpireOutcome::NotYet(at) = order::expire_order(
+                &state.db,
+                &order::OrderRules::from_config(&state.config),
+                &trade_id,
+            )
+            .await?
+            {
                 state
                     .queue
                     .push(

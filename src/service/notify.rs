@@ -275,6 +275,21 @@ pub async fn deliver(
     let Some(m) = merchant::find_by_id(db, keys, o.merchant_id).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
+    // Recorded before sending, completed after: an attempt cut short by a crash or kill still
+    // shows in the history (the merchant may have received it).
+    let record = callback_attempt::ActiveModel {
+        order_id: Set(o.id),
+        attempt: Set(attempt as i32),
+        attempted_at: Set(super::now()),
+        http_status: Set(None),
+        latency_ms: Set(0),
+        body_excerpt: Set(String::new()),
+        error: Set(INTERRUPTED.into()),
+        success: Set(false),
+        ..Default::default()
+    }
+    .insert(db)
+    .await?;
     let started = Instant::now();
     let result: Result<(u16, String), String> = async {
         let req = build_callback(&o, &m)?;
@@ -292,7 +307,7 @@ pub async fn deliver(
             .await
             .map_err(|e| format!("request failed: {e}"))?;
         let code = resp.status().as_u16();
-        let text = resp.text().await.unwrap_or_default();
+        let text = read_capped(resp, MAX_REPLY_BYTES).await?;
         Ok((code, text))
     }
     .await;
@@ -314,31 +329,31 @@ pub async fn deliver(
         }
         Err(e) => (None, String::new(), excerpt(e), false),
     };
-    callback_attempt::ActiveModel {
-        order_id: Set(o.id),
-        attempt: Set(attempt as i32),
-        attempted_at: Set(super::now()),
-        http_status: Set(status),
-        latency_ms: Set(latency),
-        body_excerpt: Set(body),
-        error: Set(error.clone()),
-        success: Set(success),
-        ..Default::default()
-    }
-    .insert(db)
-    .await?;
-    let (state, outcome) = if success {
-        (callback_state::DELIVERED, NotifyOutcome::Delivered)
+    callback_attempt::Entity::update_many()
+        .col_expr(callback_attempt::Column::HttpStatus, Expr::value(status))
+        .col_expr(callback_attempt::Column::LatencyMs, Expr::value(latency))
+        .col_expr(callback_attempt::Column::BodyExcerpt, Expr::value(body))
+        .col_expr(callback_attempt::Column::Error, Expr::value(error.clone()))
+        .col_expr(callback_attempt::Column::Success, Expr::value(success))
+        .filter(callback_attempt::Column::Id.eq(record.id))
+        .exec(db)
+        .await?;
+    let (state, outcome, due) = if success {
+        (callback_state::DELIVERED, NotifyOutcome::Delivered, None)
     } else if attempt >= config.notify_max_attempts {
-        (callback_state::FAILED, NotifyOutcome::GaveUp)
+        (callback_state::FAILED, NotifyOutcome::GaveUp, None)
     } else {
+        let wait = backoff_secs(config.notify_retry_base_secs, attempt);
+        let due = super::now().saturating_add(i64::try_from(wait).unwrap_or(i64::MAX / 2));
         (
             callback_state::QUEUED,
-            NotifyOutcome::RetryIn(backoff_secs(config.notify_retry_base_secs, attempt)),
+            NotifyOutcome::RetryIn(wait),
+            Some(due),
         )
     };
     order::Entity::update_many()
         .col_expr(order::Column::CallbackState, Expr::value(state))
+        .col_expr(order::Column::CallbackDueAt, Expr::value(due))
         .col_expr(order::Column::CallbackAttempts, Expr::value(attempt as i32))
         .filter(order::Column::Id.eq(o.id))
         .filter(order::Column::CallbackState.ne(callback_state::DELIVERED))
@@ -346,6 +361,30 @@ pub async fn deliver(
         .await?;
     tracing::info!(trade_id = %o.trade_id, attempt, success, http_status = ?status, error = %error, "callback attempt");
     Ok(outcome)
+}
+
+/// The error an attempt row carries until the attempt completes.
+pub const INTERRUPTED: &str =
+    "interrupted: the attempt did not complete (the process stopped while sending)";
+/// Most bytes of a merchant's reply that are read; the expected answer is a few bytes.
+pub const MAX_REPLY_BYTES: usize = 64 * 1024;
+
+/// Reads at most `max` bytes of the reply; a longer reply is an error (never buffered whole).
+async fn read_capped(mut resp: reqwest::Response, max: usize) -> Result<String, String> {
+    let mut buf: Vec<u8> = Vec::new();
+    while let Some(chunk) = resp
+        .chunk()
+        .await
+        .map_err(|e| format!("reading the reply failed: {e}"))?
+    {
+        if buf.len() + chunk.len() > max {
+            return Err(format!(
+                "the reply is larger than {max} bytes; not read further (expected a short `ok`)"
+            ));
+        }
+        buf.extend_from_slice(&chunk);
+    }
+    Ok(String::from_utf8_lossy(&buf).into_owned())
 }
 
 fn excerpt(s: &str) -> String {
@@ -369,6 +408,10 @@ pub async fn resend(
         .col_expr(
             order::Column::CallbackState,
             Expr::value(callback_state::QUEUED),
+        )
+        .col_expr(
+            order::Column::CallbackDueAt,
+            Expr::value(Some(super::now())),
         )
         .filter(order::Column::Id.eq(o.id))
         .exec(db)

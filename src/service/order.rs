@@ -40,11 +40,35 @@ pub mod callback_state {
     pub const FAILED: i16 = 3;
 }
 
-/// How far back a transfer's block time may precede the order's creation (clock skew between
-/// this server and the chain).
-const CLOCK_SKEW_SECS: i64 = 60;
 /// How long after expiry a matching transfer is still recorded against the order as late.
 const LATE_WINDOW_SECS: i64 = 24 * 3600;
+
+/// The configurable rules of order matching and slot reuse (see `Config`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct OrderRules {
+    /// How far a transfer's block time may precede an order's creation and still pay it.
+    pub clock_tolerance_secs: i64,
+    /// How long an expired or cancelled order keeps its amount slot.
+    pub slot_reuse_grace_secs: i64,
+    /// How overdue a queued callback must be before the sweeper queues it again.
+    pub callback_requeue_after_secs: i64,
+}
+
+impl OrderRules {
+    pub fn from_config(c: &Config) -> Self {
+        Self {
+            clock_tolerance_secs: i64::from(c.payment_clock_tolerance_secs),
+            slot_reuse_grace_secs: i64::from(c.slot_reuse_grace_secs),
+            callback_requeue_after_secs: i64::from(c.callback_requeue_after_secs),
+        }
+    }
+}
+
+impl Default for OrderRules {
+    fn default() -> Self {
+        Self::from_config(&Config::default())
+    }
+}
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Protocol {
@@ -252,8 +276,15 @@ pub async fn create_order(
                         )
                         .await
                     {
-                        // Without its expiry job the slot would stay reserved: give it back.
-                        let _ = change_status(db, &order, OrderStatus::Cancelled).await;
+                        // Without its expiry job the slot would stay reserved: give it back
+                        // (nobody saw this order, so no grace period). If even that fails the
+                        // sweeper expires it once overdue; either way the caller gets the error.
+                        tracing::error!(trade_id = %order.trade_id, error = %e, "could not schedule the expiry job; the order is cancelled and the request fails");
+                        if let Err(c) =
+                            change_status(db, &order, OrderStatus::Cancelled, false).await
+                        {
+                            tracing::error!(trade_id = %order.trade_id, error = %c, "could not cancel the order whose expiry job failed; the sweeper expires it when overdue");
+                        }
                         return Err(e.into());
                     }
                     return Ok(Created {
@@ -353,19 +384,25 @@ pub fn status_of(o: &order::Model) -> OrderStatus {
 }
 
 /// The compare-and-swap every status change goes through. Returns `false` when another actor
-/// changed the order first (the caller re-reads if it cares).
+/// changed the order first (the caller re-reads if it cares). With `hold_slot` an order that
+/// stops waiting keeps its amount slot (released later by [`sweep`] after the grace period).
 async fn change_status(
     db: &impl ConnectionTrait,
     o: &order::Model,
     to: OrderStatus,
+    hold_slot: bool,
 ) -> Result<bool, OrderError> {
     let from = status_of(o);
     from.transition(to)?;
-    let live: Option<i16> = if to.is_live() { Some(1) } else { None };
-    let res = order::Entity::update_many()
+    let mut update = order::Entity::update_many()
         .col_expr(order::Column::Status, Expr::value(to.code()))
-        .col_expr(order::Column::LiveSlot, Expr::value(live))
-        .col_expr(order::Column::UpdatedAt, Expr::value(now()))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now()));
+    if to.is_live() {
+        update = update.col_expr(order::Column::LiveSlot, Expr::value(Some(1i16)));
+    } else if !hold_slot {
+        update = update.col_expr(order::Column::LiveSlot, Expr::value(Option::<i16>::None));
+    }
+    let res = update
         .filter(order::Column::Id.eq(o.id))
         .filter(order::Column::Status.eq(from.code()))
         .exec(db)
@@ -376,6 +413,7 @@ async fn change_status(
 /// Merchant-initiated cancel of a waiting order.
 pub async fn cancel_order(
     db: &DatabaseConnection,
+    rules: &OrderRules,
     merchant: &Merchant,
     trade_id: &str,
 ) -> Result<order::Model, OrderError> {
@@ -383,7 +421,8 @@ pub async fn cancel_order(
         .await?
         .filter(|o| o.merchant_id == merchant.id)
         .ok_or(OrderError::NotFound)?;
-    if !change_status(db, &o, OrderStatus::Cancelled).await? {
+    let hold = rules.slot_reuse_grace_secs > 0;
+    if !change_status(db, &o, OrderStatus::Cancelled, hold).await? {
         let now = find_by_trade_id(db, trade_id)
             .await?
             .ok_or(OrderError::NotFound)?;
@@ -410,6 +449,7 @@ pub enum ExpireOutcome {
 
 pub async fn expire_order(
     db: &DatabaseConnection,
+    rules: &OrderRules,
     trade_id: &str,
 ) -> Result<ExpireOutcome, OrderError> {
     let Some(o) = find_by_trade_id(db, trade_id).await? else {
@@ -421,12 +461,15 @@ pub async fn expire_order(
     if o.expires_at > now() {
         return Ok(ExpireOutcome::NotYet(o.expires_at));
     }
-    Ok(if change_status(db, &o, OrderStatus::Expired).await? {
-        tracing::info!(trade_id, "order expired");
-        ExpireOutcome::Expired
-    } else {
-        ExpireOutcome::Settled
-    })
+    let hold = rules.slot_reuse_grace_secs > 0;
+    Ok(
+        if change_status(db, &o, OrderStatus::Expired, hold).await? {
+            tracing::info!(trade_id, "order expired");
+            ExpireOutcome::Expired
+        } else {
+            ExpireOutcome::Settled
+        },
+    )
 }
 
 /// A token transfer seen on chain at or below the confirmed head.
@@ -454,13 +497,19 @@ pub enum CreditOutcome {
         order_id: i64,
         trade_id: String,
     },
-    /// This (network, tx, log index) was recorded before: replay, no effect.
+    /// This transfer was recorded before (same network, tx hash and log index, or the same tx
+    /// and token transfer re-mined at another position by a reorg): replay, no effect.
     Duplicate,
-    /// Matches an order whose window had closed; flagged, not credited.
+    /// Matches an order whose window had closed (or that was cancelled); flagged, not credited.
     Late {
         order_id: i64,
     },
-    /// Went to an address with exactly one waiting order, with a different amount; flagged.
+    /// Matches the slot of an order that is already paid: a second payment; flagged, not
+    /// credited again.
+    PaidTwice {
+        order_id: i64,
+    },
+    /// Went to an address with a waiting order, with a different amount; flagged.
     Partial {
         order_id: i64,
     },
@@ -478,9 +527,22 @@ impl CreditOutcome {
             CreditOutcome::Paid { .. } => "matched",
             CreditOutcome::Duplicate => "duplicate",
             CreditOutcome::Late { .. } => "late",
+            CreditOutcome::PaidTwice { .. } => "paid_twice",
             CreditOutcome::Partial { .. } => "partial",
             CreditOutcome::Overpaid { .. } => "overpaid",
             CreditOutcome::Unmatched => "unmatched",
+        }
+    }
+
+    /// The order the transfer was recorded against, if any.
+    pub fn order_ref(&self) -> Option<i64> {
+        match self {
+            CreditOutcome::Paid { order_id, .. }
+            | CreditOutcome::Late { order_id }
+            | CreditOutcome::PaidTwice { order_id }
+            | CreditOutcome::Partial { order_id }
+            | CreditOutcome::Overpaid { order_id } => Some(*order_id),
+            CreditOutcome::Duplicate | CreditOutcome::Unmatched => None,
         }
     }
 }
@@ -489,11 +551,42 @@ impl CreditOutcome {
 /// chain watcher commits it together with its cursor). Idempotent: a replayed transfer is a
 /// no-op. The caller queues the callback after commit with [`queue_callback`]; the sweeper
 /// queues it if the process dies in between.
+///
+/// Races: the candidate orders are re-read with a row lock (`FOR UPDATE` by primary key on
+/// PostgreSQL and MySQL; SQLite's write transaction is exclusive already), so an expiry or
+/// cancel that committed first is seen as it is now and an on-time payment still pays an
+/// order the expiry job has just expired.
 pub async fn credit_transfer_in(
     txn: &sea_orm::DatabaseTransaction,
+    rules: &OrderRules,
     t: &IncomingTransfer,
 ) -> Result<CreditOutcome, OrderError> {
     let amount_text = amount::canonical(t.amount);
+    // Unique (network, tx_hash, log_index): a replay stops here.
+    let existing = transfer::Entity::find()
+        .filter(transfer::Column::Network.eq(t.network.as_str()))
+        .filter(transfer::Column::TxHash.eq(&t.tx_hash))
+        .filter(transfer::Column::LogIndex.eq(t.log_index))
+        .one(txn)
+        .await?;
+    if existing.is_some() {
+        return Ok(CreditOutcome::Duplicate);
+    }
+    // The same transaction's transfer re-mined at another position (a reorg moves it to another
+    // block, so another log index): already recorded, never credited twice. Two identical
+    // transfers inside one transaction share the block hash and are both recorded.
+    let remined = transfer::Entity::find()
+        .filter(transfer::Column::Network.eq(t.network.as_str()))
+        .filter(transfer::Column::TxHash.eq(&t.tx_hash))
+        .filter(transfer::Column::ToAddress.eq(&t.to_address))
+        .filter(transfer::Column::Amount.eq(&amount_text))
+        .filter(transfer::Column::BlockHash.ne(&t.block_hash))
+        .one(txn)
+        .await?;
+    if let Some(prev) = remined {
+        tracing::warn!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, block = t.block_number, previous_block = prev.block_number, previous_log_index = prev.log_index, "transfer re-mined at another position after a reorg; already recorded, not credited again");
+        return Ok(CreditOutcome::Duplicate);
+    }
     let row = transfer::ActiveModel {
         network: Set(t.network.as_str().into()),
         tx_hash: Set(t.tx_hash.clone()),
@@ -510,17 +603,8 @@ pub async fn credit_transfer_in(
         created_at: Set(now()),
         ..Default::default()
     };
-    // Unique (network, tx_hash, log_index): a replay stops here. The insert runs in a savepoint
-    // so a violation leaves the caller's transaction usable on PostgreSQL.
-    let existing = transfer::Entity::find()
-        .filter(transfer::Column::Network.eq(t.network.as_str()))
-        .filter(transfer::Column::TxHash.eq(&t.tx_hash))
-        .filter(transfer::Column::LogIndex.eq(t.log_index))
-        .one(txn)
-        .await?;
-    if existing.is_some() {
-        return Ok(CreditOutcome::Duplicate);
-    }
+    // The insert runs in a savepoint so a violation leaves the caller's transaction usable on
+    // PostgreSQL.
     let savepoint = txn.begin().await?;
     let transfer_id = match row.insert(&savepoint).await {
         Ok(r) => {
@@ -540,32 +624,26 @@ pub async fn credit_transfer_in(
         Err(e) => return Err(e.into()),
     };
 
-    // Same slot, paid within the order's window (waiting, or expired by a job that ran before
-    // the watcher saw the block).
-    let candidates = order::Entity::find()
+    // Every order that holds or held this (network, address, amount) slot around the block
+    // time, paid ones included (a second payment is recorded against the order it repeats).
+    let slot_ids: Vec<i64> = order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
         .filter(order::Column::Network.eq(t.network.as_str()))
         .filter(order::Column::Address.eq(&t.to_address))
         .filter(order::Column::ActualAmount.eq(&amount_text))
-        .filter(order::Column::Status.is_in([
-            OrderStatus::Waiting.code(),
-            OrderStatus::Expired.code(),
-            OrderStatus::Cancelled.code(),
-        ]))
-        .filter(order::Column::CreatedAt.lte(t.block_time + CLOCK_SKEW_SECS))
+        .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
         .filter(order::Column::ExpiresAt.gte(t.block_time - LATE_WINDOW_SECS))
         .order_by_desc(order::Column::Id)
         .limit(16)
+        .into_tuple()
         .all(txn)
         .await?;
-    let candidate = match pick_order(&candidates, t.block_time) {
-        Pick::Credit(o) => Some((o.clone(), true)),
-        Pick::Late(o) => Some((o.clone(), false)),
-        Pick::Nothing => None,
-    };
+    let candidates = lock_orders(txn, &slot_ids).await?;
 
-    let outcome = match candidate {
-        Some((o, true)) => {
-            let from = status_of(&o);
+    let outcome = match pick_order(&candidates, t.block_time, rules.clock_tolerance_secs) {
+        Pick::Credit(o) => {
+            let from = status_of(o);
             from.transition(OrderStatus::Paid)?;
             let res = order::Entity::update_many()
                 .col_expr(order::Column::Status, Expr::value(OrderStatus::Paid.code()))
@@ -581,62 +659,93 @@ pub async fn credit_transfer_in(
                 .filter(order::Column::Status.eq(from.code()))
                 .exec(txn)
                 .await?;
-            if res.rows_affected == 1 {
-                CreditOutcome::Paid {
-                    order_id: o.id,
-                    trade_id: o.trade_id,
-                }
-            } else {
-                // Paid by another transfer a moment ago: this one is extra money to the address.
-                CreditOutcome::Unmatched
+            if res.rows_affected != 1 {
+                // The row is locked by this transaction: nobody can have changed it since the
+                // read. Fail the whole range rather than record the payment wrongly.
+                return Err(OrderError::Db(DbErr::Custom(format!(
+                    "order {} changed while locked for crediting tx {}",
+                    o.trade_id, t.tx_hash
+                ))));
+            }
+            CreditOutcome::Paid {
+                order_id: o.id,
+                trade_id: o.trade_id.clone(),
             }
         }
-        Some((o, false)) => {
+        Pick::Late(o) if status_of(o) == OrderStatus::Paid => {
+            set_flag(txn, o.id, flags::PAID_TWICE).await?;
+            CreditOutcome::PaidTwice { order_id: o.id }
+        }
+        Pick::Late(o) => {
             set_flag(txn, o.id, flags::LATE).await?;
             CreditOutcome::Late { order_id: o.id }
         }
-        None => {
-            // Exactly one waiting order on that address: the payer probably mistyped the amount.
-            let waiting = order::Entity::find()
-                .filter(order::Column::Network.eq(t.network.as_str()))
-                .filter(order::Column::Address.eq(&t.to_address))
-                .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
-                .limit(2)
-                .all(txn)
-                .await?;
-            match waiting.as_slice() {
-                [o] => {
-                    let paid_less = amount::canonical(t.amount) != o.actual_amount
-                        && Decimal::from_str_exact(&o.actual_amount)
-                            .map(|a| t.amount < a)
-                            .unwrap_or(false);
-                    if paid_less {
-                        set_flag(txn, o.id, flags::PARTIAL).await?;
-                        CreditOutcome::Partial { order_id: o.id }
-                    } else {
-                        set_flag(txn, o.id, flags::OVERPAID).await?;
-                        CreditOutcome::Overpaid { order_id: o.id }
-                    }
-                }
-                _ => CreditOutcome::Unmatched,
-            }
-        }
-    };
-    let order_ref = match &outcome {
-        CreditOutcome::Paid { order_id, .. }
-        | CreditOutcome::Late { order_id }
-        | CreditOutcome::Partial { order_id }
-        | CreditOutcome::Overpaid { order_id } => Some(*order_id),
-        _ => None,
+        Pick::Nothing => wrong_amount(txn, rules, t).await?,
     };
     transfer::Entity::update_many()
         .col_expr(transfer::Column::Kind, Expr::value(outcome.kind()))
-        .col_expr(transfer::Column::OrderId, Expr::value(order_ref))
+        .col_expr(transfer::Column::OrderId, Expr::value(outcome.order_ref()))
         .filter(transfer::Column::Id.eq(transfer_id))
         .exec(txn)
         .await?;
-    tracing::info!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, amount = %amount_text, outcome = outcome.kind(), "transfer recorded");
+    tracing::info!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, amount = %amount_text, outcome = outcome.kind(), order_id = ?outcome.order_ref(), "transfer recorded");
     Ok(outcome)
+}
+
+/// The orders with these ids as they are now, locked until the transaction ends (in id order,
+/// so two crediting transactions cannot deadlock). Locking by primary key takes no gap locks
+/// on MySQL, so concurrent order creation is not blocked.
+async fn lock_orders(
+    txn: &sea_orm::DatabaseTransaction,
+    ids: &[i64],
+) -> Result<Vec<order::Model>, DbErr> {
+    if ids.is_empty() {
+        return Ok(Vec::new());
+    }
+    let mut q = order::Entity::find()
+        .filter(order::Column::Id.is_in(ids.iter().copied()))
+        .order_by_asc(order::Column::Id);
+    if txn.get_database_backend() != sea_orm::DbBackend::Sqlite {
+        q = q.lock_exclusive();
+    }
+    q.all(txn).await
+}
+
+/// A transfer that matches no slot: if the address has waiting orders, the payer most likely
+/// sent the wrong amount for the nearest one. Flag that order (partial or overpaid) so an admin
+/// sees it; never credit it.
+async fn wrong_amount(
+    txn: &sea_orm::DatabaseTransaction,
+    rules: &OrderRules,
+    t: &IncomingTransfer,
+) -> Result<CreditOutcome, OrderError> {
+    let waiting = order::Entity::find()
+        .filter(order::Column::Network.eq(t.network.as_str()))
+        .filter(order::Column::Address.eq(&t.to_address))
+        .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
+        .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
+        .limit(200)
+        .all(txn)
+        .await?;
+    let nearest = waiting
+        .iter()
+        .filter_map(|o| {
+            Decimal::from_str_exact(&o.actual_amount)
+                .ok()
+                .map(|a| (o, a))
+        })
+        .min_by_key(|(o, a)| ((*a - t.amount).abs(), o.created_at, o.id));
+    Ok(match nearest {
+        Some((o, expected)) if t.amount < expected => {
+            set_flag(txn, o.id, flags::PARTIAL).await?;
+            CreditOutcome::Partial { order_id: o.id }
+        }
+        Some((o, _)) => {
+            set_flag(txn, o.id, flags::OVERPAID).await?;
+            CreditOutcome::Overpaid { order_id: o.id }
+        }
+        None => CreditOutcome::Unmatched,
+    })
 }
 
 /// Which order a transfer mined at `block_time` pays, among the orders that hold or held its
@@ -645,60 +754,60 @@ pub async fn credit_transfer_in(
 enum Pick<'a> {
     /// Credit this order.
     Credit(&'a order::Model),
-    /// Record against this order as late (or paid after a cancel); never credited.
+    /// Record against this order (late, cancelled, or already paid); never credited.
     Late(&'a order::Model),
     Nothing,
 }
 
-/// 1. the newest creditable (waiting or expired, not cancelled) order whose window
-///    `[created_at, expires_at]` contains the block time;
-/// 2. else the newest one whose window contains it allowing `CLOCK_SKEW_SECS` before creation (the
-///    chain's clock behind ours);
-/// 3. else the newest order the payment came too late for, or that was cancelled: flagged only.
+/// 1. the newest creditable (waiting or expired) order whose window `[created_at − tolerance,
+///    expires_at]` contains the block time — an order created after the transfer was mined
+///    (beyond the clock tolerance) is never paid by it;
+/// 2. else the newest order that held the slot before the transfer was mined (it came too late
+///    for it, the order was cancelled, or it is already paid): flagged only.
 ///
-/// Rule 1 before rule 2 matters: a payment mined just before order A expired, but seen after
-/// A's slot went to a new order B, pays A — not B, even though B is newer and within the skew.
-fn pick_order(cands: &[order::Model], block_time: i64) -> Pick<'_> {
+/// Rule 1 prefers the exact window: a payment mined just before order A expired, but seen
+/// after A's slot went to a new order B, pays A — not B.
+fn pick_order(cands: &[order::Model], block_time: i64, tolerance: i64) -> Pick<'_> {
     fn newest_of<'a>(it: impl Iterator<Item = &'a order::Model>) -> Option<&'a order::Model> {
         it.max_by_key(|o| (o.created_at, o.id))
     }
-    let creditable = |o: &&order::Model| status_of(o) != OrderStatus::Cancelled;
+    let held_before = |o: &&order::Model| o.created_at - tolerance <= block_time;
+    let creditable = |o: &&order::Model| {
+        matches!(status_of(o), OrderStatus::Waiting | OrderStatus::Expired)
+            && block_time <= o.expires_at
+    };
     if let Some(o) = newest_of(
         cands
             .iter()
             .filter(creditable)
-            .filter(|o| o.created_at <= block_time && block_time <= o.expires_at),
+            .filter(|o| o.created_at <= block_time),
     ) {
         return Pick::Credit(o);
     }
-    if let Some(o) = newest_of(
-        cands
-            .iter()
-            .filter(creditable)
-            .filter(|o| o.created_at - CLOCK_SKEW_SECS <= block_time && block_time <= o.expires_at),
-    ) {
+    if let Some(o) = newest_of(cands.iter().filter(creditable).filter(held_before)) {
         return Pick::Credit(o);
     }
-    match newest_of(
-        cands
-            .iter()
-            .filter(|o| o.created_at - CLOCK_SKEW_SECS <= block_time),
-    ) {
+    match newest_of(cands.iter().filter(held_before)) {
         Some(o) => Pick::Late(o),
         None => Pick::Nothing,
     }
 }
 
+/// `flags = flags | flag` in one statement (a read-then-write could lose a concurrent bit).
 async fn set_flag(txn: &impl ConnectionTrait, order_id: i64, flag: i32) -> Result<(), DbErr> {
-    // flags | flag, written portably as a read-modify-write inside the caller's transaction.
-    if let Some(o) = order::Entity::find_by_id(order_id).one(txn).await? {
-        order::Entity::update_many()
-            .col_expr(order::Column::Flags, Expr::value(o.flags | flag))
-            .col_expr(order::Column::UpdatedAt, Expr::value(now()))
-            .filter(order::Column::Id.eq(order_id))
-            .exec(txn)
-            .await?;
-    }
+    order::Entity::update_many()
+        .col_expr(
+            order::Column::Flags,
+            sea_orm::sea_query::ExprTrait::binary(
+                Expr::col(order::Column::Flags),
+                sea_orm::sea_query::BinOper::BitOr,
+                flag,
+            ),
+        )
+        .col_expr(order::Column::UpdatedAt, Expr::value(now()))
+        .filter(order::Column::Id.eq(order_id))
+        .exec(txn)
+        .await?;
     Ok(())
 }
 
@@ -706,10 +815,11 @@ async fn set_flag(txn: &impl ConnectionTrait, order_id: i64, flag: i32) -> Resul
 pub async fn credit_transfer(
     db: &DatabaseConnection,
     queue: &JobQueue,
+    rules: &OrderRules,
     t: &IncomingTransfer,
 ) -> Result<CreditOutcome, OrderError> {
     let txn = store::begin_write(db).await?;
-    let outcome = credit_transfer_in(&txn, t).await?;
+    let outcome = credit_transfer_in(&txn, rules, t).await?;
     txn.commit().await?;
     if let CreditOutcome::Paid { order_id, .. } = &outcome {
         queue_callback(db, queue, *order_id).await?;
@@ -717,8 +827,8 @@ pub async fn credit_transfer(
     Ok(outcome)
 }
 
-/// Queues the first callback attempt and marks it queued. If this fails (or the process dies
-/// first) the order stays `PENDING` and [`sweep`] queues it.
+/// Queues the first callback attempt and marks it queued (due now). If this fails (or the
+/// process dies first) the order stays `PENDING` and [`sweep`] queues it.
 pub async fn queue_callback(
     db: &DatabaseConnection,
     queue: &JobQueue,
@@ -738,6 +848,7 @@ pub async fn queue_callback(
             order::Column::CallbackState,
             Expr::value(callback_state::QUEUED),
         )
+        .col_expr(order::Column::CallbackDueAt, Expr::value(Some(now())))
         .filter(order::Column::Id.eq(order_id))
         .filter(order::Column::CallbackState.eq(callback_state::PENDING))
         .exec(db)
@@ -745,23 +856,46 @@ pub async fn queue_callback(
     Ok(())
 }
 
+/// What one [`sweep`] repaired.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Swept {
+    /// Waiting orders past their expiry whose expiry job was lost.
+    pub expired: usize,
+    /// Paid orders whose first callback was never queued.
+    pub queued: usize,
+    /// Queued callbacks long overdue: their job was lost, queued again.
+    pub requeued: usize,
+    /// Amount slots of expired/cancelled orders released after the grace period.
+    pub released: u64,
+}
+
+impl Swept {
+    pub fn repaired(&self) -> bool {
+        self.expired + self.queued + self.requeued > 0
+    }
+}
+
 /// Safety net run periodically by every instance: expires overdue waiting orders whose expiry
-/// job was lost and queues callbacks of paid orders that were never queued. Both are idempotent.
+/// job was lost, queues callbacks of paid orders that were never queued, re-queues queued
+/// callbacks whose job was lost, and releases amount slots held past the grace period. Each
+/// step is idempotent and safe with several instances sweeping at once.
 pub async fn sweep(
     db: &DatabaseConnection,
     queue: &JobQueue,
-) -> Result<(usize, usize), OrderError> {
+    rules: &OrderRules,
+) -> Result<Swept, OrderError> {
     let now = now();
+    let mut swept = Swept::default();
+    let hold = rules.slot_reuse_grace_secs > 0;
     let overdue = order::Entity::find()
         .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
         .filter(order::Column::ExpiresAt.lt(now - 5))
         .limit(500)
         .all(db)
         .await?;
-    let mut expired = 0;
     for o in &overdue {
-        if change_status(db, o, OrderStatus::Expired).await? {
-            expired += 1;
+        if change_status(db, o, OrderStatus::Expired, hold).await? {
+            swept.expired += 1;
         }
     }
     let unqueued = order::Entity::find()
@@ -774,7 +908,71 @@ pub async fn sweep(
     for o in &unqueued {
         queue_callback(db, queue, o.id).await?;
     }
-    Ok((expired, unqueued.len()))
+    swept.queued = unqueued.len();
+
+    // A queued callback is due at `callback_due_at`; long after that, nothing will run it.
+    let stale = now - rules.callback_requeue_after_secs;
+    let lost = order::Entity::find()
+        .filter(order::Column::Status.eq(OrderStatus::Paid.code()))
+        .filter(order::Column::CallbackState.eq(callback_state::QUEUED))
+        .filter(
+            sea_orm::Condition::any()
+                .add(order::Column::CallbackDueAt.lt(stale))
+                .add(
+                    sea_orm::Condition::all()
+                        .add(order::Column::CallbackDueAt.is_null())
+                        .add(order::Column::UpdatedAt.lt(stale)),
+                ),
+        )
+        .limit(500)
+        .all(db)
+        .await?;
+    for o in &lost {
+        // Claim it first (compare-and-swap on the due time) so two sweeping instances queue it
+        // once; the next attempt number follows the attempts already recorded.
+        let claimed = order::Entity::update_many()
+            .col_expr(order::Column::CallbackDueAt, Expr::value(Some(now)))
+            .filter(order::Column::Id.eq(o.id))
+            .filter(order::Column::CallbackState.eq(callback_state::QUEUED))
+            .filter(match o.callback_due_at {
+                Some(at) => order::Column::CallbackDueAt.eq(at),
+                None => order::Column::CallbackDueAt.is_null(),
+            })
+            .exec(db)
+            .await?;
+        if claimed.rows_affected != 1 {
+            continue;
+        }
+        let attempt = u32::try_from(o.callback_attempts)
+            .unwrap_or(0)
+            .saturating_add(1);
+        tracing::warn!(trade_id = %o.trade_id, attempt, due_at = ?o.callback_due_at, "queued callback long overdue (its job was lost); queueing it again");
+        queue
+            .push(
+                Job::Notify {
+                    order_id: o.id,
+                    attempt,
+                },
+                None,
+            )
+            .await?;
+        swept.requeued += 1;
+    }
+
+    if hold {
+        let released = order::Entity::update_many()
+            .col_expr(order::Column::LiveSlot, Expr::value(Option::<i16>::None))
+            .filter(order::Column::LiveSlot.eq(1))
+            .filter(
+                order::Column::Status
+                    .is_in([OrderStatus::Expired.code(), OrderStatus::Cancelled.code()]),
+            )
+            .filter(order::Column::UpdatedAt.lte(now - rules.slot_reuse_grace_secs))
+            .exec(db)
+            .await?;
+        swept.released = released.rows_affected;
+    }
+    Ok(swept)
 }
 
 #[cfg(test)]
@@ -806,6 +1004,7 @@ mod tests {
             paid_amount: None,
             callback_state: 0,
             callback_attempts: 0,
+            callback_due_at: None,
             created_at,
             updated_at: created_at,
             expires_at,
@@ -816,22 +1015,50 @@ mod tests {
     #[test]
     fn a_reused_slot_credits_the_order_whose_window_holds_the_payment() {
         use OrderStatus::*;
+        let tol = 5;
         // A: 1000..1600, expired; B got the slot at 1610. Payment mined at 1590, seen later.
         let a = row(1, Expired, 1000, 1600);
         let b = row(2, Waiting, 1610, 2210);
         let cands = vec![b.clone(), a.clone()];
-        assert_eq!(pick_order(&cands, 1590), Pick::Credit(&a));
+        assert_eq!(pick_order(&cands, 1590, tol), Pick::Credit(&a));
         // Mined after B was created: B.
-        assert_eq!(pick_order(&cands, 1700), Pick::Credit(&b));
-        // Chain clock slightly behind ours, no other order: B within the skew.
-        assert_eq!(pick_order(std::slice::from_ref(&b), 1590), Pick::Credit(&b));
-        // After A expired and before B existed (and beyond the skew): late for A.
-        assert_eq!(pick_order(std::slice::from_ref(&a), 1700), Pick::Late(&a));
+        assert_eq!(pick_order(&cands, 1700, tol), Pick::Credit(&b));
+        // Chain clock a few seconds behind ours, no other order: B within the tolerance.
+        assert_eq!(
+            pick_order(std::slice::from_ref(&b), 1607, tol),
+            Pick::Credit(&b)
+        );
+        // Mined after A expired and before B existed (beyond the tolerance): late for A, and
+        // never B — B's payer has not paid yet.
+        assert_eq!(pick_order(&cands, 1604, tol), Pick::Late(&a));
+        assert_eq!(
+            pick_order(std::slice::from_ref(&a), 1700, tol),
+            Pick::Late(&a)
+        );
+        // Without A's row, a transfer mined before B existed does not pay B either.
+        assert_eq!(
+            pick_order(std::slice::from_ref(&b), 1590, tol),
+            Pick::Nothing
+        );
         // A cancelled order is never credited.
         let c = row(3, Cancelled, 1000, 1600);
-        assert_eq!(pick_order(std::slice::from_ref(&c), 1500), Pick::Late(&c));
+        assert_eq!(
+            pick_order(std::slice::from_ref(&c), 1500, tol),
+            Pick::Late(&c)
+        );
+        // A paid holder of the slot gets a second payment recorded against it.
+        let p = row(4, Paid, 1000, 1600);
+        assert_eq!(
+            pick_order(std::slice::from_ref(&p), 1550, tol),
+            Pick::Late(&p)
+        );
+        // A waiting order beside a paid one on the same slot: the waiting one is credited.
+        assert_eq!(
+            pick_order(&[p.clone(), b.clone()], 1700, tol),
+            Pick::Credit(&b)
+        );
         // Before any order existed: nothing.
-        assert_eq!(pick_order(&[b], 1000), Pick::Nothing);
+        assert_eq!(pick_order(&[b], 1000, tol), Pick::Nothing);
     }
 
     #[test]

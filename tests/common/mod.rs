@@ -41,6 +41,18 @@ fn require_services() -> bool {
     std::env::var("EPUSDT_TEST_REQUIRE_SERVICES").is_ok_and(|v| v == "1")
 }
 
+/// The one switch for every skip: prints `SKIP: why` and lets the test return, or fails it when
+/// `EPUSDT_TEST_REQUIRE_SERVICES=1` (CI), so nothing CI must exercise is skipped silently.
+#[allow(dead_code)]
+pub fn skip(why: &str) {
+    if require_services() {
+        panic!(
+            "{why} (EPUSDT_TEST_REQUIRE_SERVICES=1: this test must run; tools/test.sh installs what it needs)"
+        );
+    }
+    eprintln!("SKIP: {why}");
+}
+
 fn unique(prefix: &str) -> String {
     use rand::Rng;
     format!(
@@ -493,4 +505,10 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &impl serde::S
         .json()
         .await
         .expect("json reply")
+}
+
+/// The order-matching rules of this app's configuration.
+#[allow(dead_code)]
+pub fn rules(app: &TestApp) -> epusdt::service::order::OrderRules {
+    epusdt::service::order::OrderRules::from_config(&app.state.config)
 }

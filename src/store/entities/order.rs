@@ -19,7 +19,8 @@ pub struct Model {
     pub actual_amount: String,
     pub address: String,
     pub status: i16,
-    /// 1 while waiting (reserves the slot), NULL otherwise.
+    /// 1 while the order reserves its amount slot: while waiting, and for the slot-reuse grace
+    /// period after it expired or was cancelled; NULL otherwise.
     pub live_slot: Option<i16>,
     pub flags: i32,
     pub notify_url: String,
@@ -30,6 +31,8 @@ pub struct Model {
     pub paid_amount: Option<String>,
     pub callback_state: i16,
     pub callback_attempts: i32,
+    /// When the next callback attempt is due (unix seconds), while the callback is queued.
+    pub callback_due_at: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
     pub expires_at: i64,

@@ -1,0 +1,632 @@
+//! The money path under races and real-world payer behaviour, on SQLite, PostgreSQL and MySQL:
+//! expiry racing an on-time payment, late payers and slot reuse, second payments, transfers
+//! re-mined by a reorg, wrong amounts, concurrent flags, and callbacks whose job was lost or whose
+//! attempt was cut short.
+mod common;
+
+use std::time::Duration;
+
+use common::{Backend, Merchant, create_v1};
+use epusdt::{
+    domain::{network::Network, order::flags},
+    service::{
+        self,
+        order::{CreditOutcome, IncomingTransfer, credit_transfer, credit_transfer_in},
+    },
+    store::entities::order,
+};
+use rust_decimal::Decimal;
+use sea_orm::{ColumnTrait, Database, EntityTrait, QueryFilter, sea_query::Expr};
+use serde_json::Value;
+
+const NOTIFY: &str = "http://127.0.0.1:9/notify";
+
+fn transfer(o: &Value, tx: &str, amount: &str, block_time: i64) -> IncomingTransfer {
+    IncomingTransfer {
+        network: Network::Tron,
+        tx_hash: tx.into(),
+        log_index: 0,
+        block_number: 100,
+        block_hash: format!("blk-{tx}"),
+        token_contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".into(),
+        from_address: "TPayer".into(),
+        to_address: o["token"].as_str().expect("address").into(),
+        amount: amount.parse::<Decimal>().expect("amount"),
+        block_time,
+    }
+}
+
+async fn create(app: &common::TestApp, order_id: &str, amount: &str) -> Value {
+    let r = create_v1(
+        app,
+        &[
+            ("order_id", order_id),
+            ("amount", amount),
+            ("notify_url", NOTIFY),
+        ],
+    )
+    .await;
+    assert_eq!(r["status_code"], 200, "{r}");
+    r["data"].clone()
+}
+
+async fn row(app: &common::TestApp, o: &Value) -> order::Model {
+    service::order::find_by_trade_id(&app.state.db, o["trade_id"].as_str().expect("trade id"))
+        .await
+        .expect("read")
+        .expect("order exists")
+}
+
+/// Moves an order's window into the past: created `age` seconds ago, expired `expired_for` ago.
+async fn age_order(app: &common::TestApp, o: &Value, age: i64, expired_for: i64) {
+    let now = service::now();
+    order::Entity::update_many()
+        .col_expr(order::Column::CreatedAt, Expr::value(now - age))
+        .col_expr(order::Column::ExpiresAt, Expr::value(now - expired_for))
+        .filter(order::Column::TradeId.eq(o["trade_id"].as_str().expect("trade id")))
+        .exec(&app.state.db)
+        .await
+        .expect("age order");
+}
+
+async fn credit(app: &common::TestApp, t: &IncomingTransfer) -> CreditOutcome {
+    credit_transfer(&app.state.db, &app.state.queue, &common::rules(app), t)
+        .await
+        .expect("credit")
+}
+
+/// The expiry job's compare-and-swap commits while a credit for an on-time payment is in
+/// flight: the payment still pays the order (expired → paid), it is never stored unmatched.
+async fn expiry_racing_an_on_time_payment(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let a = create(&app, "race-1", "100").await;
+    age_order(&app, &a, 600, 5).await;
+    let id = row(&app, &a).await.id;
+
+    // The expiry UPDATE, held open in a second connection.
+    let other = Database::connect(app.config.database_url.clone().expect("db url"))
+        .await
+        .expect("second connection");
+    let expiry = epusdt::store::begin_write(&other).await.expect("begin");
+    let res = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(3i16))
+        .col_expr(order::Column::UpdatedAt, Expr::value(service::now()))
+        .filter(order::Column::Id.eq(id))
+        .filter(order::Column::Status.eq(1i16))
+        .exec(&expiry)
+        .await
+        .expect("expire");
+    assert_eq!(res.rows_affected, 1);
+
+    let t = transfer(&a, "tx-race", "13.89", service::now() - 30);
+    let (db, queue, rules) = (
+        app.state.db.clone(),
+        app.state.queue.clone(),
+        common::rules(&app),
+    );
+    let credit = tokio::spawn(async move { credit_transfer(&db, &queue, &rules, &t).await });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    expiry.commit().await.expect("commit expiry");
+    let out = credit.await.expect("join").expect("credit succeeds");
+    assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
+    let o = row(&app, &a).await;
+    assert_eq!(
+        o.status, 2,
+        "paid on time, although the expiry committed first"
+    );
+    assert_eq!(o.block_transaction_id.as_deref(), Some("tx-race"));
+    app.stop().await;
+}
+on_all_backends!(expiry_racing_an_on_time_payment);
+
+/// A's slot expires, B takes it later; A's payer pays after A expired but before B existed:
+/// recorded late against A, B stays waiting.
+async fn a_late_payer_never_pays_a_newer_order(backend: Backend) {
+    let Some(app) = common::spawn_app_with(backend, |c| c.slot_reuse_grace_secs = 0).await else {
+        return;
+    };
+    let a = create(&app, "late-A", "100").await;
+    age_order(&app, &a, 700, 100).await;
+    let rules = common::rules(&app);
+    service::order::expire_order(&app.state.db, &rules, a["trade_id"].as_str().unwrap())
+        .await
+        .expect("expire");
+    let b = create(&app, "late-B", "100").await;
+    assert_eq!(
+        b["actual_amount"], a["actual_amount"],
+        "without a grace period B reuses A's slot at once"
+    );
+    // Mined 40 s before B was created, 60 s after A expired.
+    let t = transfer(&a, "tx-late-payer", "13.89", service::now() - 40);
+    let out = credit(&app, &t).await;
+    let a_row = row(&app, &a).await;
+    assert_eq!(out, CreditOutcome::Late { order_id: a_row.id });
+    assert_eq!(a_row.status, 3);
+    assert_eq!(a_row.flags & flags::LATE, flags::LATE);
+    let b_row = row(&app, &b).await;
+    assert_eq!(b_row.status, 1, "B's payer has not paid");
+    assert_eq!(b_row.flags, 0);
+    // B's own payment, mined after B was created, pays B.
+    let t = transfer(&b, "tx-b", "13.89", service::now());
+    assert!(matches!(credit(&app, &t).await, CreditOutcome::Paid { .. }));
+    app.stop().await;
+}
+on_all_backends!(a_late_payer_never_pays_a_newer_order);
+
+/// An expired or cancelled order keeps its slot for `slot_reuse_grace_secs`; the sweeper
+/// releases it afterwards.
+async fn expired_slots_are_held_for_a_grace_period(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let rules = common::rules(&app);
+    assert_eq!(rules.slot_reuse_grace_secs, 600, "the default");
+    let a = create(&app, "grace-A", "100").await;
+    age_order(&app, &a, 700, 100).await;
+    service::order::expire_order(&app.state.db, &rules, a["trade_id"].as_str().unwrap())
+        .await
+        .expect("expire");
+    let b = create(&app, "grace-B", "100").await;
+    assert_ne!(b["actual_amount"], a["actual_amount"], "A's slot is held");
+    let c = create(&app, "grace-C", "200").await;
+    service::order::cancel_order(
+        &app.state.db,
+        &rules,
+        &service::merchant::find_by_pid(&app.state.db, &app.state.keys, 1000)
+            .await
+            .expect("merchant")
+            .expect("default merchant"),
+        c["trade_id"].as_str().unwrap(),
+    )
+    .await
+    .expect("cancel");
+    let d = create(&app, "grace-D", "200").await;
+    assert_ne!(
+        d["actual_amount"], c["actual_amount"],
+        "a cancelled order's slot is held too"
+    );
+    // The grace period passes: the sweeper releases both slots.
+    order::Entity::update_many()
+        .col_expr(order::Column::UpdatedAt, Expr::value(service::now() - 601))
+        .filter(order::Column::Status.is_in([3i16, 4]))
+        .exec(&app.state.db)
+        .await
+        .expect("age");
+    let swept = service::order::sweep(&app.state.db, &app.state.queue, &rules)
+        .await
+        .expect("sweep");
+    assert_eq!(swept.released, 2, "{swept:?}");
+    let e = create(&app, "grace-E", "100").await;
+    assert_eq!(
+        e["actual_amount"], a["actual_amount"],
+        "A's slot is free again"
+    );
+    app.stop().await;
+}
+on_all_backends!(expired_slots_are_held_for_a_grace_period);
+
+/// A second, identical payment for an order already paid is recorded against that order, not
+/// against another waiting order on the same address.
+async fn a_second_payment_is_recorded_against_the_paid_order(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let a = create(&app, "twice-A", "100").await;
+    let b = create(&app, "twice-B", "200").await;
+    let now = service::now();
+    assert!(matches!(
+        credit(&app, &transfer(&a, "tx-1", "13.89", now)).await,
+        CreditOutcome::Paid { .. }
+    ));
+    let out = credit(&app, &transfer(&a, "tx-2", "13.89", now + 1)).await;
+    let a_row = row(&app, &a).await;
+    assert_eq!(out, CreditOutcome::PaidTwice { order_id: a_row.id });
+    assert_eq!(a_row.flags & flags::PAID_TWICE, flags::PAID_TWICE);
+    assert_eq!(a_row.block_transaction_id.as_deref(), Some("tx-1"));
+    let b_row = row(&app, &b).await;
+    assert_eq!((b_row.status, b_row.flags), (1, 0), "B is untouched");
+    app.stop().await;
+}
+on_all_backends!(a_second_payment_is_recorded_against_the_paid_order);
+
+/// The same transaction re-mined at another position after a reorg (another block, another log
+/// index) is the same payment: it never credits a second order.
+async fn a_remined_transfer_never_credits_twice(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let a = create(&app, "remined-A", "100").await;
+    age_order(&app, &a, 30, -570).await;
+    let first = transfer(&a, "tx-moved", "13.89", service::now() - 20);
+    assert!(matches!(
+        credit(&app, &first).await,
+        CreditOutcome::Paid { .. }
+    ));
+    // A paid: its slot is free, B takes it.
+    let b = create(&app, "remined-B", "100").await;
+    assert_eq!(b["actual_amount"], a["actual_amount"]);
+    let moved = IncomingTransfer {
+        log_index: 7,
+        block_number: 105,
+        block_hash: "blk-after-reorg".into(),
+        block_time: service::now() + 1,
+        ..first.clone()
+    };
+    assert_eq!(credit(&app, &moved).await, CreditOutcome::Duplicate);
+    assert_eq!(
+        row(&app, &b).await.status,
+        1,
+        "B is not paid by A's payment"
+    );
+    // Two identical transfers inside one transaction (same block) are both recorded.
+    let c = create(&app, "remined-C", "300").await;
+    let twin1 = IncomingTransfer {
+        log_index: 1,
+        block_hash: "blk-twins".into(),
+        ..transfer(&c, "tx-twins", "41.67", service::now())
+    };
+    let twin2 = IncomingTransfer {
+        log_index: 2,
+        ..twin1.clone()
+    };
+    assert!(matches!(
+        credit(&app, &twin1).await,
+        CreditOutcome::Paid { .. }
+    ));
+    let c_row = row(&app, &c).await;
+    assert_eq!(
+        credit(&app, &twin2).await,
+        CreditOutcome::PaidTwice { order_id: c_row.id }
+    );
+    app.stop().await;
+}
+on_all_backends!(a_remined_transfer_never_credits_twice);
+
+/// A payment of the expected amount ± 0.01 never pays the order: it stays waiting and the
+/// partial / overpaid flag is set on the nearest waiting order, with one and with two waiting
+/// orders on the address.
+async fn a_wrong_amount_is_flagged_never_credited(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let now = service::now();
+    let a = create(&app, "wrong-A", "100").await;
+    assert_eq!(a["actual_amount"].to_string(), "13.89");
+    let id_a = row(&app, &a).await.id;
+    assert_eq!(
+        credit(&app, &transfer(&a, "tx-less", "13.88", now)).await,
+        CreditOutcome::Partial { order_id: id_a }
+    );
+    assert_eq!(
+        credit(&app, &transfer(&a, "tx-more", "13.9", now)).await,
+        CreditOutcome::Overpaid { order_id: id_a }
+    );
+    let a_row = row(&app, &a).await;
+    assert_eq!(a_row.status, 1);
+    assert_eq!(a_row.flags, flags::PARTIAL | flags::OVERPAID);
+
+    // Two waiting orders on the address: the nearest amount gets the flag.
+    let b = create(&app, "wrong-B", "200").await;
+    assert_eq!(b["actual_amount"].to_string(), "27.78");
+    let id_b = row(&app, &b).await.id;
+    assert_eq!(
+        credit(&app, &transfer(&b, "tx-b-less", "27.77", now)).await,
+        CreditOutcome::Partial { order_id: id_b }
+    );
+    assert_eq!(
+        credit(&app, &transfer(&a, "tx-a-less2", "13.88", now)).await,
+        CreditOutcome::Partial { order_id: id_a }
+    );
+    assert_eq!(
+        credit(&app, &transfer(&b, "tx-b-more", "27.79", now)).await,
+        CreditOutcome::Overpaid { order_id: id_b }
+    );
+    let (a_row, b_row) = (row(&app, &a).await, row(&app, &b).await);
+    assert_eq!((a_row.status, b_row.status), (1, 1), "neither is paid");
+    assert_eq!(b_row.flags, flags::PARTIAL | flags::OVERPAID);
+    app.stop().await;
+}
+on_all_backends!(a_wrong_amount_is_flagged_never_credited);
+
+/// Flags are set with one atomic update: concurrent partial and overpaid transfers to the same
+/// order both leave their bit.
+async fn concurrent_flags_are_never_lost(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let mut orders = Vec::new();
+    for i in 0..8 {
+        orders.push(create(&app, &format!("flag-{i}"), &format!("{}", 100 + i * 50)).await);
+    }
+    let now = service::now();
+    let mut tasks = Vec::new();
+    for (i, o) in orders.iter().enumerate() {
+        let expected: Decimal = o["actual_amount"].to_string().parse().unwrap();
+        for (tag, amount) in [
+            ("less", expected - Decimal::new(1, 2)),
+            ("more", expected + Decimal::new(1, 2)),
+        ] {
+            let t = transfer(o, &format!("tx-{i}-{tag}"), &amount.to_string(), now);
+            let (db, queue, rules) = (
+                app.state.db.clone(),
+                app.state.queue.clone(),
+                common::rules(&app),
+            );
+            tasks.push(tokio::spawn(async move {
+                credit_transfer(&db, &queue, &rules, &t).await
+            }));
+        }
+    }
+    for t in tasks {
+        t.await.expect("join").expect("credit");
+    }
+    for o in &orders {
+        let r = row(&app, o).await;
+        assert_eq!(r.flags, flags::PARTIAL | flags::OVERPAID, "{}", r.trade_id);
+    }
+    app.stop().await;
+}
+on_all_backends!(concurrent_flags_are_never_lost);
+
+/// Pays an order the way the watcher does, without queueing its callback (the process "dies"
+/// between the commit and `queue_callback`).
+async fn pay_without_queueing(app: &common::TestApp, o: &Value, tx: &str) -> i64 {
+    let txn = epusdt::store::begin_write(&app.state.db)
+        .await
+        .expect("begin");
+    let out = credit_transfer_in(
+        &txn,
+        &common::rules(app),
+        &transfer(o, tx, &o["actual_amount"].to_string(), service::now()),
+    )
+    .await
+    .expect("credit");
+    txn.commit().await.expect("commit");
+    match out {
+        CreditOutcome::Paid { order_id, .. } => order_id,
+        other => panic!("expected paid, got {other:?}"),
+    }
+}
+
+/// The sweeper queues a paid order's callback that was never queued (kill between commit and
+/// queue), and re-queues a queued callback whose job was lost — but not one that is merely due.
+async fn the_sweeper_recovers_lost_callbacks(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let (merchant, murl) = Merchant::start(0, "ok").await;
+    let notify = format!("{murl}/notify");
+    let mut ids = Vec::new();
+    for (i, amount) in ["100", "200", "300"].iter().enumerate() {
+        let r = create_v1(
+            &app,
+            &[
+                ("order_id", &format!("sweep-{i}")),
+                ("amount", amount),
+                ("notify_url", &notify),
+            ],
+        )
+        .await;
+        assert_eq!(r["status_code"], 200, "{r}");
+        ids.push(pay_without_queueing(&app, &r["data"], &format!("tx-sweep-{i}")).await);
+    }
+    let now = service::now();
+    // 0: never queued (PENDING) for a while; 1: queued, its job lost long ago; 2: queued and
+    // due right now (a job exists or is about to run): must not be queued twice.
+    let set = |id: i64, state: i16, due: Option<i64>, updated: i64| {
+        let db = app.state.db.clone();
+        async move {
+            order::Entity::update_many()
+                .col_expr(order::Column::CallbackState, Expr::value(state))
+                .col_expr(order::Column::CallbackDueAt, Expr::value(due))
+                .col_expr(order::Column::UpdatedAt, Expr::value(updated))
+                .filter(order::Column::Id.eq(id))
+                .exec(&db)
+                .await
+                .expect("set");
+        }
+    };
+    set(ids[0], 0, None, now - 60).await;
+    set(ids[1], 1, Some(now - 3600), now - 3600).await;
+    set(ids[2], 1, Some(now), now).await;
+    let swept = service::order::sweep(&app.state.db, &app.state.queue, &common::rules(&app))
+        .await
+        .expect("sweep");
+    assert_eq!((swept.queued, swept.requeued), (1, 1), "{swept:?}");
+    let calls = merchant.wait_for(2, 15).await;
+    let delivered: Vec<String> = calls
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["order_id"].to_string())
+        .collect();
+    assert!(
+        delivered.contains(&"\"sweep-0\"".to_string()),
+        "{delivered:?}"
+    );
+    assert!(
+        delivered.contains(&"\"sweep-1\"".to_string()),
+        "{delivered:?}"
+    );
+    // A second sweep right away finds nothing more to do.
+    let again = service::order::sweep(&app.state.db, &app.state.queue, &common::rules(&app))
+        .await
+        .expect("sweep");
+    assert_eq!((again.queued, again.requeued), (0, 0), "{again:?}");
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(merchant.received().len(), 2, "no duplicates");
+    app.stop().await;
+}
+on_all_backends!(the_sweeper_recovers_lost_callbacks);
+
+/// A merchant endpoint for failure modes: `/hang` never answers, `/huge` streams an endless
+/// body, `/reset` closes the connection without an answer, `/error` answers 502.
+async fn hostile_merchant() -> String {
+    use axum::{body::Body, routing::any};
+    let router = axum::Router::new()
+        .route(
+            "/hang",
+            any(|| async {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                "ok"
+            }),
+        )
+        .route(
+            "/huge",
+            any(|| async {
+                let chunks =
+                    futures::stream::iter((0..100_000).map(|_| {
+                        Ok::<_, std::io::Error>(axum::body::Bytes::from(vec![b'o'; 4096]))
+                    }));
+                Body::from_stream(chunks)
+            }),
+        )
+        .route(
+            "/error",
+            any(|| async { (axum::http::StatusCode::BAD_GATEWAY, "upstream down") }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        let _ = axum::serve(listener, router).await;
+    });
+    // /reset: a raw listener that reads the request and closes.
+    let raw = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let raw_addr = raw.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = raw.accept().await {
+            let mut buf = [0u8; 1024];
+            let _ = tokio::io::AsyncReadExt::read(&mut s, &mut buf).await;
+            drop(s);
+        }
+    });
+    format!("http://{addr}|http://{raw_addr}")
+}
+
+/// Every callback attempt is recorded — also one cut short by a crash — and failures of every
+/// kind end in a retry, then in giving up after the last attempt.
+async fn callback_attempts_are_recorded_whatever_the_merchant_does(backend: Backend) {
+    let Some(app) = common::spawn_app_with(backend, |c| {
+        c.notify_max_attempts = 2;
+        c.notify_timeout_secs = 2;
+    })
+    .await
+    else {
+        return;
+    };
+    let urls = hostile_merchant().await;
+    let (base, raw) = urls.split_once('|').unwrap();
+    let mut paid = Vec::new();
+    for (i, target) in [
+        format!("{base}/hang"),
+        format!("{base}/huge"),
+        format!("{base}/error"),
+        format!("{raw}/reset"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let r = create_v1(
+            &app,
+            &[
+                ("order_id", &format!("hostile-{i}")),
+                ("amount", &format!("{}", 100 + 50 * i)),
+                ("notify_url", target),
+            ],
+        )
+        .await;
+        assert_eq!(r["status_code"], 200, "{r}");
+        paid.push(pay_without_queueing(&app, &r["data"], &format!("tx-h-{i}")).await);
+    }
+    let deliver = |id: i64, attempt: u32| {
+        let s = app.state.clone();
+        async move { service::notify::deliver(&s.db, &s.keys, &s.config, &s.http, id, attempt).await }
+    };
+    // Killed in the middle of an attempt (the future is dropped): the attempt is on record.
+    let cut = tokio::time::timeout(Duration::from_millis(500), deliver(paid[0], 1)).await;
+    assert!(cut.is_err(), "the hanging merchant did not answer");
+    let attempts = service::notify::attempts(&app.state.db, paid[0])
+        .await
+        .unwrap();
+    assert_eq!(attempts.len(), 1, "{attempts:?}");
+    assert_eq!(attempts[0].error, service::notify::INTERRUPTED);
+    assert!(!attempts[0].success);
+    // A merchant that times out, streams an endless body, answers 5xx or resets: each is a
+    // failed attempt with a reason and a retry; the last attempt gives up.
+    for (id, expect) in [
+        (paid[0], "request failed"),
+        (paid[1], "larger than"),
+        (paid[2], "HTTP 502"),
+        (paid[3], "request failed"),
+    ] {
+        let first = deliver(id, 1).await.expect("attempt 1");
+        assert!(
+            matches!(first, service::notify::NotifyOutcome::RetryIn(_)),
+            "{first:?}"
+        );
+        let last = deliver(id, 2).await.expect("attempt 2");
+        assert_eq!(last, service::notify::NotifyOutcome::GaveUp);
+        let attempts = service::notify::attempts(&app.state.db, id).await.unwrap();
+        let latest = attempts.last().expect("recorded");
+        assert!(
+            latest.error.contains(expect) && !latest.success,
+            "{id}: {latest:?}"
+        );
+        assert!(latest.body_excerpt.len() <= 500);
+        let o = order::Entity::find_by_id(id)
+            .one(&app.state.db)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(o.callback_state, 3, "gave up");
+        assert_eq!(o.callback_attempts, 2);
+    }
+    app.stop().await;
+}
+on_all_backends!(callback_attempts_are_recorded_whatever_the_merchant_does);
+
+/// When the expiry job cannot be scheduled the create request fails with a system error (never
+/// a silent success) and the order gives its slot back at once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_expiry_push_fails_the_request_and_frees_the_slot() {
+    use sea_orm::ConnectionTrait;
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    // The queue's table disappears (a broken queue store): every push fails.
+    app.state
+        .db
+        .execute_unprepared("ALTER TABLE Jobs RENAME TO Jobs_unavailable")
+        .await
+        .expect("rename");
+    let r = create_v1(
+        &app,
+        &[
+            ("order_id", "push-fails"),
+            ("amount", "100"),
+            ("notify_url", NOTIFY),
+        ],
+    )
+    .await;
+    assert_eq!(r["status_code"], 400, "{r}");
+    let o = order::Entity::find()
+        .filter(order::Column::OrderId.eq("push-fails"))
+        .one(&app.state.db)
+        .await
+        .expect("read")
+        .expect("the order row exists");
+    assert_eq!(o.status, 4, "cancelled");
+    assert_eq!(o.live_slot, None, "slot given back at once");
+    app.state
+        .db
+        .execute_unprepared("ALTER TABLE Jobs_unavailable RENAME TO Jobs")
+        .await
+        .expect("rename back");
+    let again = create(&app, "push-works", "100").await;
+    assert_eq!(again["actual_amount"].to_string(), "13.89", "the same slot");
+    app.stop().await;
+}
