@@ -335,6 +335,75 @@ async fn a_slow_node_does_not_let_the_lease_lapse(backend: Backend) {
 }
 on_sqlite_and_postgres!(a_slow_node_does_not_let_the_lease_lapse);
 
+/// A scanner whose configuration does not match the chain.
+struct Misconfigured;
+
+impl epusdt::chain::Scanner for Misconfigured {
+    async fn prepare(&self) -> Result<(), epusdt::chain::ScanError> {
+        Err(epusdt::chain::ScanError::Fatal(
+            "networks.ethereum.chain_id is 1 but the RPC reports chain id 31337".into(),
+        ))
+    }
+    async fn heads(&self) -> Result<epusdt::chain::Heads, epusdt::chain::ScanError> {
+        Err(epusdt::chain::ScanError::Unavailable("unused".into()))
+    }
+    async fn block_hash(&self, _: u64) -> Result<String, epusdt::chain::ScanError> {
+        Err(epusdt::chain::ScanError::Unavailable("unused".into()))
+    }
+    async fn scan(
+        &self,
+        _: u64,
+        _: u64,
+        _: &HashSet<String>,
+    ) -> Result<epusdt::chain::ScanBatch, epusdt::chain::ScanError> {
+        Err(epusdt::chain::ScanError::Unavailable("unused".into()))
+    }
+}
+
+/// A watcher stopped by a configuration error gives its lease up (its heartbeat stops), so an
+/// instance with a working configuration can scan.
+async fn a_failed_watcher_releases_its_lease(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let mut config = app.config.clone();
+    let mut nc =
+        chain_support::evm_network(vec!["http://127.0.0.1:1".into()], common::EVM_WALLET, 6);
+    nc.lease_ttl_secs = Some(2);
+    config.networks.insert("ethereum".into(), nc);
+    let settings = config.chains().expect("chains").remove(0);
+    let (stop, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher =
+        tokio::spawn(epusdt::chain::Watcher::new(Misconfigured, settings, &app.state).run(stop_rx));
+    let lease_row = || async {
+        use epusdt::store::entities::setting;
+        use sea_orm::EntityTrait;
+        setting::Entity::find_by_id("chain_lease:ethereum")
+            .one(&app.state.db)
+            .await
+            .expect("read lease")
+    };
+    common::eventually(10, "the watcher to fail", || async {
+        let s = app.state.chains.snapshot();
+        (s.get("ethereum").map(|c| c.role) == Some("failed")).then_some(())
+    })
+    .await;
+    // Released, and not taken again while the watcher sits failed (longer than the TTL).
+    common::eventually(5, "the lease to be released", || async {
+        lease_row().await.is_none().then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(lease_row().await, None);
+    stop.send(true).unwrap();
+    tokio::time::timeout(Duration::from_secs(10), watcher)
+        .await
+        .expect("watcher stops")
+        .expect("watcher task");
+    app.stop().await;
+}
+on_sqlite_and_postgres!(a_failed_watcher_releases_its_lease);
+
 // ---------------------------------------------------------------------------------------------
 // Reorgs deeper than the step-back, with an RPC failure in the middle of the step back.
 

@@ -392,6 +392,10 @@ impl<S: Scanner> Watcher<S> {
                     });
                     metrics::counter!("epusdt_chain_errors_total", "network" => network.as_str())
                         .increment(1);
+                    // Stop renewing: an instance with a working configuration may scan.
+                    if let Err(e) = self.lease.release(&self.db).await {
+                        tracing::warn!(%network, error = %e, "could not release the scanning lease; it expires on its own");
+                    }
                     let _ = stop.wait_for(|s| *s).await;
                     break;
                 }
