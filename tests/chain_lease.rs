@@ -275,7 +275,7 @@ async fn restarted_instance_resumes_its_own_lease_at_once(backend: Backend) {
 }
 on_sqlite_and_postgres!(restarted_instance_resumes_its_own_lease_at_once);
 
-/// The scanning instance's node answers slowly (every RPC call takes longer than the 2 s lease
+/// The scanning instance's node answers slowly (every RPC call takes longer than the 3 s lease
 /// TTL): its lease is renewed in the background, so the standby on the same database never
 /// takes over while the holder is alive and busy.
 async fn a_slow_node_does_not_let_the_lease_lapse(backend: Backend) {
@@ -287,7 +287,7 @@ async fn a_slow_node_does_not_let_the_lease_lapse(backend: Backend) {
     anvil.mine(5).await;
     let Some(holder) = common::spawn_app_with(backend, |c| {
         let mut nc = chain_support::evm_network(vec![proxy.url.clone()], &token, 6);
-        nc.lease_ttl_secs = Some(2);
+        nc.lease_ttl_secs = Some(3);
         c.networks.insert("ethereum".into(), nc);
     })
     .await
@@ -305,7 +305,7 @@ async fn a_slow_node_does_not_let_the_lease_lapse(backend: Backend) {
         (role(&holder).await.as_deref() == Some("active")).then_some(())
     })
     .await;
-    proxy.set_delay_ms(2_500);
+    proxy.set_delay_ms(3_500);
     // The second instance reaches the node directly; it shares the database (and data dir).
     let mut config = holder.config.clone();
     config

@@ -227,6 +227,9 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
             return Vec::new();
         }
     };
+    if chains.is_empty() {
+        return Vec::new();
+    }
     // One identity for every watcher of this process (the id file is locked while they run).
     let instance = InstanceId::load(&state.config.data_dir);
     let mut handles = Vec::new();
