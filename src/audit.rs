@@ -49,6 +49,9 @@ pub mod actions {
     pub const REPLAY_REJECTED: &str = "replay.rejected";
     pub const RATELIMIT_BURST: &str = "ratelimit.burst";
     pub const CALLBACK_REFUSED: &str = "callback.refused";
+    /// A recorded transfer's block is no longer on the chain (reorg deeper than the
+    /// confirmations): the order needs an operator's review.
+    pub const CHAIN_TRANSFER_REORGED: &str = "chain.transfer_reorged";
 }
 
 /// Actor of events started by the command line.

@@ -745,7 +745,9 @@ pub struct NetworkConfig {
     /// First block to scan when the network has no cursor yet; default: a few blocks below the
     /// confirmed head at first start.
     pub start_block: Option<u64>,
-    /// Seconds the scanning lease lasts without renewal (one instance scans a network).
+    /// Seconds the scanning lease lasts without renewal (one instance scans a network); the
+    /// holder renews it every quarter of this, a standby takes over this long after the
+    /// holder died. Default 10.
     pub lease_ttl_secs: Option<u64>,
     /// Seconds one RPC request may take.
     pub request_timeout_secs: Option<u64>,
@@ -917,7 +919,7 @@ impl Config {
             if !(1..=max_range).contains(&range) {
                 return bad("max_block_range", format!("use 1..={max_range} blocks"));
             }
-            let lease = nc.lease_ttl_secs.unwrap_or(30);
+            let lease = nc.lease_ttl_secs.unwrap_or(10);
             if !(2..=3_600).contains(&lease) {
                 return bad("lease_ttl_secs", "use 2..=3600 seconds".into());
             }

@@ -3,7 +3,8 @@
 //!
 //! The loop owns the per-network cursor (`chain_cursors`), the scanning lease, reorg detection,
 //! range sizing and back-off, and the chain part of `/health` and `/metrics`. Each round it:
-//! takes or renews the lease (one instance scans a network), reads the heads, checks that the
+//! checks that it holds the lease (one instance scans a network; renewed by a background
+//! heartbeat, see [`lease`]), reads the heads, checks that the
 //! cursor block still has the hash it had when it was scanned (else steps back), then scans
 //! `cursor+1 ..= confirmed head` in ranges. For every range the transfers (through
 //! `service::order::credit_transfer_in`) **and** the new cursor are written in one database
@@ -19,6 +20,7 @@
 //! - panic on a malformed node response (it is an error for that range, retried).
 pub mod evm;
 mod lease;
+mod reorg;
 mod rpc;
 pub mod tron;
 
@@ -36,10 +38,11 @@ use sea_orm::{
 use serde::Serialize;
 use tokio::{sync::watch, task::JoinHandle};
 
-pub use lease::Lease;
+pub use lease::{InstanceId, Lease};
 
 use crate::{
     app::AppState,
+    audit::{ACTOR_SYSTEM, AuditEvent, AuditLog, actions},
     config::{ChainSettings, Config},
     domain::network::Network,
     jobs::JobQueue,
@@ -224,6 +227,11 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
             return Vec::new();
         }
     };
+    if chains.is_empty() {
+        return Vec::new();
+    }
+    // One identity for every watcher of this process (the id file is locked while they run).
+    let instance = InstanceId::load(&state.config.data_dir);
     let mut handles = Vec::new();
     for settings in chains {
         let network = settings.network;
@@ -231,7 +239,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         let handle = if network.is_evm() {
             match evm::EvmScanner::new(&settings) {
                 Ok(scanner) => {
-                    let w = Watcher::new(scanner, settings, state);
+                    let w = Watcher::new(scanner, settings, state).with_instance(&instance);
                     tokio::spawn(w.run(stop))
                 }
                 Err(e) => {
@@ -242,7 +250,7 @@ pub fn spawn_all(state: &AppState, stop: watch::Receiver<bool>) -> Vec<JoinHandl
         } else {
             match tron::TronScanner::new(&settings) {
                 Ok(scanner) => {
-                    let w = Watcher::new(scanner, settings, state);
+                    let w = Watcher::new(scanner, settings, state).with_instance(&instance);
                     tokio::spawn(w.run(stop))
                 }
                 Err(e) => {
@@ -279,12 +287,14 @@ enum RoundError {
     Credit(#[from] OrderError),
     #[error("the cursor was moved by someone else (another instance, or an operator); re-reading")]
     CursorMoved,
+    #[error("the scanning lease is no longer ours; nothing written")]
+    LeaseLost,
 }
 
 enum Round {
     /// Reached the confirmed head.
     CaughtUp,
-    /// More to do right away (lease renewal due, reorg handled).
+    /// More to do right away (reorg handled).
     Continue,
     /// Another instance holds the lease.
     Standby,
@@ -297,6 +307,7 @@ pub struct Watcher<S> {
     db: DatabaseConnection,
     queue: JobQueue,
     registry: Registry,
+    audit: AuditLog,
     lease: Lease,
     /// Current range size; halves on errors, doubles on success up to `max_block_range`.
     range: u64,
@@ -306,8 +317,13 @@ pub struct Watcher<S> {
 }
 
 impl<S: Scanner> Watcher<S> {
+    /// A watcher scanning under a temporary identity (see [`with_instance`](Self::with_instance)).
     pub fn new(scanner: S, settings: ChainSettings, state: &AppState) -> Self {
-        let lease = Lease::new(settings.network, settings.lease_ttl);
+        let lease = Lease::new(
+            settings.network,
+            settings.lease_ttl,
+            &InstanceId::ephemeral(),
+        );
         Self {
             range: settings.max_block_range,
             rules: service::order::OrderRules::from_config(&state.config),
@@ -315,10 +331,17 @@ impl<S: Scanner> Watcher<S> {
             db: state.db.clone(),
             queue: state.queue.clone(),
             registry: state.chains.clone(),
+            audit: state.audit.clone(),
             lease,
             settings,
             prepared: false,
         }
+    }
+
+    /// Scans under this process's stable identity, so a restart resumes its own lease.
+    pub fn with_instance(mut self, instance: &InstanceId) -> Self {
+        self.lease = Lease::new(self.settings.network, self.settings.lease_ttl, instance);
+        self
     }
 
     fn network(&self) -> Network {
@@ -336,6 +359,7 @@ impl<S: Scanner> Watcher<S> {
             rpc = %self.settings.rpc_urls.iter().map(|u| crate::config::redact_rpc_url(u.as_str())).collect::<Vec<_>>().join(", "),
             "chain watcher started"
         );
+        self.lease.start(self.db.clone());
         let mut failures: u32 = 0;
         loop {
             if *stop.borrow() {
@@ -356,9 +380,16 @@ impl<S: Scanner> Watcher<S> {
                         s.role = "standby";
                         s.error = None;
                     });
-                    self.settings.poll_interval.max(Duration::from_millis(500))
+                    // The heartbeat takes the lease when it expires; start scanning right then.
+                    tokio::select! {
+                        _ = self.lease.wait_held(self.lease.standby_poll()) => {}
+                        _ = stop.wait_for(|s| *s) => break,
+                    }
+                    Duration::ZERO
                 }
                 Err(RoundError::Stopped) => break,
+                // The next round stands by (or resumes when the heartbeat renews it).
+                Err(RoundError::LeaseLost) => Duration::ZERO,
                 Err(RoundError::Scan(ScanError::Fatal(msg))) => {
                     tracing::error!(%network, error = %msg, "chain watcher stopped: fix the configuration and restart");
                     self.registry.update(network, |s| {
@@ -367,6 +398,10 @@ impl<S: Scanner> Watcher<S> {
                     });
                     metrics::counter!("epusdt_chain_errors_total", "network" => network.as_str())
                         .increment(1);
+                    // Stop renewing: an instance with a working configuration may scan.
+                    if let Err(e) = self.lease.release(&self.db).await {
+                        tracing::warn!(%network, error = %e, "could not release the scanning lease; it expires on its own");
+                    }
                     let _ = stop.wait_for(|s| *s).await;
                     break;
                 }
@@ -426,7 +461,7 @@ impl<S: Scanner> Watcher<S> {
 
     async fn round(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Round, RoundError> {
         let network = self.network();
-        if !self.lease.acquire(&self.db).await? {
+        if !self.lease.held() {
             return Ok(Round::Standby);
         }
         self.registry.update(network, |s| {
@@ -507,8 +542,8 @@ impl<S: Scanner> Watcher<S> {
                 .range
                 .saturating_mul(2)
                 .min(self.settings.max_block_range);
-            if self.lease.renewal_due() {
-                return Ok(Round::Continue);
+            if !self.lease.held() {
+                return Ok(Round::Standby);
             }
         }
         self.registry.update(network, |s| {
@@ -609,6 +644,11 @@ impl<S: Scanner> Watcher<S> {
         next: &Cursor,
         transfers: &[IncomingTransfer],
     ) -> Result<Vec<CreditOutcome>, RoundError> {
+        // A watcher that lost the lease (renewals failing, or taken over) writes nothing; the
+        // cursor compare-and-swap below catches what slips between this check and the commit.
+        if !self.lease.held() {
+            return Err(RoundError::LeaseLost);
+        }
         let txn = crate::store::begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(transfers.len());
         for t in transfers {
@@ -619,13 +659,24 @@ impl<S: Scanner> Watcher<S> {
             txn.rollback().await?;
             return Err(RoundError::CursorMoved);
         }
+        reorg::record(
+            &txn,
+            self.network(),
+            (prev.block, &prev.hash),
+            (next.block, &next.hash),
+        )
+        .await?;
         txn.commit().await?;
         Ok(outcomes)
     }
 
     /// The cursor block's hash changed: the chain reorganised below our cursor (deeper than
-    /// the configured confirmations). Step back and rescan; report transfers recorded from
-    /// blocks that are no longer on the chain, which need an operator's review.
+    /// the configured confirmations). Find the fork point — the newest stored checkpoint (see
+    /// [`reorg`]) at least max(2 × confirmations, [`MIN_REORG_STEP`]) blocks back whose hash
+    /// the chain still has — and rescan from there. Transfers recorded from blocks that are no
+    /// longer on the chain are raised (error log, metric `epusdt_reorged_transfers_total`,
+    /// audit event) every time they are found, **before** the cursor moves: an RPC failure
+    /// during the check leaves the cursor where it is, so the next round checks again.
     async fn step_back(
         &mut self,
         cursor: &Cursor,
@@ -637,58 +688,150 @@ impl<S: Scanner> Watcher<S> {
             .unwrap_or(i64::MAX)
             .saturating_mul(2)
             .max(MIN_REORG_STEP);
-        let block = cursor.block.saturating_sub(depth).max(-1);
-        let hash = match u64::try_from(block) {
-            Ok(at) => Self::stoppable(stop, self.scanner.block_hash(at)).await?,
-            Err(_) => String::new(),
+        let limit = cursor.block.saturating_sub(depth);
+        let checkpoints = reorg::load(&self.db, network).await?;
+        let mut next = None;
+        let mut probed = 0usize;
+        for (block, stored) in checkpoints.iter().rev().filter(|(b, _)| *b <= limit) {
+            let Ok(at) = u64::try_from(*block) else {
+                continue;
+            };
+            probed += 1;
+            if Self::stoppable(stop, self.scanner.block_hash(at)).await? == *stored {
+                next = Some(Cursor {
+                    block: *block,
+                    hash: stored.clone(),
+                });
+                break;
+            }
+        }
+        let next = match next {
+            Some(c) => c,
+            None => {
+                // Nothing stored agrees (none kept yet, or a reorg deeper than every one of
+                // them): step back by the minimum below the deepest block known to differ.
+                let deepest = checkpoints
+                    .iter()
+                    .filter(|(b, _)| *b <= limit)
+                    .map(|(b, _)| *b)
+                    .min()
+                    .unwrap_or(cursor.block);
+                let block = deepest.saturating_sub(depth).max(-1).min(limit.max(-1));
+                if probed > 0 {
+                    tracing::error!(%network, cursor = cursor.block, new_cursor = block, probed, "reorg deeper than every stored block hash: rescanning from a guess; payments in older replaced blocks may be missed — check the chain and set networks.{network}.start_block if needed");
+                }
+                let hash = match u64::try_from(block) {
+                    Ok(at) => Self::stoppable(stop, self.scanner.block_hash(at)).await?,
+                    Err(_) => String::new(),
+                };
+                Cursor { block, hash }
+            }
         };
         tracing::warn!(
             %network,
             cursor = cursor.block,
             stored_hash = %cursor.hash,
             chain_hash = %now_hash,
-            new_cursor = block,
+            new_cursor = next.block,
             "reorg below the cursor: the cursor block changed hash; stepping back to rescan (replay is a no-op). Consider raising networks.{network}.confirmations"
         );
         metrics::counter!("epusdt_chain_reorgs_total", "network" => network.as_str()).increment(1);
-        let next = Cursor { block, hash };
-        let txn = crate::store::begin_write(&self.db).await?;
-        if !move_cursor(&txn, network, cursor, &next).await? {
-            txn.rollback().await?;
-            return Err(RoundError::CursorMoved);
-        }
-        txn.commit().await?;
+
         // Transfers already recorded above the new cursor: still on the chain?
         let recorded = transfer::Entity::find()
             .filter(transfer::Column::Network.eq(network.as_str()))
-            .filter(transfer::Column::BlockNumber.gt(block))
+            .filter(transfer::Column::BlockNumber.gt(next.block))
             .filter(transfer::Column::BlockNumber.lte(cursor.block))
             .all(&self.db)
             .await?;
         let blocks: BTreeSet<(i64, String)> = recorded
             .iter()
+            .filter(|t| !t.block_hash.is_empty())
             .map(|t| (t.block_number, t.block_hash.clone()))
             .collect();
+        let mut failed = None;
         for (number, recorded_hash) in blocks {
             let Ok(at) = u64::try_from(number) else {
                 continue;
             };
-            let chain_hash = Self::stoppable(stop, self.scanner.block_hash(at)).await?;
+            // One failed call must not hide the others: check every block, report what was
+            // found, then fail the round (the cursor stays; the next round checks again).
+            let chain_hash = match Self::stoppable(stop, self.scanner.block_hash(at)).await {
+                Ok(h) => h,
+                Err(RoundError::Stopped) => return Err(RoundError::Stopped),
+                Err(e) => {
+                    tracing::warn!(%network, block = number, error = %e, "could not check a recorded block after a reorg; checking again next round");
+                    failed.get_or_insert(e);
+                    continue;
+                }
+            };
             if chain_hash != recorded_hash {
                 for t in recorded.iter().filter(|t| t.block_number == number) {
-                    tracing::error!(
-                        %network,
-                        tx = %t.tx_hash,
-                        log_index = t.log_index,
-                        block = number,
-                        order_id = ?t.order_id,
-                        kind = %t.kind,
-                        "transfer was recorded from a block that is no longer on the chain (reorg deeper than the confirmations): review this order by hand and raise networks.{network}.confirmations"
-                    );
+                    self.raise_reorged(t, &chain_hash).await;
                 }
             }
         }
+        if let Some(e) = failed {
+            return Err(e);
+        }
+        if !self.lease.held() {
+            return Err(RoundError::LeaseLost);
+        }
+        let txn = crate::store::begin_write(&self.db).await?;
+        if !move_cursor(&txn, network, cursor, &next).await? {
+            txn.rollback().await?;
+            return Err(RoundError::CursorMoved);
+        }
+        reorg::record(
+            &txn,
+            network,
+            (cursor.block, &cursor.hash),
+            (next.block, &next.hash),
+        )
+        .await?;
+        txn.commit().await?;
         Ok(())
+    }
+
+    /// A recorded (maybe credited) transfer whose block is no longer on the chain: error log,
+    /// metric and audit event, for an operator to review the order by hand.
+    async fn raise_reorged(&self, t: &transfer::Model, chain_hash: &str) {
+        let network = self.network();
+        tracing::error!(
+            %network,
+            tx = %t.tx_hash,
+            log_index = t.log_index,
+            block = t.block_number,
+            recorded_hash = %t.block_hash,
+            chain_hash = %chain_hash,
+            order_id = ?t.order_id,
+            kind = %t.kind,
+            "transfer was recorded from a block that is no longer on the chain (reorg deeper than the confirmations): review this order by hand and raise networks.{network}.confirmations"
+        );
+        metrics::counter!("epusdt_reorged_transfers_total", "network" => network.as_str())
+            .increment(1);
+        let event = AuditEvent::new(
+            ACTOR_SYSTEM,
+            actions::CHAIN_TRANSFER_REORGED,
+            format!(
+                "transfer:{}:{}:{}",
+                network.as_str(),
+                t.tx_hash,
+                t.log_index
+            ),
+        )
+        .with_details(serde_json::json!({
+            "block": t.block_number,
+            "recorded_hash": t.block_hash,
+            "chain_hash": chain_hash,
+            "order_id": t.order_id,
+            "kind": t.kind,
+            "amount": t.amount,
+            "to": t.to_address,
+        }));
+        if let Err(e) = self.audit.record(event).await {
+            tracing::error!(%network, tx = %t.tx_hash, error = %e, "could not write the audit event of a reorged transfer");
+        }
     }
 }
 
