@@ -36,6 +36,13 @@ fn page(status: StatusCode, html: String) -> Response {
 }
 
 async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<String>) -> Response {
+    // A malformed id names no order: answered without a query (a NUL would reach the database).
+    if crate::domain::order::check_trade_id(&trade_id).is_err() {
+        return page(
+            StatusCode::NOT_FOUND,
+            render_closed(ClosedReason::NotFound, None, None),
+        );
+    }
     let o = match order::find_by_trade_id(&state.db, &trade_id).await {
         Ok(Some(o)) => o,
         Ok(None) => {

@@ -441,8 +441,8 @@ async fn create_epay(
 
 /// `GET /pay/check-status/{trade_id}` — polled by the checkout page.
 async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String>) -> Response {
-    if trade_id.len() > 64 {
-        return ApiError::bad_param("trade_id", "is too long").into_response();
+    if let Err(why) = crate::domain::order::check_trade_id(&trade_id) {
+        return ApiError::bad_param("trade_id", why).into_response();
     }
     match order::find_by_trade_id(&state.db, &trade_id).await {
         Ok(Some(o)) => {
@@ -501,6 +501,8 @@ async fn cancel(
             return Ok(limited.into_response());
         }
         let trade_id = text_field(&p, "trade_id", 64, true)?;
+        crate::domain::order::check_trade_id(&trade_id)
+            .map_err(|why| ApiError::bad_param("trade_id", why))?;
         let o = order::cancel_order(
             &state.db,
             &order::OrderRules::from_config(&state.config),
