@@ -458,6 +458,86 @@ async fn wrong_decimals_or_contract_refuse_to_start() {
     );
 }
 
+/// The start-up check could not reach the node (java-tron's `{"Error": …}`), so the gateway
+/// started; the watcher checks again before its first scan, finds the mismatch and stops as
+/// `failed` with the same error, scanning nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_mismatch_found_by_the_watcher_stops_it() {
+    let mock = TronMock::start().await;
+    mock.with(|c| {
+        c.decimals = 18;
+        c.error_next = 1;
+    });
+    let url = mock.url.clone();
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| {
+        c.networks.insert(
+            "tron".into(),
+            NetworkConfig {
+                rpc_urls: vec![url],
+                poll_interval_ms: Some(100),
+                ..Default::default()
+            },
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    let h = common::eventually(20, "the watcher to stop on the decimals", || async {
+        let h: Value = app
+            .client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["chains"]["tron"]["role"] == "failed").then_some(h)
+    })
+    .await;
+    assert!(
+        h["chains"]["tron"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("networks.tron.decimals is 6 but the token contract")),
+        "{h}"
+    );
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("gettransactioninfobyblocknum")),
+        "nothing is scanned with wrong decimals"
+    );
+    assert_eq!(chain_support::cursor(&app.state.db, "tron").await, None);
+    app.stop().await;
+}
+
+/// A node run with `vm.supportConstant = false` refuses constant calls ("this node does not
+/// support constant"): decimals cannot be checked, which is no reason to stop watching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_without_constant_calls_still_scans() {
+    let mock = TronMock::start().await;
+    mock.with(|c| c.no_constant_calls = true);
+    let url = mock.url.clone();
+    let Some(s) = start_app(Backend::Sqlite, mock, vec![url], |_| {}).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-C", "100", "usdt.trc20", &s.notify).await;
+    let txid = "c5".repeat(32);
+    s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    let calls = s.merchant.wait_for(1, 20).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    assert!(
+        s.mock
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("triggerconstantcontract"))
+    );
+    s.app.stop().await;
+}
+
 /// TronGrid answers an unknown API key with HTTP 401 `{"Error":"ApiKey not exists"}`: a
 /// configuration error, named as such — at start-up (refuse to start) and when the key is
 /// revoked later (the watcher stops as `failed`, it does not retry forever).

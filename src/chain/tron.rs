@@ -21,7 +21,7 @@
 //! (honouring `Retry-After`); HTTP 401 (TronGrid: `{"Error":"ApiKey not exists"}`) or a 403
 //! naming the API key is a configuration error; `{"Error": …}` with HTTP 200 (java-tron's
 //! exceptions) is a failed call.
-use std::{collections::HashSet, time::Duration};
+use std::{collections::HashSet, future::Future, time::Duration};
 
 use alloy::primitives::U256;
 use futures::{StreamExt, TryStreamExt};
@@ -42,6 +42,9 @@ use crate::{
 pub const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 /// Blocks fetched concurrently within one range.
 const CONCURRENCY: usize = 4;
+/// Tries of one lagging answer on the same URL before the range fails there: behind a load
+/// balancer (TronGrid) the next request usually reaches another, up-to-date backend.
+const ATTEMPTS: usize = 3;
 
 #[derive(Clone)]
 struct Client {
@@ -287,12 +290,19 @@ impl TronScanner {
                     if result["result"].as_bool() != Some(true) {
                         let code = result["code"].as_str().unwrap_or("no result");
                         let message = result["message"].as_str().unwrap_or_default();
+                        // A node run with vm.supportConstant = false cannot tell; not a reason
+                        // to stop watching.
+                        if message.contains("does not support constant") {
+                            tracing::warn!(network = %net, "the TRON node does not run constant calls (vm.supportConstant = false): networks.{net}.decimals cannot be checked against the contract");
+                            return Ok(());
+                        }
                         let msg = format!(
                             "networks.{net}.usdt_contract {contract}: decimals() failed ({code}: {})",
                             truncate(message, 200)
                         );
                         // The node says the contract is not there: the configuration is wrong.
-                        return Err(if code == "CONTRACT_VALIDATE_ERROR" {
+                        let missing = message.contains("not exist") || message.contains("No contract");
+                        return Err(if code == "CONTRACT_VALIDATE_ERROR" && missing {
                             CallError::Fatal(format!(
                                 "{msg}; fix networks.{net}.usdt_contract"
                             ))
@@ -324,11 +334,7 @@ impl TronScanner {
     /// Block `n` as `c` has it: `(receipts, block id if fetched)`. Receipts prove their block
     /// (`blockNumber`); an empty list is accepted only when `c` shows the block and it has no
     /// transactions — a node that lacks the block answers `[]` too.
-    async fn block_on(
-        &self,
-        c: &Client,
-        n: u64,
-    ) -> Result<(Vec<TxInfo>, Option<String>), CallError> {
+    async fn block_on(&self, c: &Client, n: u64) -> Result<(Vec<TxInfo>, Option<String>), Try> {
         let v: Value = c
             .post(
                 "walletsolidity/gettransactioninfobyblocknum",
@@ -346,15 +352,15 @@ impl TronScanner {
                     ))
                 })?,
             other => {
-                return Err(CallError::Failed(format!(
+                return Err(Try::Other(CallError::Failed(format!(
                     "gettransactioninfobyblocknum {n}: unexpected answer {}",
                     truncate(&other.to_string(), 200)
-                )));
+                ))));
             }
         };
         if let Some(tx) = infos.iter().find(|t| t.block_number != n) {
-            return Err(CallError::Failed(format!(
-                "gettransactioninfobyblocknum {n} returned transaction {} of block {}; retrying",
+            return Err(Try::Lagging(format!(
+                "gettransactioninfobyblocknum {n} returned transaction {} of block {}",
                 tx.id, tx.block_number
             )));
         }
@@ -368,8 +374,8 @@ impl TronScanner {
             .and_then(|h| h.raw_data.tx_trie_root.as_deref())
             .is_some_and(|r| !r.is_empty() && r.bytes().all(|ch| ch == b'0'));
         if b.transactions.is_some() || !root_is_zero {
-            return Err(CallError::Failed(format!(
-                "block {n} has transactions but the node answered no receipts for it: it is not available on this node (a lagging node or load-balanced backend); retrying"
+            return Err(Try::Lagging(format!(
+                "block {n} has transactions but the node answered no receipts for it: it is not available on this node (a lagging node or load-balanced backend)"
             )));
         }
         Ok((infos, b.block_id.map(|id| id.to_ascii_lowercase())))
@@ -383,21 +389,31 @@ impl TronScanner {
         to: u64,
         watched: &HashSet<String>,
     ) -> Result<ScanBatch, CallError> {
-        let solid: NowBlock = c.post("walletsolidity/getnowblock", json!({})).await?;
-        let solid = block_number_of(&solid).ok_or_else(|| {
-            CallError::Failed("walletsolidity/getnowblock: no block_header in the answer".into())
-        })?;
-        if solid < to {
-            return Err(CallError::Failed(format!(
-                "block {to} is not available on this node yet: its solidified head is {solid} (it lags)"
-            )));
-        }
+        retry_lagging(|| async {
+            let solid: NowBlock = c.post("walletsolidity/getnowblock", json!({})).await?;
+            let solid = block_number_of(&solid).ok_or_else(|| {
+                CallError::Failed(
+                    "walletsolidity/getnowblock: no block_header in the answer".into(),
+                )
+            })?;
+            if solid < to {
+                return Err(Try::Lagging(format!(
+                    "block {to} is not available on this node yet: its solidified head is {solid} (it lags)"
+                )));
+            }
+            Ok(())
+        })
+        .await?;
         let mut transfers = Vec::new();
         let mut to_hash = None;
         if !watched.is_empty() {
             let per_block: Vec<(u64, Vec<TxInfo>, Option<String>)> =
                 futures::stream::iter(from..=to)
-                    .map(|n| async move { self.block_on(c, n).await.map(|(i, id)| (n, i, id)) })
+                    .map(|n| async move {
+                        retry_lagging(|| self.block_on(c, n))
+                            .await
+                            .map(|(i, id)| (n, i, id))
+                    })
                     .buffered(CONCURRENCY)
                     .try_collect()
                     .await?;
@@ -407,7 +423,7 @@ impl TronScanner {
                 }
                 let mut found = self.transfers(*n, infos, watched)?;
                 if !found.is_empty() {
-                    let hash = block_id_on(c, *n).await?;
+                    let hash = retry_lagging(|| block_id_on(c, *n)).await?;
                     for t in &mut found {
                         t.block_hash = hash.clone();
                     }
@@ -417,7 +433,7 @@ impl TronScanner {
         }
         let to_hash = match to_hash {
             Some(h) => h,
-            None => block_id_on(c, to).await?,
+            None => retry_lagging(|| block_id_on(c, to)).await?,
         };
         Ok(ScanBatch { transfers, to_hash })
     }
@@ -505,11 +521,50 @@ fn block_number_of(b: &NowBlock) -> Option<u64> {
     b.block_header.as_ref().map(|h| h.raw_data.number)
 }
 
+/// Runs `f` up to [`ATTEMPTS`] times while it fails with [`CallError::Failed`] (a lagging or
+/// failing answer); a rate limit or a configuration error ends the tries at once.
+async fn retry_lagging<T, F, Fut>(f: F) -> Result<T, CallError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, Try>>,
+{
+    let mut tries = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(Try::Lagging(_)) if tries < ATTEMPTS => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A failed try on one URL: the node (or the backend a balancer picked) lacks the block — worth
+/// asking the same URL again — or any other failure (transport, rate limit, configuration).
+enum Try {
+    Lagging(String),
+    Other(CallError),
+}
+
+impl From<CallError> for Try {
+    fn from(e: CallError) -> Self {
+        Try::Other(e)
+    }
+}
+
+impl From<Try> for CallError {
+    fn from(t: Try) -> Self {
+        match t {
+            Try::Lagging(m) => CallError::Failed(m),
+            Try::Other(e) => e,
+        }
+    }
+}
+
 /// The owner address of constant calls (the zero account; the call spends nothing).
 const CALLER: &str = "410000000000000000000000000000000000000000";
 
 /// `walletsolidity/getblock` of block `number` without its transactions (`{}` when missing).
-async fn get_block(c: &Client, number: u64) -> Result<NowBlock, CallError> {
+async fn get_block(c: &Client, number: u64) -> Result<NowBlock, Try> {
     let b: NowBlock = c
         .post(
             "walletsolidity/getblock",
@@ -518,17 +573,17 @@ async fn get_block(c: &Client, number: u64) -> Result<NowBlock, CallError> {
         .await?;
     match (&b.block_id, block_number_of(&b)) {
         (Some(_), Some(n)) if n == number => Ok(b),
-        (None, _) => Err(CallError::Failed(format!(
+        (None, _) => Err(Try::Lagging(format!(
             "block {number} is not available on the node yet (no blockID)"
         ))),
-        (_, other) => Err(CallError::Failed(format!(
+        (_, other) => Err(Try::Other(CallError::Failed(format!(
             "asked for block {number}, the node answered block {other:?}"
-        ))),
+        )))),
     }
 }
 
 /// The id (hash) of block `number` on `c`.
-async fn block_id_on(c: &Client, number: u64) -> Result<String, CallError> {
+async fn block_id_on(c: &Client, number: u64) -> Result<String, Try> {
     let b = get_block(c, number).await?;
     Ok(b.block_id.unwrap_or_default().to_ascii_lowercase())
 }
@@ -568,7 +623,9 @@ impl Scanner for TronScanner {
 
     async fn block_hash(&self, number: u64) -> Result<String, ScanError> {
         self.endpoints
-            .call("getblock", |c| async move { block_id_on(&c, number).await })
+            .call("getblock", |c| async move {
+                block_id_on(&c, number).await.map_err(CallError::from)
+            })
             .await
     }
 
@@ -639,5 +696,38 @@ mod tests {
         assert_eq!(t[0].to_address, to);
         assert_eq!(t[0].block_time, 1_700_000_000);
         assert!(s.transfers(8, &infos, &watched).is_err(), "wrong block");
+    }
+
+    #[test]
+    fn classifies_tron_errors_like_trongrid_sends_them() {
+        use reqwest::StatusCode as S;
+        let net = Network::Tron;
+        let wait = Some(Duration::from_secs(2));
+        let fatal = |s, body: &str| matches!(status_error(net, true, "p", s, body, None), Some(CallError::Fatal(m)) if m.contains("networks.tron.api_key"));
+        let limited = |s, body: &str| matches!(status_error(net, true, "p", s, body, wait), Some(CallError::RateLimited { retry_after, .. }) if retry_after == wait);
+        assert!(fatal(S::UNAUTHORIZED, r#"{"Error":"ApiKey not exists"}"#));
+        assert!(fatal(S::UNAUTHORIZED, ""));
+        assert!(fatal(S::FORBIDDEN, r#"{"Error":"apikey is invalid"}"#));
+        let suspended = r#"{"Error":"The key exceeds the frequency limit(15), and the query server is suspended for 30s"}"#;
+        assert!(limited(S::FORBIDDEN, suspended));
+        assert!(limited(S::SERVICE_UNAVAILABLE, suspended));
+        assert!(limited(S::TOO_MANY_REQUESTS, ""));
+        assert!(limited(S::FORBIDDEN, "<html>Forbidden</html>"));
+        assert!(matches!(
+            status_error(
+                net,
+                true,
+                "p",
+                S::SERVICE_UNAVAILABLE,
+                "<html>503</html>",
+                None
+            ),
+            Some(CallError::Failed(_))
+        ));
+        assert!(matches!(
+            status_error(net, true, "p", S::BAD_GATEWAY, "<html>502</html>", None),
+            Some(CallError::Failed(_))
+        ));
+        assert!(status_error(net, true, "p", S::OK, "{}", None).is_none());
     }
 }

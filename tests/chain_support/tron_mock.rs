@@ -98,6 +98,8 @@ pub struct Chain {
     pub api_keys: Option<Vec<String>>,
     /// What the token contract's `decimals()` returns.
     pub decimals: u8,
+    /// The node runs with `vm.supportConstant = false`: constant calls are refused.
+    pub no_constant_calls: bool,
     /// Pretend not to have this block yet, although it is below the solidified head.
     pub missing: Option<u64>,
     /// Node 0 is the one `start` made; see [`TronMock::add_node`].
@@ -450,6 +452,9 @@ async fn handle(
             Some(n) if n > 0 => json!([]),
             _ => json!({}),
         },
+        "triggerconstantcontract" if chain.no_constant_calls => json!({"result": {
+            "code": "CONTRACT_VALIDATE_ERROR",
+            "message": "this node does not support constant"}}),
         "triggerconstantcontract" => trigger_constant(&body, chain.decimals),
         _ => return raw(404, "not found", "text/plain"),
     };
