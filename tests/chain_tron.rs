@@ -1,8 +1,12 @@
 //! TRON watcher end to end against a FullNode HTTP API double that answers with java-tron's
 //! real response shapes (tests/chain_support/tron_mock.rs): an order paid with a TRC-20
 //! transfer gets one signed callback; failed receipts and look-alike contracts are ignored;
-//! nothing above the solidified head is read; a height the node answers `{}` for stalls the
-//! cursor instead of being skipped; HTTP 429 backs off exponentially without advancing.
+//! nothing above the solidified head is read. A height the node lacks (receipts `[]`, block
+//! `{}`) stalls the cursor instead of being skipped — with one node, a lagging second URL, or a
+//! balancer whose backends sit at different heights. The token's decimals are checked against
+//! the contract; an unknown API key is a configuration error; java-tron's `{"Error": …}` fails
+//! the round; rate limits back off (exponentially, and at least `Retry-After`) without
+//! advancing.
 mod chain_support;
 mod common;
 
@@ -59,8 +63,9 @@ async fn start_app(
         .await
         .expect("add wallet");
     let (merchant, murl) = Merchant::start(0, "ok").await;
-    // Started at solidified head 100 − 20 (or at start_block − 1).
-    chain_support::wait_cursor(&app, "tron", 80, 20).await;
+    // Started at solidified head 100 − 20 (or at start_block − 1 = 100), then caught up to the
+    // head: from here on, rounds are sequential requests until a test pushes a block.
+    chain_support::wait_cursor(&app, "tron", 100, 20).await;
     Some(Setup {
         mock,
         app,
