@@ -1,8 +1,12 @@
 //! TRON watcher end to end against a FullNode HTTP API double that answers with java-tron's
 //! real response shapes (tests/chain_support/tron_mock.rs): an order paid with a TRC-20
 //! transfer gets one signed callback; failed receipts and look-alike contracts are ignored;
-//! nothing above the solidified head is read; a height the node answers `{}` for stalls the
-//! cursor instead of being skipped; HTTP 429 backs off exponentially without advancing.
+//! nothing above the solidified head is read. A height the node lacks (receipts `[]`, block
+//! `{}`) stalls the cursor instead of being skipped — with one node, a lagging second URL, or a
+//! balancer whose backends sit at different heights. The token's decimals are checked against
+//! the contract; an unknown API key is a configuration error; java-tron's `{"Error": …}` fails
+//! the round; rate limits back off (exponentially, and at least `Retry-After`) without
+//! advancing.
 mod chain_support;
 mod common;
 
@@ -28,17 +32,27 @@ struct Setup {
 async fn setup(backend: Backend) -> Option<Setup> {
     let mock = TronMock::start().await;
     let url = mock.url.clone();
+    start_app(backend, mock, vec![url], |_| {}).await
+}
+
+/// The gateway watching TRON through `rpc_urls` (nodes of `mock`'s chain), a receive wallet and
+/// a merchant; returns once the cursor is initialised.
+async fn start_app(
+    backend: Backend,
+    mock: TronMock,
+    rpc_urls: Vec<String>,
+    tweak: impl FnOnce(&mut NetworkConfig),
+) -> Option<Setup> {
     let app = common::spawn_app_with(backend, |c| {
-        c.networks.insert(
-            "tron".into(),
-            NetworkConfig {
-                rpc_urls: vec![url],
-                api_key: Some(Secret::new("test-key")),
-                poll_interval_ms: Some(100),
-                request_timeout_secs: Some(5),
-                ..Default::default()
-            },
-        );
+        let mut nc = NetworkConfig {
+            rpc_urls,
+            api_key: Some(Secret::new("test-key")),
+            poll_interval_ms: Some(100),
+            request_timeout_secs: Some(5),
+            ..Default::default()
+        };
+        tweak(&mut nc);
+        c.networks.insert("tron".into(), nc);
     })
     .await?;
     epusdt::service::wallet::set_enabled(&app.state.db, common::TRON_WALLET, false)
@@ -49,7 +63,8 @@ async fn setup(backend: Backend) -> Option<Setup> {
         .await
         .expect("add wallet");
     let (merchant, murl) = Merchant::start(0, "ok").await;
-    // Started at solidified head 100 − 20.
+    // Started at solidified head 100 − 20 (or at start_block − 1 = 100), then caught up to the
+    // head: from here on, rounds are sequential requests until a test pushes a block.
     chain_support::wait_cursor(&app, "tron", 100, 20).await;
     Some(Setup {
         mock,
@@ -109,15 +124,17 @@ async fn trc20_payment_end_to_end(backend: Backend) {
     // The real payment, first above the solidified head: not read until it is solidified.
     let txid = "c0ffee".repeat(10) + "abcd";
     let real = trc20_tx(&txid, 0, USDT_HEX, PAYER_HEX, WALLET_HEX, units, true);
+    let since = s.mock.request_count();
     let block = s.mock.push_block(vec![real], 1);
+    // Three rounds after the block was pushed (not since start-up), each reading the heads.
     common::eventually(10, "the watcher to poll past the payment block", || async {
         let seen = s
             .mock
-            .requests()
+            .requests_since(since)
             .iter()
             .filter(|r| r.path == "/walletsolidity/getnowblock")
             .count();
-        (seen > 5).then_some(())
+        (seen >= 3).then_some(())
     })
     .await;
     assert!(
@@ -262,3 +279,414 @@ async fn rate_limited_backs_off(backend: Backend) {
     s.app.stop().await;
 }
 on_sqlite_and_postgres!(rate_limited_backs_off);
+
+/// A payment transaction of `amount` (order text) to the wallet, with id `txid`.
+fn payment(txid: &str, amount: &str) -> Value {
+    trc20_tx(
+        txid,
+        0,
+        USDT_HEX,
+        PAYER_HEX,
+        WALLET_HEX,
+        chain_support::units(amount, 6),
+        true,
+    )
+}
+
+/// Receipt requests for block `n` after the first `since` requests.
+fn receipt_asks(mock: &TronMock, since: usize, n: u64) -> usize {
+    mock.requests_since(since)
+        .iter()
+        .filter(|r| r.path.ends_with("gettransactioninfobyblocknum") && r.body["num"] == n)
+        .count()
+}
+
+/// Two URLs: the first (up to date) answers 502 for receipts, the second is two blocks
+/// behind and answers `[]` for the blocks it lacks, as java-tron does. The second URL's `[]`
+/// must not pass for an empty block: the cursor stays below the payment until a node that has
+/// the block answers, then the payment is credited.
+async fn lagging_url_is_not_an_empty_block(backend: Backend) {
+    let mock = TronMock::start().await;
+    let lagging = mock.add_node(2).await;
+    mock.set_node(|n| n.fail = Some((502, "gettransactioninfobyblocknum".into())));
+    let urls = vec![mock.url.clone(), lagging.url.clone()];
+    let Some(s) = start_app(backend, mock, urls, |nc| nc.start_block = Some(101)).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-L", "100", "usdt.trc20", &s.notify).await;
+    let txid = "1a".repeat(32);
+    let since = s.mock.request_count();
+    let block = s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    s.mock.push_block(vec![], 0);
+    let db = s.app.state.db.clone();
+    common::eventually(
+        20,
+        "the watcher to try the payment block repeatedly (or to move past it)",
+        || async {
+            let cursor = chain_support::cursor(&db, "tron").await.unwrap_or(-1);
+            (cursor >= i64::try_from(block).unwrap() || receipt_asks(&s.mock, since, block) >= 4)
+                .then_some(())
+        },
+    )
+    .await;
+    let cursor = chain_support::cursor(&db, "tron").await.unwrap();
+    assert!(
+        cursor < i64::try_from(block).unwrap(),
+        "cursor {cursor} moved past block {block} whose only answer was a lagging node's []"
+    );
+    assert_eq!(chain_support::order_status(&s.app, &trade_id).await, 1);
+    // The lagging node catches up: the payment is found.
+    lagging.set_node(|n| n.behind = 0);
+    let calls = s.merchant.wait_for(1, 40).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(lagging_url_is_not_an_empty_block);
+
+/// One URL in front of two backends at different heights: the watcher must never move the
+/// cursor past a payment block that only the lagging backend was asked for. Samples, until
+/// the payment block was asked for a few times, that the cursor never stands at or past the
+/// block without its transfer (they are committed together); then the lagging backend catches
+/// up and the order is paid.
+async fn balanced_backends_never_skip(
+    backend: Backend,
+    route: impl AsyncFnOnce(&TronMock, &TronMock) -> String,
+) {
+    let mock = TronMock::start().await;
+    let lagging = mock.add_node(0).await;
+    let url = route(&mock, &lagging).await;
+    let Some(s) = start_app(backend, mock, vec![url], |nc| nc.start_block = Some(101)).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-B", "100", "usdt.trc20", &s.notify).await;
+    lagging.set_node(|n| n.behind = 1);
+    let txid = "b0".repeat(32);
+    let since = s.mock.request_count();
+    let block = s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    let started = std::time::Instant::now();
+    let db = s.app.state.db.clone();
+    // Until the watcher has tried a few rounds since the block was pushed.
+    while s.mock.requests_since(since).len() < 20
+        && started.elapsed() < std::time::Duration::from_secs(20)
+    {
+        // Cursor first: a transfer is committed with (never after) the cursor that covers it.
+        let cursor = chain_support::cursor(&db, "tron").await.unwrap_or(-1);
+        let recorded = chain_support::transfers(&db, "tron")
+            .await
+            .iter()
+            .any(|t| t.tx_hash == txid);
+        assert!(
+            cursor < i64::try_from(block).unwrap() || recorded,
+            "cursor {cursor} passed block {block} but its payment was not recorded"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // The up-to-date backend told the watcher the block is solidified: skipping was possible.
+    assert!(
+        s.mock
+            .requests_since(since)
+            .iter()
+            .any(|r| r.node == s.mock.node && r.path == "/walletsolidity/getnowblock"),
+        "the watcher never learnt that block {block} is solidified"
+    );
+    lagging.set_node(|n| n.behind = 0);
+    let calls = s.merchant.wait_for(1, 40).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    s.app.stop().await;
+}
+
+/// Round-robin: each request goes to the other backend (one is a block behind).
+async fn round_robin_balancer_never_skips(backend: Backend) {
+    balanced_backends_never_skip(backend, async |a, b| a.balancer(&[a, b]).await).await
+}
+on_sqlite_and_postgres!(round_robin_balancer_never_skips);
+
+/// A gateway sending receipts to a pool that lags and everything else to one that does not:
+/// the head check passes, the receipts are `[]`, and the block (asked on the same URL) has
+/// transactions — the empty answer is refused.
+async fn path_routed_balancer_never_skips(backend: Backend) {
+    balanced_backends_never_skip(backend, async |a, b| {
+        a.path_router(&[("gettransactioninfobyblocknum", b)], a)
+            .await
+    })
+    .await
+}
+on_sqlite_and_postgres!(path_routed_balancer_never_skips);
+
+/// The token contract's `decimals()` (asked with `triggerconstantcontract`, as java-tron
+/// answers it) must match `networks.tron.decimals`, and the contract must exist: otherwise
+/// the gateway refuses to start with an error naming the setting.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn wrong_decimals_or_contract_refuse_to_start() {
+    let mock = TronMock::start().await;
+    mock.with(|c| c.decimals = 18);
+    for (nc, needle) in [
+        (
+            NetworkConfig {
+                rpc_urls: vec![mock.url.clone()],
+                ..Default::default()
+            },
+            "networks.tron.decimals is 6 but the token contract TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t reports 18",
+        ),
+        (
+            NetworkConfig {
+                rpc_urls: vec![mock.url.clone()],
+                decimals: Some(18),
+                usdt_contract: Some(tron_from_hex(WALLET_HEX).unwrap()),
+                ..Default::default()
+            },
+            "Smart contract is not exist.); fix networks.tron.usdt_contract",
+        ),
+    ] {
+        let (mut config, _dir) = common::test_config(Backend::Sqlite).await.unwrap();
+        config.networks.insert("tron".into(), nc);
+        let err = match epusdt::App::build(config).await {
+            Ok(_) => panic!("must refuse to start"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains(needle), "{err}");
+    }
+    // The check is a real call with the shape java-tron needs.
+    let asked = mock
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with("triggerconstantcontract"))
+        .expect("decimals() was asked");
+    assert_eq!(asked.body["function_selector"], "decimals()");
+    assert_eq!(asked.body["contract_address"], format!("41{USDT_HEX}"));
+    assert!(
+        asked.body["owner_address"]
+            .as_str()
+            .is_some_and(|o| !o.is_empty())
+    );
+}
+
+/// The start-up check could not reach the node (java-tron's `{"Error": …}`), so the gateway
+/// started; the watcher checks again before its first scan, finds the mismatch and stops as
+/// `failed` with the same error, scanning nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn decimals_mismatch_found_by_the_watcher_stops_it() {
+    let mock = TronMock::start().await;
+    mock.with(|c| {
+        c.decimals = 18;
+        c.error_next = 1;
+    });
+    let url = mock.url.clone();
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| {
+        c.networks.insert(
+            "tron".into(),
+            NetworkConfig {
+                rpc_urls: vec![url],
+                poll_interval_ms: Some(100),
+                ..Default::default()
+            },
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    let h = common::eventually(20, "the watcher to stop on the decimals", || async {
+        let h: Value = app
+            .client
+            .get(app.url("/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["chains"]["tron"]["role"] == "failed").then_some(h)
+    })
+    .await;
+    assert!(
+        h["chains"]["tron"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("networks.tron.decimals is 6 but the token contract")),
+        "{h}"
+    );
+    assert!(
+        !mock
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("gettransactioninfobyblocknum")),
+        "nothing is scanned with wrong decimals"
+    );
+    assert_eq!(chain_support::cursor(&app.state.db, "tron").await, None);
+    app.stop().await;
+}
+
+/// A node run with `vm.supportConstant = false` refuses constant calls ("this node does not
+/// support constant"): decimals cannot be checked, which is no reason to stop watching.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_without_constant_calls_still_scans() {
+    let mock = TronMock::start().await;
+    mock.with(|c| c.no_constant_calls = true);
+    let url = mock.url.clone();
+    let Some(s) = start_app(Backend::Sqlite, mock, vec![url], |_| {}).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-C", "100", "usdt.trc20", &s.notify).await;
+    let txid = "c5".repeat(32);
+    s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    let calls = s.merchant.wait_for(1, 20).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    assert!(
+        s.mock
+            .requests()
+            .iter()
+            .any(|r| r.path.ends_with("triggerconstantcontract"))
+    );
+    s.app.stop().await;
+}
+
+/// TronGrid answers an unknown API key with HTTP 401 `{"Error":"ApiKey not exists"}`: a
+/// configuration error, named as such — at start-up (refuse to start) and when the key is
+/// revoked later (the watcher stops as `failed`, it does not retry forever).
+async fn bad_api_key_is_a_configuration_error(backend: Backend) {
+    let mock = TronMock::start().await;
+    mock.with(|c| c.api_keys = Some(vec!["good-key".into()]));
+    let Some((mut config, _dir)) = common::test_config(backend).await else {
+        return;
+    };
+    config.networks.insert(
+        "tron".into(),
+        NetworkConfig {
+            rpc_urls: vec![mock.url.clone()],
+            api_key: Some(Secret::new("test-key")),
+            ..Default::default()
+        },
+    );
+    let err = match epusdt::App::build(config).await {
+        Ok(_) => panic!("must refuse to start with an unknown API key"),
+        Err(e) => e.to_string(),
+    };
+    assert!(err.contains("networks.tron.api_key"), "{err}");
+    assert!(err.contains("ApiKey not exists"), "{err}");
+
+    // Accepted at start, revoked later.
+    mock.with(|c| c.api_keys = Some(vec!["test-key".into()]));
+    let url = mock.url.clone();
+    let Some(s) = start_app(backend, mock, vec![url], |_| {}).await else {
+        return;
+    };
+    let since = s.mock.request_count();
+    s.mock
+        .with(|c| c.api_keys = Some(vec!["another-key".into()]));
+    let h = common::eventually(20, "the watcher to stop on the revoked key", || async {
+        let h: Value = s
+            .app
+            .client
+            .get(s.app.url("/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        (h["chains"]["tron"]["role"] == "failed").then_some(h)
+    })
+    .await;
+    let error = h["chains"]["tron"]["error"].as_str().unwrap_or_default();
+    assert!(error.contains("networks.tron.api_key"), "{h}");
+    assert!(!error.contains("rate limited"), "{h}");
+    // Stopped: no more requests after the refusal.
+    let n = s.mock.request_count();
+    tokio::time::sleep(std::time::Duration::from_millis(600)).await;
+    assert_eq!(s.mock.request_count(), n, "the watcher keeps calling");
+    assert!(s.mock.requests_since(since).iter().any(|r| r.status == 401));
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(bad_api_key_is_a_configuration_error);
+
+/// java-tron answers exceptions with HTTP 200 and `{"Error": "class java.lang.… : …"}`: every
+/// such answer fails the round (shown in `/health` as the node's error), nothing advances,
+/// and the payment is credited once the node answers again.
+async fn node_error_with_http_200(backend: Backend) {
+    let Some(s) = setup(backend).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-E", "100", "usdt.trc20", &s.notify).await;
+    let cursor_before = chain_support::cursor(&s.app.state.db, "tron")
+        .await
+        .unwrap();
+    s.mock.with(|c| c.error_next = usize::MAX);
+    let txid = "e0".repeat(32);
+    s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    let h = common::eventually(10, "the node's error in /health", || async {
+        let h: Value = s
+            .app
+            .client
+            .get(s.app.url("/health"))
+            .send()
+            .await
+            .ok()?
+            .json()
+            .await
+            .ok()?;
+        h["chains"]["tron"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("NullPointerException"))
+            .then_some(h)
+    })
+    .await;
+    assert_ne!(h["chains"]["tron"]["role"], "failed", "{h}");
+    assert_eq!(
+        chain_support::cursor(&s.app.state.db, "tron")
+            .await
+            .unwrap(),
+        cursor_before
+    );
+    assert_eq!(chain_support::order_status(&s.app, &trade_id).await, 1);
+    s.mock.with(|c| c.error_next = 0);
+    let calls = s.merchant.wait_for(1, 40).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(node_error_with_http_200);
+
+/// TronGrid's rate limits: 403 "… suspended for 30s" (no key) and 503 (a key over its
+/// quota), here with `Retry-After: 2`. Both back off for at least what the provider asked,
+/// neither is a configuration error, and the payment is credited afterwards.
+async fn rate_limit_honours_retry_after(backend: Backend) {
+    let Some(s) = setup(backend).await else {
+        return;
+    };
+    let (trade_id, amount, _) =
+        chain_support::create_order(&s.app, "T-R", "100", "usdt.trc20", &s.notify).await;
+    for status in [403, 503] {
+        let since = s.mock.request_count();
+        s.mock.with(|c| {
+            c.limit = chain_support::tron_mock::Limit {
+                status,
+                body: chain_support::tron_mock::SUSPENDED.into(),
+                retry_after: Some(2),
+            };
+            c.rate_limit_next = 1;
+        });
+        common::eventually(20, "a request after the rate limit", || async {
+            let reqs = s.mock.requests_since(since);
+            let limited = reqs.iter().position(|r| r.status == status)?;
+            let next = reqs.get(limited + 1)?;
+            Some(next.at - reqs[limited].at)
+        })
+        .await;
+        let reqs = s.mock.requests_since(since);
+        let limited = reqs.iter().position(|r| r.status == status).unwrap();
+        let gap = reqs[limited + 1].at - reqs[limited].at;
+        assert!(
+            gap >= std::time::Duration::from_millis(1900),
+            "HTTP {status} with Retry-After: 2 was retried after {gap:?}"
+        );
+    }
+    let txid = "4e".repeat(32);
+    s.mock.push_block(vec![payment(&txid, &amount)], 0);
+    let calls = s.merchant.wait_for(1, 30).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &txid);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(rate_limit_honours_retry_after);

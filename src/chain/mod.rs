@@ -179,23 +179,27 @@ fn set_gauge(name: &'static str, network: Network, value: f64) {
 // ---------------------------------------------------------------------------------------------
 // Wiring.
 
-/// Start-up checks of every configured network: settings resolve, and each EVM token contract
-/// reports the configured decimals (and the RPC the configured chain id). A mismatch is an
-/// error (refuse to start); an unreachable RPC is only logged — the watcher checks again
-/// before its first scan and scans nothing until the check passes.
+/// Start-up checks of every configured network: settings resolve, each token contract reports
+/// the configured decimals (and each EVM RPC the configured chain id), and the TRON API key is
+/// accepted. A mismatch is an error (refuse to start); an unreachable RPC is only logged — the
+/// watcher checks again before its first scan and scans nothing until the check passes.
 pub async fn check_startup(config: &Config, registry: &Registry) -> Result<(), String> {
     let chains = config.chains().map_err(|e| e.to_string())?;
     let mut checks = Vec::new();
     for settings in &chains {
         registry.register(settings);
-        if !settings.network.is_evm() {
-            continue;
-        }
-        let scanner = evm::EvmScanner::new(settings)?;
+        let check: futures::future::BoxFuture<'static, Result<(), ScanError>> =
+            if settings.network.is_evm() {
+                let scanner = evm::EvmScanner::new(settings)?;
+                Box::pin(async move { scanner.check_contract().await })
+            } else {
+                let scanner = tron::TronScanner::new(settings)?;
+                Box::pin(async move { scanner.check_contract().await })
+            };
         let limit = settings.request_timeout.min(Duration::from_secs(10));
         let network = settings.network;
         checks.push(async move {
-            match tokio::time::timeout(limit, scanner.check_contract()).await {
+            match tokio::time::timeout(limit, check).await {
                 Ok(Ok(())) => Ok(()),
                 Ok(Err(ScanError::Fatal(msg))) => Err(msg),
                 Ok(Err(e)) => {

@@ -1,14 +1,27 @@
 //! TRON through the FullNode HTTP API (TronGrid or your own node), reading solidified data
 //! only: `/walletsolidity/getnowblock` (confirmed head), `/wallet/getnowblock` (head, for lag),
-//! `/walletsolidity/gettransactioninfobyblocknum {"num": n}` (receipts and logs of one block)
-//! and `/walletsolidity/getblock {"id_or_num": "n", "detail": false}` (block hash).
+//! `/walletsolidity/gettransactioninfobyblocknum {"num": n}` (receipts and logs of one block),
+//! `/walletsolidity/getblock {"id_or_num": "n", "detail": false}` (block id and header) and, at
+//! start-up, `/wallet/triggerconstantcontract` (the token's `decimals()`).
 //!
 //! It owns the translation of TRC-20 `Transfer` logs into [`IncomingTransfer`]s. Only receipts
 //! with result `SUCCESS` and logs emitted by the configured contract count; the log index is
-//! the log's position within its transaction. It must never treat a missing block (`{}`) as an
-//! empty one, never panic on a malformed answer, and never send the API key anywhere but the
-//! `TRON-PRO-API-KEY` header. HTTP 429/403 is a rate limit: back off, advance nothing.
-use std::{collections::HashSet, time::Duration};
+//! the log's position within its transaction.
+//!
+//! A node that lacks a block answers `[]` for its receipts — the same as for an empty block —
+//! and `{}` for the block itself. So a range is scanned on one endpoint whose solidified head
+//! (asked there) covers the range, receipts prove their block by their `blockNumber`, and an
+//! empty receipt list is trusted only when the block, asked on the same endpoint, exists and
+//! has no transactions (no `transactions`, all-zero `txTrieRoot`). Behind a load balancer the
+//! head check proves little; the per-block proof is what keeps a lagging backend from turning a
+//! payment into an "empty" block.
+//!
+//! It must never panic on a malformed answer and never send the API key anywhere but the
+//! `TRON-PRO-API-KEY` header. HTTP 429, and 403/503 with a rate-limit message, back off
+//! (honouring `Retry-After`); HTTP 401 (TronGrid: `{"Error":"ApiKey not exists"}`) or a 403
+//! naming the API key is a configuration error; `{"Error": …}` with HTTP 200 (java-tron's
+//! exceptions) is a failed call.
+use std::{collections::HashSet, future::Future, time::Duration};
 
 use alloy::primitives::U256;
 use futures::{StreamExt, TryStreamExt};
@@ -29,12 +42,16 @@ use crate::{
 pub const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 /// Blocks fetched concurrently within one range.
 const CONCURRENCY: usize = 4;
+/// Tries of one lagging answer on the same URL before the range fails there: behind a load
+/// balancer (TronGrid) the next request usually reaches another, up-to-date backend.
+const ATTEMPTS: usize = 3;
 
 #[derive(Clone)]
 struct Client {
     http: reqwest::Client,
     base: url::Url,
     api_key: Option<Secret>,
+    network: Network,
 }
 
 impl Client {
@@ -52,22 +69,35 @@ impl Client {
             .await
             .map_err(|e| CallError::Failed(format!("{path}: {}", e.without_url())))?;
         let status = resp.status();
-        if matches!(status.as_u16(), 429 | 403) {
-            return Err(CallError::RateLimited {
-                message: format!("{path}: HTTP {status}"),
-                retry_after: retry_after(resp.headers()),
-            });
-        }
+        let wait = retry_after(resp.headers());
         let text = resp.text().await.map_err(|e| {
             CallError::Failed(format!("{path}: reading the body: {}", e.without_url()))
         })?;
-        if !status.is_success() {
-            return Err(CallError::Failed(format!(
-                "{path}: HTTP {status}: {}",
+        if let Some(e) = status_error(
+            self.network,
+            self.api_key.is_some(),
+            path,
+            status,
+            &text,
+            wait,
+        ) {
+            return Err(e);
+        }
+        let value: Value = serde_json::from_str(&text).map_err(|e| {
+            CallError::Failed(format!(
+                "{path}: unexpected answer ({e}): {}",
                 truncate(&text, 200)
+            ))
+        })?;
+        // java-tron prints exceptions as `{"Error": "class java.lang.… : …"}` with HTTP 200.
+        if let Some(err) = value.get("Error") {
+            let msg = err.as_str().map_or_else(|| err.to_string(), String::from);
+            return Err(CallError::Failed(format!(
+                "{path}: the node answered an error: {}",
+                truncate(&msg, 200)
             )));
         }
-        serde_json::from_str(&text).map_err(|e| {
+        serde_json::from_value(value).map_err(|e| {
             CallError::Failed(format!(
                 "{path}: unexpected answer ({e}): {}",
                 truncate(&text, 200)
@@ -76,11 +106,63 @@ impl Client {
     }
 }
 
+/// What a non-200 status means. TronGrid answers an unknown key with HTTP 401
+/// `{"Error":"ApiKey not exists"}` (a configuration error: retrying never helps), its rate
+/// limits with 403 (no key: "… the query server is suspended for 30s"), 503 (with a key) or
+/// 429; a proxy's 403 without a message is taken as a rate limit too.
+fn status_error(
+    network: Network,
+    has_key: bool,
+    path: &str,
+    status: reqwest::StatusCode,
+    body: &str,
+    retry_after: Option<Duration>,
+) -> Option<CallError> {
+    if status.is_success() {
+        return None;
+    }
+    let code = status.as_u16();
+    let lower = body.to_ascii_lowercase();
+    let names_key = ["apikey", "api key", "api_key", "api-key"]
+        .iter()
+        .any(|k| lower.contains(k));
+    let rate_text = [
+        "suspended",
+        "frequency",
+        "rate limit",
+        "rate exceeded",
+        "too many",
+    ]
+    .iter()
+    .any(|k| lower.contains(k));
+    let shown = truncate(body.trim(), 200);
+    if code == 401 || (code == 403 && names_key && !rate_text) {
+        let fix = if has_key {
+            "the provider does not accept the key: fix or replace it (TronGrid: copy it from your dashboard)"
+        } else {
+            "the provider requires an API key: set one"
+        };
+        return Some(CallError::Fatal(format!(
+            "networks.{network}.api_key: {path} answered HTTP {status}: {shown}; {fix}"
+        )));
+    }
+    if code == 429 || (code == 403) || (code == 503 && rate_text) {
+        return Some(CallError::RateLimited {
+            message: format!("{path}: HTTP {status}: {shown}"),
+            retry_after,
+        });
+    }
+    Some(CallError::Failed(format!("{path}: HTTP {status}: {shown}")))
+}
+
+/// A block as `getnowblock` / `getblock` print it; `{}` (all `None`) when the node lacks it.
 #[derive(Debug, Deserialize)]
 struct NowBlock {
     #[serde(rename = "blockID")]
     block_id: Option<String>,
     block_header: Option<BlockHeader>,
+    /// Printed only when the block has transactions (and, for `getblock`, `detail` is true).
+    transactions: Option<serde::de::IgnoredAny>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -92,6 +174,9 @@ struct BlockHeader {
 struct RawHeader {
     #[serde(default)]
     number: u64,
+    /// Merkle root of the block's transactions: 32 zero bytes for a block without any.
+    #[serde(rename = "txTrieRoot")]
+    tx_trie_root: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -159,6 +244,7 @@ impl TronScanner {
                             http: http.clone(),
                             base,
                             api_key: settings.api_key.clone(),
+                            network: settings.network,
                         },
                         u,
                     )
@@ -177,36 +263,179 @@ impl TronScanner {
         })
     }
 
-    /// The receipts of block `n`; an error when the node does not have it (`{}`).
-    async fn block_infos(&self, n: u64) -> Result<Vec<TxInfo>, ScanError> {
+    /// Checks the token contract's `decimals()` against `networks.<net>.decimals`.
+    pub async fn check_contract(&self) -> Result<(), ScanError> {
+        let net = self.network;
+        let want = self.decimals;
+        let contract = self.contract.as_str();
+        let contract_hex = format!("41{}", self.contract_hex);
         self.endpoints
-            .call("gettransactioninfobyblocknum", |c| async move {
-                let v: Value = c
-                    .post(
-                        "walletsolidity/gettransactioninfobyblocknum",
-                        json!({ "num": n }),
-                    )
-                    .await?;
-                match v {
-                    Value::Array(items) => items
-                        .into_iter()
-                        .map(serde_json::from_value::<TxInfo>)
-                        .collect::<Result<Vec<_>, _>>()
-                        .map_err(|e| {
-                            CallError::Failed(format!(
-                                "gettransactioninfobyblocknum {n}: unexpected transaction info ({e})"
+            .call("contract check (decimals())", |c| {
+                let contract_hex = contract_hex.clone();
+                async move {
+                    let v: Value = c
+                        .post(
+                            "wallet/triggerconstantcontract",
+                            json!({
+                                // Any address will do for a constant call; java-tron wants one.
+                                "owner_address": CALLER,
+                                "contract_address": contract_hex,
+                                "function_selector": "decimals()",
+                                "parameter": "",
+                                "visible": false,
+                            }),
+                        )
+                        .await?;
+                    let result = &v["result"];
+                    if result["result"].as_bool() != Some(true) {
+                        let code = result["code"].as_str().unwrap_or("no result");
+                        let message = result["message"].as_str().unwrap_or_default();
+                        // A node run with vm.supportConstant = false cannot tell; not a reason
+                        // to stop watching.
+                        if message.contains("does not support constant") {
+                            tracing::warn!(network = %net, "the TRON node does not run constant calls (vm.supportConstant = false): networks.{net}.decimals cannot be checked against the contract");
+                            return Ok(());
+                        }
+                        let msg = format!(
+                            "networks.{net}.usdt_contract {contract}: decimals() failed ({code}: {})",
+                            truncate(message, 200)
+                        );
+                        // The node says the contract is not there: the configuration is wrong.
+                        let missing = message.contains("not exist") || message.contains("No contract");
+                        return Err(if code == "CONTRACT_VALIDATE_ERROR" && missing {
+                            CallError::Fatal(format!(
+                                "{msg}; fix networks.{net}.usdt_contract"
                             ))
-                        }),
-                    Value::Object(o) if o.is_empty() => Err(CallError::Failed(format!(
-                        "block {n} is not available on the node yet (answered {{}}); it is behind the solidified head"
-                    ))),
-                    other => Err(CallError::Failed(format!(
-                        "gettransactioninfobyblocknum {n}: unexpected answer {}",
-                        truncate(&other.to_string(), 200)
-                    ))),
+                        } else {
+                            CallError::Failed(msg)
+                        });
+                    }
+                    let word = v["constant_result"][0].as_str().unwrap_or_default();
+                    let got = (word.len() == 64)
+                        .then(|| U256::from_str_radix(word, 16).ok())
+                        .flatten()
+                        .ok_or_else(|| {
+                            CallError::Fatal(format!(
+                                "networks.{net}.usdt_contract {contract}: decimals() returned {:?}, not a number; is it a TRC-20 token? fix networks.{net}.usdt_contract",
+                                truncate(word, 80)
+                            ))
+                        })?;
+                    if got != U256::from(want) {
+                        return Err(CallError::Fatal(format!(
+                            "networks.{net}.decimals is {want} but the token contract {contract} reports {got}: set networks.{net}.decimals = {got} or fix usdt_contract"
+                        )));
+                    }
+                    Ok(())
                 }
             })
             .await
+    }
+
+    /// Block `n` as `c` has it: `(receipts, block id if fetched)`. Receipts prove their block
+    /// (`blockNumber`); an empty list is accepted only when `c` shows the block and it has no
+    /// transactions — a node that lacks the block answers `[]` too.
+    async fn block_on(&self, c: &Client, n: u64) -> Result<(Vec<TxInfo>, Option<String>), Try> {
+        let v: Value = c
+            .post(
+                "walletsolidity/gettransactioninfobyblocknum",
+                json!({ "num": n }),
+            )
+            .await?;
+        let infos = match v {
+            Value::Array(items) => items
+                .into_iter()
+                .map(serde_json::from_value::<TxInfo>)
+                .collect::<Result<Vec<_>, _>>()
+                .map_err(|e| {
+                    CallError::Failed(format!(
+                        "gettransactioninfobyblocknum {n}: unexpected transaction info ({e})"
+                    ))
+                })?,
+            other => {
+                return Err(Try::Other(CallError::Failed(format!(
+                    "gettransactioninfobyblocknum {n}: unexpected answer {}",
+                    truncate(&other.to_string(), 200)
+                ))));
+            }
+        };
+        if let Some(tx) = infos.iter().find(|t| t.block_number != n) {
+            return Err(Try::Lagging(format!(
+                "gettransactioninfobyblocknum {n} returned transaction {} of block {}",
+                tx.id, tx.block_number
+            )));
+        }
+        if !infos.is_empty() {
+            return Ok((infos, None));
+        }
+        let b = get_block(c, n).await?;
+        let root_is_zero = b
+            .block_header
+            .as_ref()
+            .and_then(|h| h.raw_data.tx_trie_root.as_deref())
+            .is_some_and(|r| !r.is_empty() && r.bytes().all(|ch| ch == b'0'));
+        if b.transactions.is_some() || !root_is_zero {
+            return Err(Try::Lagging(format!(
+                "block {n} has transactions but the node answered no receipts for it: it is not available on this node (a lagging node or load-balanced backend)"
+            )));
+        }
+        Ok((infos, b.block_id.map(|id| id.to_ascii_lowercase())))
+    }
+
+    /// One range on one endpoint (see the module comment).
+    async fn scan_on(
+        &self,
+        c: &Client,
+        from: u64,
+        to: u64,
+        watched: &HashSet<String>,
+    ) -> Result<ScanBatch, CallError> {
+        retry_lagging(|| async {
+            let solid: NowBlock = c.post("walletsolidity/getnowblock", json!({})).await?;
+            let solid = block_number_of(&solid).ok_or_else(|| {
+                CallError::Failed(
+                    "walletsolidity/getnowblock: no block_header in the answer".into(),
+                )
+            })?;
+            if solid < to {
+                return Err(Try::Lagging(format!(
+                    "block {to} is not available on this node yet: its solidified head is {solid} (it lags)"
+                )));
+            }
+            Ok(())
+        })
+        .await?;
+        let mut transfers = Vec::new();
+        let mut to_hash = None;
+        if !watched.is_empty() {
+            let per_block: Vec<(u64, Vec<TxInfo>, Option<String>)> =
+                futures::stream::iter(from..=to)
+                    .map(|n| async move {
+                        retry_lagging(|| self.block_on(c, n))
+                            .await
+                            .map(|(i, id)| (n, i, id))
+                    })
+                    .buffered(CONCURRENCY)
+                    .try_collect()
+                    .await?;
+            for (n, infos, id) in &per_block {
+                if *n == to {
+                    to_hash.clone_from(id);
+                }
+                let mut found = self.transfers(*n, infos, watched)?;
+                if !found.is_empty() {
+                    let hash = retry_lagging(|| block_id_on(c, *n)).await?;
+                    for t in &mut found {
+                        t.block_hash = hash.clone();
+                    }
+                    transfers.append(&mut found);
+                }
+            }
+        }
+        let to_hash = match to_hash {
+            Some(h) => h,
+            None => retry_lagging(|| block_id_on(c, to)).await?,
+        };
+        Ok(ScanBatch { transfers, to_hash })
     }
 
     /// TRC-20 transfers to watched addresses in one block's receipts.
@@ -215,7 +444,7 @@ impl TronScanner {
         n: u64,
         infos: &[TxInfo],
         watched: &HashSet<String>,
-    ) -> Result<Vec<IncomingTransfer>, ScanError> {
+    ) -> Result<Vec<IncomingTransfer>, CallError> {
         let mut out = Vec::new();
         for tx in infos {
             let success = tx.receipt.as_ref().and_then(|r| r.result.as_deref()) == Some("SUCCESS")
@@ -224,7 +453,7 @@ impl TronScanner {
                 continue;
             }
             if tx.block_number != n {
-                return Err(ScanError::Unavailable(format!(
+                return Err(CallError::Failed(format!(
                     "gettransactioninfobyblocknum {n} returned transaction {} of block {}; retrying",
                     tx.id, tx.block_number
                 )));
@@ -292,7 +521,78 @@ fn block_number_of(b: &NowBlock) -> Option<u64> {
     b.block_header.as_ref().map(|h| h.raw_data.number)
 }
 
+/// Runs `f` up to [`ATTEMPTS`] times while it fails with [`CallError::Failed`] (a lagging or
+/// failing answer); a rate limit or a configuration error ends the tries at once.
+async fn retry_lagging<T, F, Fut>(f: F) -> Result<T, CallError>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<T, Try>>,
+{
+    let mut tries = 1;
+    loop {
+        match f().await {
+            Ok(v) => return Ok(v),
+            Err(Try::Lagging(_)) if tries < ATTEMPTS => tries += 1,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// A failed try on one URL: the node (or the backend a balancer picked) lacks the block — worth
+/// asking the same URL again — or any other failure (transport, rate limit, configuration).
+enum Try {
+    Lagging(String),
+    Other(CallError),
+}
+
+impl From<CallError> for Try {
+    fn from(e: CallError) -> Self {
+        Try::Other(e)
+    }
+}
+
+impl From<Try> for CallError {
+    fn from(t: Try) -> Self {
+        match t {
+            Try::Lagging(m) => CallError::Failed(m),
+            Try::Other(e) => e,
+        }
+    }
+}
+
+/// The owner address of constant calls (the zero account; the call spends nothing).
+const CALLER: &str = "410000000000000000000000000000000000000000";
+
+/// `walletsolidity/getblock` of block `number` without its transactions (`{}` when missing).
+async fn get_block(c: &Client, number: u64) -> Result<NowBlock, Try> {
+    let b: NowBlock = c
+        .post(
+            "walletsolidity/getblock",
+            json!({ "id_or_num": number.to_string(), "detail": false }),
+        )
+        .await?;
+    match (&b.block_id, block_number_of(&b)) {
+        (Some(_), Some(n)) if n == number => Ok(b),
+        (None, _) => Err(Try::Lagging(format!(
+            "block {number} is not available on the node yet (no blockID)"
+        ))),
+        (_, other) => Err(Try::Other(CallError::Failed(format!(
+            "asked for block {number}, the node answered block {other:?}"
+        )))),
+    }
+}
+
+/// The id (hash) of block `number` on `c`.
+async fn block_id_on(c: &Client, number: u64) -> Result<String, Try> {
+    let b = get_block(c, number).await?;
+    Ok(b.block_id.unwrap_or_default().to_ascii_lowercase())
+}
+
 impl Scanner for TronScanner {
+    async fn prepare(&self) -> Result<(), ScanError> {
+        self.check_contract().await
+    }
+
     async fn heads(&self) -> Result<Heads, ScanError> {
         self.endpoints
             .call("getnowblock", |c| async move {
@@ -324,22 +624,7 @@ impl Scanner for TronScanner {
     async fn block_hash(&self, number: u64) -> Result<String, ScanError> {
         self.endpoints
             .call("getblock", |c| async move {
-                let b: NowBlock = c
-                    .post(
-                        "walletsolidity/getblock",
-                        json!({ "id_or_num": number.to_string(), "detail": false }),
-                    )
-                    .await?;
-                let n = block_number_of(&b);
-                match (b.block_id, n) {
-                    (Some(id), Some(n)) if n == number => Ok(id.to_ascii_lowercase()),
-                    (None, _) => Err(CallError::Failed(format!(
-                        "block {number} is not available on the node yet (no blockID)"
-                    ))),
-                    (_, other) => Err(CallError::Failed(format!(
-                        "asked for block {number}, the node answered block {other:?}"
-                    ))),
-                }
+                block_id_on(&c, number).await.map_err(CallError::from)
             })
             .await
     }
@@ -350,26 +635,11 @@ impl Scanner for TronScanner {
         to: u64,
         watched: &HashSet<String>,
     ) -> Result<ScanBatch, ScanError> {
-        let mut transfers = Vec::new();
-        if !watched.is_empty() {
-            let per_block: Vec<(u64, Vec<TxInfo>)> = futures::stream::iter(from..=to)
-                .map(|n| async move { self.block_infos(n).await.map(|i| (n, i)) })
-                .buffered(CONCURRENCY)
-                .try_collect()
-                .await?;
-            for (n, infos) in &per_block {
-                let mut found = self.transfers(*n, infos, watched)?;
-                if !found.is_empty() {
-                    let hash = self.block_hash(*n).await?;
-                    for t in &mut found {
-                        t.block_hash = hash.clone();
-                    }
-                    transfers.append(&mut found);
-                }
-            }
-        }
-        let to_hash = self.block_hash(to).await?;
-        Ok(ScanBatch { transfers, to_hash })
+        self.endpoints
+            .call("scan", |c| async move {
+                self.scan_on(&c, from, to, watched).await
+            })
+            .await
     }
 }
 
@@ -426,5 +696,38 @@ mod tests {
         assert_eq!(t[0].to_address, to);
         assert_eq!(t[0].block_time, 1_700_000_000);
         assert!(s.transfers(8, &infos, &watched).is_err(), "wrong block");
+    }
+
+    #[test]
+    fn classifies_tron_errors_like_trongrid_sends_them() {
+        use reqwest::StatusCode as S;
+        let net = Network::Tron;
+        let wait = Some(Duration::from_secs(2));
+        let fatal = |s, body: &str| matches!(status_error(net, true, "p", s, body, None), Some(CallError::Fatal(m)) if m.contains("networks.tron.api_key"));
+        let limited = |s, body: &str| matches!(status_error(net, true, "p", s, body, wait), Some(CallError::RateLimited { retry_after, .. }) if retry_after == wait);
+        assert!(fatal(S::UNAUTHORIZED, r#"{"Error":"ApiKey not exists"}"#));
+        assert!(fatal(S::UNAUTHORIZED, ""));
+        assert!(fatal(S::FORBIDDEN, r#"{"Error":"apikey is invalid"}"#));
+        let suspended = r#"{"Error":"The key exceeds the frequency limit(15), and the query server is suspended for 30s"}"#;
+        assert!(limited(S::FORBIDDEN, suspended));
+        assert!(limited(S::SERVICE_UNAVAILABLE, suspended));
+        assert!(limited(S::TOO_MANY_REQUESTS, ""));
+        assert!(limited(S::FORBIDDEN, "<html>Forbidden</html>"));
+        assert!(matches!(
+            status_error(
+                net,
+                true,
+                "p",
+                S::SERVICE_UNAVAILABLE,
+                "<html>503</html>",
+                None
+            ),
+            Some(CallError::Failed(_))
+        ));
+        assert!(matches!(
+            status_error(net, true, "p", S::BAD_GATEWAY, "<html>502</html>", None),
+            Some(CallError::Failed(_))
+        ));
+        assert!(status_error(net, true, "p", S::OK, "{}", None).is_none());
     }
 }
