@@ -731,7 +731,7 @@ pub struct NetworkConfig {
     pub chain_id: Option<u64>,
     /// Token contract (EVM `0x…`, TRON base58 `T…`). Default: the network's USDT.
     pub usdt_contract: Option<String>,
-    /// Token decimals; checked against the contract's `decimals()` at start-up (EVM).
+    /// Token decimals; checked against the contract's `decimals()` at start-up and before the first scan (EVM and TRON).
     pub decimals: Option<u32>,
     /// Blocks below the head before a transfer counts (TRON: below the solidified head).
     pub confirmations: Option<u64>,

@@ -103,7 +103,7 @@ pub enum ScanError {
 /// A chain as the cursor loop sees it. Implementations are stateless apart from endpoint
 /// health; they never touch the database.
 pub trait Scanner: Send + Sync + 'static {
-    /// One-time check before the first scan (EVM: chain id and token decimals).
+    /// One-time check before the first scan (EVM: chain id and token decimals; TRON: decimals).
     fn prepare(&self) -> impl Future<Output = Result<(), ScanError>> + Send {
         async { Ok(()) }
     }
