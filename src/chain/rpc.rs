@@ -28,6 +28,12 @@ pub(crate) enum CallError {
     },
     /// The answer proves the configuration wrong (e.g. decimals mismatch): no failover.
     Fatal(String),
+    /// The provider refuses the request's size (an `eth_getLogs` block range or result count
+    /// over its cap): not an outage. `hint` is the largest range the provider says it accepts.
+    RangeTooLarge { message: String, hint: Option<u64> },
+    /// This URL serves another chain (its `eth_chainId` differs from the configured one): it
+    /// is never used; the other URLs are tried, and it is checked again after a cool-down.
+    WrongChain(String),
 }
 
 struct Endpoint<C> {
@@ -89,6 +95,8 @@ impl<C: Clone> Endpoints<C> {
         let mut errors = Vec::new();
         let mut all_rate_limited = true;
         let mut retry_after: Option<Duration> = None;
+        // Some URL refused the size of the request: `Some(smallest hint)`.
+        let mut too_large: Option<Option<u64>> = None;
         for i in self.order() {
             let ep = &self.items[i];
             match f(ep.client.clone()).await {
@@ -100,6 +108,25 @@ impl<C: Clone> Endpoints<C> {
                 Err(CallError::Fatal(msg)) => {
                     return Err(ScanError::Fatal(scrub(&msg, &ep.raw, &ep.label)));
                 }
+                Err(CallError::RangeTooLarge { message, hint }) => {
+                    // A size signal, not a failure: the endpoint stays healthy.
+                    let hint = match (too_large.flatten(), hint) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    too_large = Some(hint);
+                    all_rate_limited = false;
+                    let msg = scrub(&message, &ep.raw, &ep.label);
+                    tracing::debug!(endpoint = %ep.label, call = what, error = %msg, "the provider refused the request size");
+                    errors.push(format!("{}: {msg}", ep.label));
+                }
+                Err(CallError::WrongChain(msg)) => {
+                    all_rate_limited = false;
+                    let msg = scrub(&msg, &ep.raw, &ep.label);
+                    lock(&ep.state).cool_until = Some(Instant::now() + WRONG_CHAIN_COOL_DOWN);
+                    tracing::error!(endpoint = %ep.label, call = what, error = %msg, "RPC URL refused: it serves another chain; nothing is read from it");
+                    errors.push(format!("{} refused: {msg}", ep.label));
+                }
                 Err(e) => {
                     let (msg, limited) = match e {
                         CallError::RateLimited {
@@ -109,8 +136,10 @@ impl<C: Clone> Endpoints<C> {
                             retry_after = retry_after.max(r);
                             (message, true)
                         }
-                        CallError::Failed(m) => (m, false),
-                        CallError::Fatal(m) => (m, false),
+                        CallError::Failed(m)
+                        | CallError::Fatal(m)
+                        | CallError::WrongChain(m)
+                        | CallError::RangeTooLarge { message: m, .. } => (m, false),
                     };
                     all_rate_limited &= limited;
                     let msg = scrub(&msg, &ep.raw, &ep.label);
@@ -128,6 +157,15 @@ impl<C: Clone> Endpoints<C> {
             }
         }
         let n = self.items.len();
+        if let Some(hint) = too_large {
+            return Err(ScanError::RangeTooLarge {
+                message: format!(
+                    "{what}: the provider refused the range ({})",
+                    errors.join("; ")
+                ),
+                hint,
+            });
+        }
         let message = format!(
             "{what} failed on all {n} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
             errors.join("; ")
@@ -143,7 +181,51 @@ impl<C: Clone> Endpoints<C> {
             Err(ScanError::Unavailable(message))
         }
     }
+
+    /// Runs `f` against every endpoint (start-up checks): `Fatal` when any answers that the
+    /// configuration is wrong for it (naming it), `Unavailable` when none answered.
+    pub(crate) async fn call_each<F, Fut>(&self, what: &str, f: F) -> Result<(), ScanError>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<(), CallError>>,
+    {
+        let mut errors = Vec::new();
+        let mut ok = false;
+        for ep in &self.items {
+            match f(ep.client.clone()).await {
+                Ok(()) => ok = true,
+                Err(CallError::Fatal(msg) | CallError::WrongChain(msg)) => {
+                    return Err(ScanError::Fatal(format!(
+                        "RPC URL {}: {}",
+                        ep.label,
+                        scrub(&msg, &ep.raw, &ep.label)
+                    )));
+                }
+                Err(
+                    CallError::Failed(msg)
+                    | CallError::RateLimited { message: msg, .. }
+                    | CallError::RangeTooLarge { message: msg, .. },
+                ) => {
+                    let msg = scrub(&msg, &ep.raw, &ep.label);
+                    tracing::warn!(endpoint = %ep.label, call = what, error = %msg, "could not check this RPC URL now; it is checked before its first use");
+                    errors.push(format!("{}: {msg}", ep.label));
+                }
+            }
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(ScanError::Unavailable(format!(
+                "{what} failed on all {} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
+                self.items.len(),
+                errors.join("; ")
+            )))
+        }
+    }
 }
+
+/// How long a URL that serves another chain is left alone before it is checked again.
+pub(crate) const WRONG_CHAIN_COOL_DOWN: Duration = Duration::from_secs(60);
 
 fn lock(m: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
     match m.lock() {
