@@ -304,6 +304,7 @@ fn is_size_refusal(t: &str) -> bool {
             "limit",
             "maximum",
             "max ",
+            "up to",
         ]
         .iter()
         .any(|w| t.contains(w));
@@ -650,6 +651,115 @@ mod tests {
             log_index: Some(3),
             removed: false,
         }
+    }
+
+    fn rpc_error(code: i64, message: &str, data: Option<&str>) -> TransportError {
+        let mut body = serde_json::json!({"code": code, "message": message});
+        if let Some(d) = data {
+            body["data"] = serde_json::from_str(d).expect("data json");
+        }
+        RpcError::ErrorResp(serde_json::from_str(&body.to_string()).expect("error payload"))
+    }
+
+    fn refused(e: TransportError, size: u64) -> Option<Option<u64>> {
+        match logs_error(e, size) {
+            CallError::RangeTooLarge { hint, .. } => Some(hint),
+            _ => None,
+        }
+    }
+
+    /// Real providers' texts (Infura, Alchemy, QuickNode, BSC, reth, Moonbeam, Polygon).
+    #[test]
+    fn range_caps_are_size_signals_with_their_hints() {
+        let cases: [(i64, &str, Option<&str>, u64, Option<u64>); 11] = [
+            (
+                -32005,
+                "query returned more than 10000 results",
+                Some(r#"{"from":"0x10","to":"0x19"}"#),
+                100,
+                Some(10),
+            ),
+            (
+                -32602,
+                "range 1000000 exceeds limit of 10000",
+                None,
+                1_000_000,
+                Some(10_000),
+            ),
+            (
+                -32600,
+                "You can make eth_getLogs requests with up to a 500 block range. Based on your parameters, this block range should work: [0x123c9b2, 0x123cba5]",
+                None,
+                2000,
+                Some(500),
+            ),
+            (
+                -32614,
+                "eth_getLogs is limited to a 10,000 range",
+                None,
+                20_000,
+                Some(10_000),
+            ),
+            (
+                -32000,
+                "exceed maximum block range: 5000",
+                None,
+                6000,
+                Some(5000),
+            ),
+            (
+                -32000,
+                "block range is larger than max block range, block range = 5120, max block range = 5000",
+                None,
+                5120,
+                Some(5000),
+            ),
+            (
+                -32602,
+                "query exceeds max results 20000, retry with the range 25766988-25775072",
+                None,
+                8085,
+                None,
+            ),
+            (
+                -32000,
+                "block range is too wide (maximum 1024)",
+                None,
+                2000,
+                Some(1024),
+            ),
+            (-32005, "block range is too large", None, 20, None),
+            (
+                -32000,
+                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
+                None,
+                3000,
+                None,
+            ),
+            (-32600, "block range too high", None, 50, None),
+        ];
+        for (code, message, data, size, hint) in cases {
+            assert_eq!(
+                refused(rpc_error(code, message, data), size),
+                Some(hint),
+                "{message}"
+            );
+        }
+        // A rate limit is not a size signal; neither is a range cap outside eth_getLogs.
+        let quota = "daily request count exceeded, request rate limited";
+        assert!(refused(rpc_error(-32005, quota, None), 10).is_none());
+        assert!(matches!(
+            call_error(rpc_error(-32005, quota, None)),
+            CallError::RateLimited { .. }
+        ));
+        assert!(matches!(
+            call_error(rpc_error(-32000, "exceed maximum block range: 5000", None)),
+            CallError::Failed(_)
+        ));
+        assert!(matches!(
+            call_error(rpc_error(-32000, "header not found", None)),
+            CallError::Failed(_)
+        ));
     }
 
     #[test]
