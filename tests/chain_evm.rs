@@ -4,6 +4,11 @@
 //! reorg above the confirmed head, a reorg below the cursor, a look-alike token contract, and a
 //! replayed range. On SQLite and PostgreSQL.
 //!
+//! The gateway reads the node through [`RpcDouble`], which fails like public providers do when
+//! told to: `eth_getLogs` range caps and rate limits as JSON-RPC errors inside HTTP 200, 429
+//! with Retry-After, a 502 every n-th request, a log index lagging the headers; and a second
+//! anvil on another chain id stands in for a misconfigured failover URL.
+//!
 //! anvil comes from `tools/test.sh` (npm `@foundry-rs/anvil-linux-amd64`) or `EPUSDT_ANVIL`;
 //! without it these tests skip, unless `EPUSDT_TEST_REQUIRE_SERVICES=1`.
 mod chain_support;
@@ -163,6 +168,9 @@ async fn erc20_payment_end_to_end(backend: Backend) {
         .text()
         .await
         .unwrap();
+    // Only that the series are exported: the recorder is process-wide, shared with the other
+    // backends' copies of this test, so its values prove nothing about this app (the database
+    // checks above do).
     for needle in [
         "epusdt_chain_lag_blocks{network=\"ethereum\"}",
         "epusdt_chain_cursor{network=\"ethereum\"}",

@@ -8,6 +8,20 @@
 //! with the header is rejected; a value that does not fit the amount type is logged and skipped,
 //! never a panic. Headers are read as a minimal JSON shape so chains with non-standard header
 //! fields (BSC, Polygon) parse.
+//!
+//! Real providers, as handled here:
+//! - Every URL's `eth_chainId` is checked before anything else is read from it (again after
+//!   any failed call); a URL on another chain is refused by name and never read.
+//! - Range caps and result caps come as JSON-RPC errors inside HTTP 200 ("block range is too
+//!   large", "exceed maximum block range: 5000", "query returned more than 10000 results"…):
+//!   they become [`ScanError::RangeTooLarge`] with the provider's hint when it gives one, a
+//!   size signal for the cursor loop, not an outage. Quota texts ("daily request count
+//!   exceeded") are rate limits.
+//! - An empty `eth_getLogs` answer is trusted only from a node whose head is at or above the
+//!   range's end and that still serves the same `to` header afterwards; and for the newest
+//!   [`BLOOM_CHECK_DEPTH`] blocks, every block without a log in the answer is checked against
+//!   its header's logsBloom — a block that may hold one of our transfers is asked again by hash
+//!   (EIP-234), so a backend whose log index lags its headers cannot make a payment vanish.
 use std::{
     borrow::Cow,
     collections::{BTreeMap, HashSet},

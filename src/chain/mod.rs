@@ -10,6 +10,13 @@
 //! transaction, the cursor with a compare-and-swap on its previous value; callbacks are queued
 //! after the commit (the order sweeper re-queues them if the process dies in between).
 //!
+//! Range sizing: the range halves after a failed scan and doubles after a good one, up to a
+//! ceiling. A provider's refusal of the size ([`ScanError::RangeTooLarge`]) is no failure: the
+//! range shrinks at once (to the provider's hint when it names one), the ceiling drops below the
+//! refused size for the rest of the watcher's life, and the scan is retried without back-off.
+//! The back-off grows with consecutive failed rounds and starts over after a round that moved
+//! the cursor.
+//!
 //! Architecture invariants — this module must never:
 //! - read or credit anything above the confirmed head (head − confirmations; TRON: solidified);
 //! - advance the cursor past a range that failed, or write a cursor without its transfers;

@@ -1,7 +1,9 @@
 //! Failover across a network's `rpc_urls`: calls go to the last URL that worked; a failing URL
 //! cools down (1 s doubling to 60 s) while the others are tried; when every URL fails the
 //! call fails with all their errors. It owns endpoint health only — never the range sizing or
-//! the round back-off, which are the cursor loop's.
+//! the round back-off, which are the cursor loop's. A refused request size is not a failure
+//! (the endpoint stays healthy; the caller shrinks the range); a URL on another chain is
+//! refused, cooled for [`WRONG_CHAIN_COOL_DOWN`] and named in the error.
 //!
 //! Errors never contain a raw URL: providers put API keys in paths and queries, so messages
 //! are scrubbed and endpoints are shown redacted.
@@ -324,5 +326,52 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(!err.to_string().contains("k1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn size_refusals_keep_the_endpoint_and_wrong_chains_are_named() {
+        let a = url::Url::parse("http://a.invalid/k1").expect("url");
+        let b = url::Url::parse("http://b.invalid/").expect("url");
+        let eps = Endpoints::new(vec![("a", &a), ("b", &b)]);
+        // a refuses the size (hint 10), b is on another chain: a size signal, b named.
+        let err = eps
+            .call::<(), _, _>("eth_getLogs", |c| async move {
+                if c == "a" {
+                    Err(CallError::RangeTooLarge {
+                        message: "exceed maximum block range: 10".into(),
+                        hint: Some(10),
+                    })
+                } else {
+                    Err(CallError::WrongChain("it serves chain id 999".into()))
+                }
+            })
+            .await
+            .expect_err("fails");
+        match &err {
+            ScanError::RangeTooLarge { hint, message } => {
+                assert_eq!(*hint, Some(10));
+                assert!(message.contains("http://b.invalid refused"), "{message}");
+            }
+            other => panic!("expected a size signal, got {other:?}"),
+        }
+        // a is not cooling (a size refusal is no failure); b is.
+        assert_eq!(eps.order(), vec![0, 1]);
+        assert!(lock(&eps.items[0].state).cool_until.is_none());
+        assert!(lock(&eps.items[1].state).cool_until.is_some());
+        // Start-up: a reachable URL on another chain refuses the start, naming it.
+        let err = eps
+            .call_each("check", |c| async move {
+                if c == "a" {
+                    Ok(())
+                } else {
+                    Err(CallError::WrongChain("it serves chain id 999".into()))
+                }
+            })
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, ScanError::Fatal(m) if m.contains("http://b.invalid") && m.contains("999")),
+            "{err:?}"
+        );
     }
 }
