@@ -685,7 +685,9 @@ mod tests {
     /// Real providers' texts (Infura, Alchemy, QuickNode, BSC, reth, Moonbeam, Polygon).
     #[test]
     fn range_caps_are_size_signals_with_their_hints() {
-        let cases: [(i64, &str, Option<&str>, u64, Option<u64>); 11] = [
+        // (code, message, data, refused size, expected hint)
+        type Case<'a> = (i64, &'a str, Option<&'a str>, u64, Option<u64>);
+        let cases: [Case; 11] = [
             (
                 -32005,
                 "query returned more than 10000 results",
