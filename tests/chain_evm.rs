@@ -4,6 +4,11 @@
 //! reorg above the confirmed head, a reorg below the cursor, a look-alike token contract, and a
 //! replayed range. On SQLite and PostgreSQL.
 //!
+//! The gateway reads the node through [`RpcDouble`], which fails like public providers do when
+//! told to: `eth_getLogs` range caps and rate limits as JSON-RPC errors inside HTTP 200, 429
+//! with Retry-After, a 502 every n-th request, a log index lagging the headers; and a second
+//! anvil on another chain id stands in for a misconfigured failover URL.
+//!
 //! anvil comes from `tools/test.sh` (npm `@foundry-rs/anvil-linux-amd64`) or `EPUSDT_ANVIL`;
 //! without it these tests skip, unless `EPUSDT_TEST_REQUIRE_SERVICES=1`.
 mod chain_support;
@@ -11,13 +16,15 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use chain_support::{ACCOUNTS, Anvil, Proxy, create_order, evm_network, units};
+use chain_support::{ACCOUNTS, Anvil, Proxy, RpcDouble, create_order, evm_network, units};
 use common::{Backend, Merchant, TestApp, borrow, json_params};
 use epusdt::config::NetworkConfig;
 use serde_json::{Value, json};
 
 struct Setup {
     anvil: Anvil,
+    /// The gateway's RPC URL: a JSON-RPC double in front of anvil (no faults unless set).
+    double: RpcDouble,
     token: String,
     app: TestApp,
     merchant: Merchant,
@@ -38,7 +45,8 @@ async fn receive_on_anvil_account(app: &TestApp, network: &str) -> String {
     wallet
 }
 
-/// anvil + token with `decimals` + the gateway watching `network` on it + a merchant server.
+/// anvil + token with `decimals` + the gateway watching `network` on it (through an
+/// [`RpcDouble`], unless `tweak` sets other URLs) + a merchant server.
 async fn setup(
     backend: Backend,
     decimals: u8,
@@ -47,7 +55,8 @@ async fn setup(
 ) -> Option<Setup> {
     let anvil = Anvil::start().await?;
     let token = anvil.deploy_token(decimals).await;
-    let mut nc = evm_network(vec![anvil.url.clone()], &token, u32::from(decimals));
+    let double = RpcDouble::start(&anvil.url).await;
+    let mut nc = evm_network(vec![double.url.clone()], &token, u32::from(decimals));
     tweak(&mut nc, &anvil);
     let app = common::spawn_app_with(backend, |c| {
         c.networks.insert(network.to_string(), nc);
@@ -57,6 +66,7 @@ async fn setup(
     let (merchant, murl) = Merchant::start(0, "ok").await;
     Some(Setup {
         anvil,
+        double,
         token,
         app,
         merchant,
@@ -158,6 +168,9 @@ async fn erc20_payment_end_to_end(backend: Backend) {
         .text()
         .await
         .unwrap();
+    // Only that the series are exported: the recorder is process-wide, shared with the other
+    // backends' copies of this test, so its values prove nothing about this app (the database
+    // checks above do).
     for needle in [
         "epusdt_chain_lag_blocks{network=\"ethereum\"}",
         "epusdt_chain_cursor{network=\"ethereum\"}",
@@ -210,7 +223,7 @@ async fn wrong_decimals_or_chain_id_refuse_to_start() {
                 chain_id: Some(1),
                 ..evm_network(vec![anvil.url.clone()], &token, 6)
             },
-            "networks.ethereum.chain_id is 1 but the RPC reports chain id 31337",
+            "it serves chain id 31337 but networks.ethereum.chain_id is 1",
         ),
     ] {
         let (mut config, _dir) = common::test_config(Backend::Sqlite).await.unwrap();
@@ -545,8 +558,14 @@ async fn replaying_a_range_is_a_noop(backend: Backend) {
             .all(|t| t.kind == "unmatched")
     );
 
-    // Rewind the cursor to the start of the chain: the replay is a no-op.
+    // Rewind the cursor to the start of the chain: the replay is a no-op. The proof is in the
+    // database (rows and order unchanged) and in the ranges the node was asked for after the
+    // rewind (the payment's block was scanned again), not in process-wide metrics that the
+    // other backend's copy of this test also moves.
+    let paid_block =
+        u64::try_from(rows.iter().find(|t| t.tx_hash == tx).unwrap().block_number).unwrap();
     let head = i64::try_from(s.anvil.block_number().await).unwrap();
+    let asked_before = s.double.logs_ranges.lock().unwrap().len();
     use sea_orm::ConnectionTrait;
     s.app
         .state
@@ -556,33 +575,376 @@ async fn replaying_a_range_is_a_noop(backend: Backend) {
         )
         .await
         .unwrap();
-    common::eventually(10, "the cursor to be rewound", || async {
-        chain_support::cursor(&s.app.state.db, "ethereum")
-            .await
-            .filter(|c| *c < head - 2)
+    common::eventually(20, "the watcher to rescan the payment's block", || async {
+        let ranges = s.double.logs_ranges.lock().unwrap().clone();
+        ranges[asked_before..]
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&paid_block))
+            .then_some(())
     })
     .await;
     chain_support::wait_cursor(&s.app, "ethereum", head - 2, 20).await;
-    let again = chain_support::transfers(&s.app.state.db, "ethereum").await;
-    assert_eq!(again.len(), 4);
+    let key = |t: &epusdt::store::entities::transfer::Model| {
+        (
+            t.id,
+            t.tx_hash.clone(),
+            t.log_index,
+            t.kind.clone(),
+            t.order_id,
+            t.amount.clone(),
+        )
+    };
+    let mut before: Vec<_> = rows.iter().map(key).collect();
+    let mut again: Vec<_> = chain_support::transfers(&s.app.state.db, "ethereum")
+        .await
+        .iter()
+        .map(key)
+        .collect();
+    before.sort();
+    again.sort();
+    assert_eq!(again, before, "the replay changed the recorded transfers");
+    assert_eq!(chain_support::order_status(&s.app, &trade_id).await, 2);
     assert_eq!(s.merchant.received().len(), 1, "no second callback");
-    let metrics = s
-        .app
-        .client
-        .get(s.app.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        metrics.contains("epusdt_transfers_total{network=\"ethereum\",kind=\"duplicate\"}"),
-        "{metrics}"
-    );
     s.app.stop().await;
 }
 on_sqlite_and_postgres!(replaying_a_range_is_a_noop);
+
+/// Mines `blocks` blocks every `every` until the returned flag is set (a chain that keeps
+/// moving).
+fn mine_steadily(
+    anvil_url: String,
+    blocks: u64,
+    every: Duration,
+) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let flag = stop.clone();
+    tokio::spawn(async move {
+        let client = reqwest::Client::new();
+        let params = json!([format!("{blocks:#x}")]);
+        while !flag.load(std::sync::atomic::Ordering::SeqCst) {
+            let _ = client
+                .post(&anvil_url)
+                .json(&json!({"jsonrpc": "2.0", "id": 1, "method": "anvil_mine", "params": params}))
+                .send()
+                .await;
+            tokio::time::sleep(every).await;
+        }
+    });
+    stop
+}
+
+/// Confirmed blocks the watcher has not scanned yet (anvil's head − 2 confirmations − cursor).
+async fn lag(s: &Setup, network: &str) -> i64 {
+    let head = i64::try_from(s.anvil.block_number().await).unwrap();
+    let cursor = chain_support::cursor(&s.app.state.db, network)
+        .await
+        .unwrap_or(-1);
+    head - 2 - cursor
+}
+
+/// Samples the lag for `secs` and returns the largest seen.
+async fn max_lag(s: &Setup, network: &str, secs: u64) -> i64 {
+    let until = Instant::now() + Duration::from_secs(secs);
+    let mut worst = 0;
+    while Instant::now() < until {
+        worst = worst.max(lag(s, network).await);
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    worst
+}
+
+/// A public BSC-like endpoint refuses `eth_getLogs` over 10 blocks with a JSON-RPC error in
+/// HTTP 200 and no hint, while blocks keep coming: the watcher shrinks its range at once (no
+/// back-off), stays under the cap, keeps up with the chain and credits the payment in time.
+async fn capped_get_logs_range_keeps_up(backend: Backend) {
+    capped_range(backend, (-32000, "block range is too large"), 40).await
+}
+on_sqlite_and_postgres!(capped_get_logs_range_keeps_up);
+
+/// The same with BSC's own text, which names the cap: the watcher takes the hint and is
+/// refused once, not again and again on its way down.
+async fn capped_get_logs_range_takes_the_providers_hint(backend: Backend) {
+    capped_range(backend, (-32000, "exceed maximum block range: 10"), 1).await
+}
+on_sqlite_and_postgres!(capped_get_logs_range_takes_the_providers_hint);
+
+async fn capped_range(backend: Backend, error: (i64, &str), max_refused: u64) {
+    let Some(s) = setup(backend, 18, "bsc", |_, _| {}).await else {
+        return;
+    };
+    s.double.set(|f| {
+        f.max_logs_range = Some(10);
+        f.range_error = Some((error.0, error.1.into()));
+    });
+    // A 60-block backlog, then a block every 150 ms.
+    s.anvil.mine(60).await;
+    let stop = mine_steadily(s.anvil.url.clone(), 1, Duration::from_millis(150));
+    let (trade_id, amount, address) =
+        create_order(&s.app, "C-1", "100", "usdt.bep20", &s.notify).await;
+    let (tx, _) = s
+        .anvil
+        .transfer(&s.token, &address, units(&amount, 18))
+        .await;
+    let calls = s.merchant.wait_for(1, 30).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let worst = max_lag(&s, "bsc", 8).await;
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    let refused = s
+        .double
+        .logs_refused
+        .load(std::sync::atomic::Ordering::SeqCst);
+    let served = s
+        .double
+        .logs_served
+        .load(std::sync::atomic::Ordering::SeqCst);
+    eprintln!(
+        "capped range: worst lag {worst} blocks, eth_getLogs served {served}, refused {refused}"
+    );
+    assert!(
+        worst <= 40,
+        "the watcher fell {worst} blocks behind a chain it can keep up with"
+    );
+    assert!(
+        (1..=max_refused).contains(&refused),
+        "{refused} refused eth_getLogs (served {served}): the watcher keeps probing past the cap"
+    );
+    let h = health(&s.app).await;
+    assert_eq!(h["chains"]["bsc"]["role"], "active", "{h}");
+    s.app.stop().await;
+}
+
+/// A balancer that answers every second `eth_getLogs` with HTTP 502 during a 200-block
+/// catch-up: each round advances the cursor before it fails, so the back-off must start over
+/// after that progress instead of growing to its 30 s maximum (the catch-up then takes
+/// minutes and the payment at its end waits).
+async fn failures_after_progress_do_not_escalate_back_off(backend: Backend) {
+    let Some(s) = setup(backend, 6, "ethereum", |nc, _| {
+        nc.start_block = Some(1);
+        nc.max_block_range = Some(20);
+        // No lease renewal (a `Continue` round) within the test to reset the count instead.
+        nc.lease_ttl_secs = Some(600);
+    })
+    .await
+    else {
+        return;
+    };
+    s.double.set(|f| f.fail_every_nth_logs = Some(2));
+    s.anvil.mine(200).await;
+    let (trade_id, amount, address) =
+        create_order(&s.app, "K-1", "100", "usdt.erc20", &s.notify).await;
+    let (tx, _) = s
+        .anvil
+        .transfer(&s.token, &address, units(&amount, 6))
+        .await;
+    s.anvil.mine(2).await;
+    let started = Instant::now();
+    let calls = s.merchant.wait_for(1, 30).await;
+    eprintln!(
+        "failures after progress: 200-block catch-up with every second eth_getLogs failing took {:?}",
+        started.elapsed()
+    );
+    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(failures_after_progress_do_not_escalate_back_off);
+
+/// JSON-RPC errors inside HTTP 200 that mean "slow down" (Infura's -32005 daily quota) are a
+/// rate limit, shown as such in /health, not an outage; a 429 with Retry-After too. Nothing
+/// advances meanwhile and the payment is credited when the provider answers again.
+async fn rate_limits_in_http_200_and_429(backend: Backend) {
+    let Some(s) = setup(backend, 6, "ethereum", |_, _| {}).await else {
+        return;
+    };
+    let (trade_id, amount, address) =
+        create_order(&s.app, "Q-1", "100", "usdt.erc20", &s.notify).await;
+    for fault in ["json-rpc", "429"] {
+        s.double.set(|f| match fault {
+            "json-rpc" => {
+                f.rpc_error = Some((
+                    -32005,
+                    "daily request count exceeded, request rate limited".into(),
+                ))
+            }
+            _ => f.too_many_requests = Some(1),
+        });
+        let error = common::eventually(20, "the rate limit to show in /health", || async {
+            let h = health(&s.app).await;
+            h["chains"]["ethereum"]["error"]
+                .as_str()
+                .filter(|e| e.starts_with("rate limited:"))
+                .map(String::from)
+        })
+        .await;
+        if fault == "json-rpc" {
+            assert!(error.contains("daily request count exceeded"), "{error}");
+        }
+        s.double.set(|f| *f = Default::default());
+    }
+    let (tx, _) = s
+        .anvil
+        .transfer(&s.token, &address, units(&amount, 6))
+        .await;
+    s.anvil.mine(2).await;
+    let calls = s.merchant.wait_for(1, 30).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(rate_limits_in_http_200_and_429);
+
+/// A provider whose log index lags the headers and head it serves (a balancer backend still
+/// indexing): `eth_getLogs` answers `[]` for the newest blocks. The payment in such a block
+/// must not be skipped: the cursor stays below it until the index has it.
+async fn lagging_log_index_never_skips_a_payment(backend: Backend) {
+    let Some(s) = setup(backend, 6, "ethereum", |_, _| {}).await else {
+        return;
+    };
+    s.anvil.mine(3).await;
+    let head = s.anvil.block_number().await;
+    chain_support::wait_cursor(&s.app, "ethereum", i64::try_from(head).unwrap() - 2, 20).await;
+    let (trade_id, amount, address) =
+        create_order(&s.app, "I-1", "100", "usdt.erc20", &s.notify).await;
+    s.double.set(|f| f.logs_lag_at = Some(head));
+    let (tx, block) = s
+        .anvil
+        .transfer(&s.token, &address, units(&amount, 6))
+        .await;
+    s.anvil.mine(5).await;
+    common::eventually(20, "the watcher to ask for the payment's block", || async {
+        let ranges = s.double.logs_ranges.lock().unwrap().clone();
+        ranges
+            .iter()
+            .any(|(from, to)| (*from..=*to).contains(&block))
+            .then_some(())
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let cursor = chain_support::cursor(&s.app.state.db, "ethereum")
+        .await
+        .unwrap();
+    assert!(
+        cursor < i64::try_from(block).unwrap(),
+        "cursor {cursor} moved past the payment in block {block} on an answer from a log index that lacked it"
+    );
+    assert_eq!(chain_support::order_status(&s.app, &trade_id).await, 1);
+    let h = health(&s.app).await;
+    assert!(
+        h["chains"]["ethereum"]["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("log index lags")),
+        "{h}"
+    );
+    // The index catches up: the payment is found.
+    s.double.set(|f| *f = Default::default());
+    let calls = s.merchant.wait_for(1, 30).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    s.app.stop().await;
+}
+on_sqlite_and_postgres!(lagging_log_index_never_skips_a_payment);
+
+/// Two URLs, the second on another chain (chain id 999, with the same token at the same
+/// address and a payment to our wallet). When the first goes down the second must be refused
+/// (named in /health), nothing credited from it, and scanning resumes when the first is back.
+async fn failover_url_on_another_chain_is_refused(backend: Backend) {
+    let Some(right) = Anvil::start().await else {
+        return;
+    };
+    let Some(wrong) = Anvil::start_with_chain_id(999).await else {
+        return;
+    };
+    let token = right.deploy_token(6).await;
+    assert_eq!(
+        wrong.deploy_token(6).await,
+        token,
+        "same deployer, same nonce, same address"
+    );
+    let a = Proxy::start(right.port, true).await;
+    // Down at start-up (a reachable URL on another chain refuses the start instead).
+    let b = Proxy::start(wrong.port, false).await;
+    let Some(app) = common::spawn_app_with(backend, |c| {
+        c.networks.insert(
+            "ethereum".into(),
+            evm_network(vec![a.url.clone(), b.url.clone()], &token, 6),
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    let wallet = receive_on_anvil_account(&app, "ethereum").await;
+    let (merchant, murl) = Merchant::start(0, "ok").await;
+    let head = i64::try_from(right.block_number().await).unwrap();
+    chain_support::wait_cursor(&app, "ethereum", head - 2, 20).await;
+
+    let (trade_id, amount, address) =
+        create_order(&app, "W-1", "100", "usdt.erc20", &format!("{murl}/n")).await;
+    assert_eq!(address, wallet);
+    b.set_up(true);
+    a.set_up(false);
+    // The other chain pays the order's exact amount and moves on past our cursor.
+    wrong.transfer(&token, &address, units(&amount, 6)).await;
+    wrong.mine(50).await;
+    let label = epusdt::config::redact_rpc_url(&b.url);
+    let error = common::eventually(20, "the refused URL to show in /health", || async {
+        let h = health(&app).await;
+        h["chains"]["ethereum"]["error"]
+            .as_str()
+            .filter(|e| e.contains("chain id 999"))
+            .map(String::from)
+    })
+    .await;
+    assert!(error.contains(&label), "{error}");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(chain_support::order_status(&app, &trade_id).await, 1);
+    assert!(
+        chain_support::transfers(&app.state.db, "ethereum")
+            .await
+            .is_empty()
+    );
+    assert!(merchant.received().is_empty());
+    let cursor = chain_support::cursor(&app.state.db, "ethereum")
+        .await
+        .unwrap();
+    assert!(cursor <= head, "cursor {cursor} moved on the wrong chain");
+
+    // The right chain's payment, found when its URL is back.
+    let (tx, _) = right.transfer(&token, &address, units(&amount, 6)).await;
+    right.mine(2).await;
+    a.set_up(true);
+    let calls = merchant.wait_for(1, 40).await;
+    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let rows = chain_support::transfers(&app.state.db, "ethereum").await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].tx_hash, tx);
+    app.stop().await;
+}
+on_sqlite_and_postgres!(failover_url_on_another_chain_is_refused);
+
+/// A failover URL on another chain that answers at start-up refuses the start, naming it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reachable_failover_url_on_another_chain_refuses_to_start() {
+    let Some(right) = Anvil::start().await else {
+        return;
+    };
+    let Some(wrong) = Anvil::start_with_chain_id(999).await else {
+        return;
+    };
+    let token = right.deploy_token(6).await;
+    wrong.deploy_token(6).await;
+    let (mut config, _dir) = common::test_config(Backend::Sqlite).await.unwrap();
+    config.networks.insert(
+        "ethereum".into(),
+        evm_network(vec![right.url.clone(), wrong.url.clone()], &token, 6),
+    );
+    let err = match epusdt::App::build(config).await {
+        Ok(_) => panic!("must refuse to start"),
+        Err(e) => e.to_string(),
+    };
+    assert!(
+        err.contains(&epusdt::config::redact_rpc_url(&wrong.url))
+            && err.contains("it serves chain id 999 but networks.ethereum.chain_id is 31337"),
+        "{err}"
+    );
+}
 
 /// Two gateways on one database: one scans (holds the lease), the other stands by and takes
 /// over when the first stops; the payment made after the hand-over is credited once.

@@ -11,6 +11,13 @@
 //! transaction, the cursor with a compare-and-swap on its previous value; callbacks are queued
 //! after the commit (the order sweeper re-queues them if the process dies in between).
 //!
+//! Range sizing: the range halves after a failed scan and doubles after a good one, up to a
+//! ceiling. A provider's refusal of the size ([`ScanError::RangeTooLarge`]) is no failure: the
+//! range shrinks at once (to the provider's hint when it names one), the ceiling drops below the
+//! refused size for the rest of the watcher's life, and the scan is retried without back-off.
+//! The back-off grows with consecutive failed rounds and starts over after a round that moved
+//! the cursor.
+//!
 //! Architecture invariants — this module must never:
 //! - read or credit anything above the confirmed head (head − confirmations; TRON: solidified);
 //! - advance the cursor past a range that failed, or write a cursor without its transfers;
@@ -98,6 +105,10 @@ pub enum ScanError {
     /// stops until the operator fixes it and restarts.
     #[error("{0}")]
     Fatal(String),
+    /// The provider refuses a range this large (`eth_getLogs` block-range or result caps):
+    /// a size signal, not an outage. `hint` is the largest range it says it accepts.
+    #[error("{message}")]
+    RangeTooLarge { message: String, hint: Option<u64> },
 }
 
 /// A chain as the cursor loop sees it. Implementations are stateless apart from endpoint
@@ -313,10 +324,15 @@ pub struct Watcher<S> {
     registry: Registry,
     audit: AuditLog,
     lease: Lease,
-    /// Current range size; halves on errors, doubles on success up to `max_block_range`.
+    /// Current range size; halves on errors, doubles on success up to `ceiling`.
     range: u64,
     /// Order matching rules (clock tolerance) from the configuration.
     rules: service::order::OrderRules,
+    /// Largest range the provider has not refused (`max_block_range` until it refuses one):
+    /// a refused size is never tried again, so the range does not double back into the cap.
+    ceiling: u64,
+    /// The current round advanced the cursor (a later failure starts a fresh back-off).
+    progressed: bool,
     prepared: bool,
 }
 
@@ -331,6 +347,8 @@ impl<S: Scanner> Watcher<S> {
         Self {
             range: settings.max_block_range,
             rules: service::order::OrderRules::from_config(&state.config),
+            ceiling: settings.max_block_range,
+            progressed: false,
             scanner,
             db: state.db.clone(),
             queue: state.queue.clone(),
@@ -410,6 +428,10 @@ impl<S: Scanner> Watcher<S> {
                     break;
                 }
                 Err(e) => {
+                    if self.progressed {
+                        // The cursor moved this round: an old streak of failures is over.
+                        failures = 0;
+                    }
                     failures = failures.saturating_add(1);
                     let delay = self.backoff(failures, &e);
                     let msg = e.to_string();
@@ -465,6 +487,7 @@ impl<S: Scanner> Watcher<S> {
 
     async fn round(&mut self, stop: &mut watch::Receiver<bool>) -> Result<Round, RoundError> {
         let network = self.network();
+        self.progressed = false;
         if !self.lease.held() {
             return Ok(Round::Standby);
         }
@@ -511,6 +534,11 @@ impl<S: Scanner> Watcher<S> {
             let batch = match Self::stoppable(stop, self.scanner.scan(from_u, to_u, &watched)).await
             {
                 Ok(b) => b,
+                Err(RoundError::Scan(ScanError::RangeTooLarge { message, hint })) => {
+                    // A size signal: retry at once with a smaller range, no back-off.
+                    self.refused(to_u - from_u + 1, hint, message)?;
+                    continue;
+                }
                 Err(e) => {
                     self.range = (self.range / 2).max(1);
                     return Err(e);
@@ -539,13 +567,11 @@ impl<S: Scanner> Watcher<S> {
                     }
                 }
             }
+            self.progressed = true;
             self.publish(&heads, confirmed, &cursor);
             // Progress: whatever failed before has recovered.
             self.registry.update(network, |s| s.error = None);
-            self.range = self
-                .range
-                .saturating_mul(2)
-                .min(self.settings.max_block_range);
+            self.range = self.range.saturating_mul(2).min(self.ceiling).max(1);
             if !self.lease.held() {
                 return Ok(Round::Standby);
             }
@@ -560,6 +586,29 @@ impl<S: Scanner> Watcher<S> {
             service::now() as f64,
         );
         Ok(Round::CaughtUp)
+    }
+
+    /// The provider refused a range of `size` blocks: lower the ceiling below it (to the
+    /// provider's hint when it gives a smaller one) and retry with a smaller range. A refused
+    /// single block cannot shrink further: that is an error of the round.
+    fn refused(&mut self, size: u64, hint: Option<u64>, message: String) -> Result<(), RoundError> {
+        if size <= 1 {
+            return Err(RoundError::Scan(ScanError::Unavailable(format!(
+                "{message}; even a single block is refused: the provider caps the results, not the range — use another RPC URL"
+            ))));
+        }
+        let below = size - 1;
+        let ceiling = hint.filter(|h| (1..=below).contains(h)).unwrap_or(below);
+        let next = hint
+            .filter(|h| (1..=below).contains(h))
+            .unwrap_or(size / 2)
+            .max(1);
+        if ceiling < self.ceiling {
+            tracing::info!(network = %self.network(), refused = size, hint, ceiling, error = %message, "the provider refused this block range; scanning in smaller ranges from now on (lower networks.{}.max_block_range to skip this probe)", self.network());
+            self.ceiling = ceiling;
+        }
+        self.range = next.min(self.ceiling);
+        Ok(())
     }
 
     fn publish(&self, heads: &Heads, confirmed: i64, cursor: &Cursor) {

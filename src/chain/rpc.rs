@@ -1,7 +1,9 @@
 //! Failover across a network's `rpc_urls`: calls go to the last URL that worked; a failing URL
 //! cools down (1 s doubling to 60 s) while the others are tried; when every URL fails the
 //! call fails with all their errors. It owns endpoint health only — never the range sizing or
-//! the round back-off, which are the cursor loop's.
+//! the round back-off, which are the cursor loop's. A refused request size is not a failure
+//! (the endpoint stays healthy; the caller shrinks the range); a URL on another chain is
+//! refused, cooled for [`WRONG_CHAIN_COOL_DOWN`] and named in the error.
 //!
 //! Errors never contain a raw URL: providers put API keys in paths and queries, so messages
 //! are scrubbed and endpoints are shown redacted.
@@ -28,6 +30,12 @@ pub(crate) enum CallError {
     },
     /// The answer proves the configuration wrong (e.g. decimals mismatch): no failover.
     Fatal(String),
+    /// The provider refuses the request's size (an `eth_getLogs` block range or result count
+    /// over its cap): not an outage. `hint` is the largest range the provider says it accepts.
+    RangeTooLarge { message: String, hint: Option<u64> },
+    /// This URL serves another chain (its `eth_chainId` differs from the configured one): it
+    /// is never used; the other URLs are tried, and it is checked again after a cool-down.
+    WrongChain(String),
 }
 
 struct Endpoint<C> {
@@ -89,6 +97,8 @@ impl<C: Clone> Endpoints<C> {
         let mut errors = Vec::new();
         let mut all_rate_limited = true;
         let mut retry_after: Option<Duration> = None;
+        // Some URL refused the size of the request: `Some(smallest hint)`.
+        let mut too_large: Option<Option<u64>> = None;
         for i in self.order() {
             let ep = &self.items[i];
             match f(ep.client.clone()).await {
@@ -100,6 +110,25 @@ impl<C: Clone> Endpoints<C> {
                 Err(CallError::Fatal(msg)) => {
                     return Err(ScanError::Fatal(scrub(&msg, &ep.raw, &ep.label)));
                 }
+                Err(CallError::RangeTooLarge { message, hint }) => {
+                    // A size signal, not a failure: the endpoint stays healthy.
+                    let hint = match (too_large.flatten(), hint) {
+                        (Some(a), Some(b)) => Some(a.min(b)),
+                        (a, b) => a.or(b),
+                    };
+                    too_large = Some(hint);
+                    all_rate_limited = false;
+                    let msg = scrub(&message, &ep.raw, &ep.label);
+                    tracing::debug!(endpoint = %ep.label, call = what, error = %msg, "the provider refused the request size");
+                    errors.push(format!("{}: {msg}", ep.label));
+                }
+                Err(CallError::WrongChain(msg)) => {
+                    all_rate_limited = false;
+                    let msg = scrub(&msg, &ep.raw, &ep.label);
+                    lock(&ep.state).cool_until = Some(Instant::now() + WRONG_CHAIN_COOL_DOWN);
+                    tracing::error!(endpoint = %ep.label, call = what, error = %msg, "RPC URL refused: it serves another chain; nothing is read from it");
+                    errors.push(format!("{} refused: {msg}", ep.label));
+                }
                 Err(e) => {
                     let (msg, limited) = match e {
                         CallError::RateLimited {
@@ -109,8 +138,10 @@ impl<C: Clone> Endpoints<C> {
                             retry_after = retry_after.max(r);
                             (message, true)
                         }
-                        CallError::Failed(m) => (m, false),
-                        CallError::Fatal(m) => (m, false),
+                        CallError::Failed(m)
+                        | CallError::Fatal(m)
+                        | CallError::WrongChain(m)
+                        | CallError::RangeTooLarge { message: m, .. } => (m, false),
                     };
                     all_rate_limited &= limited;
                     let msg = scrub(&msg, &ep.raw, &ep.label);
@@ -128,6 +159,15 @@ impl<C: Clone> Endpoints<C> {
             }
         }
         let n = self.items.len();
+        if let Some(hint) = too_large {
+            return Err(ScanError::RangeTooLarge {
+                message: format!(
+                    "{what}: the provider refused the range ({})",
+                    errors.join("; ")
+                ),
+                hint,
+            });
+        }
         let message = format!(
             "{what} failed on all {n} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
             errors.join("; ")
@@ -143,7 +183,51 @@ impl<C: Clone> Endpoints<C> {
             Err(ScanError::Unavailable(message))
         }
     }
+
+    /// Runs `f` against every endpoint (start-up checks): `Fatal` when any answers that the
+    /// configuration is wrong for it (naming it), `Unavailable` when none answered.
+    pub(crate) async fn call_each<F, Fut>(&self, what: &str, f: F) -> Result<(), ScanError>
+    where
+        F: Fn(C) -> Fut,
+        Fut: Future<Output = Result<(), CallError>>,
+    {
+        let mut errors = Vec::new();
+        let mut ok = false;
+        for ep in &self.items {
+            match f(ep.client.clone()).await {
+                Ok(()) => ok = true,
+                Err(CallError::Fatal(msg) | CallError::WrongChain(msg)) => {
+                    return Err(ScanError::Fatal(format!(
+                        "RPC URL {}: {}",
+                        ep.label,
+                        scrub(&msg, &ep.raw, &ep.label)
+                    )));
+                }
+                Err(
+                    CallError::Failed(msg)
+                    | CallError::RateLimited { message: msg, .. }
+                    | CallError::RangeTooLarge { message: msg, .. },
+                ) => {
+                    let msg = scrub(&msg, &ep.raw, &ep.label);
+                    tracing::warn!(endpoint = %ep.label, call = what, error = %msg, "could not check this RPC URL now; it is checked before its first use");
+                    errors.push(format!("{}: {msg}", ep.label));
+                }
+            }
+        }
+        if ok {
+            Ok(())
+        } else {
+            Err(ScanError::Unavailable(format!(
+                "{what} failed on all {} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
+                self.items.len(),
+                errors.join("; ")
+            )))
+        }
+    }
 }
+
+/// How long a URL that serves another chain is left alone before it is checked again.
+pub(crate) const WRONG_CHAIN_COOL_DOWN: Duration = Duration::from_secs(60);
 
 fn lock(m: &Mutex<Health>) -> std::sync::MutexGuard<'_, Health> {
     match m.lock() {
@@ -242,5 +326,52 @@ mod tests {
             .await
             .expect_err("fails");
         assert!(!err.to_string().contains("k1"), "{err}");
+    }
+
+    #[tokio::test]
+    async fn size_refusals_keep_the_endpoint_and_wrong_chains_are_named() {
+        let a = url::Url::parse("http://a.invalid/k1").expect("url");
+        let b = url::Url::parse("http://b.invalid/").expect("url");
+        let eps = Endpoints::new(vec![("a", &a), ("b", &b)]);
+        // a refuses the size (hint 10), b is on another chain: a size signal, b named.
+        let err = eps
+            .call::<(), _, _>("eth_getLogs", |c| async move {
+                if c == "a" {
+                    Err(CallError::RangeTooLarge {
+                        message: "exceed maximum block range: 10".into(),
+                        hint: Some(10),
+                    })
+                } else {
+                    Err(CallError::WrongChain("it serves chain id 999".into()))
+                }
+            })
+            .await
+            .expect_err("fails");
+        match &err {
+            ScanError::RangeTooLarge { hint, message } => {
+                assert_eq!(*hint, Some(10));
+                assert!(message.contains("http://b.invalid refused"), "{message}");
+            }
+            other => panic!("expected a size signal, got {other:?}"),
+        }
+        // a is not cooling (a size refusal is no failure); b is.
+        assert_eq!(eps.order(), vec![0, 1]);
+        assert!(lock(&eps.items[0].state).cool_until.is_none());
+        assert!(lock(&eps.items[1].state).cool_until.is_some());
+        // Start-up: a reachable URL on another chain refuses the start, naming it.
+        let err = eps
+            .call_each("check", |c| async move {
+                if c == "a" {
+                    Ok(())
+                } else {
+                    Err(CallError::WrongChain("it serves chain id 999".into()))
+                }
+            })
+            .await
+            .expect_err("refused");
+        assert!(
+            matches!(&err, ScanError::Fatal(m) if m.contains("http://b.invalid") && m.contains("999")),
+            "{err:?}"
+        );
     }
 }
