@@ -702,6 +702,28 @@ impl<S: Scanner> Watcher<S> {
         if !self.lease.held() {
             return Err(RoundError::LeaseLost);
         }
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.commit_once(prev, next, transfers).await {
+                Err(RoundError::Db(e) | RoundError::Credit(service::order::OrderError::Db(e)))
+                    if crate::store::is_transient(&e)
+                        && attempt < crate::store::TRANSIENT_ATTEMPTS =>
+                {
+                    tracing::debug!(network = %self.network(), attempt, error = %e, "transient conflict committing a range; retrying");
+                    crate::store::transient_pause(attempt).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn commit_once(
+        &self,
+        prev: &Cursor,
+        next: &Cursor,
+        transfers: &[IncomingTransfer],
+    ) -> Result<Vec<CreditOutcome>, RoundError> {
         let txn = crate::store::begin_write(&self.db).await?;
         let mut outcomes = Vec::with_capacity(transfers.len());
         for t in transfers {

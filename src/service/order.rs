@@ -212,6 +212,7 @@ pub async fn create_order(
     const OPTIMISTIC_TRIES: usize = 4;
     let mut taken: std::collections::HashSet<(String, String)> = Default::default();
     let mut taken_loaded = false;
+    let mut transient = 0;
     let offset = {
         use rand::Rng;
         rand::rng().random_range(0..wallets.len())
@@ -313,6 +314,13 @@ pub async fn create_order(
                         .await?
                         .ok_or(OrderError::NotFound)?;
                     return repeat_or_conflict(existing, &hash, &req.order_id);
+                }
+                Err(e) if store::is_transient(&e) && transient < store::TRANSIENT_ATTEMPTS => {
+                    // A deadlock with a concurrent credit (MySQL locks the unique index's gap on a
+                    // duplicate check): the insert was rolled back; try the next slot.
+                    transient += 1;
+                    tracing::debug!(attempt = transient, error = %e, "transient conflict creating an order; retrying");
+                    store::transient_pause(transient).await;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -811,16 +819,34 @@ async fn set_flag(txn: &impl ConnectionTrait, order_id: i64, flag: i32) -> Resul
     Ok(())
 }
 
-/// [`credit_transfer_in`] in its own transaction, then queues the callback.
+/// [`credit_transfer_in`] in its own transaction (retried whole on a deadlock), then queues the
+/// callback.
 pub async fn credit_transfer(
     db: &DatabaseConnection,
     queue: &JobQueue,
     rules: &OrderRules,
     t: &IncomingTransfer,
 ) -> Result<CreditOutcome, OrderError> {
-    let txn = store::begin_write(db).await?;
-    let outcome = credit_transfer_in(&txn, rules, t).await?;
-    txn.commit().await?;
+    let mut attempt = 0;
+    let outcome = loop {
+        attempt += 1;
+        let result = async {
+            let txn = store::begin_write(db).await?;
+            let outcome = credit_transfer_in(&txn, rules, t).await?;
+            txn.commit().await?;
+            Ok::<_, OrderError>(outcome)
+        }
+        .await;
+        match result {
+            Err(OrderError::Db(e))
+                if store::is_transient(&e) && attempt < store::TRANSIENT_ATTEMPTS =>
+            {
+                tracing::debug!(tx = %t.tx_hash, attempt, error = %e, "transient conflict while crediting; retrying the transaction");
+                store::transient_pause(attempt).await;
+            }
+            other => break other?,
+        }
+    };
     if let CreditOutcome::Paid { order_id, .. } = &outcome {
         queue_callback(db, queue, *order_id).await?;
     }

@@ -45,6 +45,32 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     .await
 }
 
+/// Is this a transient conflict the database resolved by aborting our statement or transaction
+/// (MySQL deadlock 1213 / lock wait timeout 1205, PostgreSQL deadlock 40P01 / serialization
+/// failure 40001, SQLite busy)? Retrying the whole transaction is the documented remedy.
+pub fn is_transient(err: &DbErr) -> bool {
+    let msg = err.to_string();
+    msg.contains("Deadlock found")
+        || msg.contains("1213")
+        || msg.contains("Lock wait timeout")
+        || msg.contains("40P01")
+        || msg.contains("40001")
+        || msg.contains("deadlock detected")
+        || msg.contains("could not serialize access")
+        || msg.contains("database is locked")
+}
+
+/// A short random pause before retrying a transient conflict (attempt 1, 2, …).
+pub async fn transient_pause(attempt: u32) {
+    use rand::Rng;
+    let base = 10u64.saturating_mul(1 << attempt.min(6));
+    let ms = rand::rng().random_range(base / 2..=base);
+    tokio::time::sleep(Duration::from_millis(ms)).await;
+}
+
+/// Attempts of a write transaction that hits transient conflicts.
+pub const TRANSIENT_ATTEMPTS: u32 = 5;
+
 /// A trivial round trip, for `/health`.
 pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
