@@ -301,14 +301,13 @@ impl App {
             "epusdt listening"
         );
         let server_stop = stopped(stop_rx.clone());
-        let server = tokio::spawn(async move {
-            axum::serve(
-                listener,
-                router.into_make_service_with_connect_info::<SocketAddr>(),
-            )
-            .with_graceful_shutdown(server_stop)
-            .await
-        });
+        let limits = crate::http::serve::ConnLimits::from_config(&state.config);
+        let server = tokio::spawn(crate::http::serve::serve(
+            listener,
+            router,
+            limits,
+            server_stop,
+        ));
         shutdown.await;
         tracing::info!("shutdown requested: finishing in-flight requests and jobs");
         let _ = stop_tx.send(true);

@@ -74,6 +74,16 @@ pub struct Config {
     pub http_listen: SocketAddr,
     /// Public base URL of this gateway, used to build `payment_url` for merchants.
     pub app_uri: String,
+    /// Seconds a client has to send a complete request head after connecting (or between
+    /// requests on a kept-alive connection).
+    pub http_header_timeout_secs: u64,
+    /// Seconds a connection may sit with no request in flight and no byte moving before it is
+    /// closed.
+    pub http_idle_timeout_secs: u64,
+    /// Open connections at most (lowered to what the open-file limit allows).
+    pub http_max_connections: usize,
+    /// Open connections at most from one peer address (`trusted_proxies` are exempt).
+    pub http_max_connections_per_ip: usize,
     /// Directory for the embedded SQLite database and generated files.
     pub data_dir: PathBuf,
     /// Directory for daily-rotated JSON log files; default `<data_dir>/logs`.
@@ -157,6 +167,10 @@ impl Default for Config {
         Self {
             http_listen: SocketAddr::from(([127, 0, 0, 1], 8000)),
             app_uri: "http://127.0.0.1:8000".into(),
+            http_header_timeout_secs: 10,
+            http_idle_timeout_secs: 60,
+            http_max_connections: 4096,
+            http_max_connections_per_ip: 128,
             data_dir: PathBuf::from("data"),
             log_dir: None,
             log_level: "info".into(),
@@ -325,6 +339,44 @@ impl Config {
                 format!(
                     "{} minutes is out of range; use 1..=10080",
                     self.order_expiration_time
+                ),
+            );
+        }
+        if !(1..=300).contains(&self.http_header_timeout_secs) {
+            return bad(
+                "http_header_timeout_secs",
+                format!(
+                    "{} is out of range; use 1..=300 seconds",
+                    self.http_header_timeout_secs
+                ),
+            );
+        }
+        if !(1..=3600).contains(&self.http_idle_timeout_secs) {
+            return bad(
+                "http_idle_timeout_secs",
+                format!(
+                    "{} is out of range; use 1..=3600 seconds",
+                    self.http_idle_timeout_secs
+                ),
+            );
+        }
+        if !(16..=1_000_000).contains(&self.http_max_connections) {
+            return bad(
+                "http_max_connections",
+                format!(
+                    "{} is out of range; use 16..=1000000",
+                    self.http_max_connections
+                ),
+            );
+        }
+        if self.http_max_connections_per_ip == 0
+            || self.http_max_connections_per_ip > self.http_max_connections
+        {
+            return bad(
+                "http_max_connections_per_ip",
+                format!(
+                    "{} is out of range; use 1..=http_max_connections ({})",
+                    self.http_max_connections_per_ip, self.http_max_connections
                 ),
             );
         }
@@ -512,6 +564,10 @@ impl DotEnv {
         let known: &[&str] = &[
             "http_listen",
             "app_uri",
+            "http_header_timeout_secs",
+            "http_idle_timeout_secs",
+            "http_max_connections",
+            "http_max_connections_per_ip",
             "data_dir",
             "log_dir",
             "log_level",

@@ -7,6 +7,7 @@ pub mod merchant;
 pub mod ops;
 pub mod params;
 pub mod reply;
+pub mod serve;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;

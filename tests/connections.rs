@@ -1,0 +1,188 @@
+//! Half-open and idle connections against the real binary under a 1,024 open-file limit: one
+//! client holding 1,500 sockets that never finish their request head must not starve `/health`,
+//! must not hold more than its per-IP share of the gateway's file descriptors, and must be
+//! disconnected after the header timeout; an idle keep-alive connection is closed after the idle
+//! timeout.
+mod common;
+
+use std::{
+    process::{Child, Stdio},
+    time::{Duration, Instant},
+};
+
+use tokio::{
+    io::{AsyncReadExt, AsyncWriteExt},
+    net::{TcpSocket, TcpStream},
+};
+
+const HELD: usize = 1500;
+
+struct Gateway {
+    child: Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn gateway() -> Gateway {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let port = common::free_port();
+    let bin = env!("CARGO_BIN_EXE_epusdt");
+    // The open-file limit of a default systemd service or shell: 1,024.
+    let mut cmd = std::process::Command::new("sh");
+    cmd.args(["-c", "ulimit -n 1024 && exec \"$0\" serve", bin]);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("EPUSDT_") {
+            cmd.env_remove(k);
+        }
+    }
+    let child = cmd
+        .current_dir(dir.path())
+        .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPUSDT_HTTP_HEADER_TIMEOUT_SECS", "3")
+        .env("EPUSDT_HTTP_IDLE_TIMEOUT_SECS", "3")
+        .env("EPUSDT_HTTP_MAX_CONNECTIONS_PER_IP", "100")
+        .env("EPUSDT_LOG_LEVEL", "warn")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn");
+    common::wait_listening(port).await;
+    Gateway {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+fn open_fds(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .map(|d| d.count())
+        .unwrap_or(0)
+}
+
+/// A connection from 127.0.0.2 (another client than the health check's 127.0.0.1) that sends
+/// half a request head and then nothing.
+async fn half_open(port: u16) -> Option<TcpStream> {
+    let s = TcpSocket::new_v4().ok()?;
+    s.bind("127.0.0.2:0".parse().ok()?).ok()?;
+    let mut c = tokio::time::timeout(
+        Duration::from_secs(2),
+        s.connect(([127, 0, 0, 1], port).into()),
+    )
+    .await
+    .ok()?
+    .ok()?;
+    let _ = c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
+    Some(c)
+}
+
+async fn health(port: u16) -> Result<u16, String> {
+    let client = reqwest::Client::builder()
+        .timeout(Duration::from_secs(3))
+        .build()
+        .map_err(|e| e.to_string())?;
+    client
+        .get(format!("http://127.0.0.1:{port}/health"))
+        .send()
+        .await
+        .map(|r| r.status().as_u16())
+        .map_err(|e| e.to_string())
+}
+
+/// Is the server's side of this connection closed (EOF, reset or a 503 then EOF)?
+async fn closed_by_server(c: &mut TcpStream, within: Duration) -> bool {
+    let deadline = Instant::now() + within;
+    let mut buf = [0u8; 512];
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return false;
+        }
+        match tokio::time::timeout(left, c.read(&mut buf)).await {
+            Err(_) => return false,
+            Ok(Ok(0)) | Ok(Err(_)) => return true,
+            Ok(Ok(_)) => continue,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn health_answers_while_one_client_holds_thousands_of_half_open_sockets() {
+    epusdt::app::install_crypto_provider();
+    let gw = gateway().await;
+    let pid = gw.child.id();
+    let baseline = open_fds(pid);
+    let mut held = Vec::with_capacity(HELD);
+    let opening = Instant::now();
+    for _ in 0..HELD {
+        if opening.elapsed() > Duration::from_secs(20) {
+            break;
+        }
+        if let Some(c) = half_open(gw.port).await {
+            held.push(c);
+        }
+    }
+    assert!(held.len() > 1000, "opened {} sockets", held.len());
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let during = open_fds(pid);
+    // Everyone else is still served.
+    for _ in 0..5 {
+        assert_eq!(
+            health(gw.port).await,
+            Ok(200),
+            "/health while {HELD} sockets are held"
+        );
+    }
+    assert!(
+        during <= baseline + 100 + 20,
+        "the gateway holds {during} fds (baseline {baseline}): more than one client's share"
+    );
+    // The held sockets are disconnected after the header timeout (3 s).
+    let started = Instant::now();
+    let mut still_open = 0;
+    for c in held.iter_mut() {
+        let left = Duration::from_secs(8).saturating_sub(started.elapsed());
+        if !closed_by_server(c, left.max(Duration::from_millis(1))).await {
+            still_open += 1;
+        }
+    }
+    assert_eq!(still_open, 0, "half-open sockets the gateway never closed");
+    drop(held);
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let after = open_fds(pid);
+    assert!(
+        after <= baseline + 10,
+        "fds after release: {after} (baseline {baseline})"
+    );
+    assert_eq!(health(gw.port).await, Ok(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_keep_alive_connection_is_closed() {
+    let gw = gateway().await;
+    let mut c = TcpStream::connect(("127.0.0.1", gw.port))
+        .await
+        .expect("connect");
+    c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .expect("request");
+    let mut buf = vec![0u8; 4096];
+    let n = c.read(&mut buf).await.expect("response");
+    assert!(
+        String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"),
+        "{}",
+        String::from_utf8_lossy(&buf[..n])
+    );
+    // Kept alive, then idle: closed within the idle timeout (3 s) plus a margin.
+    assert!(
+        closed_by_server(&mut c, Duration::from_secs(8)).await,
+        "the idle connection stayed open"
+    );
+}
