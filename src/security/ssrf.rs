@@ -76,9 +76,12 @@ pub fn is_forbidden_ipv6(v6: Ipv6Addr) -> bool {
         // 5f00::/16, fc00::/7, fe80::/10, fec0::/10, ff00::/8 and every unassigned block.
         return true;
     }
-    (s[0] == 0x2001 && s[1] < 0x0200) // 2001::/23 IETF protocol assignments, incl. Teredo 2001::/32, benchmarking 2001:2::/48, ORCHID
-        || (s[0] == 0x2001 && s[1] == 0x0db8) // documentation
-        || (s[0] & 0xfff0) == 0x3ff0 // 3fff::/20 documentation
+    // 2001::/23 IETF protocol assignments (Teredo 2001::/32, benchmarking 2001:2::/48, ORCHID)
+    // and 2001:db8::/32 documentation.
+    let ietf = s[0] == 0x2001 && (s[1] < 0x0200 || s[1] == 0x0db8);
+    // 3fff::/20 documentation.
+    let documentation = s[0] == 0x3fff && (s[1] & 0xf000) == 0;
+    ietf || documentation
 }
 
 /// Is this address one a callback must not reach (SSRF)?
@@ -262,6 +265,7 @@ mod tests {
             "2001:2::1",
             "2001:db8::1",
             "3fff::1",
+            "3fff:fff::1",
             "100::1",
             "5f00::1",
             "fc00::1",
@@ -282,6 +286,8 @@ mod tests {
             "64:ff9b::8.8.8.8",
             "2002:5db8:d70e::",
             "2001:200::1",
+            "3ffe:1000::1",
+            "3fff:1000::1",
         ] {
             assert!(!v4(good), "{good}");
         }
