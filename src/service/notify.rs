@@ -335,7 +335,7 @@ pub async fn deliver(
         .filter(order::Column::CallbackState.ne(callback_state::DELIVERED))
         .exec(db)
         .await?;
-    tracing::info!(trade_id = %o.trade_id, attempt, success, http_status = ?status, error = %error, "callback attempt");
+    tracing::info!(trade_id = %o.trade_id, attempt, success, http_status = ?status, error = %crate::redact::secrets(&error), "callback attempt");
     Ok(outcome)
 }
 
