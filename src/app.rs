@@ -180,9 +180,16 @@ impl App {
         let queue = open_queue(&config, &db).await?;
         service::merchant::sync_default_merchant(&db, &keys, config.api_auth_token.as_ref())
             .await?;
+        // The callback client: its resolver refuses names resolving to forbidden addresses and
+        // is the only lookup before connecting (no DNS rebinding between check and connect); no
+        // proxy from the environment, which would resolve and connect past that check.
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.notify_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .dns_resolver(crate::security::ssrf::GuardedResolver::new(
+                config.allow_private_callbacks,
+            ))
             .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
             .build()
             .map_err(|e| AppError::Setup(format!("http client: {e}")))?;

@@ -406,19 +406,7 @@ pub fn redact(details: Value) -> Value {
 }
 
 fn redact_url_password(s: String) -> String {
-    if !s.contains("://") || !s.contains('@') {
-        return s;
-    }
-    match url::Url::parse(&s) {
-        Ok(mut u) if u.password().is_some() => {
-            if u.set_password(Some("redacted")).is_ok() {
-                u.to_string()
-            } else {
-                REDACTED.to_string()
-            }
-        }
-        _ => s,
-    }
+    crate::redact::secrets(&s)
 }
 
 #[cfg(test)]

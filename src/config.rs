@@ -208,13 +208,7 @@ impl Default for Config {
 fn redact_url_password<S: Serializer>(v: &Option<String>, s: S) -> Result<S::Ok, S::Error> {
     match v {
         None => s.serialize_none(),
-        Some(raw) => match url::Url::parse(raw) {
-            Ok(mut u) if u.password().is_some() => {
-                let _ = u.set_password(Some("redacted"));
-                s.serialize_str(u.as_str())
-            }
-            _ => s.serialize_str(raw),
-        },
+        Some(raw) => s.serialize_str(&crate::redact::secrets(raw)),
     }
 }
 
@@ -1010,22 +1004,9 @@ impl Config {
     }
 }
 
-/// `scheme://host[:port]` plus `/…` when the URL has a path or query: providers put API keys
-/// there, so logs, `/health` and `config check` never show them.
+/// An RPC endpoint as shown anywhere: [`crate::redact::rpc_url`].
 pub fn redact_rpc_url(raw: &str) -> String {
-    match url::Url::parse(raw.trim()) {
-        Ok(u) => {
-            let host = u.host_str().unwrap_or("?");
-            let port = u.port().map(|p| format!(":{p}")).unwrap_or_default();
-            let rest = if (u.path().is_empty() || u.path() == "/") && u.query().is_none() {
-                ""
-            } else {
-                "/…"
-            };
-            format!("{}://{host}{port}{rest}", u.scheme())
-        }
-        Err(_) => "<not a URL>".into(),
-    }
+    crate::redact::rpc_url(raw)
 }
 
 fn redact_rpc_urls<S: Serializer>(v: &[String], s: S) -> Result<S::Ok, S::Error> {

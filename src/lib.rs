@@ -11,6 +11,7 @@
 //! - [`jobs`]: the durable job queue (apalis) and its handlers.
 //! - [`http`]: axum routers (merchant protocols, checkout, ops).
 //! - [`security`]: rate limiting (Redis or in-process) and GMPay replay nonces.
+//! - [`redact`]: the one redactor of credentials in URLs and text (config output, logs, errors).
 //! - [`audit`]: append-only audit trail (table + daily JSONL file), secrets redacted.
 //! - [`chain`]: the `Scanner` trait, EVM (alloy) and TRON (HTTP API) scanners, the cursor loop
 //!   with its lease and reorg handling.
@@ -22,6 +23,7 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod redact;
 pub mod security;
 pub mod service;
 pub mod store;

@@ -165,7 +165,7 @@ fn main() -> ExitCode {
     let config = match Config::load(&sources) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("{e}");
+            eprintln!("{}", epusdt::redact::secrets(&e.to_string()));
             return ExitCode::from(2);
         }
     };
@@ -182,7 +182,7 @@ fn main() -> ExitCode {
     match runtime.block_on(run(cli.command, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", epusdt::redact::secrets(&e.to_string()));
             ExitCode::FAILURE
         }
     }
@@ -453,13 +453,7 @@ async fn rotate_keys(
 }
 
 fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut u) if u.password().is_some() => {
-            let _ = u.set_password(Some("redacted"));
-            u.to_string()
-        }
-        _ => url.to_string(),
-    }
+    epusdt::redact::secrets(url)
 }
 
 /// The effective config as `key = value` lines (secrets already redacted by `Secret`).

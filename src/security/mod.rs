@@ -8,6 +8,7 @@
 pub mod nonce_entity;
 pub mod ratelimit;
 pub mod replay;
+pub mod ssrf;
 
 use std::time::Duration;
 

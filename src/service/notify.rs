@@ -181,38 +181,12 @@ pub fn build_callback(o: &order::Model, m: &merchant::Merchant) -> Result<Callba
     }
 }
 
-/// Is this address one a callback must not reach (SSRF)? Loopback, private, link-local
-/// (including cloud metadata 169.254.169.254), unspecified, CGNAT, unique-local and multicast.
-pub fn is_forbidden_ip(ip: IpAddr) -> bool {
-    match ip {
-        IpAddr::V4(v4) => {
-            let o = v4.octets();
-            v4.is_loopback()
-                || v4.is_private()
-                || v4.is_link_local()
-                || v4.is_unspecified()
-                || v4.is_broadcast()
-                || v4.is_multicast()
-                || v4.is_documentation()
-                || (o[0] == 100 && (64..128).contains(&o[1]))
-                || o[0] == 0
-        }
-        IpAddr::V6(v6) => {
-            if let Some(v4) = v6.to_ipv4_mapped() {
-                return is_forbidden_ip(IpAddr::V4(v4));
-            }
-            let s = v6.segments();
-            v6.is_loopback()
-                || v6.is_unspecified()
-                || v6.is_multicast()
-                || (s[0] & 0xfe00) == 0xfc00
-                || (s[0] & 0xffc0) == 0xfe80
-        }
-    }
-}
+pub use crate::security::ssrf::is_forbidden_ip;
 
-/// Checks a callback URL's shape (at order creation) — http(s), a host, no credentials, and no
-/// literal forbidden IP unless allowed.
+/// Checks a callback URL's shape (at order creation, and again at delivery) — http(s), a host,
+/// a port other than 0, no credentials, and unless private targets are allowed: no literal
+/// forbidden IP (every spelling, see [`crate::security::ssrf`]) and no `localhost` name. Names
+/// are judged when resolved, by the callback client's [`crate::security::ssrf::GuardedResolver`].
 pub fn check_url_shape(raw: &str, allow_private: bool) -> Result<url::Url, String> {
     let u = url::Url::parse(raw).map_err(|e| format!("is not a valid URL ({e})"))?;
     if !matches!(u.scheme(), "http" | "https") {
@@ -222,39 +196,40 @@ pub fn check_url_shape(raw: &str, allow_private: bool) -> Result<url::Url, Strin
         return Err("must not contain credentials".into());
     }
     let host = u.host().ok_or("must have a host")?;
+    if u.port() == Some(0) {
+        return Err("must not use port 0".into());
+    }
     if !allow_private {
         let ip = match host {
             url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
             url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
-            url::Host::Domain(d) if d.eq_ignore_ascii_case("localhost") => {
-                return Err("must not point to localhost".into());
+            url::Host::Domain(d) => {
+                if let Some(why) = crate::security::ssrf::forbidden_host(d) {
+                    return Err(why.into());
+                }
+                None
             }
-            url::Host::Domain(_) => None,
         };
         if ip.is_some_and(is_forbidden_ip) {
-            return Err("must not point to a private, loopback or link-local address".into());
+            return Err(
+                "must not point to a private, loopback, link-local or other special-purpose address"
+                    .into(),
+            );
         }
     }
     Ok(u)
 }
 
-/// Resolves the host and refuses forbidden addresses (checked at delivery time, so DNS that
-/// changes after order creation cannot reach inside).
-async fn check_resolved(u: &url::Url, allow_private: bool) -> Result<(), String> {
-    if allow_private {
-        return Ok(());
+/// An error with its causes (reqwest puts the resolver's refusal in the source chain).
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        out.push_str(": ");
+        out.push_str(&s.to_string());
+        src = s.source();
     }
-    let host = u.host_str().ok_or("no host")?;
-    let port = u.port_or_known_default().unwrap_or(80);
-    let addrs = tokio::net::lookup_host((host.trim_matches(['[', ']']), port))
-        .await
-        .map_err(|e| format!("cannot resolve {host}: {e}"))?;
-    for a in addrs {
-        if is_forbidden_ip(a.ip()) {
-            return Err(format!("{host} resolves to a forbidden address {}", a.ip()));
-        }
-    }
-    Ok(())
+    out
 }
 
 /// One delivery attempt for `order_id`, recorded in `callback_attempts`.
@@ -294,7 +269,8 @@ pub async fn deliver(
     let result: Result<(u16, String), String> = async {
         let req = build_callback(&o, &m)?;
         let u = check_url_shape(&req.url, config.allow_private_callbacks)?;
-        check_resolved(&u, config.allow_private_callbacks).await?;
+        // Names are resolved and checked by the client's resolver, and the checked address is
+        // the one connected to (no DNS-rebinding window between a check and the connection).
         let builder = match &req.json {
             Some(body) => http
                 .post(u)
@@ -305,7 +281,7 @@ pub async fn deliver(
         let resp = builder
             .send()
             .await
-            .map_err(|e| format!("request failed: {e}"))?;
+            .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
         let code = resp.status().as_u16();
         let text = read_capped(resp, MAX_REPLY_BYTES).await?;
         Ok((code, text))
@@ -359,7 +335,7 @@ pub async fn deliver(
         .filter(order::Column::CallbackState.ne(callback_state::DELIVERED))
         .exec(db)
         .await?;
-    tracing::info!(trade_id = %o.trade_id, attempt, success, http_status = ?status, error = %error, "callback attempt");
+    tracing::info!(trade_id = %o.trade_id, attempt, success, http_status = ?status, error = %crate::redact::secrets(&error), "callback attempt");
     Ok(outcome)
 }
 
@@ -443,15 +419,6 @@ pub async fn attempts(
 mod tests {
     use super::*;
 
-    #[tokio::test]
-    async fn names_that_resolve_to_private_addresses_are_refused_at_delivery() {
-        // `localhost` passes no shape check of ours here: this is the DNS-time check.
-        let u = url::Url::parse("http://localhost:9/notify").unwrap();
-        let err = check_resolved(&u, false).await.unwrap_err();
-        assert!(err.contains("forbidden address"), "{err}");
-        assert!(check_resolved(&u, true).await.is_ok());
-    }
-
     #[test]
     fn backoff_default_covers_a_day() {
         let total: u64 = (1..10).map(|a| backoff_secs(180, a)).sum();
@@ -467,6 +434,11 @@ mod tests {
             "http://169.254.169.254/latest/meta-data",
             "http://[::1]/",
             "http://localhost:8080/",
+            "http://localhost.:8080/",
+            "http://a.LOCALHOST/",
+            "http://[::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://example.com:0/",
             "ftp://example.com/",
             "http://user:pw@example.com/",
             "not a url",
