@@ -779,6 +779,12 @@ async fn rate_limits_in_http_200_and_429(backend: Backend) {
             assert!(error.contains("daily request count exceeded"), "{error}");
         }
         s.double.set(|f| *f = Default::default());
+        // Recovered (its back-off reset) before the next fault, so each phase starts alike.
+        common::eventually(60, "the watcher to recover from the rate limit", || async {
+            let h = health(&s.app).await;
+            h["chains"]["ethereum"]["error"].is_null().then_some(())
+        })
+        .await;
     }
     let (tx, _) = s
         .anvil

@@ -275,9 +275,16 @@ async fn fuzz_every_route(backend: Backend) {
     assert_eq!(health.status(), 200);
     let _ = child.kill();
     let _ = child.wait();
-    let errors: Vec<String> = std::io::BufReader::new(std::fs::File::open(&log_path).unwrap())
+    let lines: Vec<String> = std::io::BufReader::new(std::fs::File::open(&log_path).unwrap())
         .lines()
         .map_while(Result::ok)
+        .collect();
+    assert!(
+        lines.iter().any(|l| l.contains("\"level\":\"INFO\"")),
+        "the log is read in the format the gateway writes (JSON lines)"
+    );
+    let errors: Vec<&String> = lines
+        .iter()
         .filter(|l| l.contains("\"level\":\"ERROR\""))
         .collect();
     assert!(

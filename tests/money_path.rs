@@ -434,7 +434,10 @@ async fn the_sweeper_recovers_lost_callbacks(backend: Backend) {
     let swept = service::order::sweep(&app.state.db, &app.state.queue, &common::rules(&app))
         .await
         .expect("sweep");
-    assert_eq!((swept.queued, swept.requeued), (1, 1), "{swept:?}");
+    // The app's own sweeper (every 30 s) may have repaired one of them first on a slow run: the
+    // proof is what the merchant receives — both lost callbacks, once each, and not the one that is
+    // merely due.
+    assert!(swept.queued + swept.requeued >= 1, "{swept:?}");
     let calls = merchant.wait_for(2, 15).await;
     let delivered: Vec<String> = calls
         .iter()
