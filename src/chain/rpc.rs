@@ -193,8 +193,18 @@ impl<C: Clone> Endpoints<C> {
     {
         let mut errors = Vec::new();
         let mut ok = false;
+        let mut all_rate_limited = true;
+        let mut retry_after: Option<Duration> = None;
         for ep in &self.items {
-            match f(ep.client.clone()).await {
+            let result = f(ep.client.clone()).await;
+            match &result {
+                Err(CallError::RateLimited { retry_after: r, .. }) => {
+                    retry_after = retry_after.max(*r);
+                }
+                Err(_) => all_rate_limited = false,
+                Ok(()) => {}
+            }
+            match result {
                 Ok(()) => ok = true,
                 Err(CallError::Fatal(msg) | CallError::WrongChain(msg)) => {
                     return Err(ScanError::Fatal(format!(
@@ -214,14 +224,21 @@ impl<C: Clone> Endpoints<C> {
                 }
             }
         }
+        let message = format!(
+            "{what} failed on all {} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
+            self.items.len(),
+            errors.join("; ")
+        );
         if ok {
             Ok(())
+        } else if all_rate_limited && !errors.is_empty() {
+            // Every URL asked us to slow down: back off like any rate limit (Retry-After).
+            Err(ScanError::RateLimited {
+                message: format!("rate limited: {message}"),
+                retry_after,
+            })
         } else {
-            Err(ScanError::Unavailable(format!(
-                "{what} failed on all {} RPC URL(s) ({}); check the node/provider or add another URL to rpc_urls",
-                self.items.len(),
-                errors.join("; ")
-            )))
+            Err(ScanError::Unavailable(message))
         }
     }
 }
@@ -281,6 +298,45 @@ mod tests {
         assert!(!s.contains("SECRETKEY"), "{s}");
         assert_eq!(truncate("abcdef", 3), "abc…");
         assert_eq!(truncate("ab", 3), "ab");
+    }
+
+    #[tokio::test]
+    async fn a_check_of_every_url_that_is_rate_limited_everywhere_is_a_rate_limit() {
+        let a = url::Url::parse("http://a.invalid/").expect("url");
+        let b = url::Url::parse("http://b.invalid/").expect("url");
+        let eps = Endpoints::new(vec![("a", &a), ("b", &b)]);
+        let r = eps
+            .call_each("check", |_| async {
+                Err(CallError::RateLimited {
+                    message: "JSON-RPC error -32005: daily request count exceeded".into(),
+                    retry_after: Some(Duration::from_secs(3)),
+                })
+            })
+            .await;
+        match r {
+            Err(ScanError::RateLimited {
+                message,
+                retry_after,
+            }) => {
+                assert!(message.starts_with("rate limited:"), "{message}");
+                assert_eq!(retry_after, Some(Duration::from_secs(3)));
+            }
+            other => panic!("expected a rate limit, got {other:?}"),
+        }
+        // One URL down for another reason: not a rate limit.
+        let r = eps
+            .call_each("check", |c| async move {
+                if c == "a" {
+                    Err(CallError::Failed("connection refused".into()))
+                } else {
+                    Err(CallError::RateLimited {
+                        message: "429".into(),
+                        retry_after: None,
+                    })
+                }
+            })
+            .await;
+        assert!(matches!(r, Err(ScanError::Unavailable(_))), "{r:?}");
     }
 
     #[tokio::test]
