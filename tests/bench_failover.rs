@@ -86,6 +86,19 @@ struct Fleet {
     instances: Mutex<Vec<Instance>>,
 }
 
+/// No `epusdt serve` outlives the run, even when it panics.
+impl Drop for Fleet {
+    fn drop(&mut self) {
+        let all = self.instances.get_mut().unwrap_or_else(|e| e.into_inner());
+        for i in all.iter_mut() {
+            if let Some(mut child) = i.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
 impl Fleet {
     fn spawn(&self, data_dir: &Path, port: u16) -> Child {
         let s = &self.setup;
