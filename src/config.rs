@@ -797,7 +797,7 @@ pub struct NetworkConfig {
     pub start_block: Option<u64>,
     /// Seconds the scanning lease lasts without renewal (one instance scans a network); the
     /// holder renews it every quarter of this, a standby takes over this long after the
-    /// holder died. Default 10.
+    /// holder died. Default 5 (a standby takeover then keeps payment → callback under 10 s).
     pub lease_ttl_secs: Option<u64>,
     /// Seconds one RPC request may take.
     pub request_timeout_secs: Option<u64>,
@@ -969,7 +969,7 @@ impl Config {
             if !(1..=max_range).contains(&range) {
                 return bad("max_block_range", format!("use 1..={max_range} blocks"));
             }
-            let lease = nc.lease_ttl_secs.unwrap_or(10);
+            let lease = nc.lease_ttl_secs.unwrap_or(5);
             if !(2..=3_600).contains(&lease) {
                 return bad("lease_ttl_secs", "use 2..=3600 seconds".into());
             }

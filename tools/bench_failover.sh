@@ -12,7 +12,7 @@
 #
 # Knobs: BENCH_PAYMENTS (60) BENCH_SEED (1) BENCH_POLL_MS (500) BENCH_CONFIRMATIONS (2)
 # BENCH_KILL_EVERY_MS (5000-15000) BENCH_RESTART_AFTER_MS (0-3000) BENCH_PAY_EVERY_MS
-# (1000-2000) BENCH_LEASE_TTL_SECS (default 10) BENCH_KEEP=1 (keep the instances' logs).
+# (1000-2000) BENCH_LEASE_TTL_SECS (default: the config default, 5) BENCH_KEEP=1 (keep the instances' logs).
 # PostgreSQL: EPUSDT_TEST_POSTGRES_URL (postgres://postgres@127.0.0.1:5432/postgres); Redis:
 # EPUSDT_TEST_REDIS_URL (redis://127.0.0.1:6379). Everything listens on 127.0.0.1.
 #
