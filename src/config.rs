@@ -629,6 +629,50 @@ fn describe_figment_error(e: &figment::Error) -> String {
     format!("key `{key}` from {source}: {}", e.kind)
 }
 
+/// Our keys as `.env` spells them (lower case); every one is a [`Config`] key (tested).
+const DOTENV_KEYS: &[&str] = &[
+    "http_listen",
+    "app_uri",
+    "http_header_timeout_secs",
+    "http_idle_timeout_secs",
+    "http_max_connections",
+    "http_max_connections_per_ip",
+    "data_dir",
+    "log_dir",
+    "log_level",
+    "database_url",
+    "redis_url",
+    "api_auth_token",
+    "order_expiration_time",
+    "forced_usdt_rate",
+    "usdt_rates",
+    "default_network",
+    "amount_step",
+    "amount_max_tries",
+    "amount_precision",
+    "notify_max_attempts",
+    "notify_retry_base_secs",
+    "notify_timeout_secs",
+    "allow_private_callbacks",
+    "payment_clock_tolerance_secs",
+    "slot_reuse_grace_secs",
+    "callback_requeue_after_secs",
+    "queue_workers",
+    "queue_name",
+    "shutdown_timeout_secs",
+    "tg_bot_token",
+    "tg_manage",
+    "master_key",
+    "master_key_file",
+    "master_key_previous",
+    "rate_limit_per_minute",
+    "rate_limit_route_per_minute",
+    "rate_limit_routes",
+    "rate_limit_merchant_per_minute",
+    "rate_limit_redis_failure",
+    "trusted_proxies",
+];
+
 /// `.env` with upstream epusdt key names. Upstream keys we understand are mapped onto ours;
 /// keys of upstream features we do not have are ignored (logged by `config check`).
 struct DotEnv {
@@ -647,50 +691,8 @@ impl DotEnv {
             raw.insert(k.to_ascii_lowercase(), v);
         }
         let mut dict = Dict::new();
-        let known: &[&str] = &[
-            "http_listen",
-            "app_uri",
-            "http_header_timeout_secs",
-            "http_idle_timeout_secs",
-            "http_max_connections",
-            "http_max_connections_per_ip",
-            "data_dir",
-            "log_dir",
-            "log_level",
-            "database_url",
-            "redis_url",
-            "api_auth_token",
-            "order_expiration_time",
-            "forced_usdt_rate",
-            "usdt_rates",
-            "default_network",
-            "amount_step",
-            "amount_max_tries",
-            "amount_precision",
-            "notify_max_attempts",
-            "notify_retry_base_secs",
-            "notify_timeout_secs",
-            "allow_private_callbacks",
-            "payment_clock_tolerance_secs",
-            "slot_reuse_grace_secs",
-            "callback_requeue_after_secs",
-            "queue_workers",
-            "queue_name",
-            "shutdown_timeout_secs",
-            "tg_bot_token",
-            "tg_manage",
-            "master_key",
-            "master_key_file",
-            "master_key_previous",
-            "rate_limit_per_minute",
-            "rate_limit_route_per_minute",
-            "rate_limit_routes",
-            "rate_limit_merchant_per_minute",
-            "rate_limit_redis_failure",
-            "trusted_proxies",
-        ];
         for (k, v) in &raw {
-            if !known.contains(&k.as_str()) {
+            if !DOTENV_KEYS.contains(&k.as_str()) {
                 continue;
             }
             let v = match k.as_str() {
@@ -1169,6 +1171,35 @@ fn list_from_seq_or_string<'de, D: serde::Deserializer<'de>>(
 mod tests {
     use super::*;
     use figment::Jail;
+
+    #[test]
+    fn every_key_stays_known_and_typos_get_a_suggestion() {
+        let known = known_keys();
+        for k in DOTENV_KEYS.iter().chain(&["networks"]) {
+            assert!(
+                known.iter().any(|n| n == k),
+                "{k} is missing from known_keys()"
+            );
+        }
+        assert_eq!(did_you_mean("http_lisen", &known), Some("http_listen"));
+        assert_eq!(did_you_mean("queue_worker", &known), Some("queue_workers"));
+        assert_eq!(did_you_mean("completely_unrelated", &known), None);
+        let warned = unknown_env_vars([
+            ("EPUSDT_CONFIG".to_string(), String::new()),
+            ("EPUSDT_TEST_REQUIRE_SERVICES".to_string(), String::new()),
+            ("EPUSDT_NETWORKS__TRON__RPC_URLS".to_string(), String::new()),
+            ("EPUSDT_RATE_LIMIT_PER_MINUTE".to_string(), String::new()),
+            ("EPUSDT_DATA_DIRR".to_string(), String::new()),
+            ("HOME".to_string(), String::new()),
+        ]);
+        assert_eq!(
+            warned,
+            [(
+                "EPUSDT_DATA_DIRR".to_string(),
+                Some("EPUSDT_DATA_DIR".to_string())
+            )]
+        );
+    }
 
     #[test]
     fn defaults_are_the_embedded_setup() {
