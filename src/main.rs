@@ -177,7 +177,10 @@ fn main() -> ExitCode {
             "warning: ignoring environment variable `{name}`: not an epusdt config key{hint}"
         );
     }
-    restrict_file_modes(&config);
+    // Every command but `config check` opens the data directory (database, queue, audit, keys).
+    if !matches!(cli.command, Command::Config { .. }) {
+        restrict_file_modes(&config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
