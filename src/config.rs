@@ -101,6 +101,7 @@ pub struct Config {
     /// Minutes an order stays payable.
     pub order_expiration_time: u32,
     /// Forced CNY per 1 USDT (upstream semantics). Overrides any other CNY rate.
+    #[serde(deserialize_with = "opt_plain_decimal")]
     pub forced_usdt_rate: Option<Decimal>,
     /// Fixed fiat → USDT rates, fiat units per 1 USDT, e.g. `{ USD = "1", EUR = "0.92" }`
     /// (`usdt_rates=USD:1,EUR:0.92` in `.env` / env).
@@ -109,6 +110,7 @@ pub struct Config {
     /// Network used when a merchant sends no `trade_type`/`network`.
     pub default_network: String,
     /// Step added to the payable amount to find a free slot.
+    #[serde(deserialize_with = "plain_decimal")]
     pub amount_step: Decimal,
     /// How many slots to try (≤ 100).
     pub amount_max_tries: u32,
@@ -247,10 +249,12 @@ impl Config {
                         p.display()
                     )));
                 }
+                check_toml_keys(p)?;
                 fig = fig.merge(Toml::file_exact(p));
             }
             None => {
                 if Path::new("epusdt.toml").exists() {
+                    check_toml_keys(Path::new("epusdt.toml"))?;
                     fig = fig.merge(Toml::file_exact("epusdt.toml"));
                 }
             }
@@ -520,6 +524,94 @@ impl Config {
     }
 }
 
+/// Every top-level config key: the fields of [`Config`] as it serializes (the flattened rate
+/// limit keys included) — the struct is the one source of truth.
+pub fn known_keys() -> Vec<String> {
+    match serde_json::to_value(Config::default()) {
+        Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The known key closest to `key` by edit distance, when it is close enough to be a typo.
+pub fn did_you_mean<'a>(key: &str, known: &'a [String]) -> Option<&'a str> {
+    let (best, d) = known
+        .iter()
+        .map(|k| (k, edit_distance(key, k)))
+        .min_by_key(|(_, d)| *d)?;
+    let near = (key.chars().count() / 4).clamp(1, 3);
+    (d <= near).then_some(best.as_str())
+}
+
+/// Levenshtein distance over chars.
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut prev: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut cur = vec![i + 1; b.len() + 1];
+        for (j, cb) in b.iter().enumerate() {
+            let sub = prev[j] + usize::from(ca != *cb);
+            cur[j + 1] = sub.min(prev[j + 1] + 1).min(cur[j] + 1);
+        }
+        prev = cur;
+    }
+    prev[b.len()]
+}
+
+fn unknown_key_message(key: &str, known: &[String]) -> String {
+    match did_you_mean(key, known) {
+        Some(k) => format!("`{key}` (did you mean `{k}`?)"),
+        None => format!("`{key}`"),
+    }
+}
+
+/// A top-level key of the TOML file that is no config key stops start-up (a typo would
+/// otherwise silently leave the default in force). Syntax errors are left to the extraction,
+/// which reports them with the line.
+fn check_toml_keys(path: &Path) -> Result<(), ConfigError> {
+    let Ok(data) = Toml::file_exact(path).data() else {
+        return Ok(());
+    };
+    let known = known_keys();
+    let unknown: Vec<String> = data
+        .values()
+        .flat_map(|dict| dict.keys())
+        .filter(|k| !known.contains(k))
+        .map(|k| unknown_key_message(k, &known))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    Err(ConfigError::Parse(format!(
+        "unknown key{} {} in {}; remove or rename {} (see `epusdt config check` for every key)",
+        if unknown.len() == 1 { "" } else { "s" },
+        unknown.join(", "),
+        path.display(),
+        if unknown.len() == 1 { "it" } else { "them" },
+    )))
+}
+
+/// `EPUSDT_*` variables among `vars` that name no config key, each with the variable meant when
+/// one is close: for warnings, not errors, because the environment is shared with other
+/// programs. `EPUSDT_CONFIG` and `EPUSDT_TEST_*` are not config keys but are ours.
+pub fn unknown_env_vars(
+    vars: impl IntoIterator<Item = (String, String)>,
+) -> Vec<(String, Option<String>)> {
+    let known = known_keys();
+    vars.into_iter()
+        .filter_map(|(name, _)| {
+            let rest = name.strip_prefix("EPUSDT_")?.to_ascii_lowercase();
+            let top = rest.split("__").next().unwrap_or_default().to_string();
+            if top == "config" || top.starts_with("test_") || known.contains(&top) {
+                return None;
+            }
+            let hint =
+                did_you_mean(&top, &known).map(|k| format!("EPUSDT_{}", k.to_ascii_uppercase()));
+            Some((name, hint))
+        })
+        .collect()
+}
+
 fn describe_figment_error(e: &figment::Error) -> String {
     let key = if e.path.is_empty() {
         "<root>".to_string()
@@ -536,6 +628,50 @@ fn describe_figment_error(e: &figment::Error) -> String {
         .unwrap_or_else(|| "defaults".into());
     format!("key `{key}` from {source}: {}", e.kind)
 }
+
+/// Our keys as `.env` spells them (lower case); every one is a [`Config`] key (tested).
+const DOTENV_KEYS: &[&str] = &[
+    "http_listen",
+    "app_uri",
+    "http_header_timeout_secs",
+    "http_idle_timeout_secs",
+    "http_max_connections",
+    "http_max_connections_per_ip",
+    "data_dir",
+    "log_dir",
+    "log_level",
+    "database_url",
+    "redis_url",
+    "api_auth_token",
+    "order_expiration_time",
+    "forced_usdt_rate",
+    "usdt_rates",
+    "default_network",
+    "amount_step",
+    "amount_max_tries",
+    "amount_precision",
+    "notify_max_attempts",
+    "notify_retry_base_secs",
+    "notify_timeout_secs",
+    "allow_private_callbacks",
+    "payment_clock_tolerance_secs",
+    "slot_reuse_grace_secs",
+    "callback_requeue_after_secs",
+    "queue_workers",
+    "queue_name",
+    "shutdown_timeout_secs",
+    "tg_bot_token",
+    "tg_manage",
+    "master_key",
+    "master_key_file",
+    "master_key_previous",
+    "rate_limit_per_minute",
+    "rate_limit_route_per_minute",
+    "rate_limit_routes",
+    "rate_limit_merchant_per_minute",
+    "rate_limit_redis_failure",
+    "trusted_proxies",
+];
 
 /// `.env` with upstream epusdt key names. Upstream keys we understand are mapped onto ours;
 /// keys of upstream features we do not have are ignored (logged by `config check`).
@@ -555,50 +691,8 @@ impl DotEnv {
             raw.insert(k.to_ascii_lowercase(), v);
         }
         let mut dict = Dict::new();
-        let known: &[&str] = &[
-            "http_listen",
-            "app_uri",
-            "http_header_timeout_secs",
-            "http_idle_timeout_secs",
-            "http_max_connections",
-            "http_max_connections_per_ip",
-            "data_dir",
-            "log_dir",
-            "log_level",
-            "database_url",
-            "redis_url",
-            "api_auth_token",
-            "order_expiration_time",
-            "forced_usdt_rate",
-            "usdt_rates",
-            "default_network",
-            "amount_step",
-            "amount_max_tries",
-            "amount_precision",
-            "notify_max_attempts",
-            "notify_retry_base_secs",
-            "notify_timeout_secs",
-            "allow_private_callbacks",
-            "payment_clock_tolerance_secs",
-            "slot_reuse_grace_secs",
-            "callback_requeue_after_secs",
-            "queue_workers",
-            "queue_name",
-            "shutdown_timeout_secs",
-            "tg_bot_token",
-            "tg_manage",
-            "master_key",
-            "master_key_file",
-            "master_key_previous",
-            "rate_limit_per_minute",
-            "rate_limit_route_per_minute",
-            "rate_limit_routes",
-            "rate_limit_merchant_per_minute",
-            "rate_limit_redis_failure",
-            "trusted_proxies",
-        ];
         for (k, v) in &raw {
-            if !known.contains(&k.as_str()) {
+            if !DOTENV_KEYS.contains(&k.as_str()) {
                 continue;
             }
             let v = match k.as_str() {
@@ -754,12 +848,45 @@ fn rates_from_map_or_string<'de, D: serde::Deserializer<'de>>(
     pairs
         .into_iter()
         .map(|(k, v)| {
-            let rate = Decimal::from_str_exact(v.trim_matches('"')).map_err(|_| {
-                D::Error::custom(format!("rate for {k} `{v}` is not a decimal number"))
-            })?;
+            let rate = crate::domain::amount::parse_plain(v.trim().trim_matches('"'), true)
+                .ok_or_else(|| {
+                    D::Error::custom(format!(
+                        "rate for {k} `{v}` is not a decimal number (plain digits and one `.`, e.g. 0.92)"
+                    ))
+                })?;
             Ok((k.to_ascii_uppercase(), rate))
         })
         .collect()
+}
+
+/// A decimal config value: a number, or plain decimal text (`7.2`, never `7_2` or `7.2e0`,
+/// which `rust_decimal` would take). Signs are let through for `validate` to name the key.
+fn plain_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Decimal, D::Error> {
+    use serde::de::Error;
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Str(String),
+        Int(i64),
+        Float(f64),
+    }
+    match Raw::deserialize(d)? {
+        Raw::Str(s) => crate::domain::amount::parse_plain(s.trim(), true).ok_or_else(|| {
+            D::Error::custom(format!(
+                "`{s}` is not a decimal number (plain digits and one `.`, e.g. 7.2)"
+            ))
+        }),
+        Raw::Int(n) => Ok(Decimal::from(n)),
+        // Float text from TOML or the env: its shortest round-trip form, parsed exactly.
+        Raw::Float(f) => Decimal::from_str_exact(&f.to_string())
+            .map_err(|_| D::Error::custom(format!("`{f}` is not a decimal number"))),
+    }
+}
+
+fn opt_plain_decimal<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Decimal>, D::Error> {
+    #[derive(Deserialize)]
+    struct Plain(#[serde(deserialize_with = "plain_decimal")] Decimal);
+    Ok(Option::<Plain>::deserialize(d)?.map(|p| p.0))
 }
 
 /// One chain watcher (`[networks.<name>]`). Every field is optional: unset ones take the
@@ -1044,6 +1171,35 @@ fn list_from_seq_or_string<'de, D: serde::Deserializer<'de>>(
 mod tests {
     use super::*;
     use figment::Jail;
+
+    #[test]
+    fn every_key_stays_known_and_typos_get_a_suggestion() {
+        let known = known_keys();
+        for k in DOTENV_KEYS.iter().chain(&["networks"]) {
+            assert!(
+                known.iter().any(|n| n == k),
+                "{k} is missing from known_keys()"
+            );
+        }
+        assert_eq!(did_you_mean("http_lisen", &known), Some("http_listen"));
+        assert_eq!(did_you_mean("queue_worker", &known), Some("queue_workers"));
+        assert_eq!(did_you_mean("completely_unrelated", &known), None);
+        let warned = unknown_env_vars([
+            ("EPUSDT_CONFIG".to_string(), String::new()),
+            ("EPUSDT_TEST_REQUIRE_SERVICES".to_string(), String::new()),
+            ("EPUSDT_NETWORKS__TRON__RPC_URLS".to_string(), String::new()),
+            ("EPUSDT_RATE_LIMIT_PER_MINUTE".to_string(), String::new()),
+            ("EPUSDT_DATA_DIRR".to_string(), String::new()),
+            ("HOME".to_string(), String::new()),
+        ]);
+        assert_eq!(
+            warned,
+            [(
+                "EPUSDT_DATA_DIRR".to_string(),
+                Some("EPUSDT_DATA_DIR".to_string())
+            )]
+        );
+    }
 
     #[test]
     fn defaults_are_the_embedded_setup() {

@@ -169,6 +169,18 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    for (name, hint) in epusdt::config::unknown_env_vars(std::env::vars()) {
+        let hint = hint
+            .map(|h| format!(" (did you mean `{h}`?)"))
+            .unwrap_or_default();
+        eprintln!(
+            "warning: ignoring environment variable `{name}`: not an epusdt config key{hint}"
+        );
+    }
+    // Every command but `config check` opens the data directory (database, queue, audit, keys).
+    if !matches!(cli.command, Command::Config { .. }) {
+        restrict_file_modes(&config);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -382,8 +394,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
             if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
                 return Err(format!("`{currency}` is not a currency code like CNY").into());
             }
-            let rate = Decimal::from_str_exact(rate.trim())
-                .ok()
+            let rate = epusdt::domain::amount::parse_plain(rate.trim(), false)
                 .filter(|r| *r > Decimal::ZERO)
                 .ok_or_else(|| format!("`{rate}` must be a positive decimal, e.g. 7.2"))?;
             let db = app::open_database(&config).await?;
@@ -450,6 +461,30 @@ async fn rotate_keys(
         )
         .await?;
     Ok(())
+}
+
+/// Files and directories this process creates are private to its user (umask 0077: the database,
+/// its -wal/-shm, logs, the job queue, the audit trail), and an existing data directory made
+/// before is closed to others (0700). Failing to tighten an existing directory (owned by someone
+/// else, a read-only mount) is a warning, not a reason to refuse to start.
+fn restrict_file_modes(config: &Config) {
+    use std::os::unix::fs::PermissionsExt;
+    // SAFETY: umask only sets the process's file mode creation mask; it cannot fail.
+    unsafe { libc::umask(0o077) };
+    for dir in [config.data_dir.clone(), config.effective_log_dir()] {
+        let Ok(meta) = std::fs::metadata(&dir) else {
+            continue;
+        };
+        if meta.is_dir()
+            && meta.permissions().mode() & 0o077 != 0
+            && let Err(e) = std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o700))
+        {
+            eprintln!(
+                "warning: cannot make {} private (mode 0700): {e}",
+                dir.display()
+            );
+        }
+    }
 }
 
 fn redact(url: &str) -> String {

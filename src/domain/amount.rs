@@ -16,8 +16,9 @@ pub fn parse_positive(text: &str, max_dp: u32, min: Decimal) -> Result<Decimal, 
     if t.is_empty() {
         return Err("is empty; send a positive number like 100.00".into());
     }
-    let d = Decimal::from_str_exact(t)
-        .map_err(|_| format!("`{t}` is not a decimal number; send e.g. 100.00"))?;
+    // A leading `-` is let through here only to say "must be greater than zero" below.
+    let d = parse_plain(t, true)
+        .ok_or_else(|| format!("`{t}` is not a decimal number; send e.g. 100.00"))?;
     if d.is_sign_negative() || d.is_zero() {
         return Err(format!("`{t}` must be greater than zero"));
     }
@@ -31,6 +32,31 @@ pub fn parse_positive(text: &str, max_dp: u32, min: Decimal) -> Result<Decimal, 
         return Err(format!("`{t}` is too large (max 1000000000)"));
     }
     Ok(d)
+}
+
+/// Is `t` plain decimal text: ASCII digits with at most one `.` that has digits on both sides,
+/// and — only when `signed` — one leading `-`? `rust_decimal`'s parsers also take `1_000`,
+/// `1__0.5_0` and more, which no protocol or config key means; everything that reads an amount
+/// from text goes through here first.
+pub fn is_plain(t: &str, signed: bool) -> bool {
+    let digits = match t.strip_prefix('-') {
+        Some(rest) if signed => rest,
+        _ => t,
+    };
+    let (int, frac) = match digits.split_once('.') {
+        Some((i, f)) => (i, Some(f)),
+        None => (digits, None),
+    };
+    let all_digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    all_digits(int) && frac.is_none_or(all_digits)
+}
+
+/// Plain decimal text ([`is_plain`]) as a `Decimal`; `None` for anything else or out of range.
+pub fn parse_plain(t: &str, signed: bool) -> Option<Decimal> {
+    if !is_plain(t, signed) {
+        return None;
+    }
+    Decimal::from_str_exact(t).ok()
 }
 
 /// Fiat → token amount at `rate` fiat units per token, rounded half-up to `precision` places.
@@ -96,6 +122,18 @@ mod tests {
                 .contains("minimum")
         );
         assert!(parse_positive("1e3", 2, min).is_err());
+        for bad in [
+            "1_000", "1__0.5_0", "_1", "1_", "+1", "1.", ".5", "1.2.3", "0x10", " 1 2", "--1", "١",
+        ] {
+            assert!(
+                parse_positive(bad, 2, min)
+                    .unwrap_err()
+                    .contains("not a decimal"),
+                "{bad}"
+            );
+        }
+        assert_eq!(parse_positive(" 1000 ", 2, min), Ok(d("1000")));
+        assert!(is_plain("-7.2", true) && !is_plain("-7.2", false));
     }
 
     #[test]

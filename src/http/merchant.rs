@@ -206,24 +206,59 @@ async fn default_merchant(state: &AppState) -> Result<Merchant, ApiError> {
     }
 }
 
-async fn merchant_by_pid(state: &AppState, p: &Params) -> Result<Merchant, ApiError> {
+/// The merchant a GMPay/EPay/cancel request names by `pid`. An unknown or disabled pid is
+/// answered exactly like a wrong signature (same code, same message, and the same work: a
+/// signature computed and compared, the audit throttle consulted), so nobody can enumerate
+/// pids; the real reason goes to the log only. `signature_key` is where the request carries
+/// its signature (`signature`, or `sign` for EPay).
+async fn merchant_by_pid(
+    state: &AppState,
+    p: &Params,
+    client: &str,
+    signature_key: &str,
+) -> Result<Merchant, ApiError> {
     let raw = required(p, "pid")?;
     let pid: i64 = raw
         .trim()
         .parse()
         .map_err(|_| ApiError::bad_param("pid", format!("`{raw}` must be a number")))?;
-    match merchant::find_by_pid(&state.db, &state.keys, pid).await {
-        Ok(Some(m)) if m.enabled => Ok(m),
-        Ok(_) => Err(ApiError {
-            code: reply::code::SIGNATURE,
-            message: format!("unknown or disabled merchant pid {pid}"),
-        }),
+    let reason = match merchant::find_by_pid(&state.db, &state.keys, pid).await {
+        Ok(Some(m)) if m.enabled => return Ok(m),
+        Ok(Some(_)) => "disabled",
+        Ok(None) => "unknown",
         Err(e) => {
             tracing::error!(error = %e, "merchant lookup");
-            Err(ApiError::system())
+            return Err(ApiError::system());
         }
-    }
+    };
+    let provided = p.get(signature_key).ok_or_else(|| ApiError {
+        code: reply::code::SIGNATURE,
+        message: "signature is required".into(),
+    })?;
+    // The work a real verification does, against a key nobody has.
+    let canonical = sign::canonical_string(&p.raw_values(), &[signature_key]);
+    let expected = sign::hmac_sha256_sign(&canonical, UNKNOWN_MERCHANT_KEY);
+    let _ = sign::signature_matches(&expected, provided);
+    tracing::warn!(
+        pid,
+        client,
+        reason,
+        "refused: {reason} merchant pid (answered as a signature error)"
+    );
+    let _ = state
+        .rate_limit
+        .limiter()
+        .check(
+            &format!("audit:signature:{pid}:{client}"),
+            1,
+            std::time::Duration::from_secs(60),
+        )
+        .await;
+    Err(ApiError::signature())
 }
+
+/// Signs nothing: the stand-in key of [`merchant_by_pid`]'s decoy verification.
+const UNKNOWN_MERCHANT_KEY: &str = "epusdt-no-such-merchant";
 
 fn payment_url(state: &AppState, trade_id: &str) -> String {
     format!(
@@ -311,7 +346,7 @@ async fn create_gmpay(
     async {
         let p = parse(&headers, &body, q.as_deref())?;
         let client = client_name(client.as_ref());
-        let m = merchant_by_pid(&state, &p).await?;
+        let m = merchant_by_pid(&state, &p, &client, "signature").await?;
         let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
         verify(
             &state,
@@ -394,12 +429,13 @@ async fn create_epay(
     async {
         let p = parse(&headers, &body, q.as_deref())?;
         let client = client_name(client.as_ref());
-        let m = merchant_by_pid(&state, &p).await?;
+        // Before the merchant lookup, so the answer cannot tell a known pid from an unknown one.
         if let Some(t) = p.get("sign_type")
             && !t.eq_ignore_ascii_case("MD5")
         {
             return Err(ApiError::bad_param("sign_type", "must be MD5"));
         }
+        let m = merchant_by_pid(&state, &p, &client, "sign").await?;
         let canonical = sign::canonical_string(&p.raw_values(), &["sign", "sign_type"]);
         verify(
             &state,
@@ -473,7 +509,7 @@ async fn cancel(
         let client = client_name(client.as_ref());
         let canonical = sign::canonical_string(&p.sign_values(&[]), &["signature"]);
         let m = if p.get("pid").is_some() {
-            let m = merchant_by_pid(&state, &p).await?;
+            let m = merchant_by_pid(&state, &p, &client, "signature").await?;
             verify(
                 &state,
                 &client,
