@@ -118,6 +118,21 @@ fn plausible(field: &str) -> Value {
     }
 }
 
+struct KillOnDrop(std::process::Child);
+
+impl KillOnDrop {
+    fn stop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
 struct Route {
     method: reqwest::Method,
     path: &'static str,
@@ -209,7 +224,7 @@ async fn fuzz_every_route(backend: Backend) {
     let port = common::free_port();
     let log_path = dir.path().join("stdout.log");
     let log = std::fs::File::create(&log_path).expect("log file");
-    let mut child = common::epusdt(dir.path())
+    let child = common::epusdt(dir.path())
         .args(["serve"])
         .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
         .env("EPUSDT_DATABASE_URL", &url)
@@ -223,6 +238,8 @@ async fn fuzz_every_route(backend: Backend) {
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn epusdt");
+    // Killed on every exit path, a failed assertion included.
+    let mut child = KillOnDrop(child);
     common::wait_listening(port).await;
     let client = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
@@ -273,8 +290,7 @@ async fn fuzz_every_route(backend: Backend) {
         .await
         .expect("health");
     assert_eq!(health.status(), 200);
-    let _ = child.kill();
-    let _ = child.wait();
+    child.stop();
     let lines: Vec<String> = std::io::BufReader::new(std::fs::File::open(&log_path).unwrap())
         .lines()
         .map_while(Result::ok)
