@@ -30,9 +30,10 @@ impl Drop for Gateway {
     }
 }
 
+/// Starts the gateway on a port it picks itself (port 0) and reads the address it logs: a port
+/// chosen by the test could be taken by another test's gateway in between.
 async fn gateway() -> Gateway {
     let dir = tempfile::tempdir().expect("tempdir");
-    let port = common::free_port();
     let bin = env!("CARGO_BIN_EXE_epusdt");
     // The open-file limit of a default systemd service or shell: 1,024.
     let mut cmd = std::process::Command::new("sh");
@@ -42,17 +43,44 @@ async fn gateway() -> Gateway {
             cmd.env_remove(k);
         }
     }
-    let child = cmd
+    let mut child = cmd
         .current_dir(dir.path())
-        .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
+        .env("EPUSDT_HTTP_LISTEN", "127.0.0.1:0")
         .env("EPUSDT_HTTP_HEADER_TIMEOUT_SECS", "3")
         .env("EPUSDT_HTTP_IDLE_TIMEOUT_SECS", "3")
         .env("EPUSDT_HTTP_MAX_CONNECTIONS_PER_IP", "100")
-        .env("EPUSDT_LOG_LEVEL", "warn")
-        .stdout(Stdio::null())
+        .env("EPUSDT_LOG_LEVEL", "info")
+        .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
         .expect("spawn");
+    let stdout = child.stdout.take().expect("stdout");
+    let (tx, rx) = std::sync::mpsc::channel::<u16>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        let mut sent = false;
+        // Keeps draining the log so the gateway never blocks on a full pipe.
+        for line in std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if sent || !line.contains("epusdt listening") {
+                continue;
+            }
+            let v: serde_json::Value = serde_json::from_str(&line).unwrap_or_default();
+            let port = v["fields"]["addr"]
+                .as_str()
+                .and_then(|a| a.rsplit_once(':'))
+                .and_then(|(_, p)| p.parse().ok());
+            if let Some(p) = port {
+                sent = tx.send(p).is_ok();
+            }
+        }
+    });
+    let port = tokio::task::spawn_blocking(move || rx.recv_timeout(Duration::from_secs(30)))
+        .await
+        .expect("join")
+        .expect("the gateway logs the address it listens on");
     common::wait_listening(port).await;
     Gateway {
         child,
@@ -69,18 +97,19 @@ fn open_fds(pid: u32) -> usize {
 
 /// A connection from 127.0.0.2 (another client than the health check's 127.0.0.1) that sends
 /// half a request head and then nothing.
-async fn half_open(port: u16) -> Option<TcpStream> {
-    let s = TcpSocket::new_v4().ok()?;
-    s.bind("127.0.0.2:0".parse().ok()?).ok()?;
+async fn half_open(port: u16) -> Result<TcpStream, String> {
+    let s = TcpSocket::new_v4().map_err(|e| format!("socket: {e}"))?;
+    s.bind(([127, 0, 0, 2], 0).into())
+        .map_err(|e| format!("bind 127.0.0.2: {e}"))?;
     let mut c = tokio::time::timeout(
         Duration::from_secs(2),
         s.connect(([127, 0, 0, 1], port).into()),
     )
     .await
-    .ok()?
-    .ok()?;
+    .map_err(|_| "connect timed out".to_string())?
+    .map_err(|e| format!("connect: {e}"))?;
     let _ = c.write_all(b"GET /health HTTP/1.1\r\nHost: x\r\n").await;
-    Some(c)
+    Ok(c)
 }
 
 async fn health(port: u16) -> Result<u16, String> {
@@ -119,17 +148,31 @@ async fn health_answers_while_one_client_holds_thousands_of_half_open_sockets() 
     let gw = gateway().await;
     let pid = gw.child.id();
     let baseline = open_fds(pid);
+    assert_eq!(
+        health(gw.port).await,
+        Ok(200),
+        "the gateway answers before the test"
+    );
     let mut held = Vec::with_capacity(HELD);
+    let mut errors: Vec<String> = Vec::new();
     let opening = Instant::now();
     for _ in 0..HELD {
         if opening.elapsed() > Duration::from_secs(20) {
             break;
         }
-        if let Some(c) = half_open(gw.port).await {
-            held.push(c);
+        match half_open(gw.port).await {
+            Ok(c) => held.push(c),
+            Err(e) if errors.len() < 3 => errors.push(e),
+            Err(_) => {}
         }
     }
-    assert!(held.len() > 1000, "opened {} sockets", held.len());
+    let mut gw = gw;
+    assert!(
+        held.len() > 1000,
+        "opened {} sockets; first errors {errors:?}; gateway exit status {:?}",
+        held.len(),
+        gw.child.try_wait()
+    );
     tokio::time::sleep(Duration::from_millis(300)).await;
     let during = open_fds(pid);
     // Everyone else is still served.

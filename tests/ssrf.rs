@@ -325,12 +325,5 @@ async fn the_client_connects_only_to_checked_addresses() {
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut out = e.to_string();
-    let mut src = e.source();
-    while let Some(s) = src {
-        out.push_str(": ");
-        out.push_str(&s.to_string());
-        src = s.source();
-    }
-    out
+    epusdt::service::notify::error_chain(e)
 }

@@ -14,18 +14,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-target}"
 
-ANVIL_VERSION=1.7.1
-case "$(uname -m)" in
-  x86_64 | amd64) anvil_pkg=anvil-linux-amd64 ;;
-  aarch64 | arm64) anvil_pkg=anvil-linux-arm64 ;;
-  *) echo "no anvil package for $(uname -m); set EPUSDT_ANVIL" >&2; anvil_pkg= ;;
-esac
-if [ -z "${EPUSDT_ANVIL:-}" ] && [ -n "$anvil_pkg" ]; then
-  anvil_bin="$HOME/.cache/epusdt-anvil/node_modules/@foundry-rs/$anvil_pkg/bin/anvil"
-  [ -x "$anvil_bin" ] || npm install --prefix "$HOME/.cache/epusdt-anvil" --no-audit --no-fund \
-    --loglevel=error "@foundry-rs/$anvil_pkg@$ANVIL_VERSION"
-  export EPUSDT_ANVIL="$anvil_bin"
-fi
+. tools/anvil.sh
+[ -n "${EPUSDT_ANVIL:-}" ] || exit 1
 # Fail instead of skipping when anvil is missing.
 export EPUSDT_TEST_REQUIRE_SERVICES=1
 

@@ -27,28 +27,8 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwrigh
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
-# anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned, installed
-# once into ~/.cache/epusdt-anvil. The tests find it through EPUSDT_ANVIL (or that path).
-ANVIL_VERSION=1.7.1
-case "$(uname -m)" in
-  x86_64 | amd64) anvil_pkg=anvil-linux-amd64 ;;
-  aarch64 | arm64) anvil_pkg=anvil-linux-arm64 ;;
-  *) anvil_pkg= ;;
-esac
-if [ -z "${EPUSDT_ANVIL:-}" ] && [ -n "$anvil_pkg" ]; then
-  anvil_dir="$HOME/.cache/epusdt-anvil"
-  anvil_bin="$anvil_dir/node_modules/@foundry-rs/$anvil_pkg/bin/anvil"
-  if [ ! -x "$anvil_bin" ] && command -v npm >/dev/null 2>&1; then
-    say "installing anvil $ANVIL_VERSION (chain watcher tests)"
-    npm install --prefix "$anvil_dir" --no-audit --no-fund --loglevel=error \
-      "@foundry-rs/$anvil_pkg@$ANVIL_VERSION" || echo "npm install of anvil failed" >&2
-  fi
-  if [ -x "$anvil_bin" ]; then
-    export EPUSDT_ANVIL="$anvil_bin"
-  else
-    echo "anvil not installed: the EVM chain tests will skip" >&2
-  fi
-fi
+# anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned.
+. tools/anvil.sh
 
 reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 for svc in "PostgreSQL 127.0.0.1 5432" "MySQL 127.0.0.1 3306" "Redis 127.0.0.1 6379"; do

@@ -221,7 +221,7 @@ pub fn check_url_shape(raw: &str, allow_private: bool) -> Result<url::Url, Strin
 }
 
 /// An error with its causes (reqwest puts the resolver's refusal in the source chain).
-fn error_chain(e: &dyn std::error::Error) -> String {
+pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut out = e.to_string();
     let mut src = e.source();
     while let Some(s) = src {
