@@ -59,15 +59,17 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
 /// (MySQL deadlock 1213 / lock wait timeout 1205, PostgreSQL deadlock 40P01 / serialization
 /// failure 40001, SQLite busy)? Retrying the whole transaction is the documented remedy.
 pub fn is_transient(err: &DbErr) -> bool {
+    // Matched on the servers' own messages (a bare code like "40001" could be any number in
+    // an unrelated error).
+    const TRANSIENT: [&str; 5] = [
+        "Deadlock found when trying to get lock",
+        "Lock wait timeout exceeded",
+        "deadlock detected",
+        "could not serialize access",
+        "database is locked",
+    ];
     let msg = err.to_string();
-    msg.contains("Deadlock found")
-        || msg.contains("1213")
-        || msg.contains("Lock wait timeout")
-        || msg.contains("40P01")
-        || msg.contains("40001")
-        || msg.contains("deadlock detected")
-        || msg.contains("could not serialize access")
-        || msg.contains("database is locked")
+    TRANSIENT.iter().any(|t| msg.contains(t))
 }
 
 /// A short random pause before retrying a transient conflict (attempt 1, 2, …).
@@ -103,4 +105,20 @@ pub fn is_unique_violation(err: &DbErr, constraint: &str, sqlite_cols: &str) -> 
         || msg.contains("duplicate key value")
         || msg.contains("Duplicate entry");
     unique && (msg.contains(constraint) || msg.contains(sqlite_cols))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn transient_conflicts_are_recognised_by_the_servers_messages() {
+        let mysql = DbErr::Custom(
+            "MySqlDatabaseError { code: Some(\"40001\"), number: 1213, message: \"Deadlock found when trying to get lock; try restarting transaction\" }".into(),
+        );
+        let pg = DbErr::Custom("error returned from database: deadlock detected".into());
+        assert!(is_transient(&mysql) && is_transient(&pg));
+        let other = DbErr::Custom("order 40001 not found (code 1213)".into());
+        assert!(!is_transient(&other));
+    }
 }
