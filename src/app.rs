@@ -9,33 +9,15 @@ use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
 
+pub use crate::state::AppState;
 use crate::{
     audit::{AuditEvent, AuditLog, actions},
     config::Config,
     crypto::keys::KeyStore,
     jobs::{self, JobQueue, QueueBackend},
+    net::install_crypto_provider,
     service, store,
 };
-
-/// Shared state handed to every handler and job.
-#[derive(Clone)]
-pub struct AppState {
-    pub config: Arc<Config>,
-    pub db: DatabaseConnection,
-    pub queue: JobQueue,
-    /// Outbound HTTP client (merchant callbacks); rustls with the ring provider.
-    pub http: reqwest::Client,
-    /// Master keyring sealing merchant secrets at rest.
-    pub keys: Arc<KeyStore>,
-    /// Append-only audit trail (table + daily JSONL file).
-    pub audit: AuditLog,
-    /// Rate limits: the middleware's state; handlers call `check_merchant`.
-    pub rate_limit: crate::security::ratelimit::RateLimit,
-    /// GMPay replay nonces (Redis or the `request_nonces` table).
-    pub replay: crate::security::replay::ReplayGuard,
-    /// Chain watchers' status, for `/health` (see `chain`).
-    pub chains: crate::chain::Registry,
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -69,11 +51,6 @@ pub struct App {
     state: AppState,
     listener: TcpListener,
     port: u16,
-}
-
-/// Installs rustls' ring provider once per process (reqwest panics without one).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
 }
 
 /// Opens the database named by the config, creating the data dir for SQLite, and migrates it.

@@ -23,9 +23,13 @@ pub mod crypto;
 pub mod domain;
 pub mod http;
 pub mod jobs;
+pub mod net;
+pub mod queue;
 pub mod redact;
+pub mod secret;
 pub mod security;
 pub mod service;
+pub mod state;
 pub mod store;
 pub mod telemetry;
 

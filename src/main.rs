@@ -201,7 +201,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error::Error>> {
-    app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     match command {
         Command::Serve
         | Command::Http {

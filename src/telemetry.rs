@@ -1,6 +1,6 @@
 //! Logging: JSON lines to stdout and to a daily-rotated file under the log directory.
 //!
-//! Never log a secret: secrets are `config::Secret`, whose `Debug` is redacted. sqlx is capped at
+//! Never log a secret: secrets are `secret::Secret`, whose `Debug` is redacted. sqlx is capped at
 //! `warn` by default because it logs every statement at `info`.
 use std::path::Path;
 

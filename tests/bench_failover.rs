@@ -311,7 +311,7 @@ fn ms(d: Duration) -> u128 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 #[ignore = "benchmark: run by tools/bench_failover.sh"]
 async fn bench_failover_soak() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let payments_n = knob("BENCH_PAYMENTS", 60) as usize;
     let seed = knob("BENCH_SEED", 1);
     let kill_every = knob_range("BENCH_KILL_EVERY_MS", (5_000, 15_000));

@@ -38,7 +38,7 @@ struct Chain {
 }
 
 async fn chain(backend: Backend) -> Option<Chain> {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let anvil = Anvil::start().await?;
     let token = anvil.deploy_token(6).await;
     anvil.mine(5).await;

@@ -144,7 +144,7 @@ async fn closed_by_server(c: &mut TcpStream, within: Duration) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn health_answers_while_one_client_holds_thousands_of_half_open_sockets() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let gw = gateway().await;
     let pid = gw.child.id();
     let baseline = open_fds(pid);

@@ -11,7 +11,7 @@ use std::{
 
 use epusdt::{
     domain::network::Network,
-    jobs::{JobQueue, QueueBackend},
+    queue::{JobQueue, QueueBackend},
     service::order::{CreditOutcome, IncomingTransfer, credit_transfer, find_by_trade_id},
 };
 use serde_json::{Value, json};
@@ -38,7 +38,7 @@ async fn start(dir: &std::path::Path, port: u16) -> Child {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callback_survives_a_crash_between_retries() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let port = common::free_port();
     let out = gateway(

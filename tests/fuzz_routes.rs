@@ -216,7 +216,7 @@ fn routes() -> Vec<Route> {
 }
 
 async fn fuzz_every_route(backend: Backend) {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let dir = tempfile::tempdir().expect("tempdir");
     let Some(url) = common::fresh_database(backend, dir.path()).await else {
         return;

@@ -144,7 +144,7 @@ fn bin(dir: &std::path::Path) -> Command {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rotate_keys_while_a_gateway_is_serving() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let run = |args: &[&str]| {
         let out = bin(dir.path()).args(args).output().unwrap();
@@ -228,7 +228,7 @@ async fn rotate_keys_while_a_gateway_is_serving() {
 /// log, audit file or database file.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn attacks_are_audited_and_secrets_never_logged() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let dir = tempfile::tempdir().unwrap();
     let token = "TOKEN-never-in-logs-8d2f61a0c4";
     std::fs::write(

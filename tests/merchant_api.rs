@@ -691,7 +691,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     app.state
         .queue
         .push(
-            epusdt::jobs::Job::Expire {
+            epusdt::queue::Job::Expire {
                 trade_id: trade_c.clone(),
             },
             None,

@@ -13,10 +13,7 @@ use std::{
 };
 
 use chrono::{DateTime, Utc};
-use epusdt::jobs::{
-    Job, JobQueue, QueueBackend,
-    queue::{DEFAULT_QUEUE_NAME, JobHandler},
-};
+use epusdt::queue::{DEFAULT_QUEUE_NAME, Job, JobHandler, JobQueue, QueueBackend};
 use futures::FutureExt;
 use sea_orm::sqlx::{
     self, Row, SqlitePool,

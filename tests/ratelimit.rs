@@ -94,7 +94,7 @@ fn header_num(r: &reqwest::Response, name: &str) -> u64 {
 }
 
 fn client() -> reqwest::Client {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     reqwest::Client::new()
 }
 
@@ -587,7 +587,10 @@ fn settings_parse_from_toml_and_env() {
         assert_eq!(s.rate_limit_merchant_per_minute, 600);
         assert_eq!(s.rate_limit_redis_failure, RedisFailurePolicy::Deny);
         assert!(s.trusted_proxies.contains("10.9.8.7".parse().expect("ip")));
-        assert_eq!(s.route_limit("/pay/check-status/{trade_id}"), 60);
+        assert_eq!(
+            epusdt::security::ratelimit::route_limit(&s, "/pay/check-status/{trade_id}"),
+            60
+        );
         assert_eq!(s.window, Duration::from_secs(60));
 
         jail.set_env("EPUSDT_RATE_LIMIT_MERCHANT_PER_MINUTE", "900");
@@ -601,7 +604,10 @@ fn settings_parse_from_toml_and_env() {
         assert_eq!(s.rate_limit_merchant_per_minute, 900);
         assert!(s.trusted_proxies.contains("::1".parse().expect("ip")));
         assert!(!s.trusted_proxies.contains("10.9.8.7".parse().expect("ip")));
-        assert_eq!(s.route_limit("/pay/checkout-counter/{trade_id}"), 10);
+        assert_eq!(
+            epusdt::security::ratelimit::route_limit(&s, "/pay/checkout-counter/{trade_id}"),
+            10
+        );
         assert_eq!(s.rate_limit_redis_failure, RedisFailurePolicy::Allow);
 
         let outer: OuterConfig = Figment::from(Serialized::defaults(RateLimitSettings::default()))
@@ -609,7 +615,10 @@ fn settings_parse_from_toml_and_env() {
             .extract()?;
         assert_eq!(outer.rate_limit.rate_limit_merchant_per_minute, 900);
         assert_eq!(
-            outer.rate_limit.route_limit("/pay/check-status/{trade_id}"),
+            epusdt::security::ratelimit::route_limit(
+                &outer.rate_limit,
+                "/pay/check-status/{trade_id}"
+            ),
             30
         );
         assert!(outer.queue_name.is_empty());

@@ -281,7 +281,7 @@ async fn the_callback_client_never_connects_to_a_name_resolving_to_loopback() {
 /// to exactly the address the resolver answered (it does no lookup of its own).
 #[tokio::test]
 async fn the_client_connects_only_to_checked_addresses() {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
     let hits = Arc::new(AtomicUsize::new(0));

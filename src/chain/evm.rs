@@ -50,7 +50,10 @@ use super::{
     Heads, ScanBatch, ScanError, Scanner,
     rpc::{CallError, Endpoints, truncate},
 };
-use crate::{config::ChainSettings, domain::amount, service::order::IncomingTransfer};
+use crate::{
+    config::ChainSettings,
+    domain::{amount, transfer::IncomingTransfer},
+};
 
 sol! {
     /// The two ERC-20 items the watcher uses.
@@ -114,7 +117,7 @@ impl EvmScanner {
                 settings.network, settings.usdt_contract
             )
         })?;
-        crate::app::install_crypto_provider();
+        crate::net::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(

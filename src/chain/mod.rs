@@ -48,15 +48,15 @@ use tokio::{sync::watch, task::JoinHandle};
 pub use lease::{InstanceId, Lease};
 
 use crate::{
-    app::AppState,
     audit::{ACTOR_SYSTEM, AuditEvent, AuditLog, actions},
     config::{ChainSettings, Config},
     domain::network::Network,
-    jobs::JobQueue,
+    queue::JobQueue,
     service::{
         self,
         order::{CreditOutcome, IncomingTransfer, OrderError},
     },
+    state::AppState,
     store::entities::{chain_cursor, transfer, wallet},
 };
 

@@ -33,9 +33,9 @@ use super::{
     rpc::{CallError, Endpoints, retry_after, truncate},
 };
 use crate::{
-    config::{ChainSettings, Secret},
-    domain::{address, amount, network::Network},
-    service::order::IncomingTransfer,
+    config::ChainSettings,
+    domain::{address, amount, network::Network, transfer::IncomingTransfer},
+    secret::Secret,
 };
 
 /// `keccak256("Transfer(address,address,uint256)")`, as TRON writes topics (no `0x`).
@@ -222,7 +222,7 @@ impl TronScanner {
     pub fn new(settings: &ChainSettings) -> Result<Self, String> {
         let contract_hex = address::tron_to_hex(&settings.usdt_contract)
             .map_err(|e| format!("networks.tron.usdt_contract: {e}"))?;
-        crate::app::install_crypto_provider();
+        crate::net::install_crypto_provider();
         let http = reqwest::Client::builder()
             .timeout(settings.request_timeout)
             .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))

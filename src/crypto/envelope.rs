@@ -21,7 +21,7 @@ use aes_gcm::{
 use base64::{Engine, engine::general_purpose::STANDARD};
 
 use super::master_key::MasterKey;
-use crate::config::Secret;
+use crate::secret::Secret;
 
 const PREFIX: &str = "enc:";
 const VERSION: &str = "v1";

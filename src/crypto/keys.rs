@@ -19,7 +19,7 @@ use super::{
     envelope::{self, EnvelopeError, Keyring},
     master_key::{self, KeySource, MasterKey, MasterKeyError},
 };
-use crate::config::{Config, Secret};
+use crate::{config::Config, secret::Secret};
 
 /// File name of the previous key kept by `keys rotate`, beside the current key file.
 pub const PREVIOUS_SUFFIX: &str = ".previous";

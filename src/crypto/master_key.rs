@@ -24,7 +24,7 @@ use base64::{
 };
 use sha2::{Digest, Sha256};
 
-use crate::config::Secret;
+use crate::secret::Secret;
 
 /// Key length in bytes (AES-256).
 pub const KEY_LEN: usize = 32;

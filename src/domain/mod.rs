@@ -3,3 +3,4 @@ pub mod address;
 pub mod amount;
 pub mod network;
 pub mod order;
+pub mod transfer;

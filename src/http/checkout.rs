@@ -10,9 +10,9 @@ use axum::{
 
 use super::checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed};
 use crate::{
-    app::AppState,
     domain::{network::Network, order::OrderStatus},
     service::order,
+    state::AppState,
 };
 
 pub fn router() -> Router<AppState> {

@@ -17,7 +17,6 @@ use super::{
     reply::{self, ApiError},
 };
 use crate::{
-    app::AppState,
     audit::{AuditEvent, actions},
     crypto::sign,
     domain::{amount, network::Network},
@@ -27,6 +26,7 @@ use crate::{
         notify::check_url_shape,
         order::{self, NewOrder, Protocol},
     },
+    state::AppState,
     store::entities::order as order_row,
 };
 

@@ -12,7 +12,7 @@ pub mod serve;
 use axum::Router;
 use tower_http::trace::TraceLayer;
 
-use crate::app::AppState;
+use crate::state::AppState;
 
 pub fn router(state: AppState) -> Router {
     Router::new()

@@ -16,7 +16,7 @@ use axum::{
 };
 use serde_json::json;
 
-use crate::{app::AppState, store};
+use crate::{state::AppState, store};
 
 pub fn router() -> Router<AppState> {
     Router::new()

@@ -1,19 +1,18 @@
 //! Durable background jobs on apalis: callback delivery (`notify`) and order expiry (`expire`).
 //! Handlers are thin: they call the service layer and schedule the next attempt as a new
 //! durable job. Nothing that must happen lives only in memory.
-pub mod queue;
-pub use queue::{Job, JobError, JobHandler, JobQueue, QueueBackend};
+pub use crate::queue::{Job, JobError, JobHandler, JobQueue, QueueBackend};
 
 use std::sync::Arc;
 
 use futures::FutureExt;
 
 use crate::{
-    app::AppState,
     service::{
         notify::{self, NotifyOutcome},
         order::{self, ExpireOutcome},
     },
+    state::AppState,
 };
 
 /// The handler the workers run: dispatches a job to its use case. An `Err` means an

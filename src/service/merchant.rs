@@ -11,8 +11,8 @@ use sea_orm::{
 };
 
 use crate::{
-    config::Secret,
     crypto::{envelope::EnvelopeError, keys::KeyStore},
+    secret::Secret,
     store::{
         self,
         entities::{merchant, setting},

@@ -371,7 +371,7 @@ fn excerpt(s: &str) -> String {
 /// previous state.
 pub async fn resend(
     db: &DatabaseConnection,
-    queue: &crate::jobs::JobQueue,
+    queue: &crate::queue::JobQueue,
     trade_id: &str,
 ) -> Result<(), OrderError> {
     let o = find_by_trade_id(db, trade_id)
@@ -394,7 +394,7 @@ pub async fn resend(
         .await?;
     queue
         .push(
-            crate::jobs::Job::Notify {
+            crate::queue::Job::Notify {
                 order_id: o.id,
                 attempt: 1,
             },

@@ -16,6 +16,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use super::{merchant::Merchant, now, rate, wallet};
+pub use crate::domain::transfer::IncomingTransfer;
 use crate::{
     config::Config,
     domain::{
@@ -23,7 +24,7 @@ use crate::{
         network::Network,
         order::{OrderStatus, TransitionError, flags},
     },
-    jobs::{Job, JobError, JobQueue},
+    queue::{Job, JobError, JobQueue},
     store::{
         self,
         entities::{order, transfer},
@@ -478,24 +479,6 @@ pub async fn expire_order(
             ExpireOutcome::Settled
         },
     )
-}
-
-/// A token transfer seen on chain at or below the confirmed head.
-#[derive(Debug, Clone)]
-pub struct IncomingTransfer {
-    pub network: Network,
-    pub tx_hash: String,
-    pub log_index: i64,
-    pub block_number: i64,
-    pub block_hash: String,
-    pub token_contract: String,
-    pub from_address: String,
-    /// Normalised like wallets' addresses (TRON base58, EVM lower-case 0x).
-    pub to_address: String,
-    /// Token amount (already divided by the token's decimals).
-    pub amount: Decimal,
-    /// Unix seconds.
-    pub block_time: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -90,7 +90,7 @@ impl Anvil {
 
     /// Like [`Anvil::start`], on chain id `chain_id` (another chain for failover tests).
     pub async fn start_with_chain_id(chain_id: u64) -> Option<Anvil> {
-        epusdt::app::install_crypto_provider();
+        epusdt::net::install_crypto_provider();
         let path = anvil_path();
         if !path.exists() {
             let msg = format!(

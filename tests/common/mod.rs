@@ -16,8 +16,8 @@ use std::{
 use axum::{Router, body::Bytes, extract::State, http::Uri, routing::any};
 use epusdt::{
     App,
-    app::AppState,
     config::{Config, Secret},
+    state::AppState,
 };
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -215,7 +215,7 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 }
 
 pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -> Option<TestApp> {
-    epusdt::app::install_crypto_provider();
+    epusdt::net::install_crypto_provider();
     let (mut config, dir) = test_config(backend).await?;
     tweak(&mut config);
     let app = spawn_with(config, dir).await;

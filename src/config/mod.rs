@@ -7,7 +7,6 @@
 
 use std::{
     collections::BTreeMap,
-    fmt,
     net::SocketAddr,
     path::{Path, PathBuf},
 };
@@ -20,50 +19,9 @@ use figment::{
 use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize, Serializer};
 
-/// A secret string (API token, bot token, password in a URL). Redacted in `Debug` and when
-/// serialized, so it cannot leak through logs or `config check`.
-#[derive(Clone, Default, PartialEq, Eq)]
-pub struct Secret(String);
+pub mod ratelimit;
 
-impl<'de> Deserialize<'de> for Secret {
-    /// Accepts a string, or a number (an all-digit token given in the environment is parsed as one).
-    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        #[derive(Deserialize)]
-        #[serde(untagged)]
-        enum Raw {
-            Str(String),
-            Unsigned(u128),
-            Signed(i128),
-        }
-        Ok(Secret(match Raw::deserialize(d)? {
-            Raw::Str(s) => s,
-            Raw::Unsigned(n) => n.to_string(),
-            Raw::Signed(n) => n.to_string(),
-        }))
-    }
-}
-
-impl Secret {
-    pub fn new(s: impl Into<String>) -> Self {
-        Self(s.into())
-    }
-    /// The only way to read the secret; grep for it when auditing.
-    pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-impl fmt::Debug for Secret {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("Secret([redacted])")
-    }
-}
-
-impl Serialize for Secret {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str("[redacted]")
-    }
-}
+pub use crate::secret::Secret;
 
 /// The effective configuration. Field names are the config keys: `http_listen` is
 /// `http_listen = ".."` in TOML, `http_listen=..` in `.env` and `EPUSDT_HTTP_LISTEN` in the env.
@@ -142,9 +100,9 @@ pub struct Config {
     pub shutdown_timeout_secs: u64,
     /// Rate limits (DESIGN §8): `rate_limit_per_minute`, `rate_limit_route_per_minute`,
     /// `rate_limit_routes`, `rate_limit_merchant_per_minute`, `rate_limit_redis_failure`,
-    /// `trusted_proxies`; see [`crate::security::ratelimit::RateLimitSettings`].
+    /// `trusted_proxies`; see [`ratelimit::RateLimitSettings`].
     #[serde(flatten)]
-    pub rate_limit: crate::security::ratelimit::RateLimitSettings,
+    pub rate_limit: ratelimit::RateLimitSettings,
     /// Telegram bot token (accepted for compatibility; the bot is not part of this release).
     pub tg_bot_token: Option<Secret>,
     /// Telegram admin chat id (accepted for compatibility).

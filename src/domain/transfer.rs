@@ -1,0 +1,22 @@
+//! A token transfer seen on a chain, as a watcher hands it to the order service.
+use rust_decimal::Decimal;
+
+use super::network::Network;
+
+/// A token transfer seen on chain at or below the confirmed head.
+#[derive(Debug, Clone)]
+pub struct IncomingTransfer {
+    pub network: Network,
+    pub tx_hash: String,
+    pub log_index: i64,
+    pub block_number: i64,
+    pub block_hash: String,
+    pub token_contract: String,
+    pub from_address: String,
+    /// Normalised like wallets' addresses (TRON base58, EVM lower-case 0x).
+    pub to_address: String,
+    /// Token amount (already divided by the token's decimals).
+    pub amount: Decimal,
+    /// Unix seconds.
+    pub block_time: i64,
+}

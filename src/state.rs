@@ -1,0 +1,33 @@
+//! `AppState`: what every handler and job is handed. Built by `app`, read by `http` and `jobs`.
+use std::sync::Arc;
+
+use sea_orm::DatabaseConnection;
+
+use crate::{
+    audit::AuditLog,
+    chain,
+    config::Config,
+    crypto::keys::KeyStore,
+    queue::JobQueue,
+    security::{ratelimit::RateLimit, replay::ReplayGuard},
+};
+
+/// Shared state handed to every handler and job.
+#[derive(Clone)]
+pub struct AppState {
+    pub config: Arc<Config>,
+    pub db: DatabaseConnection,
+    pub queue: JobQueue,
+    /// Outbound HTTP client (merchant callbacks); rustls with the ring provider.
+    pub http: reqwest::Client,
+    /// Master keyring sealing merchant secrets at rest.
+    pub keys: Arc<KeyStore>,
+    /// Append-only audit trail (table + daily JSONL file).
+    pub audit: AuditLog,
+    /// Rate limits: the middleware's state; handlers call `check_merchant`.
+    pub rate_limit: RateLimit,
+    /// GMPay replay nonces (Redis or the `request_nonces` table).
+    pub replay: ReplayGuard,
+    /// Chain watchers' status, for `/health` (see `chain`).
+    pub chains: chain::Registry,
+}
