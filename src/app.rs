@@ -14,8 +14,9 @@ use crate::{
     audit::{AuditEvent, AuditLog, actions},
     config::Config,
     crypto::keys::KeyStore,
-    jobs::{self, JobQueue, QueueBackend},
+    jobs,
     net::install_crypto_provider,
+    queue::{JobError, JobQueue, QueueBackend},
     service, store,
 };
 
@@ -29,7 +30,7 @@ pub enum AppError {
     #[error("database: {0}")]
     Database(#[from] sea_orm::DbErr),
     #[error("job queue: {0}")]
-    Queue(#[from] jobs::JobError),
+    Queue(#[from] JobError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: SocketAddr,
