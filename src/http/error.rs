@@ -149,4 +149,62 @@ mod tests {
         let e: ApiError = ReplayError::TimestampOutOfWindow { skew: -400 }.into();
         assert!(e.message.contains("-400 s") && e.message.contains("300"));
     }
+
+    fn verdict(source: Source, retry_ms: u64) -> crate::security::ratelimit::Verdict {
+        use std::time::Duration;
+        crate::security::ratelimit::Verdict {
+            allowed: false,
+            decisions: vec![crate::security::ratelimit::Decision {
+                allowed: false,
+                name: "ip",
+                limit: 3,
+                window: Duration::from_secs(60),
+                remaining: 0,
+                reset_after: Duration::from_secs(61),
+                retry_after: Duration::from_millis(retry_ms),
+                first_denial: true,
+                source,
+            }],
+        }
+    }
+
+    #[tokio::test]
+    async fn rate_limited_is_a_429_envelope_with_retry_after_and_headers() {
+        let resp = RateLimited(verdict(Source::InProcess, 1500)).into_response();
+        assert_eq!(resp.status(), StatusCode::TOO_MANY_REQUESTS);
+        let h = resp.headers();
+        assert_eq!(h[header::RETRY_AFTER], "2");
+        assert_eq!(h["ratelimit-limit"], "3");
+        assert_eq!(h["ratelimit-remaining"], "0");
+        assert_eq!(h["ratelimit"], "\"ip\";r=0;t=61");
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status_code"], 429);
+        assert_eq!(v["message"], "too many requests: retry after 2 s");
+    }
+
+    #[tokio::test]
+    async fn rate_limiter_down_under_deny_is_a_503_without_ratelimit_headers() {
+        let resp = RateLimited(verdict(Source::Unavailable, 0)).into_response();
+        assert_eq!(resp.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(resp.headers()[header::RETRY_AFTER], "1");
+        assert!(!resp.headers().contains_key("ratelimit-limit"));
+        let body = axum::body::to_bytes(resp.into_body(), 4096).await.unwrap();
+        let v: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(v["status_code"], 503);
+        assert_eq!(v["message"], "rate limiter unavailable: retry after 1 s");
+    }
+
+    #[test]
+    fn order_errors_keep_their_protocol_codes() {
+        let e: ApiError = OrderError::NotFound.into();
+        assert_eq!(e.code, code::NOT_FOUND);
+        let e: ApiError = ReplayError::NonceReused.into();
+        assert_eq!(e.code, code::BAD_PARAM);
+        let e: ApiError = ReplayError::StoreUnavailable("x".into()).into();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (code::SYSTEM, "system error, please retry later")
+        );
+    }
 }

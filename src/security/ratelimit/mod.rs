@@ -286,4 +286,36 @@ mod tests {
         s.rate_limit_routes.0.insert("nope".into(), 5);
         assert_eq!(s.validate().map_err(|e| e.0), Err("rate_limit_routes"));
     }
+
+    #[tokio::test]
+    async fn check_request_counts_per_ip_and_per_route() {
+        let settings = RateLimitSettings {
+            rate_limit_per_minute: 3,
+            rate_limit_route_per_minute: 2,
+            ..RateLimitSettings::default()
+        };
+        let rl = RateLimit::with_limiter(settings, RateLimiter::in_process());
+        let ip: IpAddr = "192.0.2.7".parse().unwrap();
+        assert!(rl.check_request(Some(ip), "/a").await.allowed);
+        let v = rl.check_request(Some(ip), "/a").await;
+        assert!(v.allowed);
+        assert_eq!(
+            v.binding().map(|d| (d.name, d.remaining)),
+            Some(("route", 0))
+        );
+        let v = rl.check_request(Some(ip), "/a").await;
+        assert!(!v.allowed);
+        assert_eq!(v.binding().map(|d| d.name), Some("route"));
+        // Another route still has room under the per-IP limit (the refusal counted nothing).
+        assert!(rl.check_request(Some(ip), "/b").await.allowed);
+        let v = rl.check_request(Some(ip), "/b").await;
+        assert!(!v.allowed);
+        assert_eq!(v.binding().map(|d| d.name), Some("ip"));
+        // Clients without an address share one key, apart from known ones.
+        assert!(rl.check_request(None, "/a").await.allowed);
+        assert_eq!(
+            rl.request_rules("unknown", "/a")[0].key,
+            "ip:unknown".to_owned()
+        );
+    }
 }

@@ -110,3 +110,23 @@ impl RedisStore {
             .collect())
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn errors_read_as_before() {
+        assert_eq!(RedisStoreError::TimedOut.to_string(), "timed out");
+        assert_eq!(
+            RedisStoreError::UnexpectedReply(3).to_string(),
+            "unexpected script reply of 3 values"
+        );
+        let e: RedisStoreError =
+            redis::RedisError::from((redis::ErrorKind::Io, "connection refused")).into();
+        assert_eq!(
+            e.to_string(),
+            redis::RedisError::from((redis::ErrorKind::Io, "connection refused")).to_string()
+        );
+    }
+}

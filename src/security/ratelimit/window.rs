@@ -161,3 +161,94 @@ pub(super) fn assemble(rules: &[Rule], seen: Vec<(Observed, bool)>, source: Sour
             .collect(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(limit: u32, window_ms: u64) -> Rule {
+        Rule {
+            name: "r",
+            key: "k".into(),
+            limit,
+            window: Duration::from_millis(window_ms),
+        }
+    }
+
+    fn seen(fits: bool, prev: u64, curr: u64, elapsed: u64) -> Observed {
+        Observed {
+            fits,
+            prev,
+            curr,
+            elapsed,
+            first_denial: false,
+        }
+    }
+
+    #[test]
+    fn fits_is_the_weighted_inequality_at_its_boundary() {
+        // 10 per 1000 ms, 10 in the previous window, 100 ms into this one: 9 still count.
+        assert!(fits(10, 1000, 10, 0, 100));
+        assert!(!fits(10, 1000, 10, 1, 100));
+        assert!(fits(3, 1000, 0, 2, 0));
+        assert!(!fits(3, 1000, 0, 3, 0));
+        assert!(!fits(0, 1000, 0, 0, 0), "limit 0 admits nothing here");
+    }
+
+    #[test]
+    fn decide_reports_remaining_reset_and_retry() {
+        let r = rule(3, 1000);
+        let d = decide(&r, seen(true, 0, 1, 200), Source::InProcess);
+        assert!(d.allowed);
+        assert_eq!(d.remaining, 2);
+        assert_eq!(d.reset_after, Duration::from_millis(1800));
+        assert_eq!(d.retry_after, Duration::ZERO);
+        let d = decide(&r, seen(false, 0, 3, 20), Source::Redis);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 0);
+        assert_eq!(d.retry_after, Duration::from_millis(1314));
+        assert_eq!(d.source, Source::Redis);
+    }
+
+    #[test]
+    fn binding_is_the_longest_wait_when_denied_else_the_fewest_left() {
+        let a = decide(&rule(10, 1000), seen(true, 0, 1, 0), Source::InProcess);
+        let b = decide(&rule(3, 1000), seen(true, 0, 2, 0), Source::InProcess);
+        let v = Verdict {
+            allowed: true,
+            decisions: vec![a, b],
+        };
+        assert_eq!(v.binding().map(|d| d.limit), Some(3));
+        let short = Decision {
+            allowed: false,
+            retry_after: Duration::from_millis(10),
+            ..a
+        };
+        let long = Decision {
+            allowed: false,
+            retry_after: Duration::from_millis(900),
+            ..b
+        };
+        let v = Verdict {
+            allowed: false,
+            decisions: vec![short, a, long],
+        };
+        assert_eq!(v.binding().map(|d| d.retry_after.as_millis()), Some(900));
+    }
+
+    #[test]
+    fn assemble_refuses_when_a_rule_has_no_observation() {
+        let rules = [rule(3, 1000), rule(3, 1000)];
+        let v = assemble(&rules, vec![(seen(true, 0, 1, 0), true)], Source::Redis);
+        assert!(!v.allowed);
+        let v = assemble(
+            &rules,
+            vec![(seen(true, 0, 1, 0), true), (seen(true, 0, 1, 0), true)],
+            Source::Redis,
+        );
+        assert!(v.allowed);
+        assert_eq!(v.decisions.len(), 2);
+        let u = uncounted(&rules[0], Source::Unlimited);
+        assert!(u.allowed && u.remaining == 3 && u.source == Source::Unlimited);
+    }
+}
