@@ -1,6 +1,6 @@
-//! The in-process store: one [`Bucket`] per (window, key) behind one mutex, so all rules of a
+//! The in-process store: one `Bucket` per (window, key) behind one mutex, so all rules of a
 //! request are checked and counted atomically. Used when no Redis is configured and as the
-//! fallback while Redis is down. Memory is bounded ([`Local::new`]'s `max_keys`): keys that have
+//! fallback while Redis is down. Memory is bounded (`Local::new`'s `max_keys`): keys that have
 //! slid out are swept, and under a flood of distinct keys arbitrary ones are evicted.
 use std::{collections::HashMap, sync::Mutex, time::Instant};
 

@@ -1,5 +1,5 @@
 //! The sliding-window arithmetic shared by both stores: what a [`Rule`] is, what one check
-//! observed ([`Observed`], the same numbers the Lua script returns) and how that becomes a
+//! observed (`Observed`, the same numbers the Lua script returns) and how that becomes a
 //! [`Decision`] per rule and a [`Verdict`] per request. Pure integer math: no clock, no I/O.
 use std::time::Duration;
 
