@@ -62,7 +62,7 @@ async fn serve(rl: RateLimit) -> String {
         .route("/metrics", get(|| async { "# metrics" }))
         .layer(axum::middleware::from_fn_with_state(
             rl.clone(),
-            security::ratelimit::middleware,
+            epusdt::http::middleware::ratelimit::middleware,
         ))
         .with_state(rl);
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")

@@ -13,6 +13,7 @@ use rust_decimal::Decimal;
 use serde_json::{Value, json};
 
 use super::{
+    middleware::ratelimit::ClientAddr,
     params::Params,
     reply::{self, ApiError},
 };
@@ -20,7 +21,6 @@ use crate::{
     audit::{AuditEvent, actions},
     crypto::sign,
     domain::{amount, network::Network},
-    security::ratelimit::ClientAddr,
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
         notify::check_url_shape,

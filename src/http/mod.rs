@@ -1,9 +1,11 @@
 //! HTTP: axum routers. Handlers are thin — parse, authenticate, call a service function, shape
-//! the reply. Errors are mapped to the protocol's reply in one place ([`reply`]); internal causes
+//! the reply. Errors are mapped to the protocol's reply in one place ([`error`]); internal causes
 //! are logged, never sent to clients.
 pub mod checkout;
 pub mod checkout_page;
+pub mod error;
 pub mod merchant;
+pub mod middleware;
 pub mod ops;
 pub mod params;
 pub mod reply;
@@ -21,7 +23,7 @@ pub fn router(state: AppState) -> Router {
         .merge(checkout::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
-            crate::security::ratelimit::middleware,
+            middleware::ratelimit::middleware,
         ))
         .layer(TraceLayer::new_for_http())
         .with_state(state)

@@ -19,7 +19,7 @@ use redis::aio::ConnectionManager;
 use sea_orm::{ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set};
 
 use super::nonce_entity as nonce_row;
-use crate::{http::reply::ApiError, store};
+use crate::store;
 
 /// Allowed distance between a request's `timestamp` and the gateway's clock.
 pub const TIMESTAMP_WINDOW_SECS: i64 = 300;
@@ -29,7 +29,8 @@ pub const NONCE_TTL_SECS: i64 = 2 * TIMESTAMP_WINDOW_SECS;
 const PURGE_EVERY_SECS: i64 = 60;
 
 /// Why a request was refused. `Display` is the message the merchant sees (except
-/// `StoreUnavailable`, which the merchant sees as a system error).
+/// `StoreUnavailable`, which the merchant sees as a system error); `http::error` maps it to the
+/// protocol's reply.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ReplayError {
     #[error(
@@ -48,21 +49,6 @@ pub enum ReplayError {
     Missing(&'static str),
     #[error("nonce store unavailable: {0}")]
     StoreUnavailable(String),
-}
-
-impl From<ReplayError> for ApiError {
-    fn from(e: ReplayError) -> Self {
-        match e {
-            ReplayError::StoreUnavailable(cause) => {
-                tracing::error!(error = %cause, "replay nonce store unavailable; refusing the request");
-                ApiError::system()
-            }
-            other => ApiError {
-                code: crate::http::reply::code::BAD_PARAM,
-                message: other.to_string(),
-            },
-        }
-    }
 }
 
 /// Is `nonce` 8..=64 characters of `[A-Za-z0-9_-]`?
@@ -322,13 +308,5 @@ mod tests {
             Err(ReplayError::TimestampOutOfWindow { skew: 301 })
         );
         assert!(check_window(i64::MIN, i64::MAX).is_err());
-    }
-
-    #[test]
-    fn merchant_messages_say_what_to_fix_and_hide_store_errors() {
-        let e: ApiError = ReplayError::StoreUnavailable("redis: secret host".into()).into();
-        assert!(!e.message.contains("secret"), "{}", e.message);
-        let e: ApiError = ReplayError::TimestampOutOfWindow { skew: -400 }.into();
-        assert!(e.message.contains("-400 s") && e.message.contains("300"));
     }
 }
