@@ -6,6 +6,7 @@ pub mod checkout_page;
 pub mod merchant;
 pub mod ops;
 pub mod params;
+pub mod render;
 pub mod reply;
 pub mod serve;
 
