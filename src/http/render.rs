@@ -11,7 +11,7 @@
 //! `csp_hash` turns an inline `<script>`/`<style>` body into its CSP source
 //! expression. It must never load templates from disk or render a value
 //! unescaped unless Rust code marked it safe (`Value::from_safe_string`).
-use std::sync::LazyLock;
+use std::sync::{Arc, LazyLock};
 
 use axum::response::Html;
 use base64::{Engine as _, engine::general_purpose::STANDARD as BASE64};
@@ -48,8 +48,8 @@ const TEMPLATES: &[(&str, &str)] = &[
 #[derive(Debug, thiserror::Error)]
 pub enum RenderError {
     /// The embedded templates did not compile (caught by the unit tests).
-    #[error("templates failed to load: {0}")]
-    Load(String),
+    #[error("templates failed to load: {0:#}")]
+    Load(#[source] Arc<Error>),
     #[error("template {name}: {source:#}")]
     Template {
         name: &'static str,
@@ -58,8 +58,8 @@ pub enum RenderError {
     },
 }
 
-static ENV: LazyLock<Result<Environment<'static>, String>> =
-    LazyLock::new(|| environment().map_err(|e| format!("{e:#}")));
+static ENV: LazyLock<Result<Environment<'static>, Arc<Error>>> =
+    LazyLock::new(|| environment().map_err(Arc::new));
 
 fn environment() -> Result<Environment<'static>, Error> {
     let mut env = Environment::new();
@@ -87,7 +87,7 @@ pub fn render_to_string(
     name: &'static str,
     context: impl Into<Value>,
 ) -> Result<String, RenderError> {
-    let env = ENV.as_ref().map_err(|e| RenderError::Load(e.clone()))?;
+    let env = ENV.as_ref().map_err(|e| RenderError::Load(Arc::clone(e)))?;
     env.get_template(name)
         .and_then(|t| t.render(context))
         .map_err(|source| RenderError::Template { name, source })
