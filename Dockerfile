@@ -4,6 +4,8 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY migrations ./migrations
 COPY src ./src
+COPY templates ./templates
+COPY assets ./assets
 RUN cargo build --release --locked --bin epusdt
 
 FROM debian:bookworm-slim

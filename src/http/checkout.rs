@@ -1,5 +1,5 @@
 //! `GET /pay/checkout-counter/{trade_id}`: the payer's page, rendered server-side by
-//! `checkout_page` (no CDN, QR code generated here).
+//! `checkout_page` through the templates of `templates/` (no CDN, QR code generated here).
 use axum::{
     Router,
     extract::{Path, State},
@@ -8,7 +8,10 @@ use axum::{
     routing::get,
 };
 
-use super::checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed};
+use super::{
+    checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed},
+    render::RenderError,
+};
 use crate::{
     domain::{network::Network, order::OrderStatus},
     service::order,
@@ -19,7 +22,14 @@ pub fn router() -> Router<AppState> {
     Router::new().route("/pay/checkout-counter/{trade_id}", get(checkout_counter))
 }
 
-fn page(status: StatusCode, html: String) -> Response {
+fn page(status: StatusCode, html: Result<Html<String>, RenderError>) -> Response {
+    let html = match html {
+        Ok(html) => html,
+        Err(e) => {
+            tracing::error!(error = %e, "checkout page");
+            return (StatusCode::INTERNAL_SERVER_ERROR, "internal error").into_response();
+        }
+    };
     (
         status,
         [
@@ -30,7 +40,7 @@ fn page(status: StatusCode, html: String) -> Response {
                 "default-src 'none'; style-src 'unsafe-inline'; script-src 'unsafe-inline'; img-src data:; connect-src 'self'; base-uri 'none'; form-action 'none'",
             ),
         ],
-        Html(html),
+        html,
     )
         .into_response()
 }

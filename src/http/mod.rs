@@ -8,6 +8,7 @@ pub mod merchant;
 pub mod middleware;
 pub mod ops;
 pub mod params;
+pub mod render;
 pub mod reply;
 pub mod serve;
 
