@@ -12,7 +12,7 @@ use epusdt::{
     service,
 };
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum KeysAction {
@@ -59,7 +59,7 @@ async fn rotate_keys(
     };
     let old_id = keys.current_key_id();
     if new.key_id() == old_id {
-        return Err("the new key is the key already in use".into());
+        return Err(CliError::SameKey.into());
     }
     let next = KeyStore::from_keyring(keys.rotated(new.clone()));
     let txn = epusdt::store::begin_write(db).await?;

@@ -18,6 +18,23 @@ mod wallet;
 /// What `run` returns: any failure, printed by `main` (redacted) with exit code 1.
 pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 
+/// Failures the command line finds itself (the library's errors pass through as they are).
+#[derive(Debug, thiserror::Error)]
+pub enum CliError {
+    #[error("cannot open log directory: {0}")]
+    LogDir(std::io::Error),
+    #[error("no merchant with pid {0}")]
+    NoMerchant(i64),
+    #[error("no order with trade_id {0}")]
+    NoOrder(String),
+    #[error("`{0}` is not a currency code like CNY")]
+    Currency(String),
+    #[error("`{0}` must be a positive decimal, e.g. 7.2")]
+    Rate(String),
+    #[error("the new key is the key already in use")]
+    SameKey,
+}
+
 #[derive(Parser)]
 #[command(name = "epusdt", version, about = "Self-hosted USDT payment gateway")]
 pub struct Cli {
@@ -113,5 +130,41 @@ pub fn restrict_file_modes(config: &Config) {
                 dir.display()
             );
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        use clap::CommandFactory;
+        Cli::command().debug_assert();
+        let cli = Cli::try_parse_from(["epusdt", "--config", "x.toml", "wallet", "enable", "7"])
+            .expect("parses");
+        assert_eq!(cli.config.as_deref(), Some(std::path::Path::new("x.toml")));
+        assert!(matches!(
+            cli.command,
+            Command::Wallet {
+                action: wallet::WalletAction::Enable { .. }
+            }
+        ));
+    }
+
+    #[test]
+    fn messages_stay_what_operators_know() {
+        assert_eq!(
+            CliError::NoMerchant(1001).to_string(),
+            "no merchant with pid 1001"
+        );
+        assert_eq!(
+            CliError::Currency("US".into()).to_string(),
+            "`US` is not a currency code like CNY"
+        );
+        assert_eq!(
+            CliError::Rate("-1".into()).to_string(),
+            "`-1` must be a positive decimal, e.g. 7.2"
+        );
     }
 }

@@ -2,7 +2,7 @@
 use clap::Subcommand;
 use epusdt::{app, config::Config, service};
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum OrderAction {
@@ -18,7 +18,7 @@ pub async fn run(action: OrderAction, config: &Config) -> CliResult {
         OrderAction::Show { trade_id } => {
             let o = service::order::find_by_trade_id(&db, &trade_id)
                 .await?
-                .ok_or_else(|| format!("no order with trade_id {trade_id}"))?;
+                .ok_or_else(|| CliError::NoOrder(trade_id.clone()))?;
             println!(
                 "trade_id={} order_id={} status={} network={} address={} amount={} {} actual_amount={} USDT flags={} tx={} callback_state={}",
                 o.trade_id,

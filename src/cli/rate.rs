@@ -3,7 +3,7 @@ use clap::Subcommand;
 use epusdt::{app, config::Config, service};
 use rust_decimal::Decimal;
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum RateAction {
@@ -15,11 +15,11 @@ pub async fn run(action: RateAction, config: &Config) -> CliResult {
     let RateAction::Set { currency, rate } = action;
     let currency = currency.trim().to_ascii_uppercase();
     if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(format!("`{currency}` is not a currency code like CNY").into());
+        return Err(CliError::Currency(currency).into());
     }
     let rate = epusdt::domain::amount::parse_plain(rate.trim(), false)
         .filter(|r| *r > Decimal::ZERO)
-        .ok_or_else(|| format!("`{rate}` must be a positive decimal, e.g. 7.2"))?;
+        .ok_or_else(|| CliError::Rate(rate.clone()))?;
     let db = app::open_database(config).await?;
     service::rate::set_rate(&db, &currency, rate).await?;
     println!("rate set: 1 USDT = {rate} {currency}");

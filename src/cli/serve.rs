@@ -7,7 +7,7 @@ use epusdt::{
     telemetry,
 };
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum HttpAction {
@@ -17,7 +17,7 @@ pub enum HttpAction {
 /// Telemetry (stdout + daily log file) → `App::build` → serve until a shutdown signal.
 pub async fn serve(config: Config) -> CliResult {
     let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
-        .map_err(|e| format!("cannot open log directory: {e}"))?;
+        .map_err(CliError::LogDir)?;
     if config.tg_bot_token.is_some() {
         tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
     }

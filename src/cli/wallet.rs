@@ -2,12 +2,12 @@
 use clap::Subcommand;
 use epusdt::{
     app,
-    audit::{ACTOR_CLI, AuditEvent, actions},
+    audit::{ACTOR_CLI, AuditEvent, AuditLog, actions},
     config::Config,
     service,
 };
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum WalletAction {
@@ -47,7 +47,7 @@ pub async fn run(action: WalletAction, config: &Config) -> CliResult {
                 Some(pid) => Some(
                     service::merchant::find_by_pid(&db, &keys, pid)
                         .await?
-                        .ok_or_else(|| format!("no merchant with pid {pid}"))?
+                        .ok_or(CliError::NoMerchant(pid))?
                         .id,
                 ),
                 None => None,
@@ -81,28 +81,28 @@ pub async fn run(action: WalletAction, config: &Config) -> CliResult {
                 );
             }
         }
-        WalletAction::Disable { wallet } => {
-            let n = service::wallet::set_enabled(&db, &wallet, false).await?;
-            audit
-                .record(AuditEvent::new(
-                    ACTOR_CLI,
-                    actions::WALLET_DISABLE,
-                    wallet.clone(),
-                ))
-                .await?;
-            println!("{n} wallet(s) disabled");
-        }
-        WalletAction::Enable { wallet } => {
-            let n = service::wallet::set_enabled(&db, &wallet, true).await?;
-            audit
-                .record(AuditEvent::new(
-                    ACTOR_CLI,
-                    actions::WALLET_ENABLE,
-                    wallet.clone(),
-                ))
-                .await?;
-            println!("{n} wallet(s) enabled");
-        }
+        WalletAction::Disable { wallet } => set_enabled(&db, &audit, &wallet, false).await?,
+        WalletAction::Enable { wallet } => set_enabled(&db, &audit, &wallet, true).await?,
     }
+    Ok(())
+}
+
+/// `wallet enable|disable`: by id or address; the audit trail records what was asked for.
+async fn set_enabled(
+    db: &sea_orm::DatabaseConnection,
+    audit: &AuditLog,
+    wallet: &str,
+    enabled: bool,
+) -> CliResult {
+    let n = service::wallet::set_enabled(db, wallet, enabled).await?;
+    let (action, done) = if enabled {
+        (actions::WALLET_ENABLE, "enabled")
+    } else {
+        (actions::WALLET_DISABLE, "disabled")
+    };
+    audit
+        .record(AuditEvent::new(ACTOR_CLI, action, wallet.to_string()))
+        .await?;
+    println!("{n} wallet(s) {done}");
     Ok(())
 }

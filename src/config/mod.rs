@@ -4,6 +4,12 @@
 //! This module owns parsing and validation only. It never opens sockets or files other than the
 //! config sources, and it never prints a secret: every secret is a [`Secret`], whose `Debug` and
 //! `Serialize` are redacted, so `epusdt config check` can print the effective config verbatim.
+//!
+//! Rooms: this file holds [`Config`], its defaults and [`ConfigError`]; `load` the figment
+//! layering and unknown-key detection; `dotenv` the upstream `.env` key names; `validate` the
+//! range and form checks; `networks` the chain watchers ([`NetworkConfig`] → [`ChainSettings`]);
+//! `values` how decimals, rate tables and lists may be written and how URLs are shown;
+//! `ratelimit` the rate-limit keys.
 
 use std::{
     collections::BTreeMap,
