@@ -36,6 +36,7 @@ pub mod actions {
     pub const MERCHANT_ADD: &str = "merchant.add";
     pub const WALLET_ADD: &str = "wallet.add";
     pub const WALLET_DISABLE: &str = "wallet.disable";
+    pub const WALLET_ENABLE: &str = "wallet.enable";
     pub const KEY_GENERATED: &str = "key.generated";
     pub const KEY_ROTATE: &str = "key.rotate";
     pub const SECRETS_ENCRYPTED: &str = "secrets.encrypted";

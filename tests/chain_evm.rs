@@ -897,7 +897,7 @@ async fn failover_url_on_another_chain_is_refused(backend: Backend) {
     // The other chain pays the order's exact amount and moves on past our cursor.
     wrong.transfer(&token, &address, units(&amount, 6)).await;
     wrong.mine(50).await;
-    let label = epusdt::config::redact_rpc_url(&b.url);
+    let label = epusdt::redact::rpc_url(&b.url);
     let error = common::eventually(20, "the refused URL to show in /health", || async {
         let h = health(&app).await;
         h["chains"]["ethereum"]["error"]
@@ -954,7 +954,7 @@ async fn reachable_failover_url_on_another_chain_refuses_to_start() {
         Err(e) => e.to_string(),
     };
     assert!(
-        err.contains(&epusdt::config::redact_rpc_url(&wrong.url))
+        err.contains(&epusdt::redact::rpc_url(&wrong.url))
             && err.contains("it serves chain id 999 but networks.ethereum.chain_id is 31337"),
         "{err}"
     );

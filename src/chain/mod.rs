@@ -378,7 +378,7 @@ impl<S: Scanner> Watcher<S> {
             %network,
             contract = %self.settings.usdt_contract,
             confirmations = self.settings.confirmations,
-            rpc = %self.settings.rpc_urls.iter().map(|u| crate::config::redact_rpc_url(u.as_str())).collect::<Vec<_>>().join(", "),
+            rpc = %self.settings.rpc_urls.iter().map(|u| crate::redact::rpc_url(u.as_str())).collect::<Vec<_>>().join(", "),
             "chain watcher started"
         );
         self.lease.start(self.db.clone());

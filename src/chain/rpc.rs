@@ -65,7 +65,7 @@ impl<C: Clone> Endpoints<C> {
                 .into_iter()
                 .map(|(client, url)| Endpoint {
                     client,
-                    label: crate::config::redact_rpc_url(url.as_str()),
+                    label: crate::redact::rpc_url(url.as_str()),
                     raw: url.as_str().to_string(),
                     state: Mutex::new(Health::default()),
                 })
@@ -291,7 +291,7 @@ mod tests {
     #[test]
     fn scrubs_urls_and_truncates() {
         let raw = "https://eth.example.com/v3/SECRETKEY";
-        let label = crate::config::redact_rpc_url(raw);
+        let label = crate::redact::rpc_url(raw);
         assert_eq!(label, "https://eth.example.com/…");
         let msg = format!("error sending request for url ({raw}/)");
         let s = scrub(&msg, &format!("{raw}/"), &label);

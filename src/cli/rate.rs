@@ -1,0 +1,27 @@
+//! `epusdt rate set CUR RATE`: an admin-set fiat → USDT rate (fiat units per 1 USDT).
+use clap::Subcommand;
+use epusdt::{app, config::Config, service};
+use rust_decimal::Decimal;
+
+use super::{CliError, CliResult};
+
+#[derive(Subcommand)]
+pub enum RateAction {
+    /// e.g. `epusdt rate set CNY 7.2`
+    Set { currency: String, rate: String },
+}
+
+pub async fn run(action: RateAction, config: &Config) -> CliResult {
+    let RateAction::Set { currency, rate } = action;
+    let currency = currency.trim().to_ascii_uppercase();
+    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(CliError::Currency(currency).into());
+    }
+    let rate = epusdt::domain::amount::parse_plain(rate.trim(), false)
+        .filter(|r| *r > Decimal::ZERO)
+        .ok_or_else(|| CliError::Rate(rate.clone()))?;
+    let db = app::open_database(config).await?;
+    service::rate::set_rate(&db, &currency, rate).await?;
+    println!("rate set: 1 USDT = {rate} {currency}");
+    Ok(())
+}

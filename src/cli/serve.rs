@@ -1,0 +1,36 @@
+//! `epusdt serve` (and its upstream alias `epusdt http start`): run the gateway until
+//! SIGTERM/SIGINT; `epusdt migrate`: apply the database migrations and exit.
+use clap::Subcommand;
+use epusdt::{
+    app::{self, App},
+    config::Config,
+    telemetry,
+};
+
+use super::{CliError, CliResult};
+
+#[derive(Subcommand)]
+pub enum HttpAction {
+    Start,
+}
+
+/// Telemetry (stdout + daily log file) → `App::build` → serve until a shutdown signal.
+pub async fn serve(config: Config) -> CliResult {
+    let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
+        .map_err(CliError::LogDir)?;
+    if config.tg_bot_token.is_some() {
+        tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
+    }
+    let app = App::build(config).await?;
+    app.run_until_stopped(app::shutdown_signal()).await?;
+    Ok(())
+}
+
+pub async fn migrate(config: &Config) -> CliResult {
+    app::open_database(config).await?;
+    println!(
+        "migrations applied to {}",
+        epusdt::redact::secrets(&config.effective_database_url())
+    );
+    Ok(())
+}
