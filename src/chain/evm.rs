@@ -47,12 +47,13 @@ use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
 use super::{
-    Heads, ScanBatch, ScanError, Scanner,
-    rpc::{CallError, Endpoints, truncate},
+    ChainError, Heads, ScanBatch, ScanError, Scanner,
+    rpc::{CallError, Endpoints},
 };
 use crate::{
     config::ChainSettings,
     domain::{amount, transfer::IncomingTransfer},
+    redact::truncate,
 };
 
 sol! {
@@ -110,24 +111,19 @@ pub struct EvmScanner {
 }
 
 impl EvmScanner {
-    pub fn new(settings: &ChainSettings) -> Result<Self, String> {
+    pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let contract: Address = settings.usdt_contract.parse().map_err(|e| {
-            format!(
+            ChainError::Contract(format!(
                 "networks.{}.usdt_contract `{}` is not an address: {e}",
                 settings.network, settings.usdt_contract
-            )
+            ))
         })?;
-        crate::net::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(
-                settings
-                    .request_timeout
-                    .min(std::time::Duration::from_secs(5)),
-            )
-            .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("networks.{}: HTTP client: {e}", settings.network))?;
+        let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
+            ChainError::HttpClient {
+                network: settings.network,
+                source,
+            }
+        })?;
         let endpoints = Endpoints::new(
             settings
                 .rpc_urls

@@ -17,6 +17,7 @@ use std::{
 };
 
 use super::ScanError;
+use crate::redact::truncate;
 
 /// One failed call on one endpoint.
 #[derive(Debug, Clone)]
@@ -65,7 +66,7 @@ impl<C: Clone> Endpoints<C> {
                 .into_iter()
                 .map(|(client, url)| Endpoint {
                     client,
-                    label: crate::config::redact_rpc_url(url.as_str()),
+                    label: crate::redact::rpc_url(url.as_str()),
                     raw: url.as_str().to_string(),
                     state: Mutex::new(Health::default()),
                 })
@@ -264,14 +265,6 @@ pub(crate) fn scrub(msg: &str, raw: &str, label: &str) -> String {
     truncate(&out, 400)
 }
 
-/// At most `max` characters, on a char boundary, with an ellipsis when cut.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
-}
-
 /// `Retry-After` in seconds (the HTTP-date form is ignored: exponential back-off applies).
 pub(crate) fn retry_after(headers: &reqwest::header::HeaderMap) -> Option<Duration> {
     headers
@@ -291,7 +284,7 @@ mod tests {
     #[test]
     fn scrubs_urls_and_truncates() {
         let raw = "https://eth.example.com/v3/SECRETKEY";
-        let label = crate::config::redact_rpc_url(raw);
+        let label = crate::redact::rpc_url(raw);
         assert_eq!(label, "https://eth.example.com/…");
         let msg = format!("error sending request for url ({raw}/)");
         let s = scrub(&msg, &format!("{raw}/"), &label);

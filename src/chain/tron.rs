@@ -29,12 +29,13 @@ use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
 use super::{
-    Heads, ScanBatch, ScanError, Scanner,
-    rpc::{CallError, Endpoints, retry_after, truncate},
+    ChainError, Heads, ScanBatch, ScanError, Scanner,
+    rpc::{CallError, Endpoints, retry_after},
 };
 use crate::{
     config::ChainSettings,
     domain::{address, amount, network::Network, transfer::IncomingTransfer},
+    redact::truncate,
     secret::Secret,
 };
 
@@ -219,16 +220,15 @@ pub struct TronScanner {
 }
 
 impl TronScanner {
-    pub fn new(settings: &ChainSettings) -> Result<Self, String> {
+    pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let contract_hex = address::tron_to_hex(&settings.usdt_contract)
-            .map_err(|e| format!("networks.tron.usdt_contract: {e}"))?;
-        crate::net::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("networks.tron: HTTP client: {e}"))?;
+            .map_err(|e| ChainError::Contract(format!("networks.tron.usdt_contract: {e}")))?;
+        let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
+            ChainError::HttpClient {
+                network: settings.network,
+                source,
+            }
+        })?;
         let endpoints = Endpoints::new(
             settings
                 .rpc_urls
