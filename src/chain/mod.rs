@@ -55,7 +55,7 @@ pub const MAX_RETRY_AFTER: Duration = Duration::from_secs(120);
 pub const MIN_REORG_STEP: i64 = 32;
 
 /// Latest and confirmed block numbers of a chain, as the node reports them.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Heads {
     /// Newest block the node knows.
     pub head: u64,
