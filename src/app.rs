@@ -186,7 +186,7 @@ impl App {
         let chains = crate::chain::Registry::default();
         crate::chain::check_startup(&config, &chains)
             .await
-            .map_err(AppError::Setup)?;
+            .map_err(|e| AppError::Setup(e.to_string()))?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -277,7 +277,15 @@ impl App {
                 }
             })
         };
-        let watchers = crate::chain::spawn_all(&state, stop_rx.clone());
+        let chain_deps = crate::chain::Deps {
+            db: state.db.clone(),
+            queue: state.queue.clone(),
+            audit: state.audit.clone(),
+            registry: state.chains.clone(),
+            rules: crate::service::order::OrderRules::from_config(&state.config),
+            data_dir: state.config.data_dir.clone(),
+        };
+        let watchers = crate::chain::spawn_all(&state.config, &chain_deps, stop_rx.clone());
         let router = crate::http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),

@@ -122,6 +122,15 @@ pub fn rpc_url(raw: &str) -> String {
     }
 }
 
+/// At most `max` characters of `s`, cut on a char boundary, with an ellipsis (`…`) when cut:
+/// for node answers and error texts quoted in logs and messages.
+pub fn truncate(s: &str, max: usize) -> String {
+    match s.char_indices().nth(max) {
+        Some((i, _)) => format!("{}…", &s[..i]),
+        None => s.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -202,5 +211,15 @@ mod tests {
         );
         assert_eq!(rpc_url("http://127.0.0.1:8545"), "http://127.0.0.1:8545");
         assert_eq!(rpc_url("not a url"), "<not a URL>");
+    }
+
+    #[test]
+    fn truncate_cuts_on_char_boundaries_with_an_ellipsis() {
+        assert_eq!(truncate("abcdef", 3), "abc…");
+        assert_eq!(truncate("ab", 3), "ab");
+        assert_eq!(truncate("abc", 3), "abc");
+        assert_eq!(truncate("äöüß", 2), "äö…");
+        assert_eq!(truncate("", 0), "");
+        assert_eq!(truncate("x", 0), "…");
     }
 }

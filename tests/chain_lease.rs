@@ -373,8 +373,10 @@ async fn a_failed_watcher_releases_its_lease(backend: Backend) {
     config.networks.insert("ethereum".into(), nc);
     let settings = config.chains().expect("chains").remove(0);
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher =
-        tokio::spawn(epusdt::chain::Watcher::new(Misconfigured, settings, &app.state).run(stop_rx));
+    let watcher = tokio::spawn(
+        epusdt::chain::Watcher::new(Misconfigured, settings, &chain_support::deps(&app))
+            .run(stop_rx),
+    );
     let lease_row = || async {
         use epusdt::store::entities::setting;
         use sea_orm::EntityTrait;
@@ -507,8 +509,9 @@ async fn reorg_deeper_than_the_step_back(backend: Backend) {
         injected: injected.clone(),
     };
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
-    let watcher =
-        tokio::spawn(epusdt::chain::Watcher::new(scanner, settings, &app.state).run(stop_rx));
+    let watcher = tokio::spawn(
+        epusdt::chain::Watcher::new(scanner, settings, &chain_support::deps(&app)).run(stop_rx),
+    );
     let head = i64::try_from(anvil.block_number().await).unwrap();
     chain_support::wait_cursor(&app, "ethereum", head - 2, 20).await;
 

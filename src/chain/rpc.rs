@@ -17,6 +17,7 @@ use std::{
 };
 
 use super::ScanError;
+use crate::redact::truncate;
 
 /// One failed call on one endpoint.
 #[derive(Debug, Clone)]
@@ -262,14 +263,6 @@ pub(crate) fn scrub(msg: &str, raw: &str, label: &str) -> String {
         out = out.replace(trimmed, label);
     }
     truncate(&out, 400)
-}
-
-/// At most `max` characters, on a char boundary, with an ellipsis when cut.
-pub(crate) fn truncate(s: &str, max: usize) -> String {
-    match s.char_indices().nth(max) {
-        Some((i, _)) => format!("{}…", &s[..i]),
-        None => s.to_string(),
-    }
 }
 
 /// `Retry-After` in seconds (the HTTP-date form is ignored: exponential back-off applies).

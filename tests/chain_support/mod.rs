@@ -29,6 +29,19 @@ use tokio::{
 
 use crate::common::{self, TestApp};
 
+/// The chain watchers' dependencies taken from a test app's state (as `App::run` builds them).
+pub fn deps(app: &TestApp) -> epusdt::chain::Deps {
+    let state = &app.state;
+    epusdt::chain::Deps {
+        db: state.db.clone(),
+        queue: state.queue.clone(),
+        audit: state.audit.clone(),
+        registry: state.chains.clone(),
+        rules: epusdt::service::order::OrderRules::from_config(&state.config),
+        data_dir: state.config.data_dir.clone(),
+    }
+}
+
 /// Anvil's first dev accounts (deterministic mnemonic), unlocked for `eth_sendTransaction`.
 pub const ACCOUNTS: [&str; 4] = [
     "0xf39fd6e51aad88f6f4ce6ab8827279cfffb92266",

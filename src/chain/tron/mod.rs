@@ -21,21 +21,26 @@
 //! (honouring `Retry-After`); HTTP 401 (TronGrid: `{"Error":"ApiKey not exists"}`) or a 403
 //! naming the API key is a configuration error; `{"Error": …}` with HTTP 200 (java-tron's
 //! exceptions) is a failed call.
-use std::{collections::HashSet, future::Future, time::Duration};
+use std::collections::HashSet;
 
 use alloy::primitives::U256;
 use futures::{StreamExt, TryStreamExt};
-use serde::{Deserialize, de::DeserializeOwned};
 use serde_json::{Value, json};
 
+mod api;
+
+use api::{
+    CALLER, Client, NowBlock, Try, TxInfo, block_id_on, block_number_of, get_block, retry_lagging,
+};
+
 use super::{
-    Heads, ScanBatch, ScanError, Scanner,
-    rpc::{CallError, Endpoints, retry_after, truncate},
+    ChainError, Heads, ScanBatch, ScanError, Scanner,
+    rpc::{CallError, Endpoints},
 };
 use crate::{
     config::ChainSettings,
     domain::{address, amount, network::Network, transfer::IncomingTransfer},
-    secret::Secret,
+    redact::truncate,
 };
 
 /// `keccak256("Transfer(address,address,uint256)")`, as TRON writes topics (no `0x`).
@@ -45,168 +50,6 @@ const CONCURRENCY: usize = 4;
 /// Tries of one lagging answer on the same URL before the range fails there: behind a load
 /// balancer (TronGrid) the next request usually reaches another, up-to-date backend.
 const ATTEMPTS: usize = 3;
-
-#[derive(Clone)]
-struct Client {
-    http: reqwest::Client,
-    base: url::Url,
-    api_key: Option<Secret>,
-    network: Network,
-}
-
-impl Client {
-    async fn post<T: DeserializeOwned>(&self, path: &str, body: Value) -> Result<T, CallError> {
-        let url = self
-            .base
-            .join(path)
-            .map_err(|e| CallError::Failed(format!("cannot build the URL for {path}: {e}")))?;
-        let mut req = self.http.post(url).json(&body);
-        if let Some(key) = &self.api_key {
-            req = req.header("TRON-PRO-API-KEY", key.expose());
-        }
-        let resp = req
-            .send()
-            .await
-            .map_err(|e| CallError::Failed(format!("{path}: {}", e.without_url())))?;
-        let status = resp.status();
-        let wait = retry_after(resp.headers());
-        let text = resp.text().await.map_err(|e| {
-            CallError::Failed(format!("{path}: reading the body: {}", e.without_url()))
-        })?;
-        if let Some(e) = status_error(
-            self.network,
-            self.api_key.is_some(),
-            path,
-            status,
-            &text,
-            wait,
-        ) {
-            return Err(e);
-        }
-        let value: Value = serde_json::from_str(&text).map_err(|e| {
-            CallError::Failed(format!(
-                "{path}: unexpected answer ({e}): {}",
-                truncate(&text, 200)
-            ))
-        })?;
-        // java-tron prints exceptions as `{"Error": "class java.lang.… : …"}` with HTTP 200.
-        if let Some(err) = value.get("Error") {
-            let msg = err.as_str().map_or_else(|| err.to_string(), String::from);
-            return Err(CallError::Failed(format!(
-                "{path}: the node answered an error: {}",
-                truncate(&msg, 200)
-            )));
-        }
-        serde_json::from_value(value).map_err(|e| {
-            CallError::Failed(format!(
-                "{path}: unexpected answer ({e}): {}",
-                truncate(&text, 200)
-            ))
-        })
-    }
-}
-
-/// What a non-200 status means. TronGrid answers an unknown key with HTTP 401
-/// `{"Error":"ApiKey not exists"}` (a configuration error: retrying never helps), its rate
-/// limits with 403 (no key: "… the query server is suspended for 30s"), 503 (with a key) or
-/// 429; a proxy's 403 without a message is taken as a rate limit too.
-fn status_error(
-    network: Network,
-    has_key: bool,
-    path: &str,
-    status: reqwest::StatusCode,
-    body: &str,
-    retry_after: Option<Duration>,
-) -> Option<CallError> {
-    if status.is_success() {
-        return None;
-    }
-    let code = status.as_u16();
-    let lower = body.to_ascii_lowercase();
-    let names_key = ["apikey", "api key", "api_key", "api-key"]
-        .iter()
-        .any(|k| lower.contains(k));
-    let rate_text = [
-        "suspended",
-        "frequency",
-        "rate limit",
-        "rate exceeded",
-        "too many",
-    ]
-    .iter()
-    .any(|k| lower.contains(k));
-    let shown = truncate(body.trim(), 200);
-    if code == 401 || (code == 403 && names_key && !rate_text) {
-        let fix = if has_key {
-            "the provider does not accept the key: fix or replace it (TronGrid: copy it from your dashboard)"
-        } else {
-            "the provider requires an API key: set one"
-        };
-        return Some(CallError::Fatal(format!(
-            "networks.{network}.api_key: {path} answered HTTP {status}: {shown}; {fix}"
-        )));
-    }
-    if code == 429 || (code == 403) || (code == 503 && rate_text) {
-        return Some(CallError::RateLimited {
-            message: format!("{path}: HTTP {status}: {shown}"),
-            retry_after,
-        });
-    }
-    Some(CallError::Failed(format!("{path}: HTTP {status}: {shown}")))
-}
-
-/// A block as `getnowblock` / `getblock` print it; `{}` (all `None`) when the node lacks it.
-#[derive(Debug, Deserialize)]
-struct NowBlock {
-    #[serde(rename = "blockID")]
-    block_id: Option<String>,
-    block_header: Option<BlockHeader>,
-    /// Printed only when the block has transactions (and, for `getblock`, `detail` is true).
-    transactions: Option<serde::de::IgnoredAny>,
-}
-
-#[derive(Debug, Deserialize)]
-struct BlockHeader {
-    raw_data: RawHeader,
-}
-
-#[derive(Debug, Deserialize)]
-struct RawHeader {
-    #[serde(default)]
-    number: u64,
-    /// Merkle root of the block's transactions: 32 zero bytes for a block without any.
-    #[serde(rename = "txTrieRoot")]
-    tx_trie_root: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TxInfo {
-    id: String,
-    #[serde(rename = "blockNumber", default)]
-    block_number: u64,
-    #[serde(rename = "blockTimeStamp", default)]
-    block_timestamp: i64,
-    /// `FAILED` on failed transactions; absent on success.
-    result: Option<String>,
-    receipt: Option<Receipt>,
-    #[serde(default)]
-    log: Vec<TxLog>,
-}
-
-#[derive(Debug, Deserialize)]
-struct Receipt {
-    result: Option<String>,
-}
-
-#[derive(Debug, Deserialize)]
-struct TxLog {
-    #[serde(default)]
-    address: String,
-    #[serde(default)]
-    topics: Vec<String>,
-    #[serde(default)]
-    data: String,
-}
 
 pub struct TronScanner {
     network: Network,
@@ -219,16 +62,15 @@ pub struct TronScanner {
 }
 
 impl TronScanner {
-    pub fn new(settings: &ChainSettings) -> Result<Self, String> {
+    pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let contract_hex = address::tron_to_hex(&settings.usdt_contract)
-            .map_err(|e| format!("networks.tron.usdt_contract: {e}"))?;
-        crate::net::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(settings.request_timeout.min(Duration::from_secs(5)))
-            .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("networks.tron: HTTP client: {e}"))?;
+            .map_err(|e| ChainError::Contract(format!("networks.tron.usdt_contract: {e}")))?;
+        let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
+            ChainError::HttpClient {
+                network: settings.network,
+                source,
+            }
+        })?;
         let endpoints = Endpoints::new(
             settings
                 .rpc_urls
@@ -517,77 +359,6 @@ fn topic_address(topic: &str) -> Option<String> {
     address::tron_from_hex(t.get(24..)?).ok()
 }
 
-fn block_number_of(b: &NowBlock) -> Option<u64> {
-    b.block_header.as_ref().map(|h| h.raw_data.number)
-}
-
-/// Runs `f` up to [`ATTEMPTS`] times while it fails with [`CallError::Failed`] (a lagging or
-/// failing answer); a rate limit or a configuration error ends the tries at once.
-async fn retry_lagging<T, F, Fut>(f: F) -> Result<T, CallError>
-where
-    F: Fn() -> Fut,
-    Fut: Future<Output = Result<T, Try>>,
-{
-    let mut tries = 1;
-    loop {
-        match f().await {
-            Ok(v) => return Ok(v),
-            Err(Try::Lagging(_)) if tries < ATTEMPTS => tries += 1,
-            Err(e) => return Err(e.into()),
-        }
-    }
-}
-
-/// A failed try on one URL: the node (or the backend a balancer picked) lacks the block — worth
-/// asking the same URL again — or any other failure (transport, rate limit, configuration).
-enum Try {
-    Lagging(String),
-    Other(CallError),
-}
-
-impl From<CallError> for Try {
-    fn from(e: CallError) -> Self {
-        Try::Other(e)
-    }
-}
-
-impl From<Try> for CallError {
-    fn from(t: Try) -> Self {
-        match t {
-            Try::Lagging(m) => CallError::Failed(m),
-            Try::Other(e) => e,
-        }
-    }
-}
-
-/// The owner address of constant calls (the zero account; the call spends nothing).
-const CALLER: &str = "410000000000000000000000000000000000000000";
-
-/// `walletsolidity/getblock` of block `number` without its transactions (`{}` when missing).
-async fn get_block(c: &Client, number: u64) -> Result<NowBlock, Try> {
-    let b: NowBlock = c
-        .post(
-            "walletsolidity/getblock",
-            json!({ "id_or_num": number.to_string(), "detail": false }),
-        )
-        .await?;
-    match (&b.block_id, block_number_of(&b)) {
-        (Some(_), Some(n)) if n == number => Ok(b),
-        (None, _) => Err(Try::Lagging(format!(
-            "block {number} is not available on the node yet (no blockID)"
-        ))),
-        (_, other) => Err(Try::Other(CallError::Failed(format!(
-            "asked for block {number}, the node answered block {other:?}"
-        )))),
-    }
-}
-
-/// The id (hash) of block `number` on `c`.
-async fn block_id_on(c: &Client, number: u64) -> Result<String, Try> {
-    let b = get_block(c, number).await?;
-    Ok(b.block_id.unwrap_or_default().to_ascii_lowercase())
-}
-
 impl Scanner for TronScanner {
     async fn prepare(&self) -> Result<(), ScanError> {
         self.check_contract().await
@@ -696,38 +467,5 @@ mod tests {
         assert_eq!(t[0].to_address, to);
         assert_eq!(t[0].block_time, 1_700_000_000);
         assert!(s.transfers(8, &infos, &watched).is_err(), "wrong block");
-    }
-
-    #[test]
-    fn classifies_tron_errors_like_trongrid_sends_them() {
-        use reqwest::StatusCode as S;
-        let net = Network::Tron;
-        let wait = Some(Duration::from_secs(2));
-        let fatal = |s, body: &str| matches!(status_error(net, true, "p", s, body, None), Some(CallError::Fatal(m)) if m.contains("networks.tron.api_key"));
-        let limited = |s, body: &str| matches!(status_error(net, true, "p", s, body, wait), Some(CallError::RateLimited { retry_after, .. }) if retry_after == wait);
-        assert!(fatal(S::UNAUTHORIZED, r#"{"Error":"ApiKey not exists"}"#));
-        assert!(fatal(S::UNAUTHORIZED, ""));
-        assert!(fatal(S::FORBIDDEN, r#"{"Error":"apikey is invalid"}"#));
-        let suspended = r#"{"Error":"The key exceeds the frequency limit(15), and the query server is suspended for 30s"}"#;
-        assert!(limited(S::FORBIDDEN, suspended));
-        assert!(limited(S::SERVICE_UNAVAILABLE, suspended));
-        assert!(limited(S::TOO_MANY_REQUESTS, ""));
-        assert!(limited(S::FORBIDDEN, "<html>Forbidden</html>"));
-        assert!(matches!(
-            status_error(
-                net,
-                true,
-                "p",
-                S::SERVICE_UNAVAILABLE,
-                "<html>503</html>",
-                None
-            ),
-            Some(CallError::Failed(_))
-        ));
-        assert!(matches!(
-            status_error(net, true, "p", S::BAD_GATEWAY, "<html>502</html>", None),
-            Some(CallError::Failed(_))
-        ));
-        assert!(status_error(net, true, "p", S::OK, "{}", None).is_none());
     }
 }

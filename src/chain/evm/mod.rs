@@ -33,27 +33,29 @@ use std::{
 };
 
 use alloy::{
-    primitives::{Address, B256, Bloom, BloomInput, Bytes, U64, U256},
+    primitives::{Address, B256, Bloom, BloomInput, Bytes, U64},
     providers::{Provider, RootProvider},
     rpc::{
         client::RpcClient,
-        types::{Filter, Log, TransactionInput, TransactionRequest},
+        types::{Filter, TransactionInput, TransactionRequest},
     },
     sol,
     sol_types::{SolCall, SolEvent},
-    transports::{RpcError, TransportError, TransportErrorKind},
 };
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
+mod errors;
+mod logs;
+
+use errors::{call_error, logs_error};
+use logs::to_transfer;
+
 use super::{
-    Heads, ScanBatch, ScanError, Scanner,
-    rpc::{CallError, Endpoints, truncate},
+    ChainError, Heads, ScanBatch, ScanError, Scanner,
+    rpc::{CallError, Endpoints},
 };
-use crate::{
-    config::ChainSettings,
-    domain::{amount, transfer::IncomingTransfer},
-};
+use crate::config::ChainSettings;
 
 sol! {
     /// The two ERC-20 items the watcher uses.
@@ -110,24 +112,19 @@ pub struct EvmScanner {
 }
 
 impl EvmScanner {
-    pub fn new(settings: &ChainSettings) -> Result<Self, String> {
+    pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let contract: Address = settings.usdt_contract.parse().map_err(|e| {
-            format!(
+            ChainError::Contract(format!(
                 "networks.{}.usdt_contract `{}` is not an address: {e}",
                 settings.network, settings.usdt_contract
-            )
+            ))
         })?;
-        crate::net::install_crypto_provider();
-        let http = reqwest::Client::builder()
-            .timeout(settings.request_timeout)
-            .connect_timeout(
-                settings
-                    .request_timeout
-                    .min(std::time::Duration::from_secs(5)),
-            )
-            .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| format!("networks.{}: HTTP client: {e}", settings.network))?;
+        let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
+            ChainError::HttpClient {
+                network: settings.network,
+                source,
+            }
+        })?;
         let endpoints = Endpoints::new(
             settings
                 .rpc_urls
@@ -240,172 +237,6 @@ async fn header(p: &RootProvider, number: u64) -> Result<Header, CallError> {
         )));
     }
     Ok(h)
-}
-
-fn call_error(e: TransportError) -> CallError {
-    classify(e, None)
-}
-
-/// An `eth_getLogs` error for a range of `size` blocks: a provider's range or result cap is
-/// [`CallError::RangeTooLarge`] (with its hint when it names one), not an outage.
-fn logs_error(e: TransportError, size: u64) -> CallError {
-    classify(e, Some(size))
-}
-
-/// Providers answer with a JSON-RPC error inside HTTP 200 (or with an error body on 4xx) for
-/// rate limits and range caps; their texts differ, so the message is what is classified.
-fn classify(e: TransportError, logs_size: Option<u64>) -> CallError {
-    let text = match &e {
-        RpcError::ErrorResp(p) => Some((
-            p.code,
-            p.message.to_string(),
-            p.data.as_ref().map(|d| d.get().to_string()),
-        )),
-        RpcError::Transport(TransportErrorKind::HttpError(h))
-        | RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error: h, .. }) => {
-            Some((i64::from(h.status), h.body.clone(), None))
-        }
-        _ => None,
-    };
-    if let Some((code, message, data)) = &text {
-        let all = format!("{message} {}", data.as_deref().unwrap_or("")).to_ascii_lowercase();
-        if let Some(size) = logs_size
-            && is_size_refusal(&all)
-        {
-            return CallError::RangeTooLarge {
-                message: format!(
-                    "eth_getLogs over {size} blocks refused: {}",
-                    truncate(message, 200)
-                ),
-                hint: range_hint(message, data.as_deref(), size),
-            };
-        }
-        if matches!(e, RpcError::ErrorResp(_)) && (*code == 429 || is_rate_limit(&all)) {
-            return CallError::RateLimited {
-                message: format!("JSON-RPC error {code}: {}", truncate(message, 200)),
-                retry_after: None,
-            };
-        }
-    }
-    match &e {
-        RpcError::Transport(TransportErrorKind::HttpError(h)) if matches!(h.status, 429 | 403) => {
-            CallError::RateLimited {
-                message: format!("HTTP {}", h.status),
-                retry_after: None,
-            }
-        }
-        RpcError::Transport(TransportErrorKind::HttpErrorWithRetryAfter { error, retry_after })
-            if matches!(error.status, 429 | 403) =>
-        {
-            CallError::RateLimited {
-                message: format!("HTTP {}", error.status),
-                retry_after: Some(*retry_after),
-            }
-        }
-        _ => CallError::Failed(truncate(&e.to_string(), 300)),
-    }
-}
-
-/// "block range is too large", "exceed maximum block range: 5000", "query returned more than
-/// 10000 results", "Log response size exceeded", "eth_getLogs is limited to a 10,000 range"…
-fn is_size_refusal(t: &str) -> bool {
-    let range = t.contains("range")
-        && [
-            "too large",
-            "too wide",
-            "too big",
-            "too high",
-            "exceed",
-            "bigger",
-            "larger",
-            "limit",
-            "maximum",
-            "max ",
-            "up to",
-        ]
-        .iter()
-        .any(|w| t.contains(w));
-    let results = ["results", "logs", "response size"]
-        .iter()
-        .any(|w| t.contains(w))
-        && ["more than", "too many", "exceed"]
-            .iter()
-            .any(|w| t.contains(w));
-    range || results
-}
-
-/// "daily request count exceeded, request rate limited", "too many requests", quotas.
-fn is_rate_limit(t: &str) -> bool {
-    [
-        "rate limit",
-        "rate-limit",
-        "ratelimit",
-        "rate exceeded",
-        "too many requests",
-        "request count",
-        "quota",
-        "capacity",
-        "compute units",
-    ]
-    .iter()
-    .any(|w| t.contains(w))
-}
-
-/// The largest range the provider says it accepts, when it says so: Infura's
-/// `data: {from, to}`, Alchemy's "this block range should work: [0x…, 0x…]", reth's "retry
-/// with the range A-B", or the cap in the message ("exceed maximum block range: 5000",
-/// "range 20 exceeds limit of 10"). Only hints below the refused `size` count.
-fn range_hint(message: &str, data: Option<&str>, size: u64) -> Option<u64> {
-    let below = |n: u64| (1..size).contains(&n).then_some(n);
-    let span = |a: u64, b: u64| b.checked_sub(a).map(|d| d + 1).and_then(below);
-    let hex = |v: &str| u64::from_str_radix(v.trim().trim_start_matches("0x"), 16).ok();
-    if let Some(d) = data.and_then(|d| serde_json::from_str::<serde_json::Value>(d).ok())
-        && let (Some(a), Some(b)) = (
-            d.get("from").and_then(|v| v.as_str()).and_then(hex),
-            d.get("to").and_then(|v| v.as_str()).and_then(hex),
-        )
-        && let Some(n) = span(a, b)
-    {
-        return Some(n);
-    }
-    if let Some(open) = message.find("[0x")
-        && let Some(close) = message[open..].find(']')
-        && let Some((a, b)) = message[open + 1..open + close].split_once(',')
-        && let (Some(a), Some(b)) = (hex(a), hex(b))
-    {
-        return span(a, b);
-    }
-    let lower = message.to_ascii_lowercase();
-    if !lower.contains("range") || lower.contains("results") {
-        return None;
-    }
-    if let Some(at) = lower.find("retry with the range ") {
-        let rest = &lower[at + "retry with the range ".len()..];
-        let mut parts = rest
-            .split(|c: char| !c.is_ascii_digit())
-            .filter(|p| !p.is_empty());
-        if let (Some(a), Some(b)) = (parts.next(), parts.next())
-            && let (Ok(a), Ok(b)) = (a.parse(), b.parse())
-        {
-            return span(a, b);
-        }
-    }
-    // Decimal numbers of the message ("10,000" is one number; hex words are skipped).
-    let mut numbers = Vec::new();
-    for word in lower.split(|c: char| c.is_whitespace() || "()[]:=;".contains(c)) {
-        let word = word.trim_matches(|c: char| !c.is_ascii_alphanumeric());
-        if word.starts_with("0x") {
-            continue;
-        }
-        let digits: String = word.chars().filter(|c| *c != ',').collect();
-        if !digits.is_empty()
-            && digits.chars().all(|c| c.is_ascii_digit())
-            && let Ok(n) = digits.parse::<u64>()
-        {
-            numbers.push(n);
-        }
-    }
-    numbers.into_iter().filter_map(below).min()
 }
 
 impl Scanner for EvmScanner {
@@ -573,294 +404,15 @@ impl Scanner for EvmScanner {
     }
 }
 
-/// One log → a transfer to a watched address, `None` for logs to skip, an error for answers
-/// that make the whole range suspect (outside the range, missing fields).
-fn to_transfer(
-    log: &Log,
-    network: crate::domain::network::Network,
-    contract: Address,
-    decimals: u32,
-    watched: &HashSet<String>,
-    from: u64,
-    to: u64,
-) -> Result<Option<IncomingTransfer>, CallError> {
-    if log.removed {
-        return Ok(None);
-    }
-    if log.address() != contract {
-        // Defence in depth: the filter asked for the contract only.
-        tracing::warn!(%network, address = %log.address(), "ignoring a log from another contract");
-        return Ok(None);
-    }
-    let topics = log.topics();
-    if topics.len() != 3 || topics[0] != transfer_topic() || log.data().data.len() != 32 {
-        return Ok(None);
-    }
-    let (Some(number), Some(block_hash), Some(tx_hash), Some(log_index)) = (
-        log.block_number,
-        log.block_hash,
-        log.transaction_hash,
-        log.log_index,
-    ) else {
-        return Err(CallError::Failed(
-            "eth_getLogs returned a log without block number, block hash, tx hash or log index"
-                .into(),
-        ));
-    };
-    if number < from || number > to {
-        return Err(CallError::Failed(format!(
-            "eth_getLogs for blocks {from}..={to} returned a log of block {number}"
-        )));
-    }
-    let to_address = format!("{:#x}", Address::from_word(topics[2]));
-    if !watched.contains(&to_address) {
-        return Ok(None);
-    }
-    let from_address = format!("{:#x}", Address::from_word(topics[1]));
-    let value = U256::from_be_slice(&log.data().data);
-    let tx = format!("{tx_hash:#x}");
-    let amount = u128::try_from(value)
-        .ok()
-        .and_then(|units| amount::from_base_units(units, decimals));
-    let Some(amount) = amount else {
-        tracing::error!(%network, %tx, log_index, %value, to = %to_address, "transfer value does not fit the amount type; skipped (not credited) — review it by hand");
-        metrics::counter!("epusdt_transfers_total", "network" => network.as_str(), "kind" => "unrepresentable").increment(1);
-        return Ok(None);
-    };
-    Ok(Some(IncomingTransfer {
-        network,
-        tx_hash: tx,
-        log_index: i64::try_from(log_index).unwrap_or(i64::MAX),
-        block_number: i64::try_from(number).unwrap_or(i64::MAX),
-        block_hash: format!("{block_hash:#x}"),
-        token_contract: format!("{contract:#x}"),
-        from_address,
-        to_address,
-        amount,
-        block_time: 0,
-    }))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use alloy::primitives::LogData;
-
-    fn log(contract: Address, to: Address, value: U256, number: u64) -> Log {
-        let data = LogData::new_unchecked(
-            vec![
-                transfer_topic(),
-                Address::repeat_byte(0x11).into_word(),
-                to.into_word(),
-            ],
-            Bytes::from(value.to_be_bytes::<32>().to_vec()),
-        );
-        Log {
-            inner: alloy::primitives::Log {
-                address: contract,
-                data,
-            },
-            block_hash: Some(B256::repeat_byte(0xbb)),
-            block_number: Some(number),
-            block_timestamp: None,
-            transaction_hash: Some(B256::repeat_byte(0xcc)),
-            transaction_index: Some(0),
-            log_index: Some(3),
-            removed: false,
-        }
-    }
-
-    fn rpc_error(code: i64, message: &str, data: Option<&str>) -> TransportError {
-        let mut body = serde_json::json!({"code": code, "message": message});
-        if let Some(d) = data {
-            body["data"] = serde_json::from_str(d).expect("data json");
-        }
-        RpcError::ErrorResp(serde_json::from_str(&body.to_string()).expect("error payload"))
-    }
-
-    fn refused(e: TransportError, size: u64) -> Option<Option<u64>> {
-        match logs_error(e, size) {
-            CallError::RangeTooLarge { hint, .. } => Some(hint),
-            _ => None,
-        }
-    }
-
-    /// Real providers' texts (Infura, Alchemy, QuickNode, BSC, reth, Moonbeam, Polygon).
-    #[test]
-    fn range_caps_are_size_signals_with_their_hints() {
-        // (code, message, data, refused size, expected hint)
-        type Case<'a> = (i64, &'a str, Option<&'a str>, u64, Option<u64>);
-        let cases: [Case; 11] = [
-            (
-                -32005,
-                "query returned more than 10000 results",
-                Some(r#"{"from":"0x10","to":"0x19"}"#),
-                100,
-                Some(10),
-            ),
-            (
-                -32602,
-                "range 1000000 exceeds limit of 10000",
-                None,
-                1_000_000,
-                Some(10_000),
-            ),
-            (
-                -32600,
-                "You can make eth_getLogs requests with up to a 500 block range. Based on your parameters, this block range should work: [0x123c9b2, 0x123cba5]",
-                None,
-                2000,
-                Some(500),
-            ),
-            (
-                -32614,
-                "eth_getLogs is limited to a 10,000 range",
-                None,
-                20_000,
-                Some(10_000),
-            ),
-            (
-                -32000,
-                "exceed maximum block range: 5000",
-                None,
-                6000,
-                Some(5000),
-            ),
-            (
-                -32000,
-                "block range is larger than max block range, block range = 5120, max block range = 5000",
-                None,
-                5120,
-                Some(5000),
-            ),
-            (
-                -32602,
-                "query exceeds max results 20000, retry with the range 25766988-25775072",
-                None,
-                8085,
-                None,
-            ),
-            (
-                -32000,
-                "block range is too wide (maximum 1024)",
-                None,
-                2000,
-                Some(1024),
-            ),
-            (-32005, "block range is too large", None, 20, None),
-            (
-                -32000,
-                "Log response size exceeded. You can make eth_getLogs requests with up to a 2K block range",
-                None,
-                3000,
-                None,
-            ),
-            (-32600, "block range too high", None, 50, None),
-        ];
-        for (code, message, data, size, hint) in cases {
-            assert_eq!(
-                refused(rpc_error(code, message, data), size),
-                Some(hint),
-                "{message}"
-            );
-        }
-        // A rate limit is not a size signal; neither is a range cap outside eth_getLogs.
-        let quota = "daily request count exceeded, request rate limited";
-        assert!(refused(rpc_error(-32005, quota, None), 10).is_none());
-        assert!(matches!(
-            call_error(rpc_error(-32005, quota, None)),
-            CallError::RateLimited { .. }
-        ));
-        assert!(matches!(
-            call_error(rpc_error(-32000, "exceed maximum block range: 5000", None)),
-            CallError::Failed(_)
-        ));
-        assert!(matches!(
-            call_error(rpc_error(-32000, "header not found", None)),
-            CallError::Failed(_)
-        ));
-    }
 
     #[test]
     fn transfer_topic_is_the_erc20_one() {
         assert_eq!(
             format!("{:x}", transfer_topic()),
             "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef"
-        );
-    }
-
-    #[test]
-    fn logs_become_transfers_exactly() {
-        let net = crate::domain::network::Network::Bsc;
-        let contract = Address::repeat_byte(0x55);
-        let to = Address::repeat_byte(0xaa);
-        let watched: HashSet<String> = [format!("{to:#x}")].into();
-        let v = U256::from(13_890_000_000_000_000_000u128);
-        let t = to_transfer(
-            &log(contract, to, v, 10),
-            net,
-            contract,
-            18,
-            &watched,
-            5,
-            10,
-        )
-        .expect("ok")
-        .expect("transfer");
-        assert_eq!(t.amount.to_string(), "13.890000000000000000");
-        assert_eq!(t.to_address, format!("{to:#x}"));
-        assert_eq!(t.log_index, 3);
-        // Another contract, an unwatched address, an out-of-range block, a huge value.
-        assert!(
-            to_transfer(
-                &log(Address::repeat_byte(1), to, v, 10),
-                net,
-                contract,
-                18,
-                &watched,
-                5,
-                10
-            )
-            .expect("ok")
-            .is_none()
-        );
-        assert!(
-            to_transfer(
-                &log(contract, Address::repeat_byte(2), v, 10),
-                net,
-                contract,
-                18,
-                &watched,
-                5,
-                10
-            )
-            .expect("ok")
-            .is_none()
-        );
-        assert!(
-            to_transfer(
-                &log(contract, to, v, 11),
-                net,
-                contract,
-                18,
-                &watched,
-                5,
-                10
-            )
-            .is_err()
-        );
-        assert!(
-            to_transfer(
-                &log(contract, to, U256::MAX, 10),
-                net,
-                contract,
-                18,
-                &watched,
-                5,
-                10
-            )
-            .expect("ok")
-            .is_none()
         );
     }
 }

@@ -1,0 +1,79 @@
+//! What `/health` and `/metrics` show of the chain watchers: one [`ChainStatus`] per network in
+//! a shared [`Registry`] (held by `AppState`), the chain gauges, and the staleness rules.
+//!
+//! Must never: block on a poisoned lock (a panicked watcher must not take `/health` down), or
+//! touch the database.
+use std::{
+    collections::BTreeMap,
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+
+use serde::Serialize;
+
+use crate::{config::ChainSettings, domain::network::Network, service};
+
+/// One network's watcher state, as shown by `/health`.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct ChainStatus {
+    /// `starting`, `active` (holds the lease), `standby` (another instance scans), `failed`
+    /// (configuration does not match the chain), `stopped`.
+    pub role: &'static str,
+    pub head: Option<u64>,
+    pub confirmed_head: Option<i64>,
+    pub cursor: Option<i64>,
+    /// Confirmed blocks not yet scanned.
+    pub lag_blocks: Option<i64>,
+    /// Unix seconds of the last round that reached the confirmed head without error.
+    pub last_ok_unix: Option<i64>,
+    pub error: Option<String>,
+    /// Poll interval, so `/health` can tell a stalled watcher from an idle one.
+    #[serde(skip)]
+    pub poll_interval: Duration,
+}
+
+/// Shared, in-process view of every watcher of this instance (`AppState::chains`).
+#[derive(Debug, Clone, Default)]
+pub struct Registry(Arc<RwLock<BTreeMap<&'static str, ChainStatus>>>);
+
+impl Registry {
+    pub fn snapshot(&self) -> BTreeMap<&'static str, ChainStatus> {
+        match self.0.read() {
+            Ok(m) => m.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub(crate) fn update(&self, network: Network, f: impl FnOnce(&mut ChainStatus)) {
+        let mut map = match self.0.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        f(map.entry(network.as_str()).or_default());
+    }
+
+    /// Registers a configured network before its watcher runs (so `/health` lists it).
+    pub fn register(&self, settings: &ChainSettings) {
+        self.update(settings.network, |s| {
+            s.role = "starting";
+            s.poll_interval = settings.poll_interval;
+        });
+    }
+}
+
+pub(super) fn set_gauge(name: &'static str, network: Network, value: f64) {
+    metrics::gauge!(name, "network" => network.as_str()).set(value);
+}
+
+/// A stalled watcher: no successful round for this long is reported as degraded.
+pub fn stalled_after(status: &ChainStatus) -> Duration {
+    status
+        .poll_interval
+        .saturating_mul(10)
+        .max(Duration::from_secs(120))
+}
+
+/// Seconds since `unix`, or `None`.
+pub fn age_secs(unix: Option<i64>) -> Option<i64> {
+    unix.map(|t| service::now() - t)
+}
