@@ -69,7 +69,9 @@ async fn checkout_page_in_headless_chromium() {
     let queue = app.state.queue.clone();
     let to = data["token"].as_str().unwrap().to_string();
     let payer = tokio::spawn(async move {
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        // Generous: on a loaded machine the page's checks before the screenshot can take
+        // longer than 30 s, and paying earlier navigates the page away mid-check.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
         while !shot_seen.exists() && tokio::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
