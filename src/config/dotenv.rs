@@ -131,36 +131,31 @@ impl DotEnv {
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
-            match raw
+            // (scheme and key prefix, default user, default port); sqlite and others: no URL.
+            let server = match raw
                 .get("db_type")
                 .map(|s| s.to_ascii_lowercase())
                 .as_deref()
             {
-                Some("mysql") => {
-                    let g = |k: &str, d: &str| raw.get(k).cloned().unwrap_or_else(|| d.into());
-                    let url = format!(
-                        "mysql://{}:{}@{}:{}/{}",
-                        g("mysql_user", "root"),
-                        g("mysql_passwd", ""),
-                        g("mysql_host", "127.0.0.1"),
-                        g("mysql_port", "3306"),
-                        g("mysql_database", "epusdt"),
-                    );
-                    dict.insert("database_url".into(), Value::from(url));
-                }
-                Some("postgres") | Some("postgresql") => {
-                    let g = |k: &str, d: &str| raw.get(k).cloned().unwrap_or_else(|| d.into());
-                    let url = format!(
-                        "postgres://{}:{}@{}:{}/{}",
-                        g("postgres_user", "postgres"),
-                        g("postgres_passwd", ""),
-                        g("postgres_host", "127.0.0.1"),
-                        g("postgres_port", "5432"),
-                        g("postgres_database", "epusdt"),
-                    );
-                    dict.insert("database_url".into(), Value::from(url));
-                }
-                Some("sqlite") | None | Some(_) => {}
+                Some("mysql") => Some(("mysql", "root", "3306")),
+                Some("postgres") | Some("postgresql") => Some(("postgres", "postgres", "5432")),
+                Some("sqlite") | None | Some(_) => None,
+            };
+            if let Some((scheme, user, port)) = server {
+                let g = |field: &str, d: &str| {
+                    raw.get(&format!("{scheme}_{field}"))
+                        .cloned()
+                        .unwrap_or_else(|| d.into())
+                };
+                let url = format!(
+                    "{scheme}://{}:{}@{}:{}/{}",
+                    g("user", user),
+                    g("passwd", ""),
+                    g("host", "127.0.0.1"),
+                    g("port", port),
+                    g("database", "epusdt"),
+                );
+                dict.insert("database_url".into(), Value::from(url));
             }
         }
         if !raw.contains_key("redis_url")
@@ -214,6 +209,15 @@ mod tests {
                 "{shown}"
             );
             assert!(!format!("{c:?}").contains("topsecret"));
+            jail.create_file(
+                ".env",
+                "db_type=PostgreSQL\npostgres_passwd=pw\npostgres_port=6432\n",
+            )?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!(
+                c.database_url.as_deref(),
+                Some("postgres://postgres:pw@127.0.0.1:6432/epusdt")
+            );
             Ok(())
         });
     }
