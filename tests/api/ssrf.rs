@@ -1,7 +1,7 @@
 //! Callback targets as an attacker writes them (issue 9, items 1 and 6): every special-purpose
 //! address form is refused at order creation and again at delivery, and the outbound client
 //! connects only to addresses that passed the check (no second, unchecked DNS resolution).
-mod common;
+use crate::common;
 
 use std::{
     sync::{
