@@ -48,7 +48,7 @@ async fn bench_detection_latency() {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
         detect.push(paid_at.unwrap_or_else(|| *callback.last().unwrap()));
-        wait_delivered(&s.app, &trade_id).await;
+        s.app.wait_delivered(&trade_id, 20).await;
     }
     let ms = |d: Duration| d.as_secs_f64() * 1000.0;
     for (what, samples) in [

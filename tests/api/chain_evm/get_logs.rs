@@ -16,7 +16,7 @@ async fn replaying_a_range_is_a_noop(backend: Backend) {
     s.anvil.mine(2).await;
     let calls = s.merchant.wait_for(1, 20).await;
     assert_paid_callback(&calls[0].body, &trade_id, &tx);
-    wait_delivered(&s.app, &trade_id).await;
+    s.app.wait_delivered(&trade_id, 20).await;
     // No order for these: recorded as unmatched, one row per log.
     s.anvil.transfer(&s.token, &s.wallet, 1_234_567).await;
     let (multi, block) = s

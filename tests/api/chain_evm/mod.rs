@@ -101,16 +101,6 @@ fn assert_paid_callback(body: &str, trade_id: &str, tx: &str) {
     );
 }
 
-async fn wait_delivered(app: &TestApp, trade_id: &str) {
-    common::eventually(20, "callback marked delivered", || async {
-        let o = epusdt::service::order::find_by_trade_id(&app.state.db, trade_id)
-            .await
-            .ok()??;
-        (o.callback_state == 2).then_some(())
-    })
-    .await;
-}
-
 async fn erc20_payment_end_to_end(backend: Backend) {
     let Some(s) = setup(backend, 6, "ethereum", |_, _| {}).await else {
         return;
@@ -131,7 +121,7 @@ async fn erc20_payment_end_to_end(backend: Backend) {
         mined.elapsed()
     );
     assert_paid_callback(&calls[0].body, &trade_id, &tx);
-    wait_delivered(&s.app, &trade_id).await;
+    s.app.wait_delivered(&trade_id, 20).await;
 
     // The watcher keeps scanning past the block: still exactly one callback.
     s.anvil.mine(3).await;

@@ -85,9 +85,7 @@ async fn epay_redirects_and_notifies(backend: Backend) {
         to_address: o.address.clone(),
         ..transfer_for(&json!({"token": o.address}), "tx-e", "0.14", Network::Tron)
     };
-    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    app.credit(&t).await;
     // First attempt is refused by the merchant, the retry (1 s base in tests) succeeds.
     let calls = merchant.wait_for(2, 20).await;
     assert!(!calls[0].accepted && calls[1].accepted);
@@ -98,16 +96,7 @@ async fn epay_redirects_and_notifies(backend: Backend) {
     assert_eq!(got["money"], "1.00");
     assert_eq!(got["sign"], common::epay_sign(&borrow(&got), &key));
     // The gateway records the delivery right after the merchant answered.
-    let db = app.state.db.clone();
-    let o = common::eventually(10, "callback recorded as delivered", || {
-        let db = db.clone();
-        let t = trade_id.clone();
-        async move {
-            let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
-            (o.callback_state == 2).then_some(o)
-        }
-    })
-    .await;
+    let o = app.wait_delivered(&trade_id, 10).await;
     assert_eq!(o.callback_attempts, 2);
     app.stop().await;
 }
@@ -201,9 +190,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     assert_eq!(s["data"]["status"], 3);
     // A payment mined after expiry is recorded as late, never credited.
     let t = transfer_for(&c["data"], "tx-late", "2.78", Network::Tron);
-    let out = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    let out = app.credit(&t).await;
     assert!(matches!(out, CreditOutcome::Late { .. }), "{out:?}");
     let o = find_by_trade_id(&app.state.db, &trade_c)
         .await
@@ -298,9 +285,7 @@ async fn callback_redirects_are_not_followed() {
     .await;
     assert_eq!(reply["status_code"], 200, "{reply}");
     let t = transfer_for(&reply["data"], "tx-r", "1.39", Network::Tron);
-    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    app.credit(&t).await;
     let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
     let db = app.state.db.clone();
     let o = common::eventually(10, "first attempt recorded", || {

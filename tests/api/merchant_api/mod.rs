@@ -68,14 +68,10 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
 
     // The chain watcher's entry point: this transfer pays that order.
     let t = transfer_for(data, "tx-1", "13.890000", Network::Tron);
-    let out = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    let out = app.credit(&t).await;
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     // Replaying the same transfer is a no-op.
-    let again = credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    let again = app.credit(&t).await;
     assert_eq!(again, CreditOutcome::Duplicate);
 
     let calls = merchant.wait_for(1, 15).await;
@@ -496,9 +492,7 @@ async fn gmpay_round_trip(backend: Backend) {
     assert_eq!(r3["status_code"], 401, "{r3}");
 
     let t = transfer_for(d, "0xtx", "25.5", Network::Ethereum);
-    credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-        .await
-        .unwrap();
+    app.credit(&t).await;
     let calls = merchant.wait_for(1, 15).await;
     let cb: Value = serde_json::from_str(&calls[0].body).unwrap();
     assert_eq!(cb["pid"], m.pid);

@@ -70,9 +70,7 @@ async fn age_order(app: &common::TestApp, o: &Value, age: i64, expired_for: i64)
 }
 
 async fn credit(app: &common::TestApp, t: &IncomingTransfer) -> CreditOutcome {
-    credit_transfer(&app.state.db, &app.state.queue, &common::rules(app), t)
-        .await
-        .expect("credit")
+    app.credit(t).await
 }
 
 /// The expiry job's compare-and-swap commits while a credit for an on-time payment is in
