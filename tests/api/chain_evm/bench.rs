@@ -2,7 +2,8 @@
 use super::*;
 
 // ---------------------------------------------------------------------------------------------
-// Measurements (tools/bench_chain.sh): `cargo test --test chain_evm -- --ignored --nocapture`.
+// Measurements (tools/bench_chain.sh):
+// `cargo test --test api -- --ignored --nocapture chain_evm::bench::`.
 
 fn env_u64(key: &str, default: u64) -> u64 {
     std::env::var(key)

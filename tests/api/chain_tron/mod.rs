@@ -1,5 +1,5 @@
 //! TRON watcher end to end against a FullNode HTTP API double that answers with java-tron's
-//! real response shapes (tests/chain_support/tron_mock.rs): an order paid with a TRC-20
+//! real response shapes (tests/api/chain_support/tron_mock.rs): an order paid with a TRC-20
 //! transfer gets one signed callback; failed receipts and look-alike contracts are ignored;
 //! nothing above the solidified head is read. A height the node lacks (receipts `[]`, block
 //! `{}`) stalls the cursor instead of being skipped — with one node, a lagging second URL, or a
