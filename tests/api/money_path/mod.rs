@@ -24,15 +24,8 @@ const NOTIFY: &str = "http://127.0.0.1:9/notify";
 fn transfer(o: &Value, tx: &str, amount: &str, block_time: i64) -> IncomingTransfer {
     IncomingTransfer {
         network: Network::Tron,
-        tx_hash: tx.into(),
-        log_index: 0,
-        block_number: 100,
-        block_hash: format!("blk-{tx}"),
-        token_contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".into(),
-        from_address: "TPayer".into(),
-        to_address: o["token"].as_str().expect("address").into(),
-        amount: amount.parse::<Decimal>().expect("amount"),
         block_time,
+        ..common::transfer_to(o, tx, amount)
     }
 }
 
