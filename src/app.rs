@@ -277,14 +277,7 @@ impl App {
                 }
             })
         };
-        let chain_deps = crate::chain::Deps {
-            db: state.db.clone(),
-            queue: state.queue.clone(),
-            audit: state.audit.clone(),
-            registry: state.chains.clone(),
-            rules: crate::service::order::OrderRules::from_config(&state.config),
-            data_dir: state.config.data_dir.clone(),
-        };
+        let chain_deps = state.chain_deps();
         let watchers = crate::chain::spawn_all(&state.config, &chain_deps, stop_rx.clone());
         let router = crate::http::router(state.clone());
         tracing::info!(

@@ -31,3 +31,17 @@ pub struct AppState {
     /// Chain watchers' status, for `/health` (see `chain`).
     pub chains: chain::Registry,
 }
+
+impl AppState {
+    /// What the chain watchers need from this state (they never see the whole of it).
+    pub fn chain_deps(&self) -> chain::Deps {
+        chain::Deps {
+            db: self.db.clone(),
+            queue: self.queue.clone(),
+            audit: self.audit.clone(),
+            registry: self.chains.clone(),
+            rules: crate::service::order::OrderRules::from_config(&self.config),
+            data_dir: self.config.data_dir.clone(),
+        }
+    }
+}

@@ -12,7 +12,9 @@
 //! Knobs (env): BENCH_PAYMENTS (60), BENCH_SEED (1), BENCH_POLL_MS (500), BENCH_CONFIRMATIONS
 //! (2), BENCH_KILL_EVERY_MS (5000-15000), BENCH_RESTART_AFTER_MS (0-3000), BENCH_PAY_EVERY_MS
 //! (1000-2000), BENCH_LEASE_TTL_SECS (unset: the default, 5 s).
+#[path = "api/chain_support/mod.rs"]
 mod chain_support;
+#[path = "api/common/mod.rs"]
 mod common;
 
 use std::{

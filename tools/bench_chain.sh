@@ -22,5 +22,5 @@ export EPUSDT_TEST_REQUIRE_SERVICES=1
 profile=()
 [ "${PROFILE:-debug}" = release ] && profile=(--release)
 echo "anvil: $("$EPUSDT_ANVIL" --version | head -1); profile: ${PROFILE:-debug}; $(nproc) CPUs"
-cargo test "${profile[@]}" --test chain_evm -- --ignored --nocapture --test-threads=1 bench_ 2>&1 |
+cargo test "${profile[@]}" --test api -- --ignored --nocapture --test-threads=1 chain_evm::bench:: 2>&1 |
   grep -E '^BENCH|panicked|error' || true

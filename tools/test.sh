@@ -36,5 +36,7 @@ for svc in "PostgreSQL 127.0.0.1 5432" "MySQL 127.0.0.1 3306" "Redis 127.0.0.1 6
   if reachable "$2" "$3"; then echo "service $1 on $2:$3: reachable"; else echo "service $1 on $2:$3: NOT reachable (its tests skip unless EPUSDT_TEST_REQUIRE_SERVICES=1)"; fi
 done
 
+# One integration-test binary (tests/api: every area, one module each, one link step), plus
+# tests/architecture.rs (the layer check) and tests/bench_failover.rs (its test is ignored).
 say "cargo test (SQLite, PostgreSQL, MySQL, Redis, binary, browser)"
 cargo test --workspace --all-targets --locked

@@ -1,5 +1,5 @@
 //! Foundation: the app starts on each database, migrates, reports health, and stops cleanly.
-mod common;
+use crate::common;
 
 use common::Backend;
 use serde_json::Value;

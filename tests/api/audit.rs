@@ -1,7 +1,7 @@
 //! The audit log against every database backend: events land in the table and the day's file,
 //! secrets passed in details reach neither, concurrent writers keep lines whole, and over-long
 //! fields fit their columns.
-mod common;
+use crate::common;
 
 use std::{os::unix::fs::PermissionsExt, path::Path};
 

@@ -2,7 +2,7 @@
 //! also under concurrency and across instances; expiry; case-sensitive nonces), the strict-mode
 //! policy, failing closed when the store is down, and — ignored until the GMPay handler calls the
 //! guard — the same over HTTP.
-mod common;
+use crate::common;
 
 use std::{collections::BTreeMap, time::Duration};
 

@@ -3,7 +3,7 @@
 //! must not hold more than its per-IP share of the gateway's file descriptors, and must be
 //! disconnected after the header timeout; an idle keep-alive connection is closed after the idle
 //! timeout.
-mod common;
+use crate::common;
 
 use std::{
     process::{Child, Stdio},

@@ -1,7 +1,7 @@
 //! Master key: secrets are encrypted at rest (absent from the SQLite file and a PostgreSQL dump),
 //! a different key refuses to start, the generated key file is 0600, and `epusdt keys rotate`
 //! re-encrypts everything while a running gateway keeps verifying signatures.
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeMap,

@@ -1,7 +1,7 @@
 //! Durability with the real binary: the gateway is killed (SIGKILL) while a callback is waiting
 //! for its retry; after a restart the retry still happens and the merchant acknowledges exactly
 //! once.
-mod common;
+use crate::common;
 
 use std::{
     collections::BTreeMap,

@@ -1,7 +1,7 @@
 //! The real binary never prints a credential given in a URL (issue 9, item 4): userinfo
 //! passwords, `password=`/`pass=`/`pwd=`/`token=`/`key=`/`apikey=`/`api_key=` query parameters,
 //! and API keys in RPC URL paths — in `config check` output and in the errors of `migrate`.
-mod common;
+use crate::common;
 
 /// Every secret below starts with `SeKrEt` so one search finds any leak.
 const DATABASE_URLS: &[&str] = &[

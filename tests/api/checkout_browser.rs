@@ -1,7 +1,7 @@
 //! The checkout page in headless Chromium (Debian's), driven by playwright-core: a real order
 //! created over HTTP, checked at a phone viewport with a screenshot, then paid while the page is
 //! open — the page must notice and redirect to the shop.
-mod common;
+use crate::common;
 
 use std::{path::PathBuf, process::Command, time::Duration};
 

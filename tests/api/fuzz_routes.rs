@@ -3,7 +3,7 @@
 //! hostile bodies (broken JSON, NUL inside values, wrong types, huge numbers), signed and
 //! unsigned. Whatever the input, the gateway answers without a 5xx and without an ERROR log line
 //! — client input must never look like a server fault (it would raise false alerts).
-mod common;
+use crate::common;
 
 use std::{collections::BTreeMap, io::BufRead, process::Stdio, time::Duration};
 

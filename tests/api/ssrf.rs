@@ -1,7 +1,7 @@
 //! Callback targets as an attacker writes them (issue 9, items 1 and 6): every special-purpose
 //! address form is refused at order creation and again at delivery, and the outbound client
 //! connects only to addresses that passed the check (no second, unchecked DNS resolution).
-mod common;
+use crate::common;
 
 use std::{
     sync::{
@@ -13,12 +13,7 @@ use std::{
 
 use common::{Backend, create_v1};
 use epusdt::security::ssrf::{GuardedResolver, Lookup};
-use epusdt::{
-    domain::network::Network,
-    service::order::{IncomingTransfer, credit_transfer, find_by_trade_id},
-    store::entities::order,
-};
-use rust_decimal::Decimal;
+use epusdt::{service::order::find_by_trade_id, store::entities::order};
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
 use std::net::{IpAddr, Ipv4Addr};
 
@@ -182,24 +177,8 @@ async fn delivery_with_the_guard_on_never_reaches_loopback() {
             .exec(&app.state.db)
             .await
             .unwrap();
-        let t = IncomingTransfer {
-            network: Network::Tron,
-            tx_hash: format!("tx-d-{i}"),
-            log_index: 0,
-            block_number: 100,
-            block_hash: "0xabc".into(),
-            token_contract: "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".into(),
-            from_address: "TXYZ".into(),
-            to_address: r["data"]["token"].as_str().unwrap().into(),
-            amount: r["data"]["actual_amount"]
-                .to_string()
-                .parse::<Decimal>()
-                .unwrap(),
-            block_time: epusdt::service::now(),
-        };
-        credit_transfer(&app.state.db, &app.state.queue, &common::rules(&app), &t)
-            .await
-            .unwrap();
+        let paid = r["data"]["actual_amount"].to_string();
+        app.pay(&r["data"], &paid).await;
         ids.push((target.clone(), trade_id));
     }
     for (target, trade_id) in &ids {

@@ -17,7 +17,10 @@ use axum::{Router, body::Bytes, extract::State, http::Uri, routing::any};
 use epusdt::{
     App,
     config::{Config, Secret},
+    domain::network::Network,
+    service::order::{CreditOutcome, IncomingTransfer, credit_transfer, find_by_trade_id},
     state::AppState,
+    store::entities::order,
 };
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -319,35 +322,9 @@ pub fn borrow(m: &BTreeMap<String, String>) -> BTreeMap<&str, String> {
     m.iter().map(|(k, v)| (k.as_str(), v.clone())).collect()
 }
 
-/// POSTs a signed v1 create request; returns the reply JSON.
+/// POSTs a signed v1 create request; returns the reply JSON (see [`TestApp::create_v1`]).
 pub async fn create_v1(app: &TestApp, fields: &[(&str, &str)]) -> Value {
-    let mut params: BTreeMap<&str, String> = BTreeMap::new();
-    let mut body = serde_json::Map::new();
-    for (k, v) in fields {
-        params.insert(k, v.to_string());
-        // amount goes as a JSON number, like upstream clients send it.
-        if *k == "amount" || *k == "timeout" {
-            let value: Value = serde_json::from_str(v).unwrap_or(Value::from(*v));
-            let signed = match &value {
-                Value::String(s) => s.clone(),
-                _ => shortest(v),
-            };
-            body.insert(k.to_string(), value);
-            params.insert(k, signed);
-        } else {
-            body.insert(k.to_string(), Value::from(*v));
-        }
-    }
-    body.insert("signature".into(), Value::from(v1_sign(&params, TOKEN)));
-    let resp = app
-        .client
-        .post(app.url("/api/v1/order/create-transaction"))
-        .json(&body)
-        .send()
-        .await
-        .expect("request");
-    assert_eq!(resp.status(), 200, "v1 replies are HTTP 200");
-    resp.json().await.expect("json reply")
+    app.create_v1(fields).await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -511,4 +488,85 @@ pub async fn post_json(client: &reqwest::Client, url: &str, body: &impl serde::S
 #[allow(dead_code)]
 pub fn rules(app: &TestApp) -> epusdt::service::order::OrderRules {
     epusdt::service::order::OrderRules::from_config(&app.state.config)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Typed helpers on the app under test: create, pay (as the chain watcher does), wait.
+
+impl TestApp {
+    /// POSTs a signed v1 create request; returns the reply JSON.
+    pub async fn create_v1(&self, fields: &[(&str, &str)]) -> Value {
+        let mut params: BTreeMap<&str, String> = BTreeMap::new();
+        let mut body = serde_json::Map::new();
+        for (k, v) in fields {
+            params.insert(k, v.to_string());
+            // amount goes as a JSON number, like upstream clients send it.
+            if *k == "amount" || *k == "timeout" {
+                let value: Value = serde_json::from_str(v).unwrap_or(Value::from(*v));
+                let signed = match &value {
+                    Value::String(s) => s.clone(),
+                    _ => shortest(v),
+                };
+                body.insert(k.to_string(), value);
+                params.insert(k, signed);
+            } else {
+                body.insert(k.to_string(), Value::from(*v));
+            }
+        }
+        body.insert("signature".into(), Value::from(v1_sign(&params, TOKEN)));
+        let resp = self
+            .client
+            .post(self.url("/api/v1/order/create-transaction"))
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(resp.status(), 200, "v1 replies are HTTP 200");
+        resp.json().await.expect("json reply")
+    }
+
+    /// Credits `t` through the chain watcher's entry point, with this app's matching rules.
+    pub async fn credit(&self, t: &IncomingTransfer) -> CreditOutcome {
+        credit_transfer(&self.state.db, &self.state.queue, &rules(self), t)
+            .await
+            .expect("credit")
+    }
+
+    /// Pays `amount` to the address of `order` (a create reply's `data`) with a fresh tx hash,
+    /// as the chain watcher would on seeing the transfer.
+    pub async fn pay(&self, order: &Value, amount: &str) -> CreditOutcome {
+        self.credit(&transfer_to(order, &unique("tx"), amount))
+            .await
+    }
+
+    /// Waits until the order's callback is recorded as delivered; returns the order row.
+    pub async fn wait_delivered(&self, trade_id: &str, secs: u64) -> order::Model {
+        eventually(secs, "callback recorded as delivered", || async {
+            let o = find_by_trade_id(&self.state.db, trade_id).await.ok()??;
+            (o.callback_state == 2).then_some(o)
+        })
+        .await
+    }
+}
+
+/// A transfer of `amount` to the address of `order` (a create reply's `data`) in transaction
+/// `tx`, mined now: on TRON, or on Ethereum for a `0x` address.
+pub fn transfer_to(order: &Value, tx: &str, amount: &str) -> IncomingTransfer {
+    let to = order["token"].as_str().expect("the order's address");
+    IncomingTransfer {
+        network: if to.starts_with("0x") {
+            Network::Ethereum
+        } else {
+            Network::Tron
+        },
+        tx_hash: tx.into(),
+        log_index: 0,
+        block_number: 100,
+        block_hash: format!("blk-{tx}"),
+        token_contract: TRON_WALLET.into(),
+        from_address: "TPayer".into(),
+        to_address: to.into(),
+        amount: amount.parse().expect("amount"),
+        block_time: epusdt::service::now(),
+    }
 }

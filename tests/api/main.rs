@@ -1,0 +1,28 @@
+//! The integration tests, one binary: one module per area (each was its own test binary, with
+//! its own link step). `common` is the harness (`TestApp`, the merchant server, independent
+//! signatures); `chain_support` the chain doubles (anvil, TRON mock, RPC proxy).
+#[macro_use]
+mod common;
+#[macro_use]
+mod chain_support;
+
+mod audit;
+mod chain_evm;
+mod chain_lease;
+mod chain_tron;
+mod checkout_browser;
+mod cli;
+mod connections;
+mod durability;
+mod foundation;
+mod fuzz_routes;
+mod hostile_input;
+mod keys;
+mod merchant_api;
+mod money_path;
+mod queue;
+mod ratelimit;
+mod redaction;
+mod replay;
+mod security_check;
+mod ssrf;
