@@ -356,7 +356,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                         "trade_id={} order_id={} status={} network={} address={} amount={} {} actual_amount={} USDT flags={} tx={} callback_state={}",
                         o.trade_id,
                         o.order_id,
-                        o.status,
+                        o.status.code(),
                         o.network,
                         o.address,
                         o.amount,
@@ -366,7 +366,7 @@ async fn run(command: Command, config: Config) -> Result<(), Box<dyn std::error:
                         o.block_transaction_id.as_deref().unwrap_or("-"),
                         o.callback_state
                     );
-                    for a in service::notify::attempts(&db, o.id).await? {
+                    for a in service::notify::attempts(&db, o.id.get()).await? {
                         println!(
                             "  attempt {} at {} status={} latency={}ms success={} {}",
                             a.attempt,

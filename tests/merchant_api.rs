@@ -99,9 +99,9 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(o.status, 2);
+    assert_eq!(o.status.code(), 2);
     assert_eq!(o.callback_state, 2, "delivered");
-    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id.get())
         .await
         .unwrap();
     assert_eq!(attempts.len(), 1);
@@ -704,7 +704,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         let t = trade_c.clone();
         async move {
             let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
-            (o.status == 3).then_some(())
+            (o.status.code() == 3).then_some(())
         }
     })
     .await;
@@ -720,7 +720,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(o.status, 3);
+    assert_eq!(o.status.code(), 3);
     assert_eq!(o.flags & epusdt::domain::order::flags::LATE, 1);
     // A payment mined before expiry but seen after the expiry job ran is credited.
     let on_time = IncomingTransfer {
@@ -824,7 +824,7 @@ async fn callback_redirects_are_not_followed() {
     })
     .await;
     assert_ne!(o.callback_state, 2, "a redirect is not a delivery");
-    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id.get())
         .await
         .unwrap();
     assert_eq!(attempts[0].http_status, Some(302));
