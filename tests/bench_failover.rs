@@ -578,16 +578,20 @@ async fn bench_failover_soak() {
                 credited.len(),
                 p.tx
             ));
-        } else if credited[0].kind != "matched" || credited[0].order_id != Some(order.id) {
+        } else if credited[0].kind != "matched" || credited[0].order_id != Some(order.id.get()) {
             problems.push(format!(
                 "{}: transfer {} recorded as {} for order {:?}",
                 p.order_id, p.tx, credited[0].kind, credited[0].order_id
             ));
         }
-        if order.status != 2 || order.block_transaction_id.as_deref() != Some(p.tx.as_str()) {
+        if order.status.code() != 2 || order.block_transaction_id.as_deref() != Some(p.tx.as_str())
+        {
             problems.push(format!(
                 "{}: status {} paid by {:?} (expected {})",
-                p.order_id, order.status, order.block_transaction_id, p.tx
+                p.order_id,
+                order.status.code(),
+                order.block_transaction_id,
+                p.tx
             ));
         }
         if !arrivals.contains_key(&p.trade_id) {

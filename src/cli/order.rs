@@ -23,7 +23,7 @@ pub async fn run(action: OrderAction, config: &Config) -> CliResult {
                 "trade_id={} order_id={} status={} network={} address={} amount={} {} actual_amount={} USDT flags={} tx={} callback_state={}",
                 o.trade_id,
                 o.order_id,
-                o.status,
+                o.status.code(),
                 o.network,
                 o.address,
                 o.amount,
@@ -33,7 +33,7 @@ pub async fn run(action: OrderAction, config: &Config) -> CliResult {
                 o.block_transaction_id.as_deref().unwrap_or("-"),
                 o.callback_state
             );
-            for a in service::notify::attempts(&db, o.id).await? {
+            for a in service::notify::attempts(&db, o.id.get()).await? {
                 println!(
                     "  attempt {} at {} status={} latency={}ms success={} {}",
                     a.attempt,

@@ -12,11 +12,7 @@ use super::{
     checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed},
     render::RenderError,
 };
-use crate::{
-    domain::{network::Network, order::OrderStatus},
-    service::order,
-    state::AppState,
-};
+use crate::{domain::order::OrderStatus, service::order, state::AppState};
 
 pub fn router() -> Router<AppState> {
     Router::new().route("/pay/checkout-counter/{trade_id}", get(checkout_counter))
@@ -72,30 +68,29 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
     };
     let redirect = (!o.redirect_url.is_empty()).then_some(o.redirect_url.as_str());
     let now = crate::service::now();
-    let reason = match order::status_of(&o) {
-        OrderStatus::Waiting if o.expires_at > now => None,
-        OrderStatus::Waiting | OrderStatus::Expired => Some(ClosedReason::Expired),
+    let reason = match o.effective_status(now) {
+        OrderStatus::Waiting => None,
+        OrderStatus::Expired => Some(ClosedReason::Expired),
         OrderStatus::Paid => Some(ClosedReason::Paid),
         OrderStatus::Cancelled => Some(ClosedReason::Cancelled),
     };
     if let Some(r) = reason {
         return page(
             StatusCode::OK,
-            render_closed(r, Some(&o.trade_id), redirect),
+            render_closed(r, Some(o.trade_id.as_str()), redirect),
         );
     }
-    let label = Network::parse(&o.network).map(Network::label).unwrap_or("");
+    let label = o.network.label();
     let status_url = format!("/pay/check-status/{}", o.trade_id);
     // Fiat is shown with cents (`100.00 CNY`), as the shop showed it.
-    let fiat = rust_decimal::Decimal::from_str_exact(&o.amount)
-        .map(|d| format!("{d:.2}"))
-        .unwrap_or_else(|_| o.amount.clone());
+    let fiat = format!("{:.2}", o.amount);
+    let actual_amount = o.actual_amount.to_string();
     let html = render_checkout(&CheckoutView {
-        trade_id: &o.trade_id,
+        trade_id: o.trade_id.as_str(),
         order_id: &o.order_id,
         fiat_amount: &fiat,
         currency: &o.currency,
-        actual_amount: &o.actual_amount,
+        actual_amount: &actual_amount,
         token: &o.token,
         network_label: label,
         address: &o.address,

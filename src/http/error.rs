@@ -59,7 +59,10 @@ impl From<OrderError> for ApiError {
             OrderError::NoRate(_) => code::RATE,
             OrderError::NotFound => code::NOT_FOUND,
             OrderError::Transition(_) | OrderError::NotPaid => code::BAD_PARAM,
-            OrderError::Db(_) | OrderError::Queue(_) | OrderError::Merchant(_) => {
+            OrderError::Db(_)
+            | OrderError::Queue(_)
+            | OrderError::Merchant(_)
+            | OrderError::Row(_) => {
                 tracing::error!(error = %e, "internal error");
                 return ApiError::system();
             }

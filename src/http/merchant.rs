@@ -20,14 +20,13 @@ use super::{
 use crate::{
     audit::{AuditEvent, actions},
     crypto::sign,
-    domain::{amount, network::Network},
+    domain::{amount, network::Network, order::Order},
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
         notify::check_url_shape,
         order::{self, NewOrder, Protocol},
     },
     state::AppState,
-    store::entities::order as order_row,
 };
 
 pub fn router() -> Router<AppState> {
@@ -272,19 +271,19 @@ fn raw_num(text: &str) -> Value {
     serde_json::from_str::<Value>(text).unwrap_or(Value::Null)
 }
 
-fn order_data(state: &AppState, o: &order_row::Model) -> Value {
+fn order_data(state: &AppState, o: &Order) -> Value {
     json!({
         "trade_id": o.trade_id,
         "order_id": o.order_id,
-        "amount": raw_num(&o.amount),
-        "actual_amount": raw_num(&o.actual_amount),
+        "amount": raw_num(&o.amount.to_string()),
+        "actual_amount": raw_num(&o.actual_amount.to_string()),
         "token": o.address,
         "expiration_time": o.expires_at,
-        "payment_url": payment_url(state, &o.trade_id),
+        "payment_url": payment_url(state, o.trade_id.as_str()),
     })
 }
 
-async fn create(state: &AppState, req: NewOrder) -> Result<order_row::Model, ApiError> {
+async fn create(state: &AppState, req: NewOrder) -> Result<Order, ApiError> {
     let order_id = req.order_id.clone();
     let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
     tracing::info!(trade_id = %created.order.trade_id, order_id, repeated = created.repeated, "order created");
@@ -410,7 +409,7 @@ async fn create_gmpay(
             map.insert("currency".into(), json!(o.currency));
             map.insert("receive_address".into(), json!(o.address));
             map.insert("network".into(), json!(o.network));
-            map.insert("status".into(), json!(o.status));
+            map.insert("status".into(), json!(o.status.code()));
         }
         Ok::<_, ApiError>(reply::success(data))
     }
@@ -483,15 +482,11 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
     match order::find_by_trade_id(&state.db, &trade_id).await {
         Ok(Some(o)) => {
             // A waiting order past its time shows as expired even before the job has run.
-            let status = if o.status == 1 && o.expires_at <= crate::service::now() {
-                3
-            } else {
-                o.status
-            };
+            let status = o.effective_status(crate::service::now()).code();
             reply::success(json!({ "trade_id": o.trade_id, "status": status }))
         }
         Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
-        Err(e) => ApiError::from(order::OrderError::Db(e)).into_response(),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
@@ -547,7 +542,7 @@ async fn cancel(
         )
         .await?;
         Ok::<_, ApiError>(reply::success(
-            json!({ "trade_id": o.trade_id, "status": o.status }),
+            json!({ "trade_id": o.trade_id, "status": o.status.code() }),
         ))
     }
     .await

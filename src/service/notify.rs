@@ -15,12 +15,12 @@ use serde_json::value::RawValue;
 
 use super::{
     merchant,
-    order::{OrderError, Protocol, callback_state, find_by_trade_id, status_of},
+    order::{self as orders, OrderError, Protocol, callback_state, find_by_trade_id},
 };
 use crate::{
     config::Config,
     crypto::sign::{self, SignValue},
-    domain::{network::Network, order::OrderStatus},
+    domain::order::{Order, OrderStatus},
     store::entities::{callback_attempt, order},
 };
 
@@ -53,10 +53,6 @@ fn num(d: Decimal) -> Box<RawValue> {
     })
 }
 
-fn dec(text: &str) -> Decimal {
-    Decimal::from_str_exact(text).unwrap_or_default()
-}
-
 /// The request a callback makes: method, URL (EPay puts the params in the query) and JSON body.
 #[derive(Debug)]
 pub struct CallbackRequest {
@@ -67,18 +63,18 @@ pub struct CallbackRequest {
 }
 
 /// Builds the signed callback for a paid order (DESIGN §4).
-pub fn build_callback(o: &order::Model, m: &merchant::Merchant) -> Result<CallbackRequest, String> {
-    let protocol = Protocol::parse(&o.protocol).ok_or("unknown protocol")?;
+pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackRequest, String> {
+    let protocol = o.protocol;
     let secret = m.secret.expose();
-    let amount = dec(&o.amount);
-    let actual = dec(&o.actual_amount);
+    let amount = o.amount;
+    let actual = o.actual_amount;
     let txid = o.block_transaction_id.clone().unwrap_or_default();
-    let status = i64::from(o.status);
+    let status = i64::from(o.status.code());
     match protocol {
         Protocol::V1 => {
             let canonical = sign::canonical_string(
                 &[
-                    ("trade_id", SignValue::Str(&o.trade_id)),
+                    ("trade_id", SignValue::Str(o.trade_id.as_str())),
                     ("order_id", SignValue::Str(&o.order_id)),
                     ("amount", SignValue::Dec(amount)),
                     ("actual_amount", SignValue::Dec(actual)),
@@ -105,11 +101,11 @@ pub fn build_callback(o: &order::Model, m: &merchant::Merchant) -> Result<Callba
             })
         }
         Protocol::GmPay => {
-            let network = Network::parse(&o.network).map(|n| n.as_str()).unwrap_or("");
+            let network = o.network.as_str();
             let canonical = sign::canonical_string(
                 &[
                     ("pid", SignValue::Int(m.pid)),
-                    ("trade_id", SignValue::Str(&o.trade_id)),
+                    ("trade_id", SignValue::Str(o.trade_id.as_str())),
                     ("order_id", SignValue::Str(&o.order_id)),
                     ("amount", SignValue::Dec(amount)),
                     ("actual_amount", SignValue::Dec(actual)),
@@ -145,12 +141,10 @@ pub fn build_callback(o: &order::Model, m: &merchant::Merchant) -> Result<Callba
         Protocol::EPay => {
             let money = format!("{:.2}", amount);
             let pid = m.pid.to_string();
-            let epay_type = Network::parse(&o.network)
-                .map(|n| n.trade_type())
-                .unwrap_or("");
+            let epay_type = o.network.trade_type();
             let params: Vec<(&str, &str)> = vec![
                 ("pid", &pid),
-                ("trade_no", &o.trade_id),
+                ("trade_no", o.trade_id.as_str()),
                 ("out_trade_no", &o.order_id),
                 ("type", epay_type),
                 ("name", &o.name),
@@ -241,19 +235,19 @@ pub async fn deliver(
     order_id: i64,
     attempt: u32,
 ) -> Result<NotifyOutcome, OrderError> {
-    let Some(o) = order::Entity::find_by_id(order_id).one(db).await? else {
+    let Some(o) = orders::find_by_id(db, order_id).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
-    if status_of(&o) != OrderStatus::Paid || o.callback_state == callback_state::DELIVERED {
+    if o.status != OrderStatus::Paid || o.callback_state == callback_state::DELIVERED {
         return Ok(NotifyOutcome::Skipped);
     }
-    let Some(m) = merchant::find_by_id(db, keys, o.merchant_id).await? else {
+    let Some(m) = merchant::find_by_id(db, keys, o.merchant_id.get()).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
     // Recorded before sending, completed after: an attempt cut short by a crash or kill still
     // shows in the history (the merchant may have received it).
     let record = callback_attempt::ActiveModel {
-        order_id: Set(o.id),
+        order_id: Set(o.id.get()),
         attempt: Set(attempt as i32),
         attempted_at: Set(super::now()),
         http_status: Set(None),
@@ -288,7 +282,7 @@ pub async fn deliver(
     }
     .await;
     let latency = started.elapsed().as_millis() as i64;
-    let expect = if o.protocol == "epay" {
+    let expect = if o.protocol == Protocol::EPay {
         "success"
     } else {
         "ok"
@@ -331,7 +325,7 @@ pub async fn deliver(
         .col_expr(order::Column::CallbackState, Expr::value(state))
         .col_expr(order::Column::CallbackDueAt, Expr::value(due))
         .col_expr(order::Column::CallbackAttempts, Expr::value(attempt as i32))
-        .filter(order::Column::Id.eq(o.id))
+        .filter(order::Column::Id.eq(o.id.get()))
         .filter(order::Column::CallbackState.ne(callback_state::DELIVERED))
         .exec(db)
         .await?;
@@ -377,7 +371,7 @@ pub async fn resend(
     let o = find_by_trade_id(db, trade_id)
         .await?
         .ok_or(OrderError::NotFound)?;
-    if status_of(&o) != OrderStatus::Paid {
+    if o.status != OrderStatus::Paid {
         return Err(OrderError::NotPaid);
     }
     order::Entity::update_many()
@@ -389,13 +383,13 @@ pub async fn resend(
             order::Column::CallbackDueAt,
             Expr::value(Some(super::now())),
         )
-        .filter(order::Column::Id.eq(o.id))
+        .filter(order::Column::Id.eq(o.id.get()))
         .exec(db)
         .await?;
     queue
         .push(
             crate::queue::Job::Notify {
-                order_id: o.id,
+                order_id: o.id.get(),
                 attempt: 1,
             },
             None,

@@ -4,6 +4,7 @@
 //! `domain::order`, amounts in `domain::amount`). Named unique constraints are the source of truth
 //! for uniqueness: callers insert and map the violation, they never SELECT-then-INSERT.
 pub mod entities;
+pub mod order;
 
 use std::time::Duration;
 

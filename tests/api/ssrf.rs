@@ -193,7 +193,7 @@ async fn delivery_with_the_guard_on_never_reaches_loopback() {
             }
         })
         .await;
-        let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+        let attempts = epusdt::service::notify::attempts(&app.state.db, o.id.get())
             .await
             .unwrap();
         let err = &attempts[0].error;

@@ -179,7 +179,7 @@ async fn assert_paid_once(db: &sea_orm::DatabaseConnection, trade_id: &str, tx: 
         .await
         .expect("read order")
         .expect("order");
-    assert_eq!(order.status, 2, "order paid");
+    assert_eq!(order.status.code(), 2, "order paid");
     let rows: Vec<_> = chain_support::transfers(db, "ethereum")
         .await
         .into_iter()

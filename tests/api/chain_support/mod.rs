@@ -362,6 +362,7 @@ pub async fn order_status(app: &TestApp, trade_id: &str) -> i16 {
         .expect("read order")
         .expect("order exists")
         .status
+        .code()
 }
 
 /// Runs a chain scenario on SQLite and PostgreSQL (MySQL is covered by the merchant tests; the

@@ -20,7 +20,6 @@ use epusdt::{
     domain::network::Network,
     service::order::{CreditOutcome, IncomingTransfer, credit_transfer, find_by_trade_id},
     state::AppState,
-    store::entities::order,
 };
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
@@ -539,8 +538,8 @@ impl TestApp {
             .await
     }
 
-    /// Waits until the order's callback is recorded as delivered; returns the order row.
-    pub async fn wait_delivered(&self, trade_id: &str, secs: u64) -> order::Model {
+    /// Waits until the order's callback is recorded as delivered; returns the order.
+    pub async fn wait_delivered(&self, trade_id: &str, secs: u64) -> epusdt::domain::order::Order {
         eventually(secs, "callback recorded as delivered", || async {
             let o = find_by_trade_id(&self.state.db, trade_id).await.ok()??;
             (o.callback_state == 2).then_some(o)

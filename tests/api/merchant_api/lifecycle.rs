@@ -182,7 +182,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         let t = trade_c.clone();
         async move {
             let o = find_by_trade_id(&db, &t).await.unwrap().unwrap();
-            (o.status == 3).then_some(())
+            (o.status.code() == 3).then_some(())
         }
     })
     .await;
@@ -196,7 +196,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(o.status, 3);
+    assert_eq!(o.status.code(), 3);
     assert_eq!(o.flags & epusdt::domain::order::flags::LATE, 1);
     // A payment mined before expiry but seen after the expiry job ran is credited.
     let on_time = IncomingTransfer {
@@ -298,7 +298,7 @@ async fn callback_redirects_are_not_followed() {
     })
     .await;
     assert_ne!(o.callback_state, 2, "a redirect is not a delivery");
-    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id.get())
         .await
         .unwrap();
     assert_eq!(attempts[0].http_status, Some(302));

@@ -95,9 +95,9 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(o.status, 2);
+    assert_eq!(o.status.code(), 2);
     assert_eq!(o.callback_state, 2, "delivered");
-    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id)
+    let attempts = epusdt::service::notify::attempts(&app.state.db, o.id.get())
         .await
         .unwrap();
     assert_eq!(attempts.len(), 1);

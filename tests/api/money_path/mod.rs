@@ -43,7 +43,7 @@ async fn create(app: &common::TestApp, order_id: &str, amount: &str) -> Value {
     r["data"].clone()
 }
 
-async fn row(app: &common::TestApp, o: &Value) -> order::Model {
+async fn row(app: &common::TestApp, o: &Value) -> epusdt::domain::order::Order {
     service::order::find_by_trade_id(&app.state.db, o["trade_id"].as_str().expect("trade id"))
         .await
         .expect("read")
@@ -74,7 +74,7 @@ async fn expiry_racing_an_on_time_payment(backend: Backend) {
     };
     let a = create(&app, "race-1", "100").await;
     age_order(&app, &a, 600, 5).await;
-    let id = row(&app, &a).await.id;
+    let id = row(&app, &a).await.id.get();
 
     // The expiry UPDATE, held open in a second connection.
     let other = Database::connect(app.config.database_url.clone().expect("db url"))
@@ -104,7 +104,8 @@ async fn expiry_racing_an_on_time_payment(backend: Backend) {
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     let o = row(&app, &a).await;
     assert_eq!(
-        o.status, 2,
+        o.status.code(),
+        2,
         "paid on time, although the expiry committed first"
     );
     assert_eq!(o.block_transaction_id.as_deref(), Some("tx-race"));
@@ -133,11 +134,16 @@ async fn a_late_payer_never_pays_a_newer_order(backend: Backend) {
     let t = transfer(&a, "tx-late-payer", "13.89", service::now() - 40);
     let out = credit(&app, &t).await;
     let a_row = row(&app, &a).await;
-    assert_eq!(out, CreditOutcome::Late { order_id: a_row.id });
-    assert_eq!(a_row.status, 3);
+    assert_eq!(
+        out,
+        CreditOutcome::Late {
+            order_id: a_row.id.get()
+        }
+    );
+    assert_eq!(a_row.status.code(), 3);
     assert_eq!(a_row.flags & flags::LATE, flags::LATE);
     let b_row = row(&app, &b).await;
-    assert_eq!(b_row.status, 1, "B's payer has not paid");
+    assert_eq!(b_row.status.code(), 1, "B's payer has not paid");
     assert_eq!(b_row.flags, 0);
     // B's own payment, mined after B was created, pays B.
     let t = transfer(&b, "tx-b", "13.89", service::now());
@@ -213,11 +219,16 @@ async fn a_second_payment_is_recorded_against_the_paid_order(backend: Backend) {
     ));
     let out = credit(&app, &transfer(&a, "tx-2", "13.89", now + 1)).await;
     let a_row = row(&app, &a).await;
-    assert_eq!(out, CreditOutcome::PaidTwice { order_id: a_row.id });
+    assert_eq!(
+        out,
+        CreditOutcome::PaidTwice {
+            order_id: a_row.id.get()
+        }
+    );
     assert_eq!(a_row.flags & flags::PAID_TWICE, flags::PAID_TWICE);
     assert_eq!(a_row.block_transaction_id.as_deref(), Some("tx-1"));
     let b_row = row(&app, &b).await;
-    assert_eq!((b_row.status, b_row.flags), (1, 0), "B is untouched");
+    assert_eq!((b_row.status.code(), b_row.flags), (1, 0), "B is untouched");
     app.stop().await;
 }
 on_all_backends!(a_second_payment_is_recorded_against_the_paid_order);
@@ -247,7 +258,7 @@ async fn a_remined_transfer_never_credits_twice(backend: Backend) {
     };
     assert_eq!(credit(&app, &moved).await, CreditOutcome::Duplicate);
     assert_eq!(
-        row(&app, &b).await.status,
+        row(&app, &b).await.status.code(),
         1,
         "B is not paid by A's payment"
     );
@@ -269,7 +280,9 @@ async fn a_remined_transfer_never_credits_twice(backend: Backend) {
     let c_row = row(&app, &c).await;
     assert_eq!(
         credit(&app, &twin2).await,
-        CreditOutcome::PaidTwice { order_id: c_row.id }
+        CreditOutcome::PaidTwice {
+            order_id: c_row.id.get()
+        }
     );
     app.stop().await;
 }
@@ -285,7 +298,7 @@ async fn a_wrong_amount_is_flagged_never_credited(backend: Backend) {
     let now = service::now();
     let a = create(&app, "wrong-A", "100").await;
     assert_eq!(a["actual_amount"].to_string(), "13.89");
-    let id_a = row(&app, &a).await.id;
+    let id_a = row(&app, &a).await.id.get();
     assert_eq!(
         credit(&app, &transfer(&a, "tx-less", "13.88", now)).await,
         CreditOutcome::Partial { order_id: id_a }
@@ -295,13 +308,13 @@ async fn a_wrong_amount_is_flagged_never_credited(backend: Backend) {
         CreditOutcome::Overpaid { order_id: id_a }
     );
     let a_row = row(&app, &a).await;
-    assert_eq!(a_row.status, 1);
+    assert_eq!(a_row.status.code(), 1);
     assert_eq!(a_row.flags, flags::PARTIAL | flags::OVERPAID);
 
     // Two waiting orders on the address: the nearest amount gets the flag.
     let b = create(&app, "wrong-B", "200").await;
     assert_eq!(b["actual_amount"].to_string(), "27.78");
-    let id_b = row(&app, &b).await.id;
+    let id_b = row(&app, &b).await.id.get();
     assert_eq!(
         credit(&app, &transfer(&b, "tx-b-less", "27.77", now)).await,
         CreditOutcome::Partial { order_id: id_b }
@@ -315,7 +328,11 @@ async fn a_wrong_amount_is_flagged_never_credited(backend: Backend) {
         CreditOutcome::Overpaid { order_id: id_b }
     );
     let (a_row, b_row) = (row(&app, &a).await, row(&app, &b).await);
-    assert_eq!((a_row.status, b_row.status), (1, 1), "neither is paid");
+    assert_eq!(
+        (a_row.status.code(), b_row.status.code()),
+        (1, 1),
+        "neither is paid"
+    );
     assert_eq!(b_row.flags, flags::PARTIAL | flags::OVERPAID);
     app.stop().await;
 }

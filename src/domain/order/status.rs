@@ -25,22 +25,6 @@ pub mod flags {
     pub const PAID_TWICE: i32 = 8;
 }
 
-/// Checks the shape of a trade id from a client (path or field) before it reaches any query:
-/// 1..=64 ASCII letters, digits, `-` or `_` (ours are 24 digits; upstream's are alphanumeric).
-/// Anything else (NUL, control characters, non-ASCII) cannot name an order.
-pub fn check_trade_id(s: &str) -> Result<(), &'static str> {
-    if s.is_empty() || s.len() > 64 {
-        return Err("must be 1 to 64 characters");
-    }
-    if !s
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-    {
-        return Err("may contain only letters, digits, `-` and `_`");
-    }
-    Ok(())
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("order cannot go from {from:?} to {to:?}")]
 pub struct TransitionError {
@@ -90,15 +74,6 @@ impl OrderStatus {
 mod tests {
     use super::OrderStatus::*;
     use super::*;
-
-    #[test]
-    fn trade_ids_are_checked_before_any_query() {
-        assert!(check_trade_id("202512020312345678901234").is_ok());
-        assert!(check_trade_id("Ab_9-x").is_ok());
-        for bad in ["", "a\0b", "\0", "a b", "é", "a/b", "a%00", &"1".repeat(65)] {
-            assert!(check_trade_id(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[test]
     fn only_waiting_moves_except_on_time_payment() {

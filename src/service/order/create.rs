@@ -1,0 +1,257 @@
+//! Creating an order: the rate, the payable amount, a free (network, address, amount) slot
+//! claimed by the unique index `orders_live_slot_key`, the expiry job; and the repeat rule (an
+//! identical live request returns the same order, anything else with that `order_id` is refused).
+use rust_decimal::Decimal;
+use sea_orm::{
+    ActiveModelTrait, ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter, QuerySelect,
+};
+use sha2::{Digest, Sha256};
+
+use super::{NewOrder, OrderError, callback_state, expire::change_status, find_by_merchant_order};
+use crate::{
+    config::Config,
+    domain::{
+        amount,
+        network::Network,
+        order::{MerchantId, Order, OrderId, OrderStatus, TradeId},
+    },
+    queue::{Job, JobQueue},
+    service::{now, rate, wallet},
+    store::{self, entities::order},
+};
+
+/// The result of a create call: a new order, or the existing one for an identical repeat.
+#[derive(Debug, Clone)]
+pub struct Created {
+    pub order: Order,
+    pub repeated: bool,
+}
+
+fn request_hash(r: &NewOrder) -> String {
+    let canon = [
+        r.protocol.as_str(),
+        &r.order_id,
+        &r.currency,
+        &amount::canonical(r.amount),
+        r.network.as_str(),
+        &r.notify_url,
+        &r.redirect_url,
+        &r.name,
+        &r.timeout_secs.map(|t| t.to_string()).unwrap_or_default(),
+    ]
+    .join("\u{1f}");
+    hex::encode(Sha256::digest(canon.as_bytes()))
+}
+
+/// Trade ids look like upstream's: `yyyymmddHHMMSS` + 10 random digits.
+fn new_trade_id() -> TradeId {
+    use rand::Rng;
+    TradeId::upstream(
+        chrono::Utc::now(),
+        rand::rng().random_range(0..10_000_000_000u64),
+    )
+}
+
+/// Creates an order or returns the identical live one (DESIGN §5).
+pub async fn create_order(
+    db: &DatabaseConnection,
+    config: &Config,
+    queue: &JobQueue,
+    req: NewOrder,
+) -> Result<Created, OrderError> {
+    let hash = request_hash(&req);
+    if let Some(existing) =
+        find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id).await?
+    {
+        return repeat_or_conflict(existing, &hash, &req.order_id);
+    }
+    let rate = rate::usdt_rate(db, config, &req.currency)
+        .await?
+        .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
+    let min = config.amount_step;
+    let base = amount::fiat_to_token(req.amount, rate, config.amount_precision)
+        .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
+    if base < min {
+        return Err(OrderError::AmountTooSmall(base, min));
+    }
+    let wallets = wallet::receiving(db, req.network, req.merchant.id).await?;
+    if wallets.is_empty() {
+        return Err(OrderError::NoWallet(req.network));
+    }
+    let amounts: Vec<Decimal> =
+        amount::candidates(base, config.amount_step, config.amount_max_tries)
+            .map(|d| d.normalize())
+            .collect();
+    let candidates: Vec<String> = amounts.iter().map(|d| amount::canonical(*d)).collect();
+    // Usually one of the first slots is free: try them without reading anything (a collision
+    // costs one failed insert, an index probe). After a few collisions, read which candidate
+    // slots waiting orders hold (one query) and skip those. The unique index decides every race
+    // either way. Wallets are tried from a random one onwards at each amount, so concurrent
+    // orders for one amount spread over the wallets instead of all colliding on the first.
+    const OPTIMISTIC_TRIES: usize = 4;
+    let mut taken: std::collections::HashSet<(String, String)> = Default::default();
+    let mut taken_loaded = false;
+    let mut transient = 0;
+    let offset = {
+        use rand::Rng;
+        rand::rng().random_range(0..wallets.len())
+    };
+
+    let now = now();
+    let ttl = req
+        .timeout_secs
+        .unwrap_or(i64::from(config.order_expiration_time) * 60);
+    for (actual, amount_text) in amounts.iter().zip(&candidates) {
+        for i in 0..wallets.len() {
+            let w = &wallets[(offset + i) % wallets.len()];
+            let slot = (w.address.clone(), amount_text.clone());
+            if taken.contains(&slot) {
+                continue;
+            }
+            if !taken_loaded && taken.len() >= OPTIMISTIC_TRIES {
+                taken_loaded = true;
+                taken.extend(live_slots(db, req.network, &wallets, &candidates).await?);
+                if taken.contains(&slot) {
+                    continue;
+                }
+            }
+            let draft = Order {
+                id: OrderId(0),
+                trade_id: new_trade_id(),
+                merchant_id: MerchantId(req.merchant.id),
+                order_id: req.order_id.clone(),
+                protocol: req.protocol,
+                network: req.network,
+                token: "USDT".into(),
+                currency: req.currency.clone(),
+                amount: req.amount.normalize(),
+                rate: rate.normalize(),
+                actual_amount: *actual,
+                address: w.address.clone(),
+                status: OrderStatus::Waiting,
+                live_slot: true,
+                flags: 0,
+                notify_url: req.notify_url.clone(),
+                redirect_url: req.redirect_url.clone(),
+                name: req.name.clone(),
+                request_hash: hash.clone(),
+                block_transaction_id: None,
+                paid_amount: None,
+                callback_state: callback_state::PENDING,
+                callback_attempts: 0,
+                callback_due_at: None,
+                created_at: now,
+                updated_at: now,
+                expires_at: now + ttl,
+                paid_at: None,
+            };
+            match store::order::new_row(&draft).insert(db).await {
+                Ok(row) => {
+                    let order = Order::try_from(row)?;
+                    let at = chrono::DateTime::from_timestamp(order.expires_at, 0);
+                    if let Err(e) = queue
+                        .push(
+                            Job::Expire {
+                                trade_id: order.trade_id.to_string(),
+                            },
+                            at,
+                        )
+                        .await
+                    {
+                        // Without its expiry job the slot would stay reserved: give it back
+                        // (nobody saw this order, so no grace period). If even that fails the
+                        // sweeper expires it once overdue; either way the caller gets the error.
+                        tracing::error!(trade_id = %order.trade_id, error = %e, "could not schedule the expiry job; the order is cancelled and the request fails");
+                        if let Err(c) =
+                            change_status(db, order.id, order.status, OrderStatus::Cancelled, false)
+                                .await
+                        {
+                            tracing::error!(trade_id = %order.trade_id, error = %c, "could not cancel the order whose expiry job failed; the sweeper expires it when overdue");
+                        }
+                        return Err(e.into());
+                    }
+                    return Ok(Created {
+                        order,
+                        repeated: false,
+                    });
+                }
+                Err(e)
+                    if store::is_unique_violation(
+                        &e,
+                        "orders_live_slot_key",
+                        "orders.network, orders.address, orders.actual_amount",
+                    ) =>
+                {
+                    taken.insert(slot);
+                }
+                Err(e)
+                    if store::is_unique_violation(
+                        &e,
+                        "orders_merchant_order_id_key",
+                        "orders.merchant_id, orders.order_id",
+                    ) =>
+                {
+                    // A concurrent identical request won the race.
+                    let existing =
+                        find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id)
+                            .await?
+                            .ok_or(OrderError::NotFound)?;
+                    return repeat_or_conflict(existing, &hash, &req.order_id);
+                }
+                Err(e) if store::is_transient(&e) && transient < store::TRANSIENT_ATTEMPTS => {
+                    // A deadlock with a concurrent credit (MySQL locks the unique index's gap on a
+                    // duplicate check): the insert was rolled back; try the next slot.
+                    transient += 1;
+                    tracing::debug!(attempt = transient, error = %e, "transient conflict creating an order; retrying");
+                    store::transient_pause(transient).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+    Err(OrderError::NoFreeSlot(req.network))
+}
+
+/// (address, amount) slots among `candidates` that waiting orders hold on these wallets.
+async fn live_slots(
+    db: &DatabaseConnection,
+    network: Network,
+    wallets: &[crate::store::entities::wallet::Model],
+    candidates: &[String],
+) -> Result<Vec<(String, String)>, DbErr> {
+    order::Entity::find()
+        .select_only()
+        .column(order::Column::Address)
+        .column(order::Column::ActualAmount)
+        .filter(order::Column::Network.eq(network.as_str()))
+        .filter(order::Column::LiveSlot.eq(1))
+        .filter(order::Column::Address.is_in(wallets.iter().map(|w| w.address.clone())))
+        .filter(order::Column::ActualAmount.is_in(candidates.iter().cloned()))
+        .into_tuple::<(String, String)>()
+        .all(db)
+        .await
+}
+
+fn repeat_or_conflict(existing: Order, hash: &str, order_id: &str) -> Result<Created, OrderError> {
+    let live = existing.effective_status(now()) == OrderStatus::Waiting;
+    if live && existing.request_hash == hash {
+        Ok(Created {
+            order: existing,
+            repeated: true,
+        })
+    } else {
+        Err(OrderError::Exists(order_id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn trade_ids_are_upstream_shaped() {
+        let t = new_trade_id();
+        assert_eq!(t.as_str().len(), 24);
+        assert!(t.as_str().chars().all(|c| c.is_ascii_digit()));
+    }
+}
