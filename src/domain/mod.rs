@@ -3,4 +3,5 @@ pub mod address;
 pub mod amount;
 pub mod network;
 pub mod order;
+pub mod protocol;
 pub mod transfer;

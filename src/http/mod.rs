@@ -5,7 +5,6 @@ pub mod checkout;
 pub mod checkout_page;
 pub mod merchant;
 pub mod ops;
-pub mod params;
 pub mod reply;
 pub mod serve;
 

@@ -16,7 +16,7 @@ use sea_orm::{
 use sha2::{Digest, Sha256};
 
 use super::{merchant::Merchant, now, rate, wallet};
-pub use crate::domain::transfer::IncomingTransfer;
+pub use crate::domain::{protocol::Protocol, transfer::IncomingTransfer};
 use crate::{
     config::Config,
     domain::{
@@ -68,31 +68,6 @@ impl OrderRules {
 impl Default for OrderRules {
     fn default() -> Self {
         Self::from_config(&Config::default())
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Protocol {
-    V1,
-    GmPay,
-    EPay,
-}
-
-impl Protocol {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::V1 => "v1",
-            Protocol::GmPay => "gmpay",
-            Protocol::EPay => "epay",
-        }
-    }
-    pub fn parse(s: &str) -> Option<Self> {
-        Some(match s {
-            "v1" => Protocol::V1,
-            "gmpay" => Protocol::GmPay,
-            "epay" => Protocol::EPay,
-            _ => return None,
-        })
     }
 }
 
