@@ -42,7 +42,7 @@ pub fn router() -> Router<AppState> {
             create(&state, client, &headers, q.as_deref(), &body, proto).await
         };
         let method = if proto.create_accepts_get() {
-            get(handler.clone()).post(handler)
+            get(handler).post(handler)
         } else {
             post(handler)
         };
@@ -58,6 +58,9 @@ impl From<ProtocolError> for ApiError {
     fn from(e: ProtocolError) -> Self {
         match e {
             ProtocolError::BadParam { field, problem } => ApiError::bad_param(&field, problem),
+            ProtocolError::Multipart
+            | ProtocolError::NotJsonObject(_)
+            | ProtocolError::BadString { .. } => ApiError::bad_param("request", e),
             ProtocolError::CallbackUrl(_) => {
                 tracing::error!(error = %e, "protocol error");
                 ApiError::system()
@@ -77,9 +80,7 @@ fn content_type(h: &HeaderMap) -> Option<&str> {
 }
 
 fn parse(h: &HeaderMap, body: &Bytes, query: Option<&str>) -> Result<Params, ApiError> {
-    Params::from_body(content_type(h), body)
-        .map(|p| p.merged_with_query(query))
-        .map_err(|e| ApiError::bad_param("request", e))
+    Ok(Params::from_body(content_type(h), body)?.merged_with_query(query))
 }
 
 fn field_rules(state: &AppState) -> FieldRules<'_> {

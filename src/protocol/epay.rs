@@ -120,8 +120,8 @@ mod tests {
     #[test]
     fn signed_request_verifies_and_a_tampered_one_does_not() {
         let p = Params::from_query(QUERY.as_bytes());
-        assert_eq!(EPay.check_envelope(&p), Ok(()));
-        assert_eq!(EPay.merchant(&p), Ok(MerchantRef::Pid(1001)));
+        assert!(EPay.check_envelope(&p).is_ok());
+        assert_eq!(EPay.merchant(&p).unwrap(), MerchantRef::Pid(1001));
         assert_eq!(EPay.verify(&p, Action::Create, SECRET), Verification::Valid);
         // Amounts are signed as sent: 10.0 is not 10.00.
         let tampered = Params::from_query(QUERY.replace("money=10.00", "money=10.0").as_bytes());

@@ -24,11 +24,21 @@ pub use crate::domain::protocol::Protocol;
 use crate::{crypto::sign, domain::network::Network};
 
 /// Why a merchant's request or a callback could not be handled by a protocol.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error)]
 pub enum ProtocolError {
     /// A request field is missing or malformed: the merchant sees `"{field} {problem}"`.
     #[error("{field} {problem}")]
     BadParam { field: String, problem: String },
+    /// The request body is neither JSON nor a form (answered as a bad `request`).
+    #[error("multipart bodies are not supported; send JSON or a urlencoded form")]
+    Multipart,
+    #[error("body is not a JSON object ({0})")]
+    NotJsonObject(serde_json::Error),
+    #[error("{key}: {source}")]
+    BadString {
+        key: String,
+        source: serde_json::Error,
+    },
     /// The order's notify URL does not parse (EPay puts the callback in its query).
     #[error("{0}")]
     CallbackUrl(#[from] url::ParseError),

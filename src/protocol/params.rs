@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
+use super::ProtocolError;
 use crate::crypto::sign::SignValue;
 
 #[derive(Debug, Clone, PartialEq)]
@@ -25,7 +26,7 @@ pub struct Params(pub BTreeMap<String, Param>);
 
 impl Params {
     /// Parses a body by content type; with none, JSON is tried first, then a form.
-    pub fn from_body(content_type: Option<&str>, body: &[u8]) -> Result<Self, String> {
+    pub fn from_body(content_type: Option<&str>, body: &[u8]) -> Result<Self, ProtocolError> {
         let ct = content_type.unwrap_or("").to_ascii_lowercase();
         if ct.contains("json") {
             return Self::from_json(body);
@@ -34,9 +35,7 @@ impl Params {
             return Ok(Self::from_query(body));
         }
         if ct.contains("multipart/") {
-            return Err(
-                "multipart bodies are not supported; send JSON or a urlencoded form".into(),
-            );
+            return Err(ProtocolError::Multipart);
         }
         let trimmed = body
             .iter()
@@ -50,16 +49,21 @@ impl Params {
         }
     }
 
-    pub fn from_json(body: &[u8]) -> Result<Self, String> {
+    pub fn from_json(body: &[u8]) -> Result<Self, ProtocolError> {
         let raw: BTreeMap<String, Box<RawValue>> =
-            serde_json::from_slice(body).map_err(|e| format!("body is not a JSON object ({e})"))?;
+            serde_json::from_slice(body).map_err(ProtocolError::NotJsonObject)?;
         let mut out = BTreeMap::new();
         for (k, v) in raw {
             let text = v.get().trim();
             let p = match text.as_bytes().first() {
-                Some(b'"') => Param::Text(
-                    serde_json::from_str::<String>(text).map_err(|e| format!("{k}: {e}"))?,
-                ),
+                Some(b'"') => {
+                    Param::Text(serde_json::from_str::<String>(text).map_err(|source| {
+                        ProtocolError::BadString {
+                            key: k.clone(),
+                            source,
+                        }
+                    })?)
+                }
                 Some(b'n') => continue, // null
                 Some(b'-' | b'0'..=b'9') => Param::Number(text.to_string()),
                 _ => Param::Other(text.to_string()),

@@ -121,7 +121,7 @@ mod tests {
     fn upstream_request_verifies_and_a_tampered_one_does_not() {
         let p = Params::from_json(BODY.as_bytes()).unwrap();
         assert_eq!(V1.verify(&p, Action::Create, TOKEN), Verification::Valid);
-        assert_eq!(V1.merchant(&p), Ok(MerchantRef::Default));
+        assert_eq!(V1.merchant(&p).unwrap(), MerchantRef::Default);
         // The same request as a form, amount as text: signed alike.
         let form = b"order_id=20220201030210321&amount=42.00&notify_url=http%3A%2F%2Fexample.com%2Fnotify&redirect_url=http://example.com/redirect&signature=1cd4b52df5587cfb1968b0c0c6e156cd";
         let f = Params::from_query(form);
