@@ -5,8 +5,8 @@ use serde_json::{Value, json};
 
 use super::{
     Action, CallbackOrder, CallbackRequest, CreateRequest, FieldRules, MerchantProtocol,
-    MerchantRef, OrderView, Params, Protocol, ProtocolError, ReplayStamp, Reply, fields, num,
-    order_data, v1,
+    MerchantRef, OrderView, Params, Protocol, ProtocolError, ReplayStamp, Reply, fields,
+    order_data, signed_json_callback, v1,
 };
 use crate::crypto::sign::{self, SignValue};
 
@@ -86,7 +86,8 @@ impl MerchantProtocol for GmPay {
         secret: &str,
     ) -> Result<CallbackRequest, ProtocolError> {
         let network = o.network.map(|n| n.as_str()).unwrap_or("");
-        let canonical = sign::canonical_string(
+        Ok(signed_json_callback(
+            self,
             &[
                 ("pid", SignValue::Int(o.pid)),
                 ("trade_id", SignValue::Str(o.trade_id)),
@@ -103,27 +104,9 @@ impl MerchantProtocol for GmPay {
                 ),
                 ("status", SignValue::Int(o.status)),
             ],
-            &["signature"],
-        );
-        let body = json!({
-            "pid": o.pid,
-            "trade_id": o.trade_id,
-            "order_id": o.order_id,
-            "amount": num(o.amount),
-            "actual_amount": num(o.actual_amount),
-            "currency": o.currency,
-            "token": o.token,
-            "network": network,
-            "receive_address": o.address,
-            "block_transaction_id": o.block_transaction_id,
-            "status": o.status,
-            "signature": self.sign(&canonical, secret),
-        });
-        Ok(CallbackRequest {
-            url: o.notify_url.to_string(),
-            json: Some(body.to_string()),
-            expect: "ok",
-        })
+            o.notify_url,
+            secret,
+        ))
     }
 }
 

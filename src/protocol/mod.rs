@@ -21,7 +21,10 @@ use serde_json::Value;
 
 pub use self::{fields::FieldRules, params::Params};
 pub use crate::domain::protocol::Protocol;
-use crate::{crypto::sign, domain::network::Network};
+use crate::{
+    crypto::sign::{self, SignValue},
+    domain::network::Network,
+};
 
 /// Why a merchant's request or a callback could not be handled by a protocol.
 #[derive(Debug, thiserror::Error)]
@@ -300,13 +303,36 @@ fn order_data(o: &OrderView<'_>) -> serde_json::Map<String, Value> {
     map
 }
 
-/// A JSON number written verbatim from a decimal (never through f64).
-fn num(d: Decimal) -> Box<serde_json::value::RawValue> {
-    let text = d.normalize().to_string();
-    serde_json::value::RawValue::from_string(text).unwrap_or_else(|_| {
-        serde_json::value::RawValue::from_string("0".into())
-            .unwrap_or_else(|_| unreachable!("valid json"))
-    })
+/// The callback of the JSON protocols: every field is signed (with `signature` left out of the
+/// canonical string) and sent, amounts as JSON numbers written from their shortest decimal text
+/// (never computed through f64), plus the `signature`; delivered means the answer `ok`.
+fn signed_json_callback(
+    proto: &dyn MerchantProtocol,
+    fields: &[(&str, SignValue<'_>)],
+    notify_url: &str,
+    secret: &str,
+) -> CallbackRequest {
+    let canonical = sign::canonical_string(fields, &["signature"]);
+    let mut body = serde_json::Map::new();
+    for &(key, value) in fields {
+        let value = match value {
+            SignValue::Str(s) => Value::from(s),
+            SignValue::Dec(d) => decimal_number(d),
+            SignValue::Int(i) => Value::from(i),
+        };
+        body.insert(key.into(), value);
+    }
+    body.insert("signature".into(), proto.sign(&canonical, secret).into());
+    CallbackRequest {
+        url: notify_url.to_string(),
+        json: Some(Value::Object(body).to_string()),
+        expect: "ok",
+    }
+}
+
+/// A decimal as a JSON number, from its shortest decimal text.
+fn decimal_number(d: Decimal) -> Value {
+    raw_num(&d.normalize().to_string())
 }
 
 #[cfg(test)]

@@ -1,11 +1,12 @@
 //! epusdt v1, byte-compatible with upstream epusdt: the default merchant (`api_auth_token`),
 //! MD5 over the sorted `k=v&…` string with the token appended, amounts signed in shortest form.
 //! v1 also owns the cancel route (GMPay merchants use it with their `pid`).
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::{
     Action, CallbackOrder, CallbackRequest, CreateRequest, FieldRules, MerchantProtocol,
-    MerchantRef, OrderView, Params, Protocol, ProtocolError, Reply, fields, num, order_data,
+    MerchantRef, OrderView, Params, Protocol, ProtocolError, Reply, fields, order_data,
+    signed_json_callback,
 };
 use crate::crypto::sign::{self, SignValue};
 
@@ -75,7 +76,8 @@ impl MerchantProtocol for V1 {
         o: &CallbackOrder<'_>,
         secret: &str,
     ) -> Result<CallbackRequest, ProtocolError> {
-        let canonical = sign::canonical_string(
+        Ok(signed_json_callback(
+            self,
             &[
                 ("trade_id", SignValue::Str(o.trade_id)),
                 ("order_id", SignValue::Str(o.order_id)),
@@ -88,23 +90,9 @@ impl MerchantProtocol for V1 {
                 ),
                 ("status", SignValue::Int(o.status)),
             ],
-            &["signature"],
-        );
-        let body = json!({
-            "trade_id": o.trade_id,
-            "order_id": o.order_id,
-            "amount": num(o.amount),
-            "actual_amount": num(o.actual_amount),
-            "token": o.address,
-            "block_transaction_id": o.block_transaction_id,
-            "status": o.status,
-            "signature": self.sign(&canonical, secret),
-        });
-        Ok(CallbackRequest {
-            url: o.notify_url.to_string(),
-            json: Some(body.to_string()),
-            expect: "ok",
-        })
+            o.notify_url,
+            secret,
+        ))
     }
 }
 
