@@ -9,6 +9,7 @@
 //! - [`store`]: sea-orm entities and database connection.
 //! - [`service`]: use cases (merchants, wallets, orders, notify).
 //! - [`jobs`]: the durable job queue (apalis) and its handlers.
+//! - [`protocol`]: the merchant protocols (v1, GMPay, EPay) behind one trait, and their registry.
 //! - [`http`]: axum routers (merchant protocols, checkout, ops).
 //! - [`security`]: rate limiting (Redis or in-process) and GMPay replay nonces.
 //! - [`redact`]: the one redactor of credentials in URLs and text (config output, logs, errors).
@@ -24,6 +25,7 @@ pub mod domain;
 pub mod http;
 pub mod jobs;
 pub mod net;
+pub mod protocol;
 pub mod queue;
 pub mod redact;
 pub mod secret;

@@ -183,7 +183,7 @@ pub struct RateLimitSettings {
     /// Requests per minute from one client IP (IPv6: one /64) over all routes together.
     pub rate_limit_per_minute: u32,
     /// Requests per minute from one client IP to one route template, e.g. all of
-    /// `/pay/check-status/{trade_id}`. The signed merchant API (`security::ratelimit::MERCHANT_ROUTES`) is exempt.
+    /// `/pay/check-status/{trade_id}`. The signed merchant API (`protocol::merchant_routes()`) is exempt.
     pub rate_limit_route_per_minute: u32,
     /// Per-route overrides of `rate_limit_route_per_minute`, keyed by route template.
     pub rate_limit_routes: RouteLimits,

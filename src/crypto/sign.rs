@@ -17,7 +17,6 @@
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use rust_decimal::Decimal;
-use serde_json::{Map, Number, Value};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
@@ -70,40 +69,6 @@ pub fn canonical_string(params: &[(&str, SignValue<'_>)], skip: &[&str]) -> Stri
     join_sorted(pairs)
 }
 
-/// Builds the canonical string from a merchant's JSON body.
-///
-/// Same rules as [`canonical_string`], with these per-type conversions:
-/// `null` and `""` are dropped; integers are printed as is; other numbers are
-/// printed in shortest decimal form by parsing their JSON text as an exact
-/// [`Decimal`] (never by arithmetic on `f64`); booleans become `true`/`false`;
-/// strings are used as is; arrays and objects become compact JSON text.
-///
-/// Note: serde_json is built without `arbitrary_precision` or
-/// `preserve_order`, so a non-integer number has already been parsed into an
-/// `f64` (its text is the shortest round-trip form, exact for amounts with up
-/// to 15 significant digits) and nested objects are re-serialized with their
-/// keys sorted.
-#[must_use]
-pub fn canonical_from_json(map: &Map<String, Value>, skip: &[&str]) -> String {
-    let pairs = map
-        .iter()
-        .filter(|(key, _)| !skip.contains(&key.as_str()))
-        .filter_map(|(key, value)| {
-            let text = match value {
-                Value::Null => return None,
-                Value::String(s) if s.is_empty() => return None,
-                Value::String(s) => s.clone(),
-                Value::Bool(b) => b.to_string(),
-                Value::Number(n) => format_json_number(n),
-                // `Display` on a `Value` writes compact JSON.
-                Value::Array(_) | Value::Object(_) => value.to_string(),
-            };
-            Some((key.as_str(), text))
-        })
-        .collect();
-    join_sorted(pairs)
-}
-
 /// epusdt v1 and EPay: md5(canonical + secret) lower-case hex (secret appended with no separator).
 #[must_use]
 pub fn md5_sign(canonical: &str, secret: &str) -> String {
@@ -143,21 +108,6 @@ fn format_decimal(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
-/// Formats a JSON number for signing without doing arithmetic on `f64`.
-fn format_json_number(n: &Number) -> String {
-    let text = n.to_string();
-    if n.is_i64() || n.is_u64() {
-        return text;
-    }
-    // serde_json writes floats like `42.0`, `0.1` or `1e-7`; the last form
-    // needs `from_scientific`. A number too large for `Decimal` (beyond about
-    // 7.9e28) is signed as serde_json wrote it.
-    Decimal::from_str_exact(&text)
-        .or_else(|_| Decimal::from_scientific(&text))
-        .map(format_decimal)
-        .unwrap_or(text)
-}
-
 /// Sorts `(key, value)` pairs by key in byte order and joins them as `k=v&k=v`.
 ///
 /// Only the key decides the order (not the whole `k=v` string), matching
@@ -191,13 +141,6 @@ mod tests {
         Decimal::from_str(s).unwrap()
     }
 
-    fn json_map(text: &str) -> Map<String, Value> {
-        match serde_json::from_str(text).unwrap() {
-            Value::Object(map) => map,
-            other => panic!("not a JSON object: {other}"),
-        }
-    }
-
     #[test]
     fn upstream_epusdt_vector_from_typed_params() {
         let params = [
@@ -213,21 +156,6 @@ mod tests {
         let canonical = canonical_string(&params, SKIP);
         assert_eq!(canonical, UPSTREAM_CANONICAL);
         assert_eq!(md5_sign(&canonical, UPSTREAM_TOKEN), UPSTREAM_SIGNATURE);
-    }
-
-    #[test]
-    fn upstream_epusdt_vector_from_json() {
-        for amount in ["42.00", "42", "42.0", "4.2e1"] {
-            let body = format!(
-                r#"{{"order_id":"20220201030210321","amount":{amount},
-                    "notify_url":"http://example.com/notify",
-                    "redirect_url":"http://example.com/redirect",
-                    "signature":"{UPSTREAM_SIGNATURE}"}}"#
-            );
-            let canonical = canonical_from_json(&json_map(&body), SKIP);
-            assert_eq!(canonical, UPSTREAM_CANONICAL, "amount given as {amount}");
-            assert_eq!(md5_sign(&canonical, UPSTREAM_TOKEN), UPSTREAM_SIGNATURE);
-        }
     }
 
     #[test]
@@ -283,51 +211,6 @@ mod tests {
     }
 
     #[test]
-    fn json_numbers_are_formatted_without_float_noise() {
-        let map = json_map(
-            r#"{"a":100.00,"b":1.50,"c":0.01,"d":12345678.123456,"e":0.1,
-                "f":1e-7,"g":-7,"h":18446744073709551615,"i":0.30000000000000004}"#,
-        );
-        assert_eq!(
-            canonical_from_json(&map, SKIP),
-            "a=100&b=1.5&c=0.01&d=12345678.123456&e=0.1&f=0.0000001&g=-7\
-             &h=18446744073709551615&i=0.30000000000000004"
-        );
-    }
-
-    #[test]
-    fn json_numbers_too_large_for_decimal_are_kept_as_written() {
-        // Whatever serde_json writes for these (e.g. `1e+300`) is signed as is.
-        let map = json_map(r#"{"big":1e300,"tiny":1e-300}"#);
-        assert_eq!(
-            canonical_from_json(&map, SKIP),
-            format!("big={}&tiny={}", map["big"], map["tiny"])
-        );
-        assert!(!canonical_from_json(&map, SKIP).contains("000000"));
-    }
-
-    #[test]
-    fn json_exponents_within_decimal_range_are_expanded() {
-        let map = json_map(r#"{"a":1e21,"b":1.5E-7,"c":2.5e+3}"#);
-        assert_eq!(
-            canonical_from_json(&map, SKIP),
-            "a=1000000000000000000000&b=0.00000015&c=2500"
-        );
-    }
-
-    #[test]
-    fn json_other_types() {
-        let map = json_map(
-            r#"{"ok":true,"no":false,"list":[1, "x", null],
-                "obj":{"z":1, "a":"b"},"empty_list":[]}"#,
-        );
-        assert_eq!(
-            canonical_from_json(&map, SKIP),
-            r#"empty_list=[]&list=[1,"x",null]&no=false&obj={"a":"b","z":1}&ok=true"#
-        );
-    }
-
-    #[test]
     fn empty_strings_and_nulls_are_dropped() {
         let params = [
             ("b", SignValue::Str("")),
@@ -336,12 +219,7 @@ mod tests {
             ("d", SignValue::Dec(Decimal::ZERO)),
         ];
         assert_eq!(canonical_string(&params, SKIP), "a=1&c=0&d=0");
-
-        let map = json_map(r#"{"b":"","a":"1","n":null,"s":" "}"#);
-        assert_eq!(canonical_from_json(&map, SKIP), "a=1&s= ");
-
         assert_eq!(canonical_string(&[], SKIP), "");
-        assert_eq!(canonical_from_json(&Map::new(), SKIP), "");
     }
 
     #[test]

@@ -1,6 +1,9 @@
 //! Merchant protocols (DESIGN §4): epusdt v1, GMPay v1 and EPay, all served at once, plus
-//! check-status and cancel. Each handler: parse params → authenticate (signature, in constant
-//! time) → validate every field with a message that says what to fix → call `service::order`.
+//! check-status and cancel. The routes come from the protocol registry (`crate::protocol`); every
+//! create request takes the same path: parse params → the protocol names the merchant and checks
+//! the signature (in constant time) → per-merchant rate limit → the protocol validates every field
+//! with a message that says what to fix → `service::order` → the protocol shapes the reply.
+//! Nothing here knows which protocol is which.
 use axum::{
     Extension, Router,
     body::Bytes,
@@ -9,39 +12,63 @@ use axum::{
     response::{IntoResponse, Response},
     routing::{get, post},
 };
-use rust_decimal::Decimal;
-use serde_json::{Value, json};
+use serde_json::json;
 
 use super::{
     middleware::ratelimit::ClientAddr,
-    params::Params,
     reply::{self, ApiError},
 };
 use crate::{
     audit::{AuditEvent, actions},
-    crypto::sign,
-    domain::{amount, network::Network, order::Order},
+    domain::order::Order,
+    protocol::{
+        self, Action, FieldRules, MerchantProtocol, MerchantRef, OrderView, Params, ProtocolError,
+        ReplayStamp, Reply, Verification, fields,
+    },
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
         notify::check_url_shape,
-        order::{self, NewOrder, Protocol},
+        order::{self, NewOrder},
     },
     state::AppState,
 };
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/api/v1/order/create-transaction", post(create_v1))
-        .route("/api/v1/order/cancel-transaction", post(cancel))
-        .route(
-            "/payments/gmpay/v1/order/create-transaction",
-            post(create_gmpay),
-        )
-        .route(
-            "/payments/epay/v1/order/create-transaction/submit.php",
-            get(create_epay).post(create_epay),
-        )
-        .route("/pay/check-status/{trade_id}", get(check_status))
+    let mut router = Router::new();
+    for &proto in protocol::all() {
+        let handler = move |State(state): State<AppState>,
+                            client: Option<Extension<ClientAddr>>,
+                            headers: HeaderMap,
+                            RawQuery(q): RawQuery,
+                            body: Bytes| async move {
+            create(&state, client, &headers, q.as_deref(), &body, proto).await
+        };
+        let method = if proto.create_accepts_get() {
+            get(handler).post(handler)
+        } else {
+            post(handler)
+        };
+        router = router.route(proto.create_path(), method);
+    }
+    for path in protocol::cancel_paths() {
+        router = router.route(path, post(cancel));
+    }
+    router.route("/pay/check-status/{trade_id}", get(check_status))
+}
+
+impl From<ProtocolError> for ApiError {
+    fn from(e: ProtocolError) -> Self {
+        match e {
+            ProtocolError::BadParam { field, problem } => ApiError::bad_param(&field, problem),
+            ProtocolError::Multipart
+            | ProtocolError::NotJsonObject(_)
+            | ProtocolError::BadString { .. } => ApiError::bad_param("request", e),
+            ProtocolError::CallbackUrl(_) => {
+                tracing::error!(error = %e, "protocol error");
+                ApiError::system()
+            }
+        }
+    }
 }
 
 fn client_name(c: Option<&Extension<ClientAddr>>) -> String {
@@ -55,120 +82,43 @@ fn content_type(h: &HeaderMap) -> Option<&str> {
 }
 
 fn parse(h: &HeaderMap, body: &Bytes, query: Option<&str>) -> Result<Params, ApiError> {
-    Params::from_body(content_type(h), body)
-        .map(|p| p.merged_with_query(query))
-        .map_err(|e| ApiError::bad_param("request", e))
+    Ok(Params::from_body(content_type(h), body)?.merged_with_query(query))
 }
 
-fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ApiError> {
-    p.get(key)
-        .ok_or_else(|| ApiError::bad_param(key, "is required"))
-}
-
-fn text_field(p: &Params, key: &str, max: usize, required_: bool) -> Result<String, ApiError> {
-    let v = match p.get(key) {
-        Some(v) => v.trim(),
-        None if required_ => return Err(ApiError::bad_param(key, "is required")),
-        None => return Ok(String::new()),
-    };
-    if v.chars().count() > max {
-        return Err(ApiError::bad_param(
-            key,
-            format!("is too long ({} characters, max {max})", v.chars().count()),
-        ));
-    }
-    if v.chars().any(char::is_control) {
-        return Err(ApiError::bad_param(
-            key,
-            "must not contain control characters",
-        ));
-    }
-    Ok(v.to_string())
-}
-
-fn order_id_field(p: &Params, key: &str) -> Result<String, ApiError> {
-    let v = text_field(p, key, 32, true)?;
-    if v.chars().any(char::is_whitespace) {
-        return Err(ApiError::bad_param(key, "must not contain spaces"));
-    }
-    Ok(v)
-}
-
-fn amount_field(p: &Params, key: &str) -> Result<Decimal, ApiError> {
-    let v = required(p, key)?;
-    amount::parse_positive(v, 2, Decimal::new(1, 2)).map_err(|e| ApiError::bad_param(key, e))
-}
-
-fn url_field(
-    p: &Params,
-    key: &str,
-    required_: bool,
-    allow_private: bool,
-) -> Result<String, ApiError> {
-    let v = text_field(p, key, 512, required_)?;
-    if v.is_empty() {
-        return Ok(v);
-    }
-    check_url_shape(&v, allow_private).map_err(|e| ApiError::bad_param(key, e))?;
-    Ok(v)
-}
-
-fn currency_field(p: &Params, key: &str, default: Option<&str>) -> Result<String, ApiError> {
-    let v = match (p.get(key), default) {
-        (Some(v), _) => v.trim().to_ascii_uppercase(),
-        (None, Some(d)) => d.to_string(),
-        (None, None) => return Err(ApiError::bad_param(key, "is required, e.g. CNY or USD")),
-    };
-    if v.len() != 3 && v != "USDT" || !v.chars().all(|c| c.is_ascii_alphabetic()) {
-        return Err(ApiError::bad_param(
-            key,
-            format!("`{v}` is not a currency code; use e.g. CNY or USD"),
-        ));
-    }
-    Ok(v)
-}
-
-fn network_field(p: &Params, key: &str, default: &str) -> Result<Network, ApiError> {
-    let v = p.get(key).unwrap_or(default);
-    Network::parse(v).ok_or_else(|| {
-        ApiError::bad_param(
-            key,
-            format!("`{v}` is not supported; use one of usdt.trc20, usdt.erc20, usdt.bep20, usdt.polygon (or tron, ethereum, bsc, polygon)"),
-        )
-    })
-}
-
-fn timeout_field(p: &Params) -> Result<Option<i64>, ApiError> {
-    match p.get("timeout") {
-        None => Ok(None),
-        Some(t) => match t.trim().parse::<i64>() {
-            Ok(s) if (60..=86_400).contains(&s) => Ok(Some(s)),
-            _ => Err(ApiError::bad_param(
-                "timeout",
-                format!("`{t}` must be a whole number of seconds between 60 and 86400"),
-            )),
-        },
+fn field_rules(state: &AppState) -> FieldRules<'_> {
+    FieldRules {
+        default_network: &state.config.default_network,
+        allow_private_callbacks: state.config.allow_private_callbacks,
+        check_url: |raw, allow_private| check_url_shape(raw, allow_private).map(drop),
     }
 }
 
-/// Verifies a signature in constant time; logs the canonical string (never the secret) and
-/// audits the failure (at most once per merchant and client per minute, so a flood of bad
-/// requests cannot turn into a flood of audit writes).
-async fn verify(
-    state: &AppState,
-    client: &str,
-    canonical: &str,
-    expected: String,
-    provided: Option<&str>,
-    m: &Merchant,
-) -> Result<(), ApiError> {
-    let provided = provided.ok_or_else(|| ApiError {
+fn signature_required() -> ApiError {
+    ApiError {
         code: reply::code::SIGNATURE,
         message: "signature is required".into(),
-    })?;
-    if sign::signature_matches(&expected, provided) {
-        return Ok(());
     }
+}
+
+/// The merchant a request names, its signature verified in constant time. A mismatch logs the
+/// canonical string (never the secret) and audits the failure (at most once per merchant and
+/// client per minute, so a flood of bad requests cannot turn into a flood of audit writes).
+async fn authenticate(
+    state: &AppState,
+    client: &str,
+    proto: &dyn MerchantProtocol,
+    p: &Params,
+    action: Action,
+) -> Result<Merchant, ApiError> {
+    let m = match proto.merchant(p)? {
+        MerchantRef::Default => default_merchant(state).await?,
+        MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
+    };
+    let canonical = match proto.verify(p, action, m.secret.expose()) {
+        Verification::Valid => return Ok(m),
+        Verification::Missing => return Err(signature_required()),
+        Verification::Mismatch { canonical } => canonical,
+    };
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
     let throttle = format!("audit:signature:{}:{client}", m.pid);
     let first = state
@@ -205,22 +155,18 @@ async fn default_merchant(state: &AppState) -> Result<Merchant, ApiError> {
     }
 }
 
-/// The merchant a GMPay/EPay/cancel request names by `pid`. An unknown or disabled pid is
-/// answered exactly like a wrong signature (same code, same message, and the same work: a
-/// signature computed and compared, the audit throttle consulted), so nobody can enumerate
-/// pids; the real reason goes to the log only. `signature_key` is where the request carries
-/// its signature (`signature`, or `sign` for EPay).
+/// The merchant a request names by `pid`. An unknown or disabled pid is answered exactly like a
+/// wrong signature (same code, same message, and the same work: a signature computed and
+/// compared, the audit throttle consulted), so nobody can enumerate pids; the real reason goes
+/// to the log only.
 async fn merchant_by_pid(
     state: &AppState,
+    proto: &dyn MerchantProtocol,
     p: &Params,
+    action: Action,
     client: &str,
-    signature_key: &str,
+    pid: i64,
 ) -> Result<Merchant, ApiError> {
-    let raw = required(p, "pid")?;
-    let pid: i64 = raw
-        .trim()
-        .parse()
-        .map_err(|_| ApiError::bad_param("pid", format!("`{raw}` must be a number")))?;
     let reason = match merchant::find_by_pid(&state.db, &state.keys, pid).await {
         Ok(Some(m)) if m.enabled => return Ok(m),
         Ok(Some(_)) => "disabled",
@@ -230,14 +176,10 @@ async fn merchant_by_pid(
             return Err(ApiError::system());
         }
     };
-    let provided = p.get(signature_key).ok_or_else(|| ApiError {
-        code: reply::code::SIGNATURE,
-        message: "signature is required".into(),
-    })?;
     // The work a real verification does, against a key nobody has.
-    let canonical = sign::canonical_string(&p.raw_values(), &[signature_key]);
-    let expected = sign::hmac_sha256_sign(&canonical, UNKNOWN_MERCHANT_KEY);
-    let _ = sign::signature_matches(&expected, provided);
+    if proto.verify(p, action, UNKNOWN_MERCHANT_KEY) == Verification::Missing {
+        return Err(signature_required());
+    }
     tracing::warn!(
         pid,
         client,
@@ -266,209 +208,98 @@ fn payment_url(state: &AppState, trade_id: &str) -> String {
     )
 }
 
-fn raw_num(text: &str) -> Value {
-    // Canonical decimal text is valid JSON number text.
-    serde_json::from_str::<Value>(text).unwrap_or(Value::Null)
-}
-
-fn order_data(state: &AppState, o: &Order) -> Value {
-    json!({
-        "trade_id": o.trade_id,
-        "order_id": o.order_id,
-        "amount": raw_num(&o.amount.to_string()),
-        "actual_amount": raw_num(&o.actual_amount.to_string()),
-        "token": o.address,
-        "expiration_time": o.expires_at,
-        "payment_url": payment_url(state, o.trade_id.as_str()),
-    })
-}
-
-async fn create(state: &AppState, req: NewOrder) -> Result<Order, ApiError> {
-    let order_id = req.order_id.clone();
-    let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
-    tracing::info!(trade_id = %created.order.trade_id, order_id, repeated = created.repeated, "order created");
-    Ok(created.order)
-}
-
-/// `POST /api/v1/order/create-transaction` — epusdt v1, byte-compatible.
-async fn create_v1(
-    State(state): State<AppState>,
-    client: Option<Extension<ClientAddr>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    async {
-        let p = parse(&headers, &body, q.as_deref())?;
-        let client = client_name(client.as_ref());
-        let m = default_merchant(&state).await?;
-        let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
-        verify(
-            &state,
-            &client,
-            &canonical,
-            sign::md5_sign(&canonical, m.secret.expose()),
-            p.get("signature"),
-            &m,
-        )
-        .await?;
-        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
-            return Ok(limited.into_response());
-        }
-        let req = NewOrder {
-            order_id: order_id_field(&p, "order_id")?,
-            amount: amount_field(&p, "amount")?,
-            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
-            redirect_url: url_field(&p, "redirect_url", false, true)?,
-            currency: currency_field(&p, "currency", Some("CNY"))?,
-            network: network_field(&p, "trade_type", &state.config.default_network)?,
-            name: text_field(&p, "name", 128, false)?,
-            timeout_secs: timeout_field(&p)?,
-            protocol: Protocol::V1,
-            merchant: m,
-        };
-        let o = create(&state, req).await?;
-        Ok::<_, ApiError>(reply::success(order_data(&state, &o)))
+fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
+    OrderView {
+        trade_id: o.trade_id.as_str(),
+        order_id: &o.order_id,
+        amount: o.amount,
+        actual_amount: o.actual_amount,
+        currency: &o.currency,
+        network: o.network,
+        address: &o.address,
+        status: o.status.code(),
+        expires_at: o.expires_at,
+        payment_url: payment_url(state, o.trade_id.as_str()),
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
 }
 
-/// `POST /payments/gmpay/v1/order/create-transaction` — HMAC-SHA256 signed.
-async fn create_gmpay(
-    State(state): State<AppState>,
-    client: Option<Extension<ClientAddr>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
-) -> Response {
-    async {
-        let p = parse(&headers, &body, q.as_deref())?;
-        let client = client_name(client.as_ref());
-        let m = merchant_by_pid(&state, &p, &client, "signature").await?;
-        let canonical = sign::canonical_string(&p.sign_values(&["amount"]), &["signature"]);
-        verify(
-            &state,
-            &client,
-            &canonical,
-            sign::hmac_sha256_sign(&canonical, m.secret.expose()),
-            p.get("signature"),
-            &m,
+/// The replay guard (GMPay): after field validation, so a typo does not burn the merchant's
+/// nonce. A refusal is audited.
+async fn check_replay(
+    state: &AppState,
+    client: &str,
+    m: &Merchant,
+    stamp: ReplayStamp<'_>,
+    order_id: &str,
+) -> Result<(), ApiError> {
+    let Err(e) = state
+        .replay
+        .check_request(
+            m.pid,
+            m.strict_replay,
+            stamp.timestamp,
+            stamp.nonce,
+            crate::service::now(),
         )
-        .await?;
-        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
-            return Ok(limited.into_response());
-        }
-        if let Some(t) = p.get("token")
-            && !t.trim().eq_ignore_ascii_case("usdt")
-        {
-            return Err(ApiError::bad_param(
-                "token",
-                format!("`{t}` is not supported; only USDT"),
-            ));
-        }
-        let req = NewOrder {
-            order_id: order_id_field(&p, "order_id")?,
-            amount: amount_field(&p, "amount")?,
-            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
-            redirect_url: url_field(&p, "redirect_url", false, true)?,
-            currency: currency_field(&p, "currency", None)?,
-            network: network_field(&p, "network", &state.config.default_network)?,
-            name: text_field(&p, "name", 128, false)?,
-            timeout_secs: timeout_field(&p)?,
-            protocol: Protocol::GmPay,
-            merchant: m,
-        };
-        // After field validation, so a typo does not burn the merchant's nonce.
-        if let Err(e) = state
-            .replay
-            .check_request(
-                req.merchant.pid,
-                req.merchant.strict_replay,
-                p.get("timestamp"),
-                p.get("nonce"),
-                crate::service::now(),
-            )
-            .await
-        {
-            let event = AuditEvent::new(
-                format!("ip:{client}"),
-                actions::REPLAY_REJECTED,
-                format!("merchant:{}", req.merchant.pid),
-            )
-            .with_ip(client.clone())
-            .with_details(json!({ "reason": e.to_string(), "order_id": req.order_id }));
-            if let Err(err) = state.audit.record(event).await {
-                tracing::error!(error = %err, "audit write failed");
-            }
-            return Err(e.into());
-        }
-        let o = create(&state, req).await?;
-        let mut data = order_data(&state, &o);
-        if let Value::Object(map) = &mut data {
-            map.insert("currency".into(), json!(o.currency));
-            map.insert("receive_address".into(), json!(o.address));
-            map.insert("network".into(), json!(o.network));
-            map.insert("status".into(), json!(o.status.code()));
-        }
-        Ok::<_, ApiError>(reply::success(data))
+        .await
+    else {
+        return Ok(());
+    };
+    let event = AuditEvent::new(
+        format!("ip:{client}"),
+        actions::REPLAY_REJECTED,
+        format!("merchant:{}", m.pid),
+    )
+    .with_ip(client.to_string())
+    .with_details(json!({ "reason": e.to_string(), "order_id": order_id }));
+    if let Err(err) = state.audit.record(event).await {
+        tracing::error!(error = %err, "audit write failed");
     }
-    .await
-    .unwrap_or_else(IntoResponse::into_response)
+    Err(e.into())
 }
 
-/// `GET|POST …/epay/v1/order/create-transaction/submit.php` — answers 302 to the checkout page.
-async fn create_epay(
-    State(state): State<AppState>,
+/// Every protocol's create route.
+async fn create(
+    state: &AppState,
     client: Option<Extension<ClientAddr>>,
-    headers: HeaderMap,
-    RawQuery(q): RawQuery,
-    body: Bytes,
+    headers: &HeaderMap,
+    query: Option<&str>,
+    body: &Bytes,
+    proto: &'static dyn MerchantProtocol,
 ) -> Response {
     async {
-        let p = parse(&headers, &body, q.as_deref())?;
+        let p = parse(headers, body, query)?;
         let client = client_name(client.as_ref());
         // Before the merchant lookup, so the answer cannot tell a known pid from an unknown one.
-        if let Some(t) = p.get("sign_type")
-            && !t.eq_ignore_ascii_case("MD5")
-        {
-            return Err(ApiError::bad_param("sign_type", "must be MD5"));
-        }
-        let m = merchant_by_pid(&state, &p, &client, "sign").await?;
-        let canonical = sign::canonical_string(&p.raw_values(), &["sign", "sign_type"]);
-        verify(
-            &state,
-            &client,
-            &canonical,
-            sign::md5_sign(&canonical, m.secret.expose()),
-            p.get("sign"),
-            &m,
-        )
-        .await?;
+        proto.check_envelope(&p)?;
+        let m = authenticate(state, &client, proto, &p, Action::Create).await?;
         if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
             return Ok(limited.into_response());
         }
+        let r = proto.parse_create(&p, &field_rules(state))?;
+        if let Some(stamp) = proto.replay_stamp(&p) {
+            check_replay(state, &client, &m, stamp, &r.order_id).await?;
+        }
         let req = NewOrder {
-            order_id: order_id_field(&p, "out_trade_no")?,
-            amount: amount_field(&p, "money")?,
-            notify_url: url_field(&p, "notify_url", true, state.config.allow_private_callbacks)?,
-            redirect_url: url_field(&p, "return_url", false, true)?,
-            currency: currency_field(&p, "currency", Some("CNY"))?,
-            network: network_field(&p, "type", &state.config.default_network)?,
-            name: text_field(&p, "name", 128, true)?,
-            timeout_secs: None,
-            protocol: Protocol::EPay,
+            order_id: r.order_id,
+            amount: r.amount,
+            notify_url: r.notify_url,
+            redirect_url: r.redirect_url,
+            currency: r.currency,
+            network: r.network,
+            name: r.name,
+            timeout_secs: r.timeout_secs,
+            protocol: proto.id(),
             merchant: m,
         };
-        let o = create(&state, req).await?;
-        // EPay clients expect a plain 302 Found.
-        Ok::<_, ApiError>(
-            (
-                StatusCode::FOUND,
-                [(header::LOCATION, payment_url(&state, &o.trade_id))],
-            )
-                .into_response(),
-        )
+        let order_id = req.order_id.clone();
+        let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
+        let o = created.order;
+        tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
+        Ok::<_, ApiError>(match proto.reply(&order_view(state, &o)) {
+            Reply::Data(data) => reply::success(data),
+            Reply::Redirect(url) => (StatusCode::FOUND, [(header::LOCATION, url)]).into_response(),
+        })
     }
     .await
     .unwrap_or_else(IntoResponse::into_response)
@@ -491,7 +322,8 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
 }
 
 /// `POST /api/v1/order/cancel-transaction` — `{trade_id, signature}` signed like create (v1
-/// MD5 with `api_auth_token`), or with `pid` and an HMAC signature for GMPay merchants.
+/// MD5 with `api_auth_token`), or with `pid` and an HMAC signature for GMPay merchants: the
+/// protocol that claims the request decides.
 async fn cancel(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
@@ -502,36 +334,12 @@ async fn cancel(
     async {
         let p = parse(&headers, &body, q.as_deref())?;
         let client = client_name(client.as_ref());
-        let canonical = sign::canonical_string(&p.sign_values(&[]), &["signature"]);
-        let m = if p.get("pid").is_some() {
-            let m = merchant_by_pid(&state, &p, &client, "signature").await?;
-            verify(
-                &state,
-                &client,
-                &canonical,
-                sign::hmac_sha256_sign(&canonical, m.secret.expose()),
-                p.get("signature"),
-                &m,
-            )
-            .await?;
-            m
-        } else {
-            let m = default_merchant(&state).await?;
-            verify(
-                &state,
-                &client,
-                &canonical,
-                sign::md5_sign(&canonical, m.secret.expose()),
-                p.get("signature"),
-                &m,
-            )
-            .await?;
-            m
-        };
+        let proto = protocol::for_cancel(&p).ok_or_else(ApiError::system)?;
+        let m = authenticate(&state, &client, proto, &p, Action::Cancel).await?;
         if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
             return Ok(limited.into_response());
         }
-        let trade_id = text_field(&p, "trade_id", 64, true)?;
+        let trade_id = fields::text(&p, "trade_id", 64, true)?;
         crate::domain::order::check_trade_id(&trade_id)
             .map_err(|why| ApiError::bad_param("trade_id", why))?;
         let o = order::cancel_order(
@@ -542,7 +350,7 @@ async fn cancel(
         )
         .await?;
         Ok::<_, ApiError>(reply::success(
-            json!({ "trade_id": o.trade_id, "status": o.status.code() }),
+            json!({ "trade_id": o.trade_id, "status": o.status }),
         ))
     }
     .await

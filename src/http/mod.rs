@@ -7,7 +7,6 @@ pub mod error;
 pub mod merchant;
 pub mod middleware;
 pub mod ops;
-pub mod params;
 pub mod render;
 pub mod reply;
 pub mod serve;

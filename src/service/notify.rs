@@ -1,26 +1,25 @@
-//! Merchant callbacks: build the protocol's payload, sign it, deliver it, record every attempt,
-//! and decide the next attempt (exponential backoff with jitter). Called by the `notify` job.
+//! Merchant callbacks: ask the order's protocol for its signed payload, deliver it, record every
+//! attempt, and decide the next attempt (exponential backoff with jitter). Called by the `notify` job.
 //!
 //! Must never: deliver to a private/loopback/link-local address unless
 //! `allow_private_callbacks`; follow redirects (a 3xx is a failed attempt); mark a callback
 //! delivered unless the merchant answered exactly `ok` (`success` for EPay); log a secret.
 use std::{net::IpAddr, time::Instant};
 
-use rust_decimal::Decimal;
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, DatabaseConnection, EntityTrait, QueryFilter, Set,
     sea_query::Expr,
 };
-use serde_json::value::RawValue;
 
 use super::{
     merchant,
-    order::{self as orders, OrderError, Protocol, callback_state, find_by_trade_id},
+    order::{self as orders, OrderError, callback_state, find_by_trade_id},
 };
+pub use crate::protocol::CallbackRequest;
 use crate::{
     config::Config,
-    crypto::sign::{self, SignValue},
     domain::order::{Order, OrderStatus},
+    protocol::{self, CallbackOrder, ProtocolError},
     store::entities::{callback_attempt, order},
 };
 
@@ -45,134 +44,34 @@ pub fn backoff_secs(base: u64, attempt: u32) -> u64 {
     exp.saturating_add(jitter)
 }
 
-/// A JSON number written verbatim from a decimal (never through f64).
-fn num(d: Decimal) -> Box<RawValue> {
-    let text = d.normalize().to_string();
-    RawValue::from_string(text).unwrap_or_else(|_| {
-        RawValue::from_string("0".into()).unwrap_or_else(|_| unreachable!("valid json"))
-    })
+/// Why a callback could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum CallbackError {
+    #[error("unknown protocol")]
+    UnknownProtocol,
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
 }
 
-/// The request a callback makes: method, URL (EPay puts the params in the query) and JSON body.
-#[derive(Debug)]
-pub struct CallbackRequest {
-    pub url: String,
-    pub json: Option<String>,
-    /// The answer that means "delivered".
-    pub expect: &'static str,
-}
-
-/// Builds the signed callback for a paid order (DESIGN §4).
-pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackRequest, String> {
-    let protocol = o.protocol;
-    let secret = m.secret.expose();
-    let amount = o.amount;
-    let actual = o.actual_amount;
-    let txid = o.block_transaction_id.clone().unwrap_or_default();
-    let status = i64::from(o.status.code());
-    match protocol {
-        Protocol::V1 => {
-            let canonical = sign::canonical_string(
-                &[
-                    ("trade_id", SignValue::Str(o.trade_id.as_str())),
-                    ("order_id", SignValue::Str(&o.order_id)),
-                    ("amount", SignValue::Dec(amount)),
-                    ("actual_amount", SignValue::Dec(actual)),
-                    ("token", SignValue::Str(&o.address)),
-                    ("block_transaction_id", SignValue::Str(&txid)),
-                    ("status", SignValue::Int(status)),
-                ],
-                &["signature"],
-            );
-            let body = serde_json::json!({
-                "trade_id": o.trade_id,
-                "order_id": o.order_id,
-                "amount": num(amount),
-                "actual_amount": num(actual),
-                "token": o.address,
-                "block_transaction_id": txid,
-                "status": status,
-                "signature": sign::md5_sign(&canonical, secret),
-            });
-            Ok(CallbackRequest {
-                url: o.notify_url.clone(),
-                json: Some(body.to_string()),
-                expect: "ok",
-            })
-        }
-        Protocol::GmPay => {
-            let network = o.network.as_str();
-            let canonical = sign::canonical_string(
-                &[
-                    ("pid", SignValue::Int(m.pid)),
-                    ("trade_id", SignValue::Str(o.trade_id.as_str())),
-                    ("order_id", SignValue::Str(&o.order_id)),
-                    ("amount", SignValue::Dec(amount)),
-                    ("actual_amount", SignValue::Dec(actual)),
-                    ("currency", SignValue::Str(&o.currency)),
-                    ("token", SignValue::Str(&o.token)),
-                    ("network", SignValue::Str(network)),
-                    ("receive_address", SignValue::Str(&o.address)),
-                    ("block_transaction_id", SignValue::Str(&txid)),
-                    ("status", SignValue::Int(status)),
-                ],
-                &["signature"],
-            );
-            let body = serde_json::json!({
-                "pid": m.pid,
-                "trade_id": o.trade_id,
-                "order_id": o.order_id,
-                "amount": num(amount),
-                "actual_amount": num(actual),
-                "currency": o.currency,
-                "token": o.token,
-                "network": network,
-                "receive_address": o.address,
-                "block_transaction_id": txid,
-                "status": status,
-                "signature": sign::hmac_sha256_sign(&canonical, secret),
-            });
-            Ok(CallbackRequest {
-                url: o.notify_url.clone(),
-                json: Some(body.to_string()),
-                expect: "ok",
-            })
-        }
-        Protocol::EPay => {
-            let money = format!("{:.2}", amount);
-            let pid = m.pid.to_string();
-            let epay_type = o.network.trade_type();
-            let params: Vec<(&str, &str)> = vec![
-                ("pid", &pid),
-                ("trade_no", o.trade_id.as_str()),
-                ("out_trade_no", &o.order_id),
-                ("type", epay_type),
-                ("name", &o.name),
-                ("money", &money),
-                ("trade_status", "TRADE_SUCCESS"),
-            ];
-            let sv: Vec<(&str, SignValue<'_>)> = params
-                .iter()
-                .map(|(k, v)| (*k, SignValue::Str(v)))
-                .collect();
-            let canonical = sign::canonical_string(&sv, &["sign", "sign_type"]);
-            let signature = sign::md5_sign(&canonical, secret);
-            let mut url = url::Url::parse(&o.notify_url).map_err(|e| e.to_string())?;
-            {
-                let mut q = url.query_pairs_mut();
-                for (k, v) in &params {
-                    q.append_pair(k, v);
-                }
-                q.append_pair("sign", &signature);
-                q.append_pair("sign_type", "MD5");
-            }
-            Ok(CallbackRequest {
-                url: url.to_string(),
-                json: None,
-                expect: "success",
-            })
-        }
-    }
+/// Builds the signed callback for a paid order: the order's protocol decides its shape.
+pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackRequest, CallbackError> {
+    let proto = protocol::for_id(o.protocol).ok_or(CallbackError::UnknownProtocol)?;
+    let paid = CallbackOrder {
+        pid: m.pid,
+        trade_id: o.trade_id.as_str(),
+        order_id: &o.order_id,
+        amount: o.amount,
+        actual_amount: o.actual_amount,
+        currency: &o.currency,
+        token: &o.token,
+        network: Some(o.network),
+        address: &o.address,
+        name: &o.name,
+        block_transaction_id: o.block_transaction_id.as_deref().unwrap_or_default(),
+        status: i64::from(o.status.code()),
+        notify_url: &o.notify_url,
+    };
+    Ok(proto.callback(&paid, m.secret.expose())?)
 }
 
 pub use crate::security::ssrf::is_forbidden_ip;
@@ -260,8 +159,8 @@ pub async fn deliver(
     .insert(db)
     .await?;
     let started = Instant::now();
-    let result: Result<(u16, String), String> = async {
-        let req = build_callback(&o, &m)?;
+    let result: Result<(u16, String, &'static str), String> = async {
+        let req = build_callback(&o, &m).map_err(|e| e.to_string())?;
         let u = check_url_shape(&req.url, config.allow_private_callbacks)?;
         // Names are resolved and checked by the client's resolver, and the checked address is
         // the one connected to (no DNS-rebinding window between a check and the connection).
@@ -278,18 +177,13 @@ pub async fn deliver(
             .map_err(|e| format!("request failed: {}", error_chain(&e)))?;
         let code = resp.status().as_u16();
         let text = read_capped(resp, MAX_REPLY_BYTES).await?;
-        Ok((code, text))
+        Ok((code, text, req.expect))
     }
     .await;
     let latency = started.elapsed().as_millis() as i64;
-    let expect = if o.protocol == Protocol::EPay {
-        "success"
-    } else {
-        "ok"
-    };
     let (status, body, error, success) = match &result {
-        Ok((code, text)) => {
-            let ok = (200..300).contains(code) && text.trim() == expect;
+        Ok((code, text, expect)) => {
+            let ok = (200..300).contains(code) && text.trim() == *expect;
             let err = if ok {
                 String::new()
             } else {

@@ -55,17 +55,6 @@ pub use window::{Decision, Rule, Source, Verdict};
 /// Paths never rate limited: monitoring must keep working while a client is being throttled.
 pub const EXEMPT_PATHS: &[&str] = &["/health", "/metrics"];
 
-/// Route templates of the signed merchant API. They get no per-(IP, route) limit by default —
-/// merchants' servers create many orders from one IP, and the per-merchant limit (counted after
-/// the signature is verified) is the one meant to bind for them. They still count toward the
-/// per-IP limit, which bounds unsigned junk. An entry in `rate_limit_routes` overrides this.
-pub const MERCHANT_ROUTES: &[&str] = &[
-    "/api/v1/order/create-transaction",
-    "/api/v1/order/cancel-transaction",
-    "/payments/gmpay/v1/order/create-transaction",
-    "/payments/epay/v1/order/create-transaction/submit.php",
-];
-
 /// Route key used for requests that matched no route (404s): scanners are limited like a route.
 pub const UNMATCHED_ROUTE: &str = "<unmatched>";
 
@@ -76,7 +65,7 @@ const WARN_EVERY_MS: u64 = 30_000;
 pub fn route_limit(settings: &RateLimitSettings, route: &str) -> u32 {
     match settings.rate_limit_routes.0.get(route) {
         Some(n) => *n,
-        None if MERCHANT_ROUTES.contains(&route) => 0,
+        None if crate::protocol::is_merchant_route(route) => 0,
         None => settings.rate_limit_route_per_minute,
     }
 }

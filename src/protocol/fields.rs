@@ -1,0 +1,182 @@
+//! The request fields the protocols share, each validated with a message that says what to fix
+//! (`"{field} {problem}"`). This is the one place a merchant's currency, amount, URLs, network and
+//! timeout are checked; the service trusts a [`super::CreateRequest`].
+use rust_decimal::Decimal;
+
+use super::{Params, ProtocolError};
+use crate::domain::{amount, network::Network};
+
+/// What field validation needs from the gateway's configuration.
+#[derive(Clone, Copy)]
+pub struct FieldRules<'a> {
+    /// The network of a request that names none (`default_network`).
+    pub default_network: &'a str,
+    /// `allow_private_callbacks`.
+    pub allow_private_callbacks: bool,
+    /// Judges a callback URL's shape (the SSRF rules of the callback client): `Err(problem)`.
+    pub check_url: fn(&str, bool) -> Result<(), String>,
+}
+
+pub fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ProtocolError> {
+    p.get(key)
+        .ok_or_else(|| ProtocolError::bad_param(key, "is required"))
+}
+
+pub fn text(p: &Params, key: &str, max: usize, required_: bool) -> Result<String, ProtocolError> {
+    let v = match p.get(key) {
+        Some(v) => v.trim(),
+        None if required_ => return Err(ProtocolError::bad_param(key, "is required")),
+        None => return Ok(String::new()),
+    };
+    if v.chars().count() > max {
+        return Err(ProtocolError::bad_param(
+            key,
+            format!("is too long ({} characters, max {max})", v.chars().count()),
+        ));
+    }
+    if v.chars().any(char::is_control) {
+        return Err(ProtocolError::bad_param(
+            key,
+            "must not contain control characters",
+        ));
+    }
+    Ok(v.to_string())
+}
+
+pub fn order_id(p: &Params, key: &str) -> Result<String, ProtocolError> {
+    let v = text(p, key, 32, true)?;
+    if v.chars().any(char::is_whitespace) {
+        return Err(ProtocolError::bad_param(key, "must not contain spaces"));
+    }
+    Ok(v)
+}
+
+pub fn amount(p: &Params, key: &str) -> Result<Decimal, ProtocolError> {
+    let v = required(p, key)?;
+    amount::parse_positive(v, 2, Decimal::new(1, 2)).map_err(|e| ProtocolError::bad_param(key, e))
+}
+
+pub fn url(
+    p: &Params,
+    key: &str,
+    required_: bool,
+    allow_private: bool,
+    rules: &FieldRules,
+) -> Result<String, ProtocolError> {
+    let v = text(p, key, 512, required_)?;
+    if v.is_empty() {
+        return Ok(v);
+    }
+    (rules.check_url)(&v, allow_private).map_err(|e| ProtocolError::bad_param(key, e))?;
+    Ok(v)
+}
+
+/// The callback URL: required, private targets only when the gateway allows them.
+pub fn notify_url(p: &Params, key: &str, rules: &FieldRules) -> Result<String, ProtocolError> {
+    url(p, key, true, rules.allow_private_callbacks, rules)
+}
+
+/// Where the checkout page sends the buyer afterwards: optional, any address (the buyer's
+/// browser goes there, not the gateway).
+pub fn redirect_url(p: &Params, key: &str, rules: &FieldRules) -> Result<String, ProtocolError> {
+    url(p, key, false, true, rules)
+}
+
+/// A fiat currency code (three letters, upper-cased) or `USDT`.
+pub fn currency(p: &Params, key: &str, default: Option<&str>) -> Result<String, ProtocolError> {
+    let v = match (p.get(key), default) {
+        (Some(v), _) => v.trim().to_ascii_uppercase(),
+        (None, Some(d)) => d.to_string(),
+        (None, None) => {
+            return Err(ProtocolError::bad_param(
+                key,
+                "is required, e.g. CNY or USD",
+            ));
+        }
+    };
+    if v.len() != 3 && v != "USDT" || !v.chars().all(|c| c.is_ascii_alphabetic()) {
+        return Err(ProtocolError::bad_param(
+            key,
+            format!("`{v}` is not a currency code; use e.g. CNY or USD"),
+        ));
+    }
+    Ok(v)
+}
+
+pub fn network(p: &Params, key: &str, rules: &FieldRules) -> Result<Network, ProtocolError> {
+    let v = p.get(key).unwrap_or(rules.default_network);
+    Network::parse(v).ok_or_else(|| {
+        ProtocolError::bad_param(
+            key,
+            format!("`{v}` is not supported; use one of usdt.trc20, usdt.erc20, usdt.bep20, usdt.polygon (or tron, ethereum, bsc, polygon)"),
+        )
+    })
+}
+
+pub fn timeout(p: &Params) -> Result<Option<i64>, ProtocolError> {
+    match p.get("timeout") {
+        None => Ok(None),
+        Some(t) => match t.trim().parse::<i64>() {
+            Ok(s) if (60..=86_400).contains(&s) => Ok(Some(s)),
+            _ => Err(ProtocolError::bad_param(
+                "timeout",
+                format!("`{t}` must be a whole number of seconds between 60 and 86400"),
+            )),
+        },
+    }
+}
+
+/// A merchant id: `pid`, a number.
+pub fn pid(p: &Params) -> Result<i64, ProtocolError> {
+    let raw = required(p, "pid")?;
+    raw.trim()
+        .parse()
+        .map_err(|_| ProtocolError::bad_param("pid", format!("`{raw}` must be a number")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::test_support::rules;
+
+    fn q(s: &str) -> Params {
+        Params::from_query(s.as_bytes())
+    }
+
+    fn e<T: std::fmt::Debug>(r: Result<T, ProtocolError>) -> String {
+        r.unwrap_err().to_string()
+    }
+
+    #[test]
+    fn messages_name_the_field_and_the_fix() {
+        assert_eq!(e(order_id(&q(""), "order_id")), "order_id is required");
+        assert_eq!(
+            e(order_id(&q("order_id=a%20b"), "order_id")),
+            "order_id must not contain spaces"
+        );
+        assert_eq!(
+            e(currency(&q("currency=yen1"), "currency", None)),
+            "currency `YEN1` is not a currency code; use e.g. CNY or USD"
+        );
+        assert_eq!(
+            e(currency(&q(""), "currency", None)),
+            "currency is required, e.g. CNY or USD"
+        );
+        assert_eq!(
+            e(timeout(&q("timeout=5"))),
+            "timeout `5` must be a whole number of seconds between 60 and 86400"
+        );
+        assert_eq!(e(pid(&q("pid=x"))), "pid `x` must be a number");
+        assert_eq!(
+            e(notify_url(&q("notify_url=ftp://x"), "notify_url", &rules())),
+            "notify_url must be an http:// or https:// URL"
+        );
+    }
+
+    #[test]
+    fn currency_defaults_and_usdt() {
+        assert_eq!(currency(&q(""), "c", Some("CNY")).unwrap(), "CNY");
+        assert_eq!(currency(&q("c=usdt"), "c", None).unwrap(), "USDT");
+        assert_eq!(currency(&q("c=%20usd%20"), "c", None).unwrap(), "USD");
+    }
+}

@@ -1,0 +1,181 @@
+//! epusdt v1, byte-compatible with upstream epusdt: the default merchant (`api_auth_token`),
+//! MD5 over the sorted `k=v&…` string with the token appended, amounts signed in shortest form.
+//! v1 also owns the cancel route (GMPay merchants use it with their `pid`).
+use serde_json::Value;
+
+use super::{
+    Action, CallbackOrder, CallbackRequest, CreateRequest, FieldRules, MerchantProtocol,
+    MerchantRef, OrderView, Params, Protocol, ProtocolError, Reply, fields, order_data,
+    signed_json_callback,
+};
+use crate::crypto::sign::{self, SignValue};
+
+pub const CREATE_PATH: &str = "/api/v1/order/create-transaction";
+pub const CANCEL_PATH: &str = "/api/v1/order/cancel-transaction";
+
+pub struct V1;
+
+/// The canonical string of a v1 or GMPay request: JSON numbers (and `amount` when creating)
+/// in shortest decimal form, everything else verbatim, `signature` left out.
+pub(super) fn request_canonical(p: &Params, action: Action) -> String {
+    let decimal_keys: &[&str] = match action {
+        Action::Create => &["amount"],
+        Action::Cancel => &[],
+    };
+    sign::canonical_string(&p.sign_values(decimal_keys), &["signature"])
+}
+
+impl MerchantProtocol for V1 {
+    fn id(&self) -> Protocol {
+        Protocol::V1
+    }
+
+    fn create_path(&self) -> &'static str {
+        CREATE_PATH
+    }
+
+    fn cancel_path(&self) -> Option<&'static str> {
+        Some(CANCEL_PATH)
+    }
+
+    fn claims_cancel(&self, p: &Params) -> bool {
+        p.get("pid").is_none()
+    }
+
+    fn merchant(&self, _p: &Params) -> Result<MerchantRef, ProtocolError> {
+        Ok(MerchantRef::Default)
+    }
+
+    fn canonical(&self, p: &Params, action: Action) -> String {
+        request_canonical(p, action)
+    }
+
+    fn sign(&self, canonical: &str, secret: &str) -> String {
+        sign::md5_sign(canonical, secret)
+    }
+
+    fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError> {
+        Ok(CreateRequest {
+            order_id: fields::order_id(p, "order_id")?,
+            amount: fields::amount(p, "amount")?,
+            notify_url: fields::notify_url(p, "notify_url", rules)?,
+            redirect_url: fields::redirect_url(p, "redirect_url", rules)?,
+            currency: fields::currency(p, "currency", Some("CNY"))?,
+            network: fields::network(p, "trade_type", rules)?,
+            name: fields::text(p, "name", 128, false)?,
+            timeout_secs: fields::timeout(p)?,
+        })
+    }
+
+    fn reply(&self, o: &OrderView<'_>) -> Reply {
+        Reply::Data(Value::Object(order_data(o)))
+    }
+
+    fn callback(
+        &self,
+        o: &CallbackOrder<'_>,
+        secret: &str,
+    ) -> Result<CallbackRequest, ProtocolError> {
+        Ok(signed_json_callback(
+            self,
+            &[
+                ("trade_id", SignValue::Str(o.trade_id)),
+                ("order_id", SignValue::Str(o.order_id)),
+                ("amount", SignValue::Dec(o.amount)),
+                ("actual_amount", SignValue::Dec(o.actual_amount)),
+                ("token", SignValue::Str(o.address)),
+                (
+                    "block_transaction_id",
+                    SignValue::Str(o.block_transaction_id),
+                ),
+                ("status", SignValue::Int(o.status)),
+            ],
+            o.notify_url,
+            secret,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{Verification, test_support::*};
+
+    /// Upstream epusdt's documented example.
+    const TOKEN: &str = "epusdt_password_xasddawqe";
+    const BODY: &str = r#"{"order_id":"20220201030210321","amount":42.00,"notify_url":"http://example.com/notify","redirect_url":"http://example.com/redirect","signature":"1cd4b52df5587cfb1968b0c0c6e156cd"}"#;
+
+    #[test]
+    fn upstream_request_verifies_and_a_tampered_one_does_not() {
+        let p = Params::from_json(BODY.as_bytes()).unwrap();
+        assert_eq!(V1.verify(&p, Action::Create, TOKEN), Verification::Valid);
+        assert_eq!(V1.merchant(&p).unwrap(), MerchantRef::Default);
+        // The same request as a form, amount as text: signed alike.
+        let form = b"order_id=20220201030210321&amount=42.00&notify_url=http%3A%2F%2Fexample.com%2Fnotify&redirect_url=http://example.com/redirect&signature=1cd4b52df5587cfb1968b0c0c6e156cd";
+        let f = Params::from_query(form);
+        assert_eq!(V1.verify(&f, Action::Create, TOKEN), Verification::Valid);
+
+        let tampered = Params::from_json(BODY.replace("42.00", "4.20").as_bytes()).unwrap();
+        assert_eq!(
+            V1.verify(&tampered, Action::Create, TOKEN),
+            Verification::Mismatch {
+                canonical: "amount=4.2&notify_url=http://example.com/notify&order_id=20220201030210321&redirect_url=http://example.com/redirect".into()
+            }
+        );
+        assert_eq!(
+            V1.verify(&p, Action::Create, "other-token"),
+            Verification::Mismatch {
+                canonical: "amount=42&notify_url=http://example.com/notify&order_id=20220201030210321&redirect_url=http://example.com/redirect".into()
+            }
+        );
+        let unsigned = Params::from_query(b"order_id=1&amount=1");
+        assert_eq!(
+            V1.verify(&unsigned, Action::Create, TOKEN),
+            Verification::Missing
+        );
+    }
+
+    #[test]
+    fn cancel_signs_text_amounts_verbatim() {
+        let p = Params::from_query(b"trade_id=T1&amount=1.50&signature=x");
+        assert_eq!(V1.canonical(&p, Action::Cancel), "amount=1.50&trade_id=T1");
+        assert_eq!(V1.canonical(&p, Action::Create), "amount=1.5&trade_id=T1");
+    }
+
+    #[test]
+    fn fields_default_to_cny_and_the_configured_network() {
+        let p = Params::from_json(BODY.as_bytes()).unwrap();
+        let r = V1.parse_create(&p, &rules()).unwrap();
+        assert_eq!(r.order_id, "20220201030210321");
+        assert_eq!(r.amount.to_string(), "42.00");
+        assert_eq!(r.currency, "CNY");
+        assert_eq!(r.network.as_str(), "tron");
+        assert_eq!(r.timeout_secs, None);
+        assert_eq!(r.name, "");
+    }
+
+    #[test]
+    fn reply_is_todays_data() {
+        let Reply::Data(data) = V1.reply(&view()) else {
+            panic!("v1 answers with data");
+        };
+        assert_eq!(
+            data.to_string(),
+            r#"{"actual_amount":5.8333,"amount":42,"expiration_time":1700000600,"order_id":"A1","payment_url":"https://pay.example.com/pay/checkout-counter/T1","token":"TWallet","trade_id":"T1"}"#
+        );
+    }
+
+    #[test]
+    fn callback_matches_the_known_vector() {
+        let cb = V1.callback(&paid(), SECRET).unwrap();
+        assert_eq!(cb.url, "https://shop.example.com/notify?x=1");
+        assert_eq!(cb.expect, "ok");
+        // md5("actual_amount=5.8333&amount=42&block_transaction_id=0xabc&order_id=A1&status=2&token=TWallet&trade_id=T1" + SECRET)
+        assert_eq!(
+            cb.json.as_deref(),
+            Some(
+                r#"{"actual_amount":5.8333,"amount":42,"block_transaction_id":"0xabc","order_id":"A1","signature":"809623407bcfdbcaad8a6e2861775312","status":2,"token":"TWallet","trade_id":"T1"}"#
+            )
+        );
+    }
+}
