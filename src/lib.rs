@@ -1,21 +1,18 @@
 //! epusdt — a self-hosted, non-custodial USDT payment gateway.
 //!
-//! Code map (dependency direction: http, jobs, chain → service → store, domain):
-//! - [`config`]: figment layering (defaults < epusdt.toml < .env < `EPUSDT_*`), validation.
-//! - [`telemetry`]: JSON logs to stdout and a daily-rotated file.
-//! - [`app`]: `App::build(config)` wires database, queue and router; `run_until_stopped`.
-//! - [`domain`]: pure types (networks, amounts, addresses, order status graph). Depends on nothing.
-//! - [`crypto`]: merchant request/callback signatures, master key, envelope encryption of secrets.
-//! - [`store`]: sea-orm entities and database connection.
-//! - [`service`]: use cases (merchants, wallets, orders, notify).
-//! - [`jobs`]: the durable job queue (apalis) and its handlers.
-//! - [`protocol`]: the merchant protocols (v1, GMPay, EPay) behind one trait, and their registry.
-//! - [`http`]: axum routers (merchant protocols, checkout, ops).
-//! - [`security`]: rate limiting (Redis or in-process) and GMPay replay nonces.
-//! - [`redact`]: the one redactor of credentials in URLs and text (config output, logs, errors).
-//! - [`audit`]: append-only audit trail (table + daily JSONL file), secrets redacted.
-//! - [`chain`]: the `Scanner` trait, EVM (alloy) and TRON (HTTP API) scanners, the cursor loop
-//!   with its lease and reorg handling.
+//! Layers, lowest first (a module uses only lower layers; `tests/architecture.rs` fails on a
+//! back edge; wiki/ARCHITECTURE.md has the map and "where to add X"):
+//! 0. [`secret`], [`redact`], [`domain`] — leaves: redacting types, pure domain model.
+//! 1. [`config`] — figment layering and validation.
+//! 2. [`crypto`], [`store`], [`telemetry`] — signatures and keys, sea-orm, logs.
+//! 3. [`audit`], [`queue`], [`protocol`] — audit trail, the durable job queue, merchant protocols.
+//! 4. [`security`] — rate limits, replay nonces, SSRF policy (no HTTP types).
+//! 5. [`net`] — outbound clients and the TLS provider.
+//! 6. [`service`] — use cases (orders, notify, merchants, wallets, rates).
+//! 7. [`chain`] — chain watchers.
+//! 8. [`state`] — `AppState`.
+//! 9. [`http`], [`jobs`] — axum routers and middleware, the job handler.
+//! 10. [`app`] — wires and spawns everything. The binary's `cli` sits on top.
 pub mod app;
 pub mod audit;
 pub mod chain;

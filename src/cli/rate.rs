@@ -13,8 +13,8 @@ pub enum RateAction {
 
 pub async fn run(action: RateAction, config: &Config) -> CliResult {
     let RateAction::Set { currency, rate } = action;
-    let currency = currency.trim().to_ascii_uppercase();
-    if currency.len() != 3 || !currency.chars().all(|c| c.is_ascii_alphabetic()) {
+    let currency = epusdt::domain::currency::normalize(&currency);
+    if !epusdt::domain::currency::is_fiat_code(&currency) {
         return Err(CliError::Currency(currency).into());
     }
     let rate = epusdt::domain::amount::parse_plain(rate.trim(), false)

@@ -133,10 +133,7 @@ impl Config {
             );
         }
         for (fiat, r) in &self.usdt_rates {
-            if *r <= Decimal::ZERO
-                || fiat.len() != 3
-                || !fiat.chars().all(|c| c.is_ascii_uppercase())
-            {
+            if *r <= Decimal::ZERO || !crate::domain::currency::is_fiat_code(fiat) {
                 return bad(
                     "usdt_rates",
                     format!(

@@ -9,27 +9,48 @@ pub fn canonical(d: Decimal) -> String {
     d.normalize().to_string()
 }
 
+/// Why an amount a client sent was refused; `Display` says what is wrong and what to send.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AmountError {
+    #[error("is empty; send a positive number like 100.00")]
+    Empty,
+    #[error("`{0}` is not a decimal number; send e.g. 100.00")]
+    NotDecimal(String),
+    #[error("`{0}` must be greater than zero")]
+    NotPositive(String),
+    #[error("`{text}` has more than {max_dp} decimal places")]
+    TooPrecise { text: String, max_dp: u32 },
+    #[error("`{text}` is below the minimum {min}")]
+    BelowMinimum { text: String, min: Decimal },
+    #[error("`{0}` is too large (max 1000000000)")]
+    TooLarge(String),
+}
+
 /// Parses an amount a client sent, which must be plain decimal text (`12`, `12.5`, `0.01`).
-/// Returns a message that says what is wrong.
-pub fn parse_positive(text: &str, max_dp: u32, min: Decimal) -> Result<Decimal, String> {
+pub fn parse_positive(text: &str, max_dp: u32, min: Decimal) -> Result<Decimal, AmountError> {
     let t = text.trim();
     if t.is_empty() {
-        return Err("is empty; send a positive number like 100.00".into());
+        return Err(AmountError::Empty);
     }
     // A leading `-` is let through here only to say "must be greater than zero" below.
-    let d = parse_plain(t, true)
-        .ok_or_else(|| format!("`{t}` is not a decimal number; send e.g. 100.00"))?;
+    let d = parse_plain(t, true).ok_or_else(|| AmountError::NotDecimal(t.into()))?;
     if d.is_sign_negative() || d.is_zero() {
-        return Err(format!("`{t}` must be greater than zero"));
+        return Err(AmountError::NotPositive(t.into()));
     }
     if d.normalize().scale() > max_dp {
-        return Err(format!("`{t}` has more than {max_dp} decimal places"));
+        return Err(AmountError::TooPrecise {
+            text: t.into(),
+            max_dp,
+        });
     }
     if d < min {
-        return Err(format!("`{t}` is below the minimum {min}"));
+        return Err(AmountError::BelowMinimum {
+            text: t.into(),
+            min,
+        });
     }
     if d > Decimal::from(1_000_000_000u64) {
-        return Err(format!("`{t}` is too large (max 1000000000)"));
+        return Err(AmountError::TooLarge(t.into()));
     }
     Ok(d)
 }
@@ -104,21 +125,25 @@ mod tests {
         assert!(
             parse_positive("-1", 2, min)
                 .unwrap_err()
+                .to_string()
                 .contains("greater than zero")
         );
         assert!(
             parse_positive("1.001", 2, min)
                 .unwrap_err()
+                .to_string()
                 .contains("decimal places")
         );
         assert!(
             parse_positive("abc", 2, min)
                 .unwrap_err()
+                .to_string()
                 .contains("not a decimal")
         );
         assert!(
             parse_positive("0.001", 3, min)
                 .unwrap_err()
+                .to_string()
                 .contains("minimum")
         );
         assert!(parse_positive("1e3", 2, min).is_err());
@@ -128,6 +153,7 @@ mod tests {
             assert!(
                 parse_positive(bad, 2, min)
                     .unwrap_err()
+                    .to_string()
                     .contains("not a decimal"),
                 "{bad}"
             );

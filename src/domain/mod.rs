@@ -1,6 +1,7 @@
 //! Pure domain types. Depends on nothing else in the crate and performs no I/O.
 pub mod address;
 pub mod amount;
+pub mod currency;
 pub mod network;
 pub mod order;
 pub mod protocol;

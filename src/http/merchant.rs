@@ -350,7 +350,7 @@ async fn cancel(
         )
         .await?;
         Ok::<_, ApiError>(reply::success(
-            json!({ "trade_id": o.trade_id, "status": o.status }),
+            json!({ "trade_id": o.trade_id, "status": o.status.code() }),
         ))
     }
     .await

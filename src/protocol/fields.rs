@@ -4,7 +4,7 @@
 use rust_decimal::Decimal;
 
 use super::{Params, ProtocolError};
-use crate::domain::{amount, network::Network};
+use crate::domain::{amount, currency, network::Network};
 
 /// What field validation needs from the gateway's configuration.
 #[derive(Clone, Copy)]
@@ -85,7 +85,7 @@ pub fn redirect_url(p: &Params, key: &str, rules: &FieldRules) -> Result<String,
 /// A fiat currency code (three letters, upper-cased) or `USDT`.
 pub fn currency(p: &Params, key: &str, default: Option<&str>) -> Result<String, ProtocolError> {
     let v = match (p.get(key), default) {
-        (Some(v), _) => v.trim().to_ascii_uppercase(),
+        (Some(v), _) => currency::normalize(v),
         (None, Some(d)) => d.to_string(),
         (None, None) => {
             return Err(ProtocolError::bad_param(
@@ -94,7 +94,7 @@ pub fn currency(p: &Params, key: &str, default: Option<&str>) -> Result<String, 
             ));
         }
     };
-    if v.len() != 3 && v != "USDT" || !v.chars().all(|c| c.is_ascii_alphabetic()) {
+    if !currency::is_price_currency(&v) {
         return Err(ProtocolError::bad_param(
             key,
             format!("`{v}` is not a currency code; use e.g. CNY or USD"),

@@ -2,10 +2,10 @@
 //! persisted by the store with a compare-and-swap (`UPDATE … WHERE status = from`), so watcher,
 //! expiry job and merchant cancel can race without double-crediting or reviving an order.
 
-use serde::{Deserialize, Serialize};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// Upstream status codes: 1 waiting, 2 paid, 3 expired, 4 cancelled.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum OrderStatus {
     Waiting,
     Paid,
@@ -23,6 +23,23 @@ pub mod flags {
     pub const OVERPAID: i32 = 4;
     /// A second payment matched this order's slot after it was already paid.
     pub const PAID_TWICE: i32 = 8;
+}
+
+/// In JSON a status is its upstream code (`1`..`4`), as every merchant protocol shows it — never
+/// the variant name.
+impl Serialize for OrderStatus {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_i16(self.code())
+    }
+}
+
+impl<'de> Deserialize<'de> for OrderStatus {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let code = i16::deserialize(d)?;
+        Self::from_code(code).ok_or_else(|| {
+            serde::de::Error::custom(format!("order status {code} is not one of 1, 2, 3, 4"))
+        })
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
