@@ -25,9 +25,9 @@ use crate::{
         self, Action, FieldRules, MerchantProtocol, MerchantRef, OrderView, Params, ProtocolError,
         ReplayStamp, Reply, Verification, fields,
     },
+    security::ssrf::check_callback_url,
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
-        notify::check_url_shape,
         order::{self, NewOrder},
     },
     state::AppState,
@@ -89,7 +89,11 @@ fn field_rules(state: &AppState) -> FieldRules<'_> {
     FieldRules {
         default_network: &state.config.default_network,
         allow_private_callbacks: state.config.allow_private_callbacks,
-        check_url: |raw, allow_private| check_url_shape(raw, allow_private).map(drop),
+        check_url: |raw, allow_private| {
+            check_callback_url(raw, allow_private)
+                .map(drop)
+                .map_err(|e| e.to_string())
+        },
     }
 }
 

@@ -105,6 +105,59 @@ pub fn forbidden_host(name: &str) -> Option<&'static str> {
     None
 }
 
+/// Why a callback URL is refused; `Display` is the `"{field} {problem}"` problem the merchant sees.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CallbackUrlError {
+    #[error("is not a valid URL ({0})")]
+    Invalid(url::ParseError),
+    #[error("must be an http:// or https:// URL")]
+    Scheme,
+    #[error("must not contain credentials")]
+    Credentials,
+    #[error("must have a host")]
+    NoHost,
+    #[error("must not use port 0")]
+    PortZero,
+    #[error("{0}")]
+    Host(&'static str),
+    #[error("must not point to a private, loopback, link-local or other special-purpose address")]
+    ForbiddenAddress,
+}
+
+/// Checks a callback URL's shape (at order creation, and again at delivery) — http(s), a host,
+/// a port other than 0, no credentials, and unless private targets are allowed: no literal
+/// forbidden IP (every spelling, see [`is_forbidden_ip`]) and no `localhost` name. Names are
+/// judged when resolved, by the callback client's [`GuardedResolver`].
+pub fn check_callback_url(raw: &str, allow_private: bool) -> Result<url::Url, CallbackUrlError> {
+    let u = url::Url::parse(raw).map_err(CallbackUrlError::Invalid)?;
+    if !matches!(u.scheme(), "http" | "https") {
+        return Err(CallbackUrlError::Scheme);
+    }
+    if !u.username().is_empty() || u.password().is_some() {
+        return Err(CallbackUrlError::Credentials);
+    }
+    let host = u.host().ok_or(CallbackUrlError::NoHost)?;
+    if u.port() == Some(0) {
+        return Err(CallbackUrlError::PortZero);
+    }
+    if !allow_private {
+        let ip = match host {
+            url::Host::Ipv4(v4) => Some(IpAddr::V4(v4)),
+            url::Host::Ipv6(v6) => Some(IpAddr::V6(v6)),
+            url::Host::Domain(d) => {
+                if let Some(why) = forbidden_host(d) {
+                    return Err(CallbackUrlError::Host(why));
+                }
+                None
+            }
+        };
+        if ip.is_some_and(is_forbidden_ip) {
+            return Err(CallbackUrlError::ForbiddenAddress);
+        }
+    }
+    Ok(u)
+}
+
 /// A name lookup: host → addresses. The system resolver in production; a double in tests.
 pub type Lookup = Arc<
     dyn Fn(String) -> Pin<Box<dyn Future<Output = io::Result<Vec<IpAddr>>> + Send>> + Send + Sync,
@@ -144,7 +197,7 @@ pub async fn resolve_checked(
 
 /// The callback client's DNS resolver: every connection goes to an address that passed
 /// [`is_forbidden_ip`], closing the DNS-rebinding window of check-then-connect.
-/// (IP-literal URLs are not resolved by reqwest; `check_url_shape` judges those.)
+/// (IP-literal URLs are not resolved by reqwest; [`check_callback_url`] judges those.)
 #[derive(Clone)]
 pub struct GuardedResolver {
     allow_private: bool,
@@ -194,6 +247,29 @@ impl reqwest::dns::Resolve for GuardedResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn forbidden_targets() {
+        for bad in [
+            "http://127.0.0.1/x",
+            "http://10.0.0.1/",
+            "http://169.254.169.254/latest/meta-data",
+            "http://[::1]/",
+            "http://localhost:8080/",
+            "http://localhost.:8080/",
+            "http://a.LOCALHOST/",
+            "http://[::7f00:1]/",
+            "http://[2002:7f00:1::]/",
+            "http://example.com:0/",
+            "ftp://example.com/",
+            "http://user:pw@example.com/",
+            "not a url",
+        ] {
+            assert!(check_callback_url(bad, false).is_err(), "{bad}");
+        }
+        assert!(check_callback_url("https://shop.example.com/notify", false).is_ok());
+        assert!(check_callback_url("http://127.0.0.1:9/x", true).is_ok());
+    }
 
     fn v4(s: &str) -> bool {
         is_forbidden_ip(s.parse().unwrap())
