@@ -23,7 +23,7 @@ pub fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ProtocolError> 
 }
 
 pub fn text(p: &Params, key: &str, max: usize, required_: bool) -> Result<String, ProtocolError> {
-    let v = match p.get(key) {
+    let v = match p.canonical(key) {
         Some(v) => v.trim(),
         None if required_ => return Err(ProtocolError::bad_param(key, "is required")),
         None => return Ok(String::new()),
@@ -128,7 +128,9 @@ pub fn timeout(p: &Params) -> Result<Option<i64>, ProtocolError> {
 
 /// A merchant id: `pid`, a number.
 pub fn pid(p: &Params) -> Result<i64, ProtocolError> {
-    let raw = required(p, "pid")?;
+    let raw = p
+        .canonical("pid")
+        .ok_or_else(|| ProtocolError::bad_param("pid", "is required"))?;
     raw.trim()
         .parse()
         .map_err(|_| ProtocolError::bad_param("pid", format!("`{raw}` must be a number")))

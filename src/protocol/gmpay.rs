@@ -66,8 +66,8 @@ impl MerchantProtocol for GmPay {
 
     fn replay_stamp<'a>(&self, p: &'a Params) -> Option<ReplayStamp<'a>> {
         Some(ReplayStamp {
-            timestamp: p.get("timestamp"),
-            nonce: p.get("nonce"),
+            timestamp: p.canonical("timestamp"),
+            nonce: p.canonical("nonce"),
         })
     }
 

@@ -15,8 +15,14 @@ use crate::crypto::sign::SignValue;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
-    /// A JSON number, exact text.
-    Number(String),
+    /// A JSON number: the text as sent, and the one spelling every use reads (the signature,
+    /// the nonce, the order id, the pid): shortest decimal form when a `Decimal` holds it
+    /// (`996170651E0` → `996170651`, `1000.0` → `1000`), else as sent. A request re-spelt with
+    /// another notation is therefore the same request, not a new nonce or a new order.
+    Number {
+        raw: String,
+        canonical: String,
+    },
     /// true/false, arrays and objects: their compact JSON text.
     Other(String),
 }
@@ -65,7 +71,10 @@ impl Params {
                     })?)
                 }
                 Some(b'n') => continue, // null
-                Some(b'-' | b'0'..=b'9') => Param::Number(text.to_string()),
+                Some(b'-' | b'0'..=b'9') => Param::Number {
+                    raw: text.to_string(),
+                    canonical: canonical_number(text),
+                },
                 _ => Param::Other(text.to_string()),
             };
             out.insert(k, p);
@@ -91,18 +100,29 @@ impl Params {
         self
     }
 
-    /// The value as text; empty strings count as absent.
+    /// The value as sent (a number keeps its exact text, so an amount keeps its scale);
+    /// empty strings count as absent.
     pub fn get(&self, key: &str) -> Option<&str> {
         match self.0.get(key)? {
-            Param::Text(s) | Param::Number(s) | Param::Other(s) => {
+            Param::Text(s) | Param::Number { raw: s, .. } | Param::Other(s) => {
                 let s = s.as_str();
                 (!s.trim().is_empty()).then_some(s)
             }
         }
     }
 
+    /// The value in its one spelling (a number as the signature reads it): what every field
+    /// that names something reads — order id, trade id, pid, nonce, timestamp — so a request
+    /// re-spelt in another notation is recognised as the same request.
+    pub fn canonical(&self, key: &str) -> Option<&str> {
+        match self.0.get(key)? {
+            Param::Number { canonical, .. } => Some(canonical.as_str()),
+            _ => self.get(key),
+        }
+    }
+
     pub fn is_number(&self, key: &str) -> bool {
-        matches!(self.0.get(key), Some(Param::Number(_)))
+        matches!(self.0.get(key), Some(Param::Number { .. }))
     }
 
     /// Values for the epusdt/GMPay canonical string: JSON numbers and the `decimal_keys` are
@@ -112,12 +132,10 @@ impl Params {
             .iter()
             .map(|(k, v)| {
                 let value = match v {
-                    Param::Number(n) => {
-                        match Decimal::from_str_exact(n).or_else(|_| Decimal::from_scientific(n)) {
-                            Ok(d) => SignValue::Dec(d),
-                            Err(_) => SignValue::Str(n),
-                        }
-                    }
+                    Param::Number { raw, .. } => match number_value(raw) {
+                        Some(d) => SignValue::Dec(d),
+                        None => SignValue::Str(raw),
+                    },
                     Param::Text(t) if decimal_keys.contains(&k.as_str()) => {
                         match Decimal::from_str_exact(t.trim()) {
                             Ok(d) => SignValue::Dec(d),
@@ -136,11 +154,28 @@ impl Params {
         self.0
             .iter()
             .map(|(k, v)| match v {
-                Param::Text(s) | Param::Number(s) | Param::Other(s) => {
+                Param::Text(s) | Param::Number { raw: s, .. } | Param::Other(s) => {
                     (k.as_str(), SignValue::Str(s))
                 }
             })
             .collect()
+    }
+}
+
+/// A JSON number's value, from its exact text (plain or scientific), when a `Decimal` holds it.
+fn number_value(text: &str) -> Option<Decimal> {
+    Decimal::from_str_exact(text)
+        .or_else(|_| Decimal::from_scientific(text))
+        .ok()
+}
+
+/// The one spelling of a JSON number: the shortest decimal form of its value, exactly as the
+/// canonical string signs it; text no `Decimal` holds stays as sent.
+fn canonical_number(text: &str) -> String {
+    match number_value(text) {
+        // As `crypto::sign` formats a `SignValue::Dec`.
+        Some(d) => d.normalize().to_string(),
+        None => text.to_string(),
     }
 }
 
@@ -240,6 +275,27 @@ mod tests {
             "a=1&s= "
         );
         assert_eq!(json_canonical("{}"), "");
+    }
+
+    #[test]
+    fn a_re_spelt_number_reads_as_the_same_value_everywhere() {
+        let a = Params::from_json(br#"{"order_id":996170651,"nonce":12345,"pid":1000}"#).unwrap();
+        let b = Params::from_json(br#"{"order_id":996170651E0,"nonce":1.2345e4,"pid":1000.0}"#)
+            .unwrap();
+        for key in ["order_id", "nonce", "pid"] {
+            assert_eq!(a.canonical(key), b.canonical(key), "{key}");
+        }
+        assert_eq!(b.canonical("order_id"), Some("996170651"));
+        assert_eq!(b.get("order_id"), Some("996170651E0"));
+        assert_eq!(
+            canonical_string(&a.sign_values(&[]), &[]),
+            canonical_string(&b.sign_values(&[]), &[])
+        );
+        // EPay signs what was sent.
+        assert_eq!(
+            b.raw_values()[1],
+            ("order_id", SignValue::Str("996170651E0"))
+        );
     }
 
     #[test]

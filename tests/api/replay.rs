@@ -335,3 +335,78 @@ async fn gmpay_refuses_replayed_requests_and_enforces_strict_mode() {
     assert_eq!(r["status_code"], 10009, "{r}");
     app.stop().await;
 }
+
+/// A captured GMPay request re-spelt (`996170651` → `996170651E0`: the same value, so the same
+/// signature) is the same request: its nonce counts as used and its order id names the same
+/// order. Before, the raw text made a fresh nonce and a second order from one signature.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_spelt_number_is_the_same_request() {
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let m =
+        epusdt::service::merchant::add(&app.state.db, &app.state.keys, "spell", None, None, true)
+            .await
+            .expect("merchant");
+    let secret = m.secret.expose().to_string();
+    let now = epusdt::service::now().to_string();
+    let signed = |nonce: &str| {
+        let mut p: BTreeMap<&str, String> = BTreeMap::new();
+        p.insert("pid", m.pid.to_string());
+        p.insert("order_id", "996170651".into());
+        p.insert("currency", "USD".into());
+        p.insert("amount", "12".into());
+        p.insert("notify_url", "http://127.0.0.1:9/cb".into());
+        p.insert("network", "ethereum".into());
+        p.insert("timestamp", now.clone());
+        p.insert("nonce", nonce.to_string());
+        common::gmpay_sign(&p, &secret)
+    };
+    let send = |order_id: &'static str, nonce_text: String, signature: String| {
+        let body = format!(
+            r#"{{"pid":{},"order_id":{order_id},"currency":"USD","amount":"12","notify_url":"http://127.0.0.1:9/cb","network":"ethereum","timestamp":{now},"nonce":{nonce_text},"signature":"{signature}"}}"#,
+            m.pid
+        );
+        let app = &app;
+        async move {
+            app.client
+                .post(app.url("/payments/gmpay/v1/order/create-transaction"))
+                .header("content-type", "application/json")
+                .body(body)
+                .send()
+                .await
+                .expect("request")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    let nonce = format!("7{now}");
+    let first = send("996170651", nonce.clone(), signed(&nonce)).await;
+    assert_eq!(first["status_code"], 200, "{first}");
+
+    // The captured request, numbers re-spelt: same signature, same nonce.
+    let replay = send("996170651E0", format!("{nonce}E0"), signed(&nonce)).await;
+    assert_eq!(replay["status_code"], 10009, "{replay}");
+    assert!(
+        replay["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("nonce was already used"),
+        "{replay}"
+    );
+
+    // A new nonce, the order id re-spelt: the same order, not a second one.
+    let nonce2 = format!("8{now}");
+    let again = send("996170651E0", nonce2.clone(), signed(&nonce2)).await;
+    assert_eq!(again["status_code"], 200, "{again}");
+    assert_eq!(
+        again["data"]["trade_id"], first["data"]["trade_id"],
+        "{again}"
+    );
+    assert_eq!(
+        again["data"]["order_id"], first["data"]["order_id"],
+        "{again}"
+    );
+    app.stop().await;
+}
