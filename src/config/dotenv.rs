@@ -131,30 +131,48 @@ impl DotEnv {
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
-            // (scheme and key prefix, default user, default port); sqlite and others: no URL.
-            let server = match raw
-                .get("db_type")
-                .map(|s| s.to_ascii_lowercase())
-                .as_deref()
-            {
-                Some("mysql") => Some(("mysql", "root", "3306")),
-                Some("postgres") | Some("postgresql") => Some(("postgres", "postgres", "5432")),
-                Some("sqlite") | None | Some(_) => None,
+            // (scheme and key prefix, default user, default port); sqlite: no URL. Without
+            // `db_type`, `mysql_*` keys mean MySQL, as upstream reads them.
+            let has = |prefix: &str| {
+                raw.iter()
+                    .any(|(k, v)| k.starts_with(prefix) && !v.trim().is_empty())
+            };
+            let db_type = raw.get("db_type").map(|s| s.trim().to_ascii_lowercase());
+            let server = match db_type.as_deref() {
+                Some("mysql" | "mariadb") => Some(("mysql", "root", "3306")),
+                Some("postgres" | "postgresql" | "pgsql") => Some(("postgres", "postgres", "5432")),
+                Some("sqlite" | "sqlite3") => None,
+                None | Some("") if has("mysql_") => Some(("mysql", "root", "3306")),
+                None | Some("") => None,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        key: "db_type",
+                        message: format!(
+                            "`{other}` in {} is not a database type; use mysql, postgres or sqlite",
+                            path.display()
+                        ),
+                    });
+                }
             };
             if let Some((scheme, user, port)) = server {
                 let g = |field: &str, d: &str| {
                     raw.get(&format!("{scheme}_{field}"))
+                        .filter(|v| !v.trim().is_empty())
                         .cloned()
                         .unwrap_or_else(|| d.into())
                 };
-                let url = format!(
-                    "{scheme}://{}:{}@{}:{}/{}",
-                    g("user", user),
-                    g("passwd", ""),
-                    g("host", "127.0.0.1"),
-                    g("port", port),
-                    g("database", "epusdt"),
-                );
+                let url = server_url(
+                    scheme,
+                    &g("host", "127.0.0.1"),
+                    &g("port", port),
+                    &g("user", user),
+                    &g("passwd", ""),
+                    &g("database", "epusdt"),
+                )
+                .map_err(|message| ConfigError::Invalid {
+                    key: "db_type",
+                    message: format!("{scheme}_* keys in {}: {message}", path.display()),
+                })?;
                 dict.insert("database_url".into(), Value::from(url));
             }
         }
@@ -166,20 +184,46 @@ impl DotEnv {
                 .cloned()
                 .unwrap_or_else(|| "6379".into());
             let db = raw.get("redis_db").cloned().unwrap_or_else(|| "0".into());
-            let auth = match raw.get("redis_passwd").filter(|p| !p.is_empty()) {
-                Some(p) => format!(":{p}@"),
-                None => String::new(),
-            };
-            dict.insert(
-                "redis_url".into(),
-                Value::from(format!("redis://{auth}{host}:{port}/{db}")),
-            );
+            let passwd = raw.get("redis_passwd").cloned().unwrap_or_default();
+            let url = server_url("redis", host, &port, "", &passwd, &db).map_err(|message| {
+                ConfigError::Invalid {
+                    key: "redis_host",
+                    message: format!("redis_* keys in {}: {message}", path.display()),
+                }
+            })?;
+            dict.insert("redis_url".into(), Value::from(url));
         }
         Ok(Self {
             path: path.to_path_buf(),
             dict,
         })
     }
+}
+
+/// `scheme://user:password@host:port/database` with user, password and database percent-encoded
+/// (upstream escaped them: a password with `/`, `#` or `@` must not break the URL).
+fn server_url(
+    scheme: &str,
+    host: &str,
+    port: &str,
+    user: &str,
+    password: &str,
+    database: &str,
+) -> Result<String, String> {
+    let mut u = url::Url::parse(&format!("{scheme}://{}:{}", host.trim(), port.trim()))
+        .map_err(|e| format!("host `{host}` / port `{port}` do not form an address ({e})"))?;
+    if !user.is_empty() {
+        u.set_username(user)
+            .map_err(|()| format!("user `{user}` cannot be used"))?;
+    }
+    if !password.is_empty() {
+        u.set_password(Some(password))
+            .map_err(|()| "the password cannot be used".to_string())?;
+    }
+    u.path_segments_mut()
+        .map_err(|()| "no database path".to_string())?
+        .push(database);
+    Ok(u.to_string())
 }
 
 impl Provider for DotEnv {
@@ -218,6 +262,43 @@ mod tests {
                 c.database_url.as_deref(),
                 Some("postgres://postgres:pw@127.0.0.1:6432/epusdt")
             );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn mysql_keys_without_db_type_mean_mysql_and_passwords_are_escaped() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                ".env",
+                "mysql_host=db\nmysql_user=shop\nmysql_passwd=p/a#ss@w:rd%\nmysql_database=e\nredis_host=cache\nredis_passwd=r/#@\n",
+            )?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            let db = url::Url::parse(c.database_url.as_deref().expect("a MySQL URL")).unwrap();
+            assert_eq!(db.scheme(), "mysql");
+            assert_eq!(
+                (db.host_str(), db.port(), db.username(), db.path()),
+                (Some("db"), Some(3306), "shop", "/e")
+            );
+            let decoded = |s: &str| {
+                url::form_urlencoded::parse(format!("x={}", s.replace('+', "%2B")).as_bytes())
+                    .next()
+                    .map(|(_, v)| v.into_owned())
+            };
+            assert_eq!(
+                decoded(db.password().unwrap()).as_deref(),
+                Some("p/a#ss@w:rd%")
+            );
+            let redis = url::Url::parse(c.redis_url.as_deref().expect("redis")).unwrap();
+            assert_eq!(
+                (redis.host_str(), redis.port()),
+                (Some("cache"), Some(6379))
+            );
+            assert_eq!(decoded(redis.password().unwrap()).as_deref(), Some("r/#@"));
+
+            jail.create_file(".env", "db_type=oracle\n")?;
+            let err = Config::load(&Sources::default()).unwrap_err().to_string();
+            assert!(err.contains("db_type") && err.contains("oracle"), "{err}");
             Ok(())
         });
     }
