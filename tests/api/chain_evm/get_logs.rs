@@ -9,13 +9,8 @@ async fn replaying_a_range_is_a_noop(backend: Backend) {
     };
     let (trade_id, amount, address) =
         create_order(&s.app, "P-1", "100", "usdt.erc20", &s.notify).await;
-    let (tx, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount, 6))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 20).await;
-    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let tx = s.pay(&address, &amount, 6).await;
+    s.expect_paid(&trade_id, &tx, 20).await;
     s.app.wait_delivered(&trade_id, 20).await;
     // No order for these: recorded as unmatched, one row per log.
     s.anvil.transfer(&s.token, &s.wallet, 1_234_567).await;
@@ -275,13 +270,8 @@ async fn rate_limits_in_http_200_and_429(backend: Backend) {
         })
         .await;
     }
-    let (tx, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount, 6))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 30).await;
-    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let tx = s.pay(&address, &amount, 6).await;
+    s.expect_paid(&trade_id, &tx, 30).await;
     s.app.stop().await;
 }
 on_sqlite_and_postgres!(rate_limits_in_http_200_and_429);

@@ -33,6 +33,26 @@ struct Setup {
     wallet: String,
 }
 
+impl Setup {
+    /// The payer sends `amount` of the token (`decimals`) to `address`; two blocks confirm it.
+    /// Returns the transaction hash.
+    async fn pay(&self, address: &str, amount: &str, decimals: u32) -> String {
+        let (tx, _) = self
+            .anvil
+            .transfer(&self.token, address, units(amount, decimals))
+            .await;
+        self.anvil.mine(2).await;
+        tx
+    }
+
+    /// Waits up to `secs` for the merchant's first callback and checks it is the signed paid
+    /// callback of `trade_id` by `tx`.
+    async fn expect_paid(&self, trade_id: &str, tx: &str, secs: u64) {
+        let calls = self.merchant.wait_for(1, secs).await;
+        assert_paid_callback(&calls[0].body, trade_id, tx);
+    }
+}
+
 /// Receive on anvil account 1 instead of the harness's placeholder EVM wallet; returns it.
 async fn receive_on_anvil_account(app: &TestApp, network: &str) -> String {
     epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
@@ -183,13 +203,8 @@ async fn bep20_18_decimals(backend: Backend) {
     let (trade_id, amount, address) =
         create_order(&s.app, "B-1", "100", "usdt.bep20", &s.notify).await;
     assert_eq!(amount, "13.89");
-    let (tx, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount, 18))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 20).await;
-    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let tx = s.pay(&address, &amount, 18).await;
+    s.expect_paid(&trade_id, &tx, 20).await;
     let rows = chain_support::transfers(&s.app.state.db, "bsc").await;
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0].amount, "13.89");
@@ -237,13 +252,8 @@ async fn failover_to_the_next_rpc_url(backend: Backend) {
     };
     let (trade_id, amount, address) =
         create_order(&s.app, "F-1", "100", "usdt.erc20", &s.notify).await;
-    let (tx, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount, 6))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 20).await;
-    assert_paid_callback(&calls[0].body, &trade_id, &tx);
+    let tx = s.pay(&address, &amount, 6).await;
+    s.expect_paid(&trade_id, &tx, 20).await;
     s.app.stop().await;
 }
 on_sqlite_and_postgres!(failover_to_the_next_rpc_url);
@@ -422,13 +432,8 @@ async fn reorg_above_confirmed_head_credits_nothing(backend: Backend) {
         "the reorg removed the payment"
     );
     s.anvil.mine(3).await;
-    let (tx_b, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount_b, 6))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 20).await;
-    assert_paid_callback(&calls[0].body, &trade_b, &tx_b);
+    let tx_b = s.pay(&address, &amount_b, 6).await;
+    s.expect_paid(&trade_b, &tx_b, 20).await;
     assert_eq!(
         chain_support::order_status(&s.app, &trade_a).await,
         1,
@@ -491,13 +496,8 @@ async fn lookalike_contract_is_ignored(backend: Backend) {
         create_order(&s.app, "L-A", "100", "usdt.erc20", &s.notify).await;
     let (trade_b, amount_b, _) = create_order(&s.app, "L-B", "100", "usdt.erc20", &s.notify).await;
     let (fake_tx, _) = s.anvil.transfer(&fake, &address, units(&amount_a, 6)).await;
-    let (tx_b, _) = s
-        .anvil
-        .transfer(&s.token, &address, units(&amount_b, 6))
-        .await;
-    s.anvil.mine(2).await;
-    let calls = s.merchant.wait_for(1, 20).await;
-    assert_paid_callback(&calls[0].body, &trade_b, &tx_b);
+    let tx_b = s.pay(&address, &amount_b, 6).await;
+    s.expect_paid(&trade_b, &tx_b, 20).await;
     assert_eq!(chain_support::order_status(&s.app, &trade_a).await, 1);
     let rows = chain_support::transfers(&s.app.state.db, "ethereum").await;
     assert!(
