@@ -9,6 +9,7 @@ mod m20261129_000002_nonces;
 mod m20261129_000003_mysql_binary_keys;
 mod m20261129_000004_orders_amount_index;
 mod m20261202_000005_callback_due;
+mod m20261202_000006_compat_columns;
 
 pub struct Migrator;
 
@@ -21,6 +22,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000003_mysql_binary_keys::Migration),
             Box::new(m20261129_000004_orders_amount_index::Migration),
             Box::new(m20261202_000005_callback_due::Migration),
+            Box::new(m20261202_000006_compat_columns::Migration),
         ]
     }
 }

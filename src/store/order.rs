@@ -83,6 +83,9 @@ impl TryFrom<order::Model> for Order {
             updated_at: r.updated_at,
             expires_at: r.expires_at,
             paid_at: r.paid_at,
+            sign_alg: r.sign_alg,
+            epay_type: r.epay_type,
+            parent_trade_id: r.parent_trade_id,
         })
     }
 }
@@ -124,6 +127,9 @@ pub fn new_row(o: &Order) -> order::ActiveModel {
         updated_at: Set(o.updated_at),
         expires_at: Set(o.expires_at),
         paid_at: Set(o.paid_at),
+        sign_alg: Set(o.sign_alg.clone()),
+        epay_type: Set(o.epay_type.clone()),
+        parent_trade_id: Set(o.parent_trade_id.clone()),
     }
 }
 
@@ -161,6 +167,9 @@ mod tests {
             updated_at: 2,
             expires_at: 3,
             paid_at: Some(2),
+            sign_alg: String::new(),
+            epay_type: String::new(),
+            parent_trade_id: None,
         }
     }
 

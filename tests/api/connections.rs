@@ -147,12 +147,13 @@ async fn health_answers_while_one_client_holds_thousands_of_half_open_sockets() 
     epusdt::net::install_crypto_provider();
     let gw = gateway().await;
     let pid = gw.child.id();
-    let baseline = open_fds(pid);
     assert_eq!(
         health(gw.port).await,
         Ok(200),
         "the gateway answers before the test"
     );
+    // Measured after the first request: the database pool opens its connections lazily.
+    let baseline = open_fds(pid);
     let mut held = Vec::with_capacity(HELD);
     let mut errors: Vec<String> = Vec::new();
     let opening = Instant::now();
@@ -198,11 +199,18 @@ async fn health_answers_while_one_client_holds_thousands_of_half_open_sockets() 
     }
     assert_eq!(still_open, 0, "half-open sockets the gateway never closed");
     drop(held);
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let after = open_fds(pid);
+    // The client's share (100 sockets) must be given back. A few fds may be new for good reasons
+    // (a SQLite pool connection holds three: database, WAL and shared memory), so the bound is
+    // well under the share rather than the exact baseline; the count settles for up to 3 s.
+    let settle = Instant::now();
+    let mut after = open_fds(pid);
+    while after > baseline + 30 && settle.elapsed() < Duration::from_secs(3) {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        after = open_fds(pid);
+    }
     assert!(
-        after <= baseline + 10,
-        "fds after release: {after} (baseline {baseline})"
+        after <= baseline + 30,
+        "fds after release: {after} (baseline {baseline}; the client's share was 100)"
     );
     assert_eq!(health(gw.port).await, Ok(200));
 }

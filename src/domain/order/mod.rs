@@ -54,6 +54,13 @@ pub struct Order {
     pub updated_at: i64,
     pub expires_at: i64,
     pub paid_at: Option<i64>,
+    /// The create request's signature algorithm (`md5`, `hmac_sha256`); empty = the protocol's
+    /// own. The callback is signed the same way.
+    pub sign_alg: String,
+    /// The EPay `type` as the shop sent it (empty when none), echoed in the EPay notify.
+    pub epay_type: String,
+    /// The order a payer's network switch was made from.
+    pub parent_trade_id: Option<String>,
 }
 
 impl Order {
@@ -107,6 +114,9 @@ pub(crate) mod fixture {
             updated_at: created_at,
             expires_at,
             paid_at: None,
+            sign_alg: String::new(),
+            epay_type: String::new(),
+            parent_trade_id: None,
         }
     }
 }

@@ -144,6 +144,9 @@ pub async fn create_order(
                 updated_at: now,
                 expires_at: now + ttl,
                 paid_at: None,
+                sign_alg: String::new(),
+                epay_type: String::new(),
+                parent_trade_id: None,
             };
             match store::order::new_row(&draft).insert(db).await {
                 Ok(row) => {

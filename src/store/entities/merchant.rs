@@ -10,6 +10,8 @@ pub struct Model {
     /// API token / signing secret. Never logged (see `service::merchant::Merchant`'s Debug).
     pub secret: String,
     pub strict_replay: bool,
+    /// GMPay verification: `dual` (HMAC-SHA256 or MD5), `md5` or `hmac_sha256`.
+    pub sign_mode: String,
     pub enabled: bool,
     pub created_at: i64,
     pub updated_at: i64,

@@ -37,6 +37,12 @@ pub struct Model {
     pub updated_at: i64,
     pub expires_at: i64,
     pub paid_at: Option<i64>,
+    /// The create request's signature algorithm (`md5`, `hmac_sha256`; empty = the protocol's).
+    pub sign_alg: String,
+    /// The EPay `type` as sent (empty when none).
+    pub epay_type: String,
+    /// The order a payer's network switch was made from.
+    pub parent_trade_id: Option<String>,
 }
 
 #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
