@@ -72,7 +72,9 @@ pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackReque
         status: i64::from(o.status.code()),
         notify_url: &o.notify_url,
     };
-    Ok(proto.callback(&paid, m.secret.expose())?)
+    // Signed with the algorithm the create request was signed with (GMPay sign modes).
+    let alg = crate::crypto::sign::SignAlg::parse(&o.sign_alg);
+    Ok(proto.callback_signed(&paid, m.secret.expose(), alg)?)
 }
 
 /// An error with its causes (reqwest puts the resolver's refusal in the source chain).

@@ -144,7 +144,7 @@ pub async fn create_order(
                 updated_at: now,
                 expires_at: now + ttl,
                 paid_at: None,
-                sign_alg: String::new(),
+                sign_alg: req.sign_alg.clone(),
                 epay_type: String::new(),
                 parent_trade_id: None,
             };

@@ -88,6 +88,9 @@ pub struct NewOrder {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// The algorithm the create request was signed with (`orders.sign_alg`; empty = the
+    /// protocol's own): the callback is signed the same way.
+    pub sign_alg: String,
 }
 
 #[derive(Debug, thiserror::Error)]
