@@ -16,6 +16,7 @@ mod connections;
 mod durability;
 mod foundation;
 mod fuzz_routes;
+mod gmpay_compat;
 mod hostile_input;
 mod keys;
 mod merchant_api;
