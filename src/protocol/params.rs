@@ -83,12 +83,15 @@ impl Params {
         Ok(Self(out))
     }
 
+    /// A query string or form body. A repeated key keeps its first value, as upstream (Go's
+    /// `url.ParseQuery`, then `values[0]`) reads it.
     pub fn from_query(q: &[u8]) -> Self {
-        Self(
-            url::form_urlencoded::parse(q)
-                .map(|(k, v)| (k.into_owned(), Param::Text(v.into_owned())))
-                .collect(),
-        )
+        let mut out = BTreeMap::new();
+        for (k, v) in url::form_urlencoded::parse(q) {
+            out.entry(k.into_owned())
+                .or_insert_with(|| Param::Text(v.into_owned()));
+        }
+        Self(out)
     }
 
     /// Merges query parameters under body parameters (body wins).
@@ -315,6 +318,16 @@ mod tests {
         assert_eq!(
             b.raw_values()[1],
             ("order_id", SignValue::Str("996170651E0"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_form_key_keeps_its_first_value() {
+        let p = Params::from_query(b"amount=1&amount=2&a=x");
+        assert_eq!(p.get("amount"), Some("1"));
+        assert_eq!(
+            canonical_string(&p.sign_values().unwrap(), SKIP),
+            "a=x&amount=1"
         );
     }
 
