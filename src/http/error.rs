@@ -14,6 +14,7 @@ use super::{
     reply::{code, envelope},
 };
 use crate::{
+    chain::SubmitError,
     security::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
@@ -100,6 +101,25 @@ impl From<ReplayError> for ApiError {
                 code: code::BAD_PARAM,
                 message: other.to_string(),
             },
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        if let SubmitError::Order(inner) = e {
+            return inner.into();
+        }
+        let code = match &e {
+            SubmitError::BadHash(_) => code::BAD_PARAM,
+            SubmitError::AlreadyUsed => code::TX_USED,
+            SubmitError::NotWaiting(_) => code::NOT_WAITING,
+            SubmitError::NotWatched(_) => code::CHAIN_NOT_ENABLED,
+            _ => code::TX_NOT_VERIFIED,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
         }
     }
 }
