@@ -205,13 +205,13 @@ impl TxLookup {
             .nets
             .get(&o.network)
             .ok_or(SubmitError::NotWatched(o.network))?;
+        if order::tx_hash_used(db, o.network, &hash).await? {
+            return Err(SubmitError::AlreadyUsed);
+        }
         // An order past its time may still be paid by a transfer mined in its window.
         match o.status {
             OrderStatus::Waiting | OrderStatus::Expired => {}
             other => return Err(SubmitError::NotWaiting(status_word(other))),
-        }
-        if order::tx_hash_used(db, o.network, &hash).await? {
-            return Err(SubmitError::AlreadyUsed);
         }
         let found = {
             let _permit = self.permits.try_acquire().map_err(|_| SubmitError::Busy)?;
