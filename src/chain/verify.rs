@@ -11,9 +11,14 @@
 //! Must never: record anything for a transaction that does not pay this order (another
 //! address, token or amount, a failed transaction, one mined before the order existed or after
 //! it expired); credit a transaction hash twice; or let payers hammer the RPC nodes — one
-//! lookup per request, at most [`MAX_IN_FLIGHT`] at once per process, each bounded in time
-//! (the route is rate limited per client like every payer route).
-use std::{collections::HashMap, sync::Arc, time::Duration};
+//! lookup per request, at most [`MAX_IN_FLIGHT`] at once and [`MAX_PER_SECOND`] started per
+//! second per process, each bounded in time (the route is also rate limited per client like
+//! every payer route); a hash already recorded is refused before any node is asked.
+use std::{
+    collections::HashMap,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
 
 use rust_decimal::Decimal;
 use sea_orm::DatabaseConnection;
@@ -34,6 +39,8 @@ use crate::{
 
 /// Lookups running at once in this process; more are refused with "busy, retry".
 pub const MAX_IN_FLIGHT: usize = 4;
+/// Lookups started per second in this process; more are refused with "busy, retry".
+pub const MAX_PER_SECOND: u32 = 10;
 /// Longest a whole lookup (every URL tried) may take.
 const MAX_LOOKUP: Duration = Duration::from_secs(15);
 
@@ -67,6 +74,8 @@ struct Net {
 pub struct TxLookup {
     nets: Arc<HashMap<Network, Net>>,
     permits: Arc<Semaphore>,
+    /// Start of the current one-second window and the lookups started in it.
+    started: Arc<Mutex<(Instant, u32)>>,
 }
 
 /// The order after a successful submission (upstream's `ManualPaymentResponse`).
@@ -187,7 +196,24 @@ impl TxLookup {
         Ok(Self {
             nets: Arc::new(nets),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
+            started: Arc::new(Mutex::new((Instant::now(), 0))),
         })
+    }
+
+    /// Counts one lookup against [`MAX_PER_SECOND`]; `false` when the second is used up.
+    fn admit(&self) -> bool {
+        let Ok(mut w) = self.started.lock() else {
+            return false;
+        };
+        let now = Instant::now();
+        if now.duration_since(w.0) >= Duration::from_secs(1) {
+            *w = (now, 0);
+        }
+        if w.1 >= MAX_PER_SECOND {
+            return false;
+        }
+        w.1 += 1;
+        true
     }
 
     /// Verifies `raw_hash` against `o` and credits it when it pays `o` (see the module
@@ -215,6 +241,9 @@ impl TxLookup {
         }
         let found = {
             let _permit = self.permits.try_acquire().map_err(|_| SubmitError::Busy)?;
+            if !self.admit() {
+                return Err(SubmitError::Busy);
+            }
             let lookup = async {
                 match &net.family {
                     Family::Evm(s) => s.tx_transfers(&hash, &o.address).await,
@@ -326,6 +355,19 @@ fn pick_transfer<'a>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn lookups_started_per_second_are_capped() {
+        let l = TxLookup::new(&Config::default()).expect("no networks");
+        for _ in 0..MAX_PER_SECOND {
+            assert!(l.admit());
+        }
+        assert!(!l.admit(), "the 11th lookup in one second is refused");
+        if let Ok(mut w) = l.started.lock() {
+            w.0 -= Duration::from_secs(1);
+        }
+        assert!(l.admit(), "a new second admits again");
+    }
 
     #[test]
     fn hashes_are_checked_and_stored_like_the_watcher_stores_them() {

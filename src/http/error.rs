@@ -219,6 +219,28 @@ mod tests {
     }
 
     #[test]
+    fn submitted_transaction_errors_have_upstream_codes_and_say_what_to_do() {
+        let e: ApiError = SubmitError::AlreadyUsed.into();
+        assert_eq!(e.code, code::TX_USED);
+        let e: ApiError = SubmitError::BadHash("must be 64 hex digits").into();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (code::BAD_PARAM, "block_transaction_id must be 64 hex digits")
+        );
+        let e: ApiError = SubmitError::Unconfirmed {
+            missing: 3,
+            required: 12,
+        }
+        .into();
+        assert_eq!(e.code, code::TX_NOT_VERIFIED);
+        assert!(e.message.contains("needs 3 more confirmation"), "{}", e.message);
+        let e: ApiError = SubmitError::Order(OrderError::NotFound).into();
+        assert_eq!(e.code, code::NOT_FOUND);
+        let e: ApiError = SubmitError::NotWaiting("paid").into();
+        assert_eq!(e.code, code::NOT_WAITING);
+    }
+
+    #[test]
     fn order_errors_keep_their_protocol_codes() {
         let e: ApiError = OrderError::NotFound.into();
         assert_eq!(e.code, code::NOT_FOUND);
