@@ -41,7 +41,7 @@ use std::{collections::HashSet, future::Future, time::Duration};
 pub use lease::{InstanceId, Lease};
 pub use startup::{Deps, check_startup, spawn_all};
 pub use status::{ChainStatus, Registry, age_secs, stalled_after};
-pub use verify::{Submitted, SubmitError, TxFound, TxLookup};
+pub use verify::{SubmitError, Submitted, TxFound, TxLookup};
 pub use watcher::{Watcher, cursors};
 
 use crate::{config::ConfigError, domain::transfer::IncomingTransfer};

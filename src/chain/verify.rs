@@ -109,13 +109,17 @@ pub enum SubmitError {
         "the transaction needs {missing} more confirmation(s) (block confirmations required: {required}); it is credited automatically once confirmed, or submit it again then"
     )]
     Unconfirmed { missing: u64, required: u64 },
-    #[error("the transaction does not transfer {token} (contract {contract}) to this order's address {address}")]
+    #[error(
+        "the transaction does not transfer {token} (contract {contract}) to this order's address {address}"
+    )]
     NoTransfer {
         token: String,
         contract: String,
         address: String,
     },
-    #[error("the transaction transfers {paid} {token}, this order is for exactly {expected} {token}")]
+    #[error(
+        "the transaction transfers {paid} {token}, this order is for exactly {expected} {token}"
+    )]
     WrongAmount {
         paid: String,
         expected: Decimal,
@@ -247,10 +251,7 @@ impl TxLookup {
             let lookup = async {
                 match &net.family {
                     Family::Evm(s) => s.tx_transfers(&hash, &o.address).await,
-                    Family::Tron(s) => {
-                        s.tx_transfers(&hash, &o.address, net.confirmations)
-                            .await
-                    }
+                    Family::Tron(s) => s.tx_transfers(&hash, &o.address, net.confirmations).await,
                 }
             };
             match tokio::time::timeout(net.limit, lookup).await {

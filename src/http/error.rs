@@ -225,7 +225,10 @@ mod tests {
         let e: ApiError = SubmitError::BadHash("must be 64 hex digits").into();
         assert_eq!(
             (e.code, e.message.as_str()),
-            (code::BAD_PARAM, "block_transaction_id must be 64 hex digits")
+            (
+                code::BAD_PARAM,
+                "block_transaction_id must be 64 hex digits"
+            )
         );
         let e: ApiError = SubmitError::Unconfirmed {
             missing: 3,
@@ -233,7 +236,11 @@ mod tests {
         }
         .into();
         assert_eq!(e.code, code::TX_NOT_VERIFIED);
-        assert!(e.message.contains("needs 3 more confirmation"), "{}", e.message);
+        assert!(
+            e.message.contains("needs 3 more confirmation"),
+            "{}",
+            e.message
+        );
         let e: ApiError = SubmitError::Order(OrderError::NotFound).into();
         assert_eq!(e.code, code::NOT_FOUND);
         let e: ApiError = SubmitError::NotWaiting("paid").into();

@@ -110,10 +110,18 @@ async fn evm_submitted_hash(backend: Backend) {
     let db = app.state.db.clone();
 
     let (trade_id, amount, address) = create_order(&app, "S-1", "100", "usdt.erc20", &notify).await;
-    assert_eq!((address.as_str(), amount.as_str()), (wallet.as_str(), "13.89"));
+    assert_eq!(
+        (address.as_str(), amount.as_str()),
+        (wallet.as_str(), "13.89")
+    );
 
     // Malformed hashes and unknown orders, before anything is asked of the chain.
-    for bad in ["", "0x1234", &"ab".repeat(32), &format!("0x{}", "zz".repeat(32))] {
+    for bad in [
+        "",
+        "0x1234",
+        &"ab".repeat(32),
+        &format!("0x{}", "zz".repeat(32)),
+    ] {
         assert_refused(
             &submit(&app, &trade_id, bad).await,
             10009,
@@ -152,17 +160,30 @@ async fn evm_submitted_hash(backend: Backend) {
     app.wait_delivered(&trade_id, 20).await;
     let rows = chain_support::transfers(&db, "ethereum").await;
     assert_eq!(rows.len(), 1, "{rows:?}");
-    assert_eq!((rows[0].kind.as_str(), rows[0].tx_hash.as_str()), ("matched", tx.as_str()));
+    assert_eq!(
+        (rows[0].kind.as_str(), rows[0].tx_hash.as_str()),
+        ("matched", tx.as_str())
+    );
 
     // The same hash again: for this order, and for another one.
-    assert_refused(&submit(&app, &trade_id, &tx).await, 10007, "already been recorded");
+    assert_refused(
+        &submit(&app, &trade_id, &tx).await,
+        10007,
+        "already been recorded",
+    );
     let (trade_2, amount_2, _) = create_order(&app, "S-2", "200", "usdt.erc20", &notify).await;
     assert_eq!(amount_2, "27.78");
-    assert_refused(&submit(&app, &trade_2, &tx).await, 10007, "already been recorded");
+    assert_refused(
+        &submit(&app, &trade_2, &tx).await,
+        10007,
+        "already been recorded",
+    );
 
     // A wrong amount, and the right amount to another address: refused, nothing recorded.
     let (short, _) = anvil.transfer(&token, &address, units("27.77", 6)).await;
-    let (elsewhere, _) = anvil.transfer(&token, ACCOUNTS[2], units(&amount_2, 6)).await;
+    let (elsewhere, _) = anvil
+        .transfer(&token, ACCOUNTS[2], units(&amount_2, 6))
+        .await;
     anvil.mine(2).await;
     assert_refused(
         &submit(&app, &trade_2, &short).await,
@@ -175,7 +196,11 @@ async fn evm_submitted_hash(backend: Backend) {
         "does not transfer USDT",
     );
     assert_eq!(chain_support::transfer_count(&db).await, 1);
-    assert_eq!(flags(&app, &trade_2).await, 0, "no partial-payment flag either");
+    assert_eq!(
+        flags(&app, &trade_2).await,
+        0,
+        "no partial-payment flag either"
+    );
     assert_eq!(chain_support::order_status(&app, &trade_2).await, 1);
 
     // The exact payment, submitted as a form: paid.
@@ -227,7 +252,11 @@ async fn tron_submitted_hash(backend: Backend) {
 
     // TRON ids are 64 hex digits, without 0x.
     let id = format!("{:064x}", 0x7e57_0001u64);
-    assert_refused(&submit(&app, &trade_id, &format!("0x{id}")).await, 10009, "64 hex digits");
+    assert_refused(
+        &submit(&app, &trade_id, &format!("0x{id}")).await,
+        10009,
+        "64 hex digits",
+    );
     assert_refused(&submit(&app, &trade_id, &id).await, 10038, "not found");
 
     // A failed transfer (REVERT) is refused once solidified.
@@ -256,14 +285,19 @@ async fn tron_submitted_hash(backend: Backend) {
     assert!(
         mock.requests()
             .iter()
-            .any(|r| r.path == "/walletsolidity/gettransactioninfobyid" && r.body["value"] == id.as_str()),
+            .any(|r| r.path == "/walletsolidity/gettransactioninfobyid"
+                && r.body["value"] == id.as_str()),
         "{:?}",
         mock.requests()
     );
 
     // Used again for another order: refused.
     let (trade_2, _, _) = create_order(&app, "T-2", "200", "usdt.trc20", &notify).await;
-    assert_refused(&submit(&app, &trade_2, &id).await, 10007, "already been recorded");
+    assert_refused(
+        &submit(&app, &trade_2, &id).await,
+        10007,
+        "already been recorded",
+    );
     assert_eq!(chain_support::transfer_count(&db).await, 1);
     assert_eq!(merchant.received().len(), 1);
     app.stop().await;

@@ -65,12 +65,16 @@ impl TronScanner {
         let Some(info) = info else {
             // Not solidified (or unknown): the full node knows a recent transaction.
             let path = "wallet/gettransactioninfobyid";
-            return Ok(match info_of(path, c.post(path, json!({ "value": id })).await?)? {
-                Some(i) if i.block_number > 0 => TxFound::Unconfirmed {
-                    missing: (i.block_number + confirmations).saturating_sub(solid).max(1),
+            return Ok(
+                match info_of(path, c.post(path, json!({ "value": id })).await?)? {
+                    Some(i) if i.block_number > 0 => TxFound::Unconfirmed {
+                        missing: (i.block_number + confirmations)
+                            .saturating_sub(solid)
+                            .max(1),
+                    },
+                    _ => TxFound::NotFound,
                 },
-                _ => TxFound::NotFound,
-            });
+            );
         };
         if !info.id.eq_ignore_ascii_case(id) {
             return Err(CallError::Failed(format!(
@@ -86,6 +90,10 @@ impl TronScanner {
             return Ok(TxFound::Failed);
         }
         let n = info.block_number;
+        if n == 0 {
+            // An info without its block is no proof of anything.
+            return Ok(TxFound::NotFound);
+        }
         if n + confirmations > solid {
             return Ok(TxFound::Unconfirmed {
                 missing: (n + confirmations).saturating_sub(solid).max(1),
