@@ -8,8 +8,9 @@
 //! an unconfirmed transaction says how many confirmations are missing and records nothing; a
 //! confirmed exact payment pays the order and sends one signed callback; the same hash again,
 //! for the same or another order, is refused; a wrong amount, another address, a failed or
-//! unknown transaction are refused and record nothing; a malformed hash is 10009 and an
-//! unknown order 10008.
+//! unknown transaction, a look-alike token, one mined before the order or after it expired
+//! are refused and record nothing; a malformed hash is 10009 and an unknown order 10008. EVM on
+//! SQLite and PostgreSQL, TRON on every backend.
 use crate::chain_support;
 use crate::common;
 
@@ -267,6 +268,50 @@ async fn tron_submitted_hash(backend: Backend) {
     mock.push_block(vec![tx(&failed, WALLET_HEX, units(&amount, 6), false)], 0);
     assert_refused(&submit(&app, &trade_id, &failed).await, 10038, "failed");
 
+    // Solidified transfers that do not pay this order, each refused with nothing recorded: a
+    // look-alike token, mined before the order was created, mined after it expired.
+    let o = epusdt::service::order::find_by_trade_id(&db, &trade_id)
+        .await
+        .expect("read order")
+        .expect("order");
+    let fake_token = "5656565656565656565656565656565656565656";
+    let cases = [
+        (0x7e57_0003u64, fake_token, None, "does not transfer USDT"),
+        (
+            0x7e57_0004,
+            USDT_HEX,
+            Some((o.created_at - 3600) * 1000),
+            "before this order was created",
+        ),
+        (
+            0x7e57_0005,
+            USDT_HEX,
+            Some((o.expires_at + 60) * 1000),
+            "after this order expired",
+        ),
+    ];
+    for (n, contract, mined_ms, why) in cases {
+        let id = format!("{n:064x}");
+        let t = trc20_tx(
+            &id,
+            0,
+            contract,
+            PAYER_HEX,
+            WALLET_HEX,
+            units(&amount, 6),
+            true,
+        );
+        let block = mock.push_block(vec![t], 0);
+        if let Some(ms) = mined_ms {
+            mock.with(|c| {
+                c.blocks.get_mut(&block).expect("block")[0]["blockTimeStamp"] = json!(ms);
+            });
+        }
+        assert_refused(&submit(&app, &trade_id, &id).await, 10038, why);
+    }
+    assert_eq!(chain_support::transfer_count(&db).await, 0);
+    assert_eq!(flags(&app, &trade_id).await, 0);
+
     // In a block above the solidified head: one confirmation missing, nothing recorded.
     mock.push_block(vec![tx(&id, WALLET_HEX, units(&amount, 6), true)], 1);
     assert_refused(
@@ -302,4 +347,4 @@ async fn tron_submitted_hash(backend: Backend) {
     assert_eq!(merchant.received().len(), 1);
     app.stop().await;
 }
-on_sqlite_and_postgres!(tron_submitted_hash);
+on_all_backends!(tron_submitted_hash);
