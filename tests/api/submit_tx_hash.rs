@@ -212,6 +212,36 @@ async fn evm_submitted_hash(backend: Backend) {
     assert_paid_callback(&calls[1].body, &trade_2, &right);
     assert_eq!(chain_support::transfer_count(&db).await, 2);
     assert_eq!(merchant.received().len(), 2, "one callback per order");
+
+    // The watcher scanning those blocks afterwards (the app restarted with a fast poll) sees the
+    // submitted transfers as recorded: nothing credited twice, no third callback. It records
+    // the short payment (no waiting order left at the address: unmatched).
+    let mut config = app.config.clone();
+    let dir = app.dir.clone();
+    app.stop().await;
+    config
+        .networks
+        .get_mut("ethereum")
+        .expect("network")
+        .poll_interval_ms = Some(100);
+    let app = common::spawn_with(config, dir).await;
+    let head = i64::try_from(anvil.block_number().await).expect("head");
+    chain_support::wait_cursor(&app, "ethereum", head - 2, 30).await;
+    let mut kinds: Vec<(String, String)> = chain_support::transfers(&app.state.db, "ethereum")
+        .await
+        .into_iter()
+        .map(|r| (r.tx_hash, r.kind))
+        .collect();
+    kinds.sort();
+    let mut want = vec![
+        (tx.clone(), "matched".to_string()),
+        (right.clone(), "matched".to_string()),
+        (short.clone(), "unmatched".to_string()),
+    ];
+    want.sort();
+    assert_eq!(kinds, want);
+    tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+    assert_eq!(merchant.received().len(), 2, "no callback twice");
     app.stop().await;
 }
 on_sqlite_and_postgres!(evm_submitted_hash);
