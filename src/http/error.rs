@@ -14,6 +14,7 @@ use super::{
     reply::{code, envelope},
 };
 use crate::{
+    chain::SubmitError,
     security::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
@@ -100,6 +101,25 @@ impl From<ReplayError> for ApiError {
                 code: code::BAD_PARAM,
                 message: other.to_string(),
             },
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        if let SubmitError::Order(inner) = e {
+            return inner.into();
+        }
+        let code = match &e {
+            SubmitError::BadHash(_) => code::BAD_PARAM,
+            SubmitError::AlreadyUsed => code::TX_USED,
+            SubmitError::NotWaiting(_) => code::NOT_WAITING,
+            SubmitError::NotWatched(_) => code::CHAIN_NOT_ENABLED,
+            _ => code::TX_NOT_VERIFIED,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
         }
     }
 }
@@ -196,6 +216,35 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status_code"], 503);
         assert_eq!(v["message"], "rate limiter unavailable: retry after 1 s");
+    }
+
+    #[test]
+    fn submitted_transaction_errors_have_upstream_codes_and_say_what_to_do() {
+        let e: ApiError = SubmitError::AlreadyUsed.into();
+        assert_eq!(e.code, code::TX_USED);
+        let e: ApiError = SubmitError::BadHash("must be 64 hex digits").into();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                code::BAD_PARAM,
+                "block_transaction_id must be 64 hex digits"
+            )
+        );
+        let e: ApiError = SubmitError::Unconfirmed {
+            missing: 3,
+            required: 12,
+        }
+        .into();
+        assert_eq!(e.code, code::TX_NOT_VERIFIED);
+        assert!(
+            e.message.contains("needs 3 more confirmation"),
+            "{}",
+            e.message
+        );
+        let e: ApiError = SubmitError::Order(OrderError::NotFound).into();
+        assert_eq!(e.code, code::NOT_FOUND);
+        let e: ApiError = SubmitError::NotWaiting("paid").into();
+        assert_eq!(e.code, code::NOT_WAITING);
     }
 
     #[test]

@@ -27,3 +27,4 @@ mod redaction;
 mod replay;
 mod security_check;
 mod ssrf;
+mod submit_tx_hash;
