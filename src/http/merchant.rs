@@ -94,6 +94,11 @@ fn field_rules(state: &AppState) -> FieldRules<'_> {
                 .map(drop)
                 .map_err(|e| e.to_string())
         },
+        epay: fields::EPayDefaults {
+            token: &state.config.epay_default_token,
+            network: state.config.effective_epay_default_network(),
+            currency: &state.config.epay_default_currency,
+        },
     }
 }
 
@@ -293,6 +298,7 @@ async fn create(
             network: r.network,
             name: r.name,
             timeout_secs: r.timeout_secs,
+            epay_type: r.epay_type,
             protocol: proto.id(),
             merchant: m,
         };
@@ -306,7 +312,18 @@ async fn create(
         })
     }
     .await
-    .unwrap_or_else(IntoResponse::into_response)
+    .unwrap_or_else(|e| error_reply(proto, e))
+}
+
+/// An error envelope with the HTTP status the protocol answers it with (the envelope is the
+/// same for every protocol; a status other than 200 that the error already has is kept).
+fn error_reply(proto: &dyn MerchantProtocol, e: ApiError) -> Response {
+    let status = StatusCode::from_u16(proto.error_http_status(e.code)).unwrap_or(StatusCode::OK);
+    let mut resp = e.into_response();
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = status;
+    }
+    resp
 }
 
 /// `GET /pay/check-status/{trade_id}` — polled by the checkout page.

@@ -21,6 +21,10 @@ pub mod code {
     pub const RATE: u32 = 10006;
     pub const NOT_FOUND: u32 = 10008;
     pub const BAD_PARAM: u32 = 10009;
+    /// The order has no valid return URL (EPay return hop).
+    pub const REDIRECT_URL: u32 = 10044;
+    /// The order's merchant is unavailable (EPay return hop).
+    pub const ORDER_MERCHANT: u32 = 10045;
 }
 
 pub fn request_id() -> String {

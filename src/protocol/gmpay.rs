@@ -61,6 +61,7 @@ impl MerchantProtocol for GmPay {
             network: fields::network(p, "network", rules)?,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
+            epay_type: String::new(),
         })
     }
 

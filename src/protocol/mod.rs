@@ -97,6 +97,8 @@ pub struct CreateRequest {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// EPay's `type` as sent (trimmed; empty for other protocols), echoed in its result.
+    pub epay_type: String,
 }
 
 /// The GMPay replay guard's inputs, as the request carries them.
@@ -150,6 +152,8 @@ pub struct CallbackOrder<'a> {
     pub block_transaction_id: &'a str,
     pub status: i64,
     pub notify_url: &'a str,
+    /// EPay's `type` as the create sent it (empty: none was sent).
+    pub epay_type: &'a str,
 }
 
 /// The request a callback makes: a JSON POST to `url`, or a GET of `url` (EPay puts the params
@@ -236,6 +240,18 @@ pub trait MerchantProtocol: Send + Sync + 'static {
         o: &CallbackOrder<'_>,
         secret: &str,
     ) -> Result<CallbackRequest, ProtocolError>;
+
+    /// Whether the merchant's answer to a callback means "delivered": by default a 2xx whose
+    /// body is exactly `expect` (surrounding whitespace aside).
+    fn acknowledged(&self, http_status: u16, body: &str, expect: &str) -> bool {
+        (200..300).contains(&http_status) && body.trim() == expect
+    }
+
+    /// The HTTP status of an error envelope with this code on this protocol's routes (the
+    /// envelope's own `status_code` carries the code either way). Default: 200.
+    fn error_http_status(&self, _code: u32) -> u16 {
+        200
+    }
 }
 
 static ALL: [&dyn MerchantProtocol; 3] = [&v1::V1, &gmpay::GmPay, &epay::EPay];

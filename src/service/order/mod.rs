@@ -88,6 +88,8 @@ pub struct NewOrder {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// EPay's `type` as sent (empty for other protocols).
+    pub epay_type: String,
 }
 
 #[derive(Debug, thiserror::Error)]
