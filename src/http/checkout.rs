@@ -10,11 +10,11 @@ use axum::{
     routing::get,
 };
 
+use super::reply::ApiError;
 use super::{
     checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed},
     render::RenderError,
 };
-use super::reply::ApiError;
 use crate::{
     domain::{order::OrderStatus, protocol::Protocol},
     protocol,
@@ -44,7 +44,10 @@ fn return_hop_url(state: &AppState, trade_id: &str) -> String {
 /// URL with the signed result (`Cache-Control: no-store`); an order that is not EPay or not paid
 /// → 302 to its checkout page; an unknown order, a paid one without a return URL or whose
 /// merchant is gone → the error envelope with HTTP 400 (10008, 10044, 10045).
-async fn return_to_merchant(State(state): State<AppState>, Path(trade_id): Path<String>) -> Response {
+async fn return_to_merchant(
+    State(state): State<AppState>,
+    Path(trade_id): Path<String>,
+) -> Response {
     let hop = match crate::domain::order::check_trade_id(&trade_id) {
         Err(_) => Err(ReturnError::Order(order::OrderError::NotFound)),
         Ok(()) => notify::return_hop(&state.db, &state.keys, &trade_id).await,
@@ -60,7 +63,10 @@ async fn return_to_merchant(State(state): State<AppState>, Path(trade_id): Path<
             .into_response(),
         Ok(ReturnHop::Checkout) => (
             StatusCode::FOUND,
-            [(header::LOCATION, format!("/pay/checkout-counter/{trade_id}"))],
+            [(
+                header::LOCATION,
+                format!("/pay/checkout-counter/{trade_id}"),
+            )],
         )
             .into_response(),
         Err(e) => {

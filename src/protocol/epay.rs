@@ -110,7 +110,8 @@ impl MerchantProtocol for EPay {
     fn acknowledged(&self, http_status: u16, body: &str, _expect: &str) -> bool {
         // Upstream accepts exactly HTTP 200 with `success` or `ok` in any case.
         let body = body.trim();
-        http_status == 200 && (body.eq_ignore_ascii_case("success") || body.eq_ignore_ascii_case("ok"))
+        http_status == 200
+            && (body.eq_ignore_ascii_case("success") || body.eq_ignore_ascii_case("ok"))
     }
 
     fn error_http_status(&self, code: u32) -> u16 {
@@ -137,8 +138,15 @@ const SELECTORS: &str = "usdt.tron (usdt.trc20), usdt.ethereum (usdt.erc20), usd
 /// The network an EPay create pays on: a `type` selector (`usdt.tron`, `usdt.bep20`, …) first;
 /// for an empty / `alipay` / `wxpay` type the request's `token` and `network`, else the EPay
 /// defaults. Any other `type` is refused, naming what it may be.
-fn payment_network(p: &Params, epay_type: &str, rules: &FieldRules) -> Result<Network, ProtocolError> {
-    let plugin = epay_type.is_empty() || PLUGIN_TYPES.iter().any(|t| t.eq_ignore_ascii_case(epay_type));
+fn payment_network(
+    p: &Params,
+    epay_type: &str,
+    rules: &FieldRules,
+) -> Result<Network, ProtocolError> {
+    let plugin = epay_type.is_empty()
+        || PLUGIN_TYPES
+            .iter()
+            .any(|t| t.eq_ignore_ascii_case(epay_type));
     if !plugin {
         return Network::parse(epay_type).ok_or_else(|| {
             ProtocolError::bad_param(
@@ -161,7 +169,9 @@ fn payment_network(p: &Params, epay_type: &str, rules: &FieldRules) -> Result<Ne
     Network::parse(network).ok_or_else(|| {
         ProtocolError::bad_param(
             key,
-            format!("`{network}` is not supported; use one of tron, ethereum, bsc (binance), polygon"),
+            format!(
+                "`{network}` is not supported; use one of tron, ethereum, bsc (binance), polygon"
+            ),
         )
     })
 }
@@ -207,7 +217,10 @@ fn encode(params: &[(&str, String)]) -> String {
 /// The merchant's return URL with the signed result set into its query, as upstream's return hop
 /// builds it (`url.Values.Set` then `Encode`: a parameter of the same name is replaced, and the
 /// whole query is sorted by key).
-pub fn return_url(return_url: &str, params: &[(&'static str, String)]) -> Result<String, ProtocolError> {
+pub fn return_url(
+    return_url: &str,
+    params: &[(&'static str, String)],
+) -> Result<String, ProtocolError> {
     let mut url = url::Url::parse(return_url.trim())?;
     let mut pairs: Vec<(String, String)> = url
         .query_pairs()
@@ -264,7 +277,10 @@ mod tests {
         assert_eq!(r.amount.to_string(), "10.00");
         assert_eq!(r.redirect_url, "https://shop.example.com/r");
         assert_eq!((r.currency.as_str(), r.network.as_str()), ("CNY", "tron"));
-        assert_eq!((r.name.as_str(), r.epay_type.as_str()), ("Book", "usdt.trc20"));
+        assert_eq!(
+            (r.name.as_str(), r.epay_type.as_str()),
+            ("Book", "usdt.trc20")
+        );
         // `name` is optional, as upstream.
         let nameless = Params::from_query(QUERY.replace("name=Book", "").as_bytes());
         assert_eq!(EPay.parse_create(&nameless, &rules()).unwrap().name, "");
@@ -272,8 +288,11 @@ mod tests {
 
     fn create(query: &str) -> Result<CreateRequest, String> {
         let base = "out_trade_no=E1&money=10&notify_url=https://shop.example.com/n&";
-        EPay.parse_create(&Params::from_query(format!("{base}{query}").as_bytes()), &rules())
-            .map_err(|e| e.to_string())
+        EPay.parse_create(
+            &Params::from_query(format!("{base}{query}").as_bytes()),
+            &rules(),
+        )
+        .map_err(|e| e.to_string())
     }
 
     #[test]
@@ -291,27 +310,51 @@ mod tests {
             ("type=%20usdt.tron%20", "tron", "usdt.tron"),
             ("type=usdt.binance", "bsc", "usdt.binance"),
             ("type=USDT.BEP20", "bsc", "USDT.BEP20"),
-            ("type=usdt.polygon&network=ethereum", "polygon", "usdt.polygon"),
-            ("type=alipay&token=usdt&network=ethereum", "ethereum", "alipay"),
+            (
+                "type=usdt.polygon&network=ethereum",
+                "polygon",
+                "usdt.polygon",
+            ),
+            (
+                "type=alipay&token=usdt&network=ethereum",
+                "ethereum",
+                "alipay",
+            ),
             ("network=bsc", "bsc", ""),
         ] {
             let r = create(query).unwrap();
-            assert_eq!((r.network.as_str(), r.epay_type.as_str()), (network, stored), "{query}");
+            assert_eq!(
+                (r.network.as_str(), r.epay_type.as_str()),
+                (network, stored),
+                "{query}"
+            );
             assert_eq!(r.currency, "CNY");
         }
-        let p = Params::from_query(b"out_trade_no=E1&money=10&notify_url=https://s.example/n&type=wxpay");
+        let p = Params::from_query(
+            b"out_trade_no=E1&money=10&notify_url=https://s.example/n&type=wxpay",
+        );
         let r = EPay.parse_create(&p, &bsc_default).unwrap();
         assert_eq!((r.network.as_str(), r.currency.as_str()), ("bsc", "USD"));
         assert_eq!(create("type=alipay&currency=usd").unwrap().currency, "USD");
         let e = create("type=usdt.solana").unwrap_err();
-        assert!(e.starts_with("type `usdt.solana` is not a payment type here"), "{e}");
+        assert!(
+            e.starts_with("type `usdt.solana` is not a payment type here"),
+            "{e}"
+        );
         assert!(e.contains("usdt.tron"), "{e}");
         assert_eq!(
             create("type=qqpay").unwrap_err().split(';').next().unwrap(),
             "type `qqpay` is not a payment type here"
         );
-        assert_eq!(create("token=usdc").unwrap_err(), "token `usdc` is not supported; use USDT");
-        assert!(create("network=solana").unwrap_err().starts_with("network `solana` is not supported"));
+        assert_eq!(
+            create("token=usdc").unwrap_err(),
+            "token `usdc` is not supported; use USDT"
+        );
+        assert!(
+            create("network=solana")
+                .unwrap_err()
+                .starts_with("network `solana` is not supported")
+        );
     }
     #[test]
     fn reply_redirects_to_the_checkout_page() {
@@ -357,7 +400,10 @@ mod tests {
         assert!(!EPay.acknowledged(201, "success", "success"));
         assert!(!EPay.acknowledged(200, "fail", "success"));
         assert!(!EPay.acknowledged(200, "success!", "success"));
-        assert_eq!((upstream_error_status(401), upstream_error_status(400)), (401, 400));
+        assert_eq!(
+            (upstream_error_status(401), upstream_error_status(400)),
+            (401, 400)
+        );
         assert_eq!(upstream_error_status(10009), 400);
     }
 

@@ -116,7 +116,11 @@ fn verify_result(pairs: &[(String, String)], key: &str) -> BTreeMap<String, Stri
         .cloned()
         .collect();
     let got: BTreeMap<String, String> = pairs.iter().cloned().collect();
-    assert_eq!(got["sign"], epay_md5(&signed, key), "sign verifies: {pairs:?}");
+    assert_eq!(
+        got["sign"],
+        epay_md5(&signed, key),
+        "sign verifies: {pairs:?}"
+    );
     assert_eq!(got["sign_type"], "MD5");
     assert_eq!(got["trade_status"], "TRADE_SUCCESS");
     got
@@ -156,7 +160,10 @@ async fn shop_plugin_default_pays_notifies_and_returns(backend: Backend) {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((o.epay_type.as_str(), o.network.as_str()), ("alipay", "tron"));
+    assert_eq!(
+        (o.epay_type.as_str(), o.network.as_str()),
+        ("alipay", "tron")
+    );
     assert_eq!((o.currency.as_str(), o.name.as_str()), ("CNY", "VIP Month"));
 
     // Not paid yet: the return hop sends the payer back to the checkout page.
@@ -171,7 +178,11 @@ async fn shop_plugin_default_pays_notifies_and_returns(backend: Backend) {
     pay(&app, &trade_id).await;
     let calls = merchant.wait_for(1, 20).await;
     assert_eq!(calls[0].method, "GET");
-    assert!(calls[0].uri.starts_with("/epay/notify?"), "{}", calls[0].uri);
+    assert!(
+        calls[0].uri.starts_with("/epay/notify?"),
+        "{}",
+        calls[0].uri
+    );
     assert_eq!(calls[0].body, "");
     let pairs = query_of(&calls[0].uri);
     let mut keys: Vec<&str> = pairs.iter().map(|(k, _)| k.as_str()).collect();
@@ -214,7 +225,10 @@ async fn shop_plugin_default_pays_notifies_and_returns(backend: Backend) {
         .unwrap()
         .replace("&#x2f;", "/")
         .replace("\\/", "/");
-    assert!(page.contains(&format!("{}{hop}", app.config.app_uri)), "{page}");
+    assert!(
+        page.contains(&format!("{}{hop}", app.config.app_uri)),
+        "{page}"
+    );
     assert!(!page.contains("shop.example/return"), "{page}");
     let resp = app.client.get(app.url(&hop)).send().await.unwrap();
     assert_eq!(resp.status(), StatusCode::FOUND);
@@ -226,7 +240,11 @@ async fn shop_plugin_default_pays_notifies_and_returns(backend: Backend) {
     let back = verify_result(&pairs, &key);
     assert_eq!(back["from"], "epusdt", "the return URL's own query is kept");
     assert_eq!(
-        (back["trade_no"].as_str(), back["money"].as_str(), back["type"].as_str()),
+        (
+            back["trade_no"].as_str(),
+            back["money"].as_str(),
+            back["type"].as_str()
+        ),
         (trade_id.as_str(), "1.0000", "alipay")
     );
     app.stop().await;
@@ -255,10 +273,20 @@ async fn type_selectors_defaults_and_token_network() {
         ("T-empty", &[("type", "")], "", "tron", "alipay"),
         ("T-none", &[], "", "tron", "alipay"),
         ("T-wx", &[("type", "wxpay")], "wxpay", "tron", "wxpay"),
-        ("T-sel", &[("type", "usdt.tron")], "usdt.tron", "tron", "usdt.tron"),
+        (
+            "T-sel",
+            &[("type", "usdt.tron")],
+            "usdt.tron",
+            "tron",
+            "usdt.tron",
+        ),
         (
             "T-tn",
-            &[("type", "alipay"), ("token", "usdt"), ("network", "ethereum")],
+            &[
+                ("type", "alipay"),
+                ("token", "usdt"),
+                ("network", "ethereum"),
+            ],
             "alipay",
             "ethereum",
             "alipay",
@@ -303,7 +331,10 @@ async fn type_selectors_defaults_and_token_network() {
             .find(|q| q.iter().any(|(k, v)| k == "out_trade_no" && v == order))
             .unwrap_or_else(|| panic!("a callback for {order}"));
         let got = verify_result(&call, &key);
-        assert_eq!(got["type"], echoed, "{order}: the type as sent, never rewritten");
+        assert_eq!(
+            got["type"], echoed,
+            "{order}: the type as sent, never rewritten"
+        );
         assert_eq!(got["money"], "7.2000");
         let name = if order == "T-none" { "" } else { "Book" };
         assert_eq!(got["name"], name, "{order}");
@@ -338,8 +369,14 @@ async fn errors_carry_upstreams_http_status() {
     .await;
     assert_eq!(v["status_code"], 10009);
     let msg = v["message"].as_str().unwrap();
-    assert!(msg.starts_with("type `usdt.solana` is not a payment type here"), "{msg}");
-    assert!(msg.contains("usdt.tron") && msg.contains("usdt.bep20"), "{msg}");
+    assert!(
+        msg.starts_with("type `usdt.solana` is not a payment type here"),
+        "{msg}"
+    );
+    assert!(
+        msg.contains("usdt.tron") && msg.contains("usdt.bep20"),
+        "{msg}"
+    );
 
     // A selector for a network without a wallet: no wallet, 10003.
     let v = envelope(
@@ -422,7 +459,10 @@ async fn configured_defaults_decide_a_plugin_order() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!((o.network.as_str(), o.currency.as_str()), ("ethereum", "USD"));
+    assert_eq!(
+        (o.network.as_str(), o.currency.as_str()),
+        ("ethereum", "USD")
+    );
     assert_eq!(o.actual_amount.to_string(), "3");
     app.stop().await;
 }
@@ -432,8 +472,16 @@ async fn configured_defaults_decide_a_plugin_order() {
 fn bad_epay_defaults_exit_2_naming_the_key() {
     for (var, value, key) in [
         ("EPUSDT_EPAY_DEFAULT_TOKEN", "USDC", "epay_default_token"),
-        ("EPUSDT_EPAY_DEFAULT_NETWORK", "solana", "epay_default_network"),
-        ("EPUSDT_EPAY_DEFAULT_CURRENCY", "yen1", "epay_default_currency"),
+        (
+            "EPUSDT_EPAY_DEFAULT_NETWORK",
+            "solana",
+            "epay_default_network",
+        ),
+        (
+            "EPUSDT_EPAY_DEFAULT_CURRENCY",
+            "yen1",
+            "epay_default_currency",
+        ),
     ] {
         let dir = tempfile::tempdir().unwrap();
         let out = common::epusdt(dir.path())
