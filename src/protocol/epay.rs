@@ -122,10 +122,10 @@ impl MerchantProtocol for EPay {
 /// Upstream's HTTP status for an error envelope: codes that are HTTP statuses (400 system error,
 /// 401 signature) are sent as such, business codes (10xxx) as 400.
 pub fn upstream_error_status(code: u32) -> u16 {
-    match u16::try_from(code) {
-        Ok(c @ 400..=599) => c,
-        _ => 400,
-    }
+    u16::try_from(code)
+        .ok()
+        .filter(|c| (400..600).contains(c))
+        .unwrap_or(400)
 }
 
 /// Types that ask for the defaults: none, or what EPay shop plugins send for their payment

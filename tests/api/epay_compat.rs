@@ -251,6 +251,15 @@ async fn shop_plugin_default_pays_notifies_and_returns(backend: Backend) {
 }
 on_all_backends!(shop_plugin_default_pays_notifies_and_returns);
 
+/// (order, extra fields, stored type, network, echoed type)
+type Case = (
+    &'static str,
+    &'static [(&'static str, &'static str)],
+    &'static str,
+    &'static str,
+    &'static str,
+);
+
 /// Every `type` a plugin or a shop sends, its network and what the callback echoes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn type_selectors_defaults_and_token_network() {
@@ -268,7 +277,7 @@ async fn type_selectors_defaults_and_token_network() {
             ("name", "Book"),
         ]
     };
-    let cases: [(&str, &[(&str, &str)], &str, &str, &str); 6] = [
+    let cases: [Case; 6] = [
         // (order, extra fields, stored type, network, echoed type)
         ("T-empty", &[("type", "")], "", "tron", "alipay"),
         ("T-none", &[], "", "tron", "alipay"),
