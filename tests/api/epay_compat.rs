@@ -503,3 +503,50 @@ fn bad_epay_defaults_exit_2_naming_the_key() {
         assert!(err.contains(key), "{var}: {err}");
     }
 }
+
+/// A paid EPay order the hop cannot sign for: no return URL (10044), its merchant disabled
+/// since (10045) — both HTTP 400, as upstream.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn return_hop_errors_of_a_paid_order() {
+    use sea_orm::{ActiveModelTrait, EntityTrait, Set};
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let key = shop(&app, 3005).await;
+    let mut trades = Vec::new();
+    for (no, ret) in [("R-1", ""), ("R-2", "https://shop.example/r")] {
+        let mut f = vec![
+            ("pid", "3005"),
+            ("out_trade_no", no),
+            ("money", "7.2"),
+            ("notify_url", "http://127.0.0.1:9/n"),
+        ];
+        if !ret.is_empty() {
+            f.push(("return_url", ret));
+        }
+        let trade_id = checkout_trade_id(&submit_get(&app, &signed(&f, &key)).await);
+        pay(&app, &trade_id).await;
+        trades.push(trade_id);
+    }
+    let hop = |t: &str| app.client.get(app.url(&format!("/pay/return/{t}"))).send();
+    let v = envelope(hop(&trades[0]).await.unwrap(), 400).await;
+    assert_eq!(v["status_code"], 10044, "{v}");
+    assert_eq!(hop(&trades[1]).await.unwrap().status(), StatusCode::FOUND);
+
+    let m = epusdt::service::merchant::find_by_pid(&app.state.db, &app.state.keys, 3005)
+        .await
+        .unwrap()
+        .unwrap();
+    let row = epusdt::store::entities::merchant::Entity::find_by_id(m.id)
+        .one(&app.state.db)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut row: epusdt::store::entities::merchant::ActiveModel = row.into();
+    row.enabled = Set(false);
+    row.update(&app.state.db).await.unwrap();
+    let v = envelope(hop(&trades[1]).await.unwrap(), 400).await;
+    assert_eq!(v["status_code"], 10045, "{v}");
+    assert!(!v.to_string().contains(&key), "no secret in the reply");
+    app.stop().await;
+}
