@@ -19,7 +19,7 @@ use crate::{
     domain::{order::OrderStatus, protocol::Protocol},
     protocol,
     service::{
-        notify::{self, ReturnError, ReturnHop},
+        epay_return::{self, ReturnError, ReturnHop},
         order,
     },
     state::AppState,
@@ -50,7 +50,7 @@ async fn return_to_merchant(
 ) -> Response {
     let hop = match crate::domain::order::check_trade_id(&trade_id) {
         Err(_) => Err(ReturnError::Order(order::OrderError::NotFound)),
-        Ok(()) => notify::return_hop(&state.db, &state.keys, &trade_id).await,
+        Ok(()) => epay_return::return_hop(&state.db, &state.keys, &trade_id).await,
     };
     match hop {
         Ok(ReturnHop::Merchant(url)) => (

@@ -18,7 +18,7 @@ use crate::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
     },
-    service::{notify::ReturnError, order::OrderError},
+    service::{epay_return::ReturnError, order::OrderError},
 };
 
 /// A protocol-level failure: code + message the merchant sees.

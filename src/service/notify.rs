@@ -4,8 +4,7 @@
 //! Must never: deliver to a private/loopback/link-local address unless
 //! `allow_private_callbacks`; follow redirects (a 3xx is a failed attempt); mark a callback
 //! delivered unless the merchant answered exactly `ok` (EPay: HTTP 200 and `success` or `ok`, as
-//! upstream); log a secret. Also resolves EPay's return hop ([`return_hop`]), which shows the
-//! same signed result to the payer's browser.
+//! upstream); log a secret.
 use std::time::Instant;
 
 use sea_orm::{
@@ -57,7 +56,7 @@ pub enum CallbackError {
 }
 
 /// The order as its protocol's callback (and EPay's return hop) shows it.
-fn callback_order<'a>(o: &'a Order, m: &merchant::Merchant) -> CallbackOrder<'a> {
+pub(super) fn callback_order<'a>(o: &'a Order, m: &merchant::Merchant) -> CallbackOrder<'a> {
     CallbackOrder {
         pid: m.pid,
         trade_id: o.trade_id.as_str(),
@@ -85,56 +84,6 @@ pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackReque
 /// Whether the merchant's answer acknowledges the order's callback (its protocol's rule).
 fn acknowledged(o: &Order, http_status: u16, body: &str, expect: &str) -> bool {
     protocol::for_id(o.protocol).is_some_and(|p| p.acknowledged(http_status, body, expect))
-}
-
-/// Where `GET /pay/return/{trade_id}` sends the payer's browser (upstream's EPay return hop).
-#[derive(Debug, PartialEq, Eq)]
-pub enum ReturnHop {
-    /// A paid EPay order: the merchant's return URL with the signed EPay result.
-    Merchant(String),
-    /// Any other order (not EPay, or not paid): back to its checkout page.
-    Checkout,
-}
-
-/// Why the return hop cannot send a paid EPay order back to its merchant.
-#[derive(Debug, thiserror::Error)]
-pub enum ReturnError {
-    #[error(transparent)]
-    Order(#[from] OrderError),
-    /// The order has no (usable) return URL.
-    #[error("the order has no valid return URL")]
-    RedirectUrl,
-    /// The order's merchant is gone or disabled: nothing to sign with.
-    #[error("the order's merchant is unavailable")]
-    Merchant,
-}
-
-/// Resolves the return hop of `trade_id`: an unknown order is [`OrderError::NotFound`].
-pub async fn return_hop(
-    db: &DatabaseConnection,
-    keys: &crate::crypto::keys::KeyStore,
-    trade_id: &str,
-) -> Result<ReturnHop, ReturnError> {
-    let o = find_by_trade_id(db, trade_id)
-        .await?
-        .ok_or(OrderError::NotFound)?;
-    if o.protocol != protocol::Protocol::EPay || o.status != OrderStatus::Paid {
-        return Ok(ReturnHop::Checkout);
-    }
-    if o.redirect_url.trim().is_empty() {
-        return Err(ReturnError::RedirectUrl);
-    }
-    let m = match merchant::find_by_id(db, keys, o.merchant_id.get())
-        .await
-        .map_err(OrderError::from)?
-    {
-        Some(m) if m.enabled => m,
-        _ => return Err(ReturnError::Merchant),
-    };
-    let params = protocol::epay::result_params(&callback_order(&o, &m), m.secret.expose());
-    protocol::epay::return_url(&o.redirect_url, &params)
-        .map(ReturnHop::Merchant)
-        .map_err(|_| ReturnError::RedirectUrl)
 }
 
 /// An error with its causes (reqwest puts the resolver's refusal in the source chain).
