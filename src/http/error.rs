@@ -19,7 +19,7 @@ use crate::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
     },
-    service::order::OrderError,
+    service::{epay_return::ReturnError, order::OrderError},
 };
 
 /// A protocol-level failure: code + message the merchant sees.
@@ -77,6 +77,20 @@ impl From<OrderError> for ApiError {
             other => other.to_string(),
         };
         ApiError { code, message }
+    }
+}
+
+impl From<ReturnError> for ApiError {
+    fn from(e: ReturnError) -> Self {
+        let code = match e {
+            ReturnError::Order(o) => return o.into(),
+            ReturnError::RedirectUrl => code::REDIRECT_URL,
+            ReturnError::Merchant => code::ORDER_MERCHANT,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 

@@ -100,6 +100,11 @@ fn field_rules(state: &AppState) -> FieldRules<'_> {
                 .map(drop)
                 .map_err(|e| e.to_string())
         },
+        epay: fields::EPayDefaults {
+            token: &state.config.epay_default_token,
+            network: state.config.effective_epay_default_network(),
+            currency: &state.config.epay_default_currency,
+        },
     }
 }
 
@@ -308,6 +313,7 @@ async fn create(
             // `payment_type=Epay` on GMPay makes an EPay order (EPay callbacks).
             protocol: proto.order_protocol(&p),
             sign_alg: alg.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            epay_type: r.epay_type,
             merchant: m,
         };
         let order_id = req.order_id.clone();
@@ -323,12 +329,14 @@ async fn create(
     .unwrap_or_else(|e| error_reply(proto, e))
 }
 
-/// An error in the envelope, with the HTTP status the protocol answers it with (GMPay: 400,
-/// 401 for a signature error; v1: 200).
+/// An error envelope with the HTTP status the protocol answers it with (the envelope is the
+/// same for every protocol; a status other than 200 that the error already has is kept).
 fn error_reply(proto: &dyn MerchantProtocol, e: ApiError) -> Response {
     let status = StatusCode::from_u16(proto.error_status(e.code)).unwrap_or(StatusCode::OK);
     let mut resp = e.into_response();
-    *resp.status_mut() = status;
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = status;
+    }
     resp
 }
 

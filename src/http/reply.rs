@@ -29,6 +29,10 @@ pub mod code {
     pub const CHAIN_NOT_ENABLED: u32 = 10014;
     /// A payer-submitted transaction does not (yet) pay the order.
     pub const TX_NOT_VERIFIED: u32 = 10038;
+    /// The order has no valid return URL (EPay return hop).
+    pub const REDIRECT_URL: u32 = 10044;
+    /// The order's merchant is unavailable (EPay return hop).
+    pub const ORDER_MERCHANT: u32 = 10045;
 }
 
 pub fn request_id() -> String {

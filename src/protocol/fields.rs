@@ -15,6 +15,17 @@ pub struct FieldRules<'a> {
     pub allow_private_callbacks: bool,
     /// Judges a callback URL's shape (the SSRF rules of the callback client): `Err(problem)`.
     pub check_url: fn(&str, bool) -> Result<(), String>,
+    /// What an EPay request that names no token, network or currency gets.
+    pub epay: EPayDefaults<'a>,
+}
+
+/// The EPay settings `epay_default_token`, `epay_default_network` (in effect: falls back to
+/// `default_network`) and `epay_default_currency`, validated at start.
+#[derive(Clone, Copy)]
+pub struct EPayDefaults<'a> {
+    pub token: &'a str,
+    pub network: &'a str,
+    pub currency: &'a str,
 }
 
 pub fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ProtocolError> {

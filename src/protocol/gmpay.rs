@@ -89,6 +89,10 @@ impl MerchantProtocol for GmPay {
     }
 
     /// Upstream: a signature error is HTTP 401, every other error HTTP 400.
+    fn acknowledged(&self, http_status: u16, body: &str, _expect: &str) -> bool {
+        super::ok_or_success(http_status, body)
+    }
+
     fn error_status(&self, code: u32) -> u16 {
         match code {
             200 => 200,
@@ -115,6 +119,7 @@ impl MerchantProtocol for GmPay {
             network: fields::network(p, "network", rules)?,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
+            epay_type: String::new(),
         })
     }
 

@@ -106,6 +106,8 @@ pub struct CreateRequest {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// EPay's `type` as sent (trimmed; empty for other protocols), echoed in its result.
+    pub epay_type: String,
 }
 
 /// The GMPay replay guard's inputs, as the request carries them.
@@ -159,6 +161,8 @@ pub struct CallbackOrder<'a> {
     pub block_transaction_id: &'a str,
     pub status: i64,
     pub notify_url: &'a str,
+    /// EPay's `type` as the create sent it (empty: none was sent).
+    pub epay_type: &'a str,
 }
 
 /// The request a callback makes: a JSON POST to `url`, or a GET of `url` (EPay puts the params
@@ -282,6 +286,19 @@ pub trait MerchantProtocol: Send + Sync + 'static {
     ) -> Result<CallbackRequest, ProtocolError> {
         self.callback(o, secret)
     }
+
+    /// Whether the merchant's answer to a callback means "delivered": by default a 2xx whose
+    /// body is exactly `expect` (surrounding whitespace aside).
+    fn acknowledged(&self, http_status: u16, body: &str, expect: &str) -> bool {
+        (200..300).contains(&http_status) && body.trim() == expect
+    }
+}
+
+/// GMWalletApp's acknowledgement of a callback (GMPay and EPay): exactly HTTP 200 whose body
+/// is `ok` or `success` in any case, surrounding whitespace aside.
+pub fn ok_or_success(http_status: u16, body: &str) -> bool {
+    let body = body.trim();
+    http_status == 200 && (body.eq_ignore_ascii_case("ok") || body.eq_ignore_ascii_case("success"))
 }
 
 static ALL: [&dyn MerchantProtocol; 3] = [&v1::V1, &gmpay::GmPay, &epay::EPay];

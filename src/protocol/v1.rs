@@ -86,6 +86,7 @@ impl MerchantProtocol for V1 {
             network: fields::network(p, "trade_type", rules)?,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
+            epay_type: String::new(),
         })
     }
 

@@ -214,6 +214,11 @@ fn routes() -> Vec<Route> {
         },
         Route {
             method: Method::GET,
+            path: "/pay/return/",
+            fields: &[],
+        },
+        Route {
+            method: Method::GET,
             path: "/health",
             fields: &[],
         },

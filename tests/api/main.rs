@@ -14,6 +14,7 @@ mod checkout_browser;
 mod cli;
 mod connections;
 mod durability;
+mod epay_compat;
 mod foundation;
 mod fuzz_routes;
 mod gmpay_compat;

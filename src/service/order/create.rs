@@ -145,7 +145,7 @@ pub async fn create_order(
                 expires_at: now + ttl,
                 paid_at: None,
                 sign_alg: req.sign_alg.clone(),
-                epay_type: String::new(),
+                epay_type: req.epay_type.clone(),
                 parent_trade_id: None,
             };
             match store::order::new_row(&draft).insert(db).await {

@@ -91,6 +91,8 @@ pub struct NewOrder {
     /// The algorithm the create request was signed with (`orders.sign_alg`; empty = the
     /// protocol's own): the callback is signed the same way.
     pub sign_alg: String,
+    /// EPay's `type` as sent (empty for other protocols).
+    pub epay_type: String,
 }
 
 #[derive(Debug, thiserror::Error)]
