@@ -49,7 +49,10 @@ pub fn router() -> Router<AppState> {
         } else {
             post(handler)
         };
-        router = router.route(proto.create_path(), method);
+        router = router.route(proto.create_path(), method.clone());
+        for &alias in proto.create_aliases() {
+            router = router.route(alias, method.clone());
+        }
     }
     for path in protocol::cancel_paths() {
         router = router.route(path, post(cancel));

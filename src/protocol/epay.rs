@@ -31,6 +31,11 @@ impl MerchantProtocol for EPay {
         CREATE_PATH
     }
 
+    /// BEpusdt's EPay route: pid 1000 with the API token as key is our default merchant.
+    fn create_aliases(&self) -> &'static [&'static str] {
+        &["/submit.php"]
+    }
+
     fn create_accepts_get(&self) -> bool {
         true
     }

@@ -183,6 +183,11 @@ pub trait MerchantProtocol: Send + Sync + 'static {
     /// The create-order route.
     fn create_path(&self) -> &'static str;
 
+    /// Further paths of the create route (another upstream's spelling of it).
+    fn create_aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
+
     /// Whether the create route also answers GET (EPay's form redirects do).
     fn create_accepts_get(&self) -> bool {
         false
@@ -332,6 +337,11 @@ pub fn cancel_paths() -> Vec<&'static str> {
 /// Route templates of the signed merchant API (every create and cancel route).
 pub fn merchant_routes() -> Vec<&'static str> {
     let mut routes: Vec<&'static str> = all().iter().map(|p| p.create_path()).collect();
+    routes.extend(
+        all()
+            .iter()
+            .flat_map(|p| p.create_aliases().iter().copied()),
+    );
     routes.extend(cancel_paths());
     routes
 }
@@ -342,9 +352,11 @@ pub fn merchant_routes() -> Vec<&'static str> {
 /// toward the per-IP limit, which bounds unsigned junk. An entry in `rate_limit_routes` overrides
 /// this.
 pub fn is_merchant_route(route: &str) -> bool {
-    all()
-        .iter()
-        .any(|p| p.create_path() == route || p.cancel_path() == Some(route))
+    all().iter().any(|p| {
+        p.create_path() == route
+            || p.create_aliases().contains(&route)
+            || p.cancel_path() == Some(route)
+    })
 }
 
 /// A canonical decimal text as a JSON number (canonical decimal text is valid JSON number text).
@@ -434,6 +446,7 @@ mod tests {
                 "/api/v1/order/create-transaction",
                 "/payments/gmpay/v1/order/create-transaction",
                 "/payments/epay/v1/order/create-transaction/submit.php",
+                "/submit.php",
                 "/api/v1/order/cancel-transaction",
             ]
         );

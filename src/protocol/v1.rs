@@ -77,12 +77,13 @@ impl MerchantProtocol for V1 {
     }
 
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError> {
+        bepusdt_refusals(p)?;
         Ok(CreateRequest {
             order_id: fields::order_id(p, "order_id")?,
             amount: fields::amount(p, "amount")?,
             notify_url: fields::notify_url(p, "notify_url", rules)?,
             redirect_url: fields::redirect_url(p, "redirect_url", rules)?,
-            currency: fields::currency(p, "currency", Some("CNY"))?,
+            currency: bepusdt_currency(p)?,
             network: fields::network(p, "trade_type", rules)?,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
@@ -117,6 +118,50 @@ impl MerchantProtocol for V1 {
             secret,
         ))
     }
+}
+
+/// The fiat currency: `currency`, or BEpusdt's name for it, `fiat` (the same value if both are
+/// sent); CNY when neither is.
+fn bepusdt_currency(p: &Params) -> Result<String, ProtocolError> {
+    match (p.get("currency"), p.get("fiat")) {
+        (Some(_), Some(_)) => {
+            let c = fields::currency(p, "currency", None)?;
+            let f = fields::currency(p, "fiat", None)?;
+            if c != f {
+                return Err(ProtocolError::bad_param(
+                    "fiat",
+                    format!("`{f}` contradicts currency `{c}`; send one of them"),
+                ));
+            }
+            Ok(c)
+        }
+        (None, Some(_)) => fields::currency(p, "fiat", None),
+        _ => fields::currency(p, "currency", Some("CNY")),
+    }
+}
+
+/// BEpusdt lets the merchant choose the rate and the receive address; here both come from the
+/// operator (rates, wallets). Ignoring them would charge another amount or pay another address
+/// than the shop asked for, so they are refused.
+fn bepusdt_refusals(p: &Params) -> Result<(), ProtocolError> {
+    for (key, why) in [
+        (
+            "rate",
+            "the rate is the operator's (epusdt rate set / usdt_rates); remove it",
+        ),
+        (
+            "address",
+            "the receive address is chosen from the operator's wallets; remove it",
+        ),
+    ] {
+        if p.get(key).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(ProtocolError::bad_param(
+                key,
+                format!("is not supported: {why}"),
+            ));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@ mod common;
 mod chain_support;
 
 mod audit;
+mod bepusdt_compat;
 mod chain_evm;
 mod chain_lease;
 mod chain_tron;
