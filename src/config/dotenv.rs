@@ -58,11 +58,76 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "trusted_proxies",
 ];
 
+/// Upstream keys (assimon/epusdt and GMWalletApp/epusdt `.env`) we do not honour, and why.
+/// Keys read into `database_url` / `redis_url` (`db_type`, `mysql_*`, `postgres_*`, `redis_*`)
+/// and the ones mapped onto ours (`queue_concurrency`, `order_notice_max_retry`) are not here.
+const IGNORED: &[(&str, &str)] = &[
+    ("app_name", "no branding setting yet; the checkout shows epusdt"),
+    ("app_debug", "no debug mode; set log_level=debug"),
+    ("http_access_log", "no access log; requests are logged at log_level=debug"),
+    ("sql_debug", "set log_level=info,sqlx=debug to log SQL"),
+    ("static_path", "the checkout's assets are built into the binary"),
+    ("runtime_root_path", "runtime files live in data_dir"),
+    ("runtime_sqlite_filename", "no separate runtime store; everything lives in the main database"),
+    ("log_save_path", "logs go to log_dir (default <data_dir>/logs)"),
+    ("log_max_size", "log files rotate daily, not by size"),
+    ("log_max_age", "log files rotate daily and are not pruned; remove old ones with logrotate or cron"),
+    ("max_backups", "log files rotate daily and are not pruned; remove old ones with logrotate or cron"),
+    ("sqlite_database_filename", "our SQLite file is <data_dir>/epusdt.db; bring upstream's data over with `epusdt import upstream --from sqlite://<file>`"),
+    ("queue_level_critical", "one job queue without priority levels"),
+    ("queue_level_default", "one job queue without priority levels"),
+    ("queue_level_low", "one job queue without priority levels"),
+    ("queue_poll_interval_ms", "job workers poll every 500 ms"),
+    ("callback_retry_base_seconds", "callback retries double from notify_retry_base_secs (default 180 s, 10 attempts over more than 24 h); upstream's are capped at 5 minutes"),
+    ("api_rate_url", "no rate source; set forced_usdt_rate or usdt_rates, or `epusdt rate set CNY 7.2`"),
+    ("tg_proxy", "the Telegram bot is not part of this release"),
+    ("tg_manage", "the Telegram bot is not part of this release"),
+    ("redis_pool_size", "Redis connections are managed automatically"),
+    ("redis_max_retries", "Redis connections are managed automatically"),
+    ("redis_idle_timeout", "Redis connections are managed automatically"),
+    ("install", "no install wizard: add merchants with `epusdt merchant add` or `epusdt import upstream`"),
+];
+
+/// Why an upstream key with a value is not honoured, if it is one we know of.
+fn ignored_reason(key: &str) -> Option<&'static str> {
+    if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == key) {
+        return Some(why);
+    }
+    let db = ["mysql_", "postgres_", "sqlite_"];
+    if db.iter().any(|p| key.starts_with(p)) {
+        if key.ends_with("_table_prefix") {
+            return Some(
+                "our tables have fixed names; `epusdt import upstream --table-prefix` reads prefixed upstream tables",
+            );
+        }
+        if key.ends_with("_max_idle_conns")
+            || key.ends_with("_max_open_conns")
+            || key.ends_with("_max_life_time")
+        {
+            return Some("the connection pool is sized by epusdt (20 per instance, 8 on SQLite)");
+        }
+    }
+    None
+}
+
+/// Upstream keys read into `database_url` / `redis_url` (when no URL is given).
+fn is_connection_key(key: &str) -> bool {
+    key == "db_type"
+        || ["mysql_", "postgres_"].iter().any(|p| {
+            ["host", "port", "user", "passwd", "database"]
+                .iter()
+                .any(|f| key == format!("{p}{f}"))
+        })
+        || ["redis_host", "redis_port", "redis_passwd", "redis_db"].contains(&key)
+}
+
 /// `.env` with upstream epusdt key names. Upstream keys we understand are mapped onto ours;
-/// keys of upstream features we do not have are ignored (logged by `config check`).
+/// every other key with a value is reported once as ignored, with the reason.
 pub(super) struct DotEnv {
     path: PathBuf,
     dict: Dict,
+    /// `ignored: <key> (<why>)` lines, one per key with a value that has no effect.
+    pub(super) ignored: Vec<String>,
 }
 
 impl DotEnv {
@@ -91,7 +156,10 @@ impl DotEnv {
                 | "redis_url"
                 | "master_key"
                 | "master_key_previous" => {
-                    dict.insert(k.clone(), Value::from(v.clone()));
+                    // Empty means unset, as upstream's own `.env.example` ships `api_auth_token=`.
+                    if !v.trim().is_empty() {
+                        dict.insert(k.clone(), Value::from(v.clone()));
+                    }
                     continue;
                 }
                 _ => v.clone(),
@@ -128,6 +196,60 @@ impl DotEnv {
         }
         if !networks.is_empty() {
             dict.insert("networks".into(), Value::from(networks));
+        }
+        let mut ignored = Vec::new();
+        let mut ignore = |k: &str, why: &str| ignored.push(format!("ignored: {k} ({why})"));
+        // Upstream's worker count is ours (1..=64 here).
+        if let Some(v) = raw.get("queue_concurrency").filter(|v| !v.trim().is_empty())
+            && !raw.contains_key("queue_workers")
+        {
+            match v.trim().parse::<i64>() {
+                Ok(n @ 1..=64) => {
+                    dict.insert("queue_workers".into(), Value::from(n));
+                }
+                _ => ignore(
+                    "queue_concurrency",
+                    "not 1..=64; queue_workers (default 4) is in force",
+                ),
+            }
+        }
+        // Upstream's retries after the first callback; 0 (its default) would mean one attempt
+        // only, which loses callbacks on a merchant's brief outage.
+        if let Some(v) = raw
+            .get("order_notice_max_retry")
+            .filter(|v| !v.trim().is_empty())
+            && !raw.contains_key("notify_max_attempts")
+        {
+            match v.trim().parse::<i64>() {
+                Ok(n @ 1..) => {
+                    dict.insert("notify_max_attempts".into(), Value::from((n + 1).min(50)));
+                }
+                _ => ignore(
+                    "order_notice_max_retry",
+                    "0 would mean a single callback attempt; notify_max_attempts (default 10) is in force",
+                ),
+            }
+        }
+        for (k, v) in &raw {
+            // A switch left off asks for nothing we lack.
+            let off = matches!(v.trim(), "false" | "0")
+                && matches!(
+                    k.as_str(),
+                    "app_debug" | "http_access_log" | "sql_debug" | "install"
+                );
+            if v.trim().is_empty()
+                || off
+                || DOTENV_KEYS.contains(&k.as_str())
+                || k.starts_with("networks__")
+                || is_connection_key(k)
+                || matches!(k.as_str(), "queue_concurrency" | "order_notice_max_retry")
+            {
+                continue;
+            }
+            ignore(
+                k,
+                ignored_reason(k).unwrap_or("not an epusdt key; see `epusdt config check`"),
+            );
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
@@ -196,6 +318,7 @@ impl DotEnv {
         Ok(Self {
             path: path.to_path_buf(),
             dict,
+            ignored,
         })
     }
 }
