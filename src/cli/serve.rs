@@ -32,7 +32,11 @@ pub async fn serve(config: Config) -> CliResult {
             "no fiat rate: orders in fiat fail with 10006; set forced_usdt_rate (CNY per USDT) or usdt_rates in the config, or `epusdt rate set CNY 7.2`"
         );
     }
-    if !epusdt::service::wallet::list(db).await?.iter().any(|w| w.enabled) {
+    if !epusdt::service::wallet::list(db)
+        .await?
+        .iter()
+        .any(|w| w.enabled)
+    {
         tracing::warn!(
             "no wallet is enabled: orders fail with 10003; add one with `epusdt wallet add --network tron --address T…` (or `epusdt import upstream`)"
         );

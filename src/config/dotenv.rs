@@ -62,30 +62,78 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
 /// Keys read into `database_url` / `redis_url` (`db_type`, `mysql_*`, `postgres_*`, `redis_*`)
 /// and the ones mapped onto ours (`queue_concurrency`, `order_notice_max_retry`) are not here.
 const IGNORED: &[(&str, &str)] = &[
-    ("app_name", "no branding setting yet; the checkout shows epusdt"),
+    (
+        "app_name",
+        "no branding setting yet; the checkout shows epusdt",
+    ),
     ("app_debug", "no debug mode; set log_level=debug"),
-    ("http_access_log", "no access log; requests are logged at log_level=debug"),
+    (
+        "http_access_log",
+        "no access log; requests are logged at log_level=debug",
+    ),
     ("sql_debug", "set log_level=info,sqlx=debug to log SQL"),
-    ("static_path", "the checkout's assets are built into the binary"),
+    (
+        "static_path",
+        "the checkout's assets are built into the binary",
+    ),
     ("runtime_root_path", "runtime files live in data_dir"),
-    ("runtime_sqlite_filename", "no separate runtime store; everything lives in the main database"),
-    ("log_save_path", "logs go to log_dir (default <data_dir>/logs)"),
+    (
+        "runtime_sqlite_filename",
+        "no separate runtime store; everything lives in the main database",
+    ),
+    (
+        "log_save_path",
+        "logs go to log_dir (default <data_dir>/logs)",
+    ),
     ("log_max_size", "log files rotate daily, not by size"),
-    ("log_max_age", "log files rotate daily and are not pruned; remove old ones with logrotate or cron"),
-    ("max_backups", "log files rotate daily and are not pruned; remove old ones with logrotate or cron"),
-    ("sqlite_database_filename", "our SQLite file is <data_dir>/epusdt.db; bring upstream's data over with `epusdt import upstream --from sqlite://<file>`"),
-    ("queue_level_critical", "one job queue without priority levels"),
-    ("queue_level_default", "one job queue without priority levels"),
+    (
+        "log_max_age",
+        "log files rotate daily and are not pruned; remove old ones with logrotate or cron",
+    ),
+    (
+        "max_backups",
+        "log files rotate daily and are not pruned; remove old ones with logrotate or cron",
+    ),
+    (
+        "sqlite_database_filename",
+        "our SQLite file is <data_dir>/epusdt.db; bring upstream's data over with `epusdt import upstream --from sqlite://<file>`",
+    ),
+    (
+        "queue_level_critical",
+        "one job queue without priority levels",
+    ),
+    (
+        "queue_level_default",
+        "one job queue without priority levels",
+    ),
     ("queue_level_low", "one job queue without priority levels"),
     ("queue_poll_interval_ms", "job workers poll every 500 ms"),
-    ("callback_retry_base_seconds", "callback retries double from notify_retry_base_secs (default 180 s, 10 attempts over more than 24 h); upstream's are capped at 5 minutes"),
-    ("api_rate_url", "no rate source; set forced_usdt_rate or usdt_rates, or `epusdt rate set CNY 7.2`"),
+    (
+        "callback_retry_base_seconds",
+        "callback retries double from notify_retry_base_secs (default 180 s, 10 attempts over more than 24 h); upstream's are capped at 5 minutes",
+    ),
+    (
+        "api_rate_url",
+        "no rate source; set forced_usdt_rate or usdt_rates, or `epusdt rate set CNY 7.2`",
+    ),
     ("tg_proxy", "the Telegram bot is not part of this release"),
     ("tg_manage", "the Telegram bot is not part of this release"),
-    ("redis_pool_size", "Redis connections are managed automatically"),
-    ("redis_max_retries", "Redis connections are managed automatically"),
-    ("redis_idle_timeout", "Redis connections are managed automatically"),
-    ("install", "no install wizard: add merchants with `epusdt merchant add` or `epusdt import upstream`"),
+    (
+        "redis_pool_size",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "redis_max_retries",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "redis_idle_timeout",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "install",
+        "no install wizard: add merchants with `epusdt merchant add` or `epusdt import upstream`",
+    ),
 ];
 
 /// Why an upstream key with a value is not honoured, if it is one we know of.
@@ -200,7 +248,9 @@ impl DotEnv {
         let mut ignored = Vec::new();
         let mut ignore = |k: &str, why: &str| ignored.push(format!("ignored: {k} ({why})"));
         // Upstream's worker count is ours (1..=64 here).
-        if let Some(v) = raw.get("queue_concurrency").filter(|v| !v.trim().is_empty())
+        if let Some(v) = raw
+            .get("queue_concurrency")
+            .filter(|v| !v.trim().is_empty())
             && !raw.contains_key("queue_workers")
         {
             match v.trim().parse::<i64>() {

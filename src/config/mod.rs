@@ -209,7 +209,11 @@ impl Config {
     /// database knows (no wallet; an admin-set rate).
     pub fn startup_warnings(&self) -> Vec<String> {
         let mut out = self.dotenv_ignored.clone();
-        if !self.networks.values().any(|n| n.enabled && !n.rpc_urls.is_empty()) {
+        if !self
+            .networks
+            .values()
+            .any(|n| n.enabled && !n.rpc_urls.is_empty())
+        {
             out.push(
                 "no chain is watched, so no payment is detected: set networks__tron__rpc_urls=https://… in .env (or EPUSDT_NETWORKS__TRON__RPC_URLS, or [networks.tron] rpc_urls in epusdt.toml)".into(),
             );

@@ -372,9 +372,8 @@ impl Upstream {
                 let o = |i: usize| r.get(i).cloned().flatten();
                 let s = |i: usize| o(i).unwrap_or_default();
                 let int = |i: usize| s(i).trim().parse::<i64>().unwrap_or(0);
-                let secs = |i: usize| {
-                    o(i).and_then(|t| t.trim().split('.').next()?.parse::<i64>().ok())
-                };
+                let secs =
+                    |i: usize| o(i).and_then(|t| t.trim().split('.').next()?.parse::<i64>().ok());
                 UpstreamOrder {
                     trade_id: s(0).trim().to_string(),
                     order_id: s(1),

@@ -17,6 +17,7 @@ mod durability;
 mod foundation;
 mod fuzz_routes;
 mod hostile_input;
+mod import_upstream;
 mod keys;
 mod merchant_api;
 mod money_path;
