@@ -280,6 +280,7 @@ impl DotEnv {
                 ),
             }
         }
+        let known = super::known_keys();
         for (k, v) in &raw {
             // A switch left off asks for nothing we lack.
             let off = matches!(v.trim(), "false" | "0")
@@ -296,10 +297,14 @@ impl DotEnv {
             {
                 continue;
             }
-            ignore(
-                k,
-                ignored_reason(k).unwrap_or("not an epusdt key; see `epusdt config check`"),
-            );
+            let why = match ignored_reason(k) {
+                Some(why) => why,
+                None if known.contains(k) => {
+                    "not read from .env; set it in epusdt.toml or as EPUSDT_<KEY>"
+                }
+                None => "not an epusdt key; see `epusdt config check`",
+            };
+            ignore(k, why);
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
@@ -472,6 +477,53 @@ mod tests {
             jail.create_file(".env", "db_type=oracle\n")?;
             let err = Config::load(&Sources::default()).unwrap_err().to_string();
             assert!(err.contains("db_type") && err.contains("oracle"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn upstream_keys_are_honoured_or_reported_once_with_why() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                ".env",
+                "app_name=shop\napp_debug=false\ninstall=true\nqueue_concurrency=12\norder_notice_max_retry=4\n\
+                 mysql_table_prefix=ep_\nsqlite_max_open_conns=5\ntg_proxy=\napi_auth_token=\nnonsense_key=1\n\
+                 db_type=sqlite\n",
+            )?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!((c.queue_workers, c.notify_max_attempts), (12, 5));
+            assert!(c.api_auth_token.is_none(), "empty means unset");
+            let lines = c.dotenv_ignored.join("\n");
+            for key in [
+                "app_name",
+                "install",
+                "mysql_table_prefix",
+                "sqlite_max_open_conns",
+                "nonsense_key",
+            ] {
+                assert_eq!(
+                    c.dotenv_ignored
+                        .iter()
+                        .filter(|l| l.starts_with(&format!("ignored: {key} (")))
+                        .count(),
+                    1,
+                    "{key}: {lines}"
+                );
+            }
+            for key in [
+                "app_debug",
+                "queue_concurrency",
+                "order_notice_max_retry",
+                "tg_proxy",
+                "api_auth_token",
+                "db_type",
+            ] {
+                assert!(!lines.contains(&format!("ignored: {key} ")), "{lines}");
+            }
+            jail.create_file(".env", "queue_concurrency=500\norder_notice_max_retry=0\n")?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!((c.queue_workers, c.notify_max_attempts), (4, 10));
+            assert_eq!(c.dotenv_ignored.len(), 2, "{:?}", c.dotenv_ignored);
             Ok(())
         });
     }
