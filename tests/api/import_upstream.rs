@@ -15,10 +15,30 @@ const GM_SECRET: &str = "5f0c1e9a7b3d4c2e8f6a1b0c9d8e7f6a5f0c1e9a7b3d4c2e8f6a1b0
 
 /// A fresh database on `backend` filled from the fixture files (statements end with `;`).
 async fn upstream_db(backend: Backend, dir: &Path, files: &[&str]) -> Option<String> {
+    upstream_db_prefixed(backend, dir, files, "").await
+}
+
+/// Same, with upstream's `*_table_prefix` applied to the table names.
+async fn upstream_db_prefixed(
+    backend: Backend,
+    dir: &Path,
+    files: &[&str],
+    prefix: &str,
+) -> Option<String> {
     let url = common::fresh_database(backend, dir).await?;
     let db = Database::connect(&url).await.expect("upstream db");
     for f in files {
-        let sql = std::fs::read_to_string(format!("{FIXTURES}/{f}")).expect("fixture");
+        let mut sql = std::fs::read_to_string(format!("{FIXTURES}/{f}")).expect("fixture");
+        for t in ["orders", "wallet_address", "api_keys", "chains"] {
+            for (a, b) in [
+                ("TABLE ", " ("),
+                ("INTO ", " ("),
+                ("ON ", " ("),
+                ("UPDATE ", " SET"),
+            ] {
+                sql = sql.replace(&format!("{a}{t}{b}"), &format!("{a}{prefix}{t}{b}"));
+            }
+        }
         let sql: String = sql
             .lines()
             .filter(|l| !l.trim_start().starts_with("--"))
@@ -91,6 +111,18 @@ async fn gmwallet_shop_moves(backend: Backend) {
         return;
     };
     migrate_refuses(backend, &up, up_dir.path()).await;
+    // An order still waiting at the move (created a minute ago, in upstream's UTC times).
+    let created = (chrono::Utc::now() - chrono::Duration::seconds(60))
+        .format("%Y-%m-%d %H:%M:%S")
+        .to_string();
+    let updb = Database::connect(&up).await.unwrap();
+    updb.execute_unprepared(&format!(
+        "INSERT INTO orders (id, trade_id, order_id, amount, currency, actual_amount, receive_address, token, network, status, notify_url, payment_type, api_key_id, created_at, updated_at) \
+         VALUES (7, 'live00000000000000000007', 'ORD-7', 24, 'CNY', 3.33, 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t', 'USDT', 'tron', 1, 'https://shop.example.com/n', 'Gmpay', 1, '{created}', '{created}')"
+    ))
+    .await
+    .unwrap();
+    updb.close().await.ok();
 
     let (config, dir) = common::test_config(backend).await.expect("target");
     let target = config.database_url.clone().unwrap();
@@ -108,7 +140,7 @@ async fn gmwallet_shop_moves(backend: Backend) {
         "{said}"
     );
     assert!(
-        said.contains("orders:    5 imported, 0 already present, 1 skipped"),
+        said.contains("orders:    6 imported, 0 already present, 1 skipped"),
         "{said}"
     );
     assert!(said.contains("never credited again): 2"), "{said}");
@@ -123,7 +155,7 @@ async fn gmwallet_shop_moves(backend: Backend) {
     assert!(
         again.contains("wallets:   0 imported, 2 already present")
             && again.contains("merchants: 0 imported, 2 already present")
-            && again.contains("orders:    0 imported, 5 already present")
+            && again.contains("orders:    0 imported, 6 already present")
             && again.contains("never credited again): 0"),
         "{again}"
     );
@@ -200,6 +232,23 @@ async fn gmwallet_shop_moves(backend: Backend) {
         app.credit(&seen_bsc).await,
         CreditOutcome::Duplicate
     ));
+
+    // The order waiting at the move came in expired, its slot held: paid on time, it is paid.
+    let live = find_by_trade_id(db, "live00000000000000000007")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((live.status.code(), live.live_slot), (3, true));
+    let on_time = IncomingTransfer {
+        tx_hash: "cc00000000000000000000000000000000000000000000000000000000000007".into(),
+        amount: "3.33".parse().unwrap(),
+        block_time: epusdt::service::now(),
+        ..seen.clone()
+    };
+    assert!(
+        matches!(app.credit(&on_time).await, CreditOutcome::Paid { .. }),
+        "an on-time payment of an order waiting at the move pays it"
+    );
 
     // The shop's merchant signs with the secret it had upstream (GMPay, HMAC-SHA256).
     let mut p: BTreeMap<&str, String> = BTreeMap::new();
@@ -432,4 +481,40 @@ fn bare_config_warns_about_chain_and_rate() {
     assert!(said.contains("no chain is watched"), "{said}");
     assert!(said.contains("no fiat rate"), "{said}");
     assert!(!said.contains("ignored:"), "{said}");
+}
+
+/// Upstream's `*_table_prefix`: found only when told (SQLite; the SQL is the same elsewhere).
+#[tokio::test]
+async fn a_table_prefix_is_read_when_given() {
+    let up_dir = tempfile::tempdir().unwrap();
+    let up = upstream_db_prefixed(
+        Backend::Sqlite,
+        up_dir.path(),
+        &["gmwallet.sql", "gmwallet_rows.sql"],
+        "ep_",
+    )
+    .await
+    .unwrap();
+    let (config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
+    let target = config.database_url.clone().unwrap();
+    let out = run(
+        dir.path(),
+        &target,
+        &[],
+        &["import", "upstream", "--from", &up],
+    );
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out));
+    assert!(text(&out).contains("--table-prefix"), "{}", text(&out));
+    let out = run(
+        dir.path(),
+        &target,
+        &[],
+        &["import", "upstream", "--from", &up, "--table-prefix", "ep_"],
+    );
+    let said = text(&out);
+    assert!(out.status.success(), "{said}");
+    assert!(
+        said.contains("orders:    5 imported, 0 already present, 1 skipped"),
+        "{said}"
+    );
 }
