@@ -136,11 +136,11 @@ async fn gmwallet_shop_moves(backend: Backend) {
         "{said}"
     );
     assert!(
-        said.contains("merchants: 2 imported, 0 already present, 1 skipped"),
+        said.contains("merchants: 3 imported, 0 already present, 1 skipped"),
         "{said}"
     );
     assert!(
-        said.contains("orders:    6 imported, 0 already present, 1 skipped"),
+        said.contains("orders:    7 imported, 0 already present, 1 skipped"),
         "{said}"
     );
     assert!(said.contains("never credited again): 2"), "{said}");
@@ -149,13 +149,19 @@ async fn gmwallet_shop_moves(backend: Backend) {
         "skips are explained: {said}"
     );
     assert!(!said.contains(GM_SECRET), "no secret printed: {said}");
+    // Upstream's seeded pid 1000 is also our api_auth_token merchant: the operator is told.
+    assert!(
+        said.contains("pid 1000 is also the v1 merchant of api_auth_token")
+            && said.contains("will disable it"),
+        "{said}"
+    );
 
     // Again: nothing twice.
     let again = text(&run(dir.path(), &target, &[], &args));
     assert!(
         again.contains("wallets:   0 imported, 2 already present")
-            && again.contains("merchants: 0 imported, 2 already present")
-            && again.contains("orders:    0 imported, 6 already present")
+            && again.contains("merchants: 0 imported, 3 already present")
+            && again.contains("orders:    0 imported, 7 already present")
             && again.contains("never credited again): 0"),
         "{again}"
     );
@@ -191,6 +197,16 @@ async fn gmwallet_shop_moves(backend: Backend) {
         (bsc.network, bsc.currency.as_str(), bsc.callback_state),
         (Network::Bsc, "USD", callback_state::FAILED)
     );
+    // A row from before api_key_id belongs to upstream's default key (pid 1000).
+    let legacy = find_by_trade_id(db, "legacy00000000000000000008")
+        .await
+        .unwrap()
+        .unwrap();
+    let default = epusdt::service::merchant::find_by_pid(db, &app.state.keys, 1000)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(legacy.merchant_id.0, default.id);
     let chooser = find_by_trade_id(db, "choose000000000000000004")
         .await
         .unwrap()
@@ -514,7 +530,7 @@ async fn a_table_prefix_is_read_when_given() {
     let said = text(&out);
     assert!(out.status.success(), "{said}");
     assert!(
-        said.contains("orders:    5 imported, 0 already present, 1 skipped"),
+        said.contains("orders:    6 imported, 0 already present, 1 skipped"),
         "{said}"
     );
 }

@@ -142,6 +142,10 @@ pub async fn import_upstream(
                 .await?;
                 if let Some(id) = id {
                     merchants.insert(k.id.clone(), id);
+                    // upstream's seeded default key: orders without api_key_id are its.
+                    if pid == DEFAULT_PID {
+                        merchants.insert(String::new(), id);
+                    }
                 }
             }
         }

@@ -190,7 +190,11 @@ fn to_row(
     }
     let merchant_id = match variant {
         Variant::Assimon => merchants.get(""),
-        Variant::GmWallet => o.api_key_id.as_ref().and_then(|k| merchants.get(k)),
+        // Rows from before upstream had `api_key_id` (NULL or 0) belong to its default key.
+        Variant::GmWallet => match o.api_key_id.as_deref() {
+            None | Some("" | "0") => merchants.get(""),
+            Some(k) => merchants.get(k),
+        },
     }
     .copied()
     .ok_or_else(|| "its API key was not imported".to_string())?;
