@@ -105,6 +105,12 @@ pub async fn open(url: &str, prefix: &str) -> Result<Upstream, DbErr> {
             "table prefix `{prefix}` may hold only letters, digits and _"
         )));
     }
+    // A bare path is upstream's SQLite file.
+    let url = if url.contains("://") || url.starts_with("sqlite:") {
+        url.to_string()
+    } else {
+        format!("sqlite://{url}")
+    };
     let url = if url.starts_with("sqlite:") && !url.contains('?') {
         format!("{url}?mode=ro")
     } else {
