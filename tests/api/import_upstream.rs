@@ -513,6 +513,7 @@ async fn a_table_prefix_is_read_when_given() {
     .unwrap();
     let (config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
     let target = config.database_url.clone().unwrap();
+    let file = up_dir.path().join("epusdt.db").display().to_string();
     let out = run(
         dir.path(),
         &target,
@@ -525,7 +526,15 @@ async fn a_table_prefix_is_read_when_given() {
         dir.path(),
         &target,
         &[],
-        &["import", "upstream", "--from", &up, "--table-prefix", "ep_"],
+        // A bare path is upstream's SQLite file (opened read-only).
+        &[
+            "import",
+            "upstream",
+            "--from",
+            &file,
+            "--table-prefix",
+            "ep_",
+        ],
     );
     let said = text(&out);
     assert!(out.status.success(), "{said}");
