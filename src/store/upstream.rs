@@ -86,6 +86,8 @@ pub struct UpstreamOrder {
     pub api_key_id: Option<String>,
     pub created_at: Option<i64>,
     pub updated_at: Option<i64>,
+    /// GMWallet: `on_chain` (or empty) for chain payments, `okpay` for its payment provider.
+    pub pay_provider: String,
 }
 
 /// A read-only handle on an upstream database, its variant and table prefix.
@@ -370,6 +372,7 @@ impl Upstream {
             self.col("api_key_id"),
             (self.epoch("created_at"), "created_at"),
             (self.epoch("updated_at"), "updated_at"),
+            self.col("pay_provider"),
         ];
         let rows = self.rows("orders", &cols).await?;
         Ok(rows
@@ -401,6 +404,7 @@ impl Upstream {
                     api_key_id: o(17).map(|t| t.trim().to_string()),
                     created_at: secs(18),
                     updated_at: secs(19),
+                    pay_provider: s(20).trim().to_string(),
                 }
             })
             .collect())

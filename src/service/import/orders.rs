@@ -188,6 +188,12 @@ fn to_row(
     if o.order_id.is_empty() || o.order_id.len() > 64 {
         return Err("order_id is empty or longer than 64 characters".into());
     }
+    if !matches!(o.pay_provider.as_str(), "" | "on_chain") {
+        return Err(format!(
+            "paid through `{}`, not on chain (no such provider here)",
+            o.pay_provider
+        ));
+    }
     let merchant_id = match variant {
         Variant::Assimon => merchants.get(""),
         // Rows from before upstream had `api_key_id` (NULL or 0) belong to its default key.
