@@ -166,6 +166,24 @@ async fn gmwallet_shop_moves(backend: Backend) {
         "{again}"
     );
 
+    // A password in --from is never printed (PostgreSQL here trusts any password).
+    if backend == Backend::Postgres {
+        let mut with_pw = url::Url::parse(&up).unwrap();
+        with_pw.set_password(Some("topsecret-pw")).unwrap();
+        let out = run(
+            dir.path(),
+            &target,
+            &[],
+            &["import", "upstream", "--from", with_pw.as_str()],
+        );
+        let said = text(&out);
+        assert!(out.status.success(), "{said}");
+        assert!(
+            !said.contains("topsecret-pw") && said.contains("orders:    0 imported"),
+            "{said}"
+        );
+    }
+
     let app = common::spawn_with(config, dir).await;
     let db = &app.state.db;
     // Sealed, not stored in the clear.
