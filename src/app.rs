@@ -201,6 +201,8 @@ impl App {
         crate::chain::check_startup(&config, &chains)
             .await
             .map_err(|e| AppError::Setup(e.to_string()))?;
+        let tx_lookup =
+            crate::chain::TxLookup::new(&config).map_err(|e| AppError::Setup(e.to_string()))?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -224,6 +226,7 @@ impl App {
             rate_limit,
             replay,
             chains,
+            tx_lookup,
         };
         Ok(Self {
             state,

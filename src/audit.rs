@@ -34,6 +34,8 @@ pub const REDACTED: &str = "[redacted]";
 /// action is a `&'static str` so the set stays greppable.
 pub mod actions {
     pub const MERCHANT_ADD: &str = "merchant.add";
+    /// A merchant's GMPay sign mode changed (`merchant set-sign-mode`).
+    pub const MERCHANT_SIGN_MODE: &str = "merchant.sign_mode";
     pub const WALLET_ADD: &str = "wallet.add";
     pub const WALLET_DISABLE: &str = "wallet.disable";
     pub const WALLET_ENABLE: &str = "wallet.enable";

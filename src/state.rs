@@ -30,6 +30,8 @@ pub struct AppState {
     pub replay: ReplayGuard,
     /// Chain watchers' status, for `/health` (see `chain`).
     pub chains: chain::Registry,
+    /// Payer-submitted transaction lookups (`/pay/submit-tx-hash`), one per network.
+    pub tx_lookup: chain::TxLookup,
 }
 
 impl AppState {

@@ -76,6 +76,15 @@ pub struct Config {
     pub usdt_rates: BTreeMap<String, Decimal>,
     /// Network used when a merchant sends no `trade_type`/`network`.
     pub default_network: String,
+    /// EPay: the token of a request whose `type` is empty, `alipay` or `wxpay` and that sends no
+    /// `token` (upstream setting `epay.default_token`). Only `USDT` is served.
+    pub epay_default_token: String,
+    /// EPay: the network of such a request when it sends no `network` (upstream setting
+    /// `epay.default_network`); unset = `default_network`.
+    pub epay_default_network: Option<String>,
+    /// EPay: the fiat currency of a request without `currency` (upstream setting
+    /// `epay.default_currency`, `cny` by default).
+    pub epay_default_currency: String,
     /// Step added to the payable amount to find a free slot.
     #[serde(deserialize_with = "plain_decimal")]
     pub amount_step: Decimal,
@@ -155,6 +164,9 @@ impl Default for Config {
             forced_usdt_rate: None,
             usdt_rates: BTreeMap::new(),
             default_network: "tron".into(),
+            epay_default_token: "USDT".into(),
+            epay_default_network: None,
+            epay_default_currency: "CNY".into(),
             amount_step: Decimal::new(1, 2),
             amount_max_tries: 100,
             amount_precision: 2,
@@ -224,6 +236,15 @@ impl Config {
     /// No fiat rate in the config (an admin-set rate in the database may still exist).
     pub fn has_configured_rate(&self) -> bool {
         self.forced_usdt_rate.is_some() || !self.usdt_rates.is_empty()
+    }
+
+    /// The network of an EPay request that names none: `epay_default_network`, else
+    /// `default_network`.
+    pub fn effective_epay_default_network(&self) -> &str {
+        match self.epay_default_network.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => n,
+            _ => &self.default_network,
+        }
     }
 
     pub fn effective_log_dir(&self) -> PathBuf {

@@ -28,6 +28,8 @@ use super::render::{RenderError, render};
 const CSS: &str = include_str!("../../assets/checkout.css");
 /// Body of the checkout script; the template defines `CFG` just before it.
 const JS: &str = include_str!("../../assets/checkout.js");
+/// The "I have paid — here is my transaction hash" box's script, appended to [`JS`].
+const SUBMIT_TX_JS: &str = include_str!("../../assets/submit_tx.js");
 
 /// Everything the checkout page shows. All strings are raw (unescaped) values.
 pub struct CheckoutView<'a> {
@@ -174,11 +176,12 @@ pub fn render_checkout(v: &CheckoutView<'_>) -> Result<Html<String>, RenderError
         "checkout.html",
         context! {
             css => css(),
-            js => Value::from_safe_string(JS.to_owned()),
+            js => Value::from_safe_string([JS, SUBMIT_TX_JS].concat()),
             cfg => context! {
                 redirectUrl => safe_redirect(v.redirect_url),
                 remaining,
                 statusUrl => v.status_url,
+                submitUrl => format!("/pay/submit-tx-hash/{}", v.trade_id),
             },
             state => if waiting { "waiting" } else { "expired" },
             countdown => format_countdown(remaining),
@@ -294,7 +297,12 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(cfg).unwrap();
         assert_eq!(
             parsed,
-            json!({ "redirectUrl": null, "remaining": 599, "statusUrl": breakout })
+            json!({
+                "redirectUrl": null,
+                "remaining": 599,
+                "statusUrl": breakout,
+                "submitUrl": format!("/pay/submit-tx-hash/{breakout}"),
+            })
         );
         assert!(html.contains(&format!("<dd>{}</dd>", escape_html(breakout))));
     }

@@ -10,6 +10,7 @@ pub mod ops;
 pub mod render;
 pub mod reply;
 pub mod serve;
+pub mod submit_tx;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(merchant::router())
         .merge(checkout::router())
+        .merge(submit_tx::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

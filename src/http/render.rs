@@ -41,6 +41,10 @@ const TEMPLATES: &[(&str, &str)] = &[
         "partials/status_icons.html",
         include_str!("../../templates/partials/status_icons.html"),
     ),
+    (
+        "partials/submit_tx.html",
+        include_str!("../../templates/partials/submit_tx.html"),
+    ),
 ];
 
 /// A page could not be rendered: a template bug or a context that cannot be

@@ -22,7 +22,7 @@ use serde_json::Value;
 pub use self::{fields::FieldRules, params::Params};
 pub use crate::domain::protocol::Protocol;
 use crate::{
-    crypto::sign::{self, SignValue},
+    crypto::sign::{self, SignAlg, SignMode, SignValue},
     domain::network::Network,
 };
 
@@ -45,6 +45,10 @@ pub enum ProtocolError {
     /// The order's notify URL does not parse (EPay puts the callback in its query).
     #[error("{0}")]
     CallbackUrl(#[from] url::ParseError),
+    /// The request cannot name a merchant (a missing, non-integral or garbage `pid`): upstream
+    /// answers a signature error, and so do we. The text is for the log.
+    #[error("{0}")]
+    NoMerchant(String),
 }
 
 impl ProtocolError {
@@ -82,6 +86,11 @@ pub enum Verification {
     Mismatch {
         canonical: String,
     },
+    /// The request holds a value that cannot be signed (a boolean, array or object; a number
+    /// beyond `f64`): a signature error, as upstream. The reason is for the log.
+    Refused {
+        reason: String,
+    },
 }
 
 /// A create-order request in protocol-neutral terms, every field validated.
@@ -97,6 +106,8 @@ pub struct CreateRequest {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// EPay's `type` as sent (trimmed; empty for other protocols), echoed in its result.
+    pub epay_type: String,
 }
 
 /// The GMPay replay guard's inputs, as the request carries them.
@@ -150,6 +161,8 @@ pub struct CallbackOrder<'a> {
     pub block_transaction_id: &'a str,
     pub status: i64,
     pub notify_url: &'a str,
+    /// EPay's `type` as the create sent it (empty: none was sent).
+    pub epay_type: &'a str,
 }
 
 /// The request a callback makes: a JSON POST to `url`, or a GET of `url` (EPay puts the params
@@ -218,6 +231,32 @@ pub trait MerchantProtocol: Send + Sync + 'static {
         }
     }
 
+    /// Checks the request's signature under the merchant's GMPay sign mode: `Ok` with the
+    /// algorithm the request was signed with (`None` = the protocol's own, the only one it
+    /// accepts), else why not. Protocols without sign modes ignore `mode`.
+    fn verify_mode(
+        &self,
+        p: &Params,
+        action: Action,
+        secret: &str,
+        _mode: SignMode,
+    ) -> Result<Option<SignAlg>, Verification> {
+        match self.verify(p, action, secret) {
+            Verification::Valid => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    /// The protocol whose callbacks an order created by this request gets (`orders.protocol`).
+    fn order_protocol(&self, _p: &Params) -> Protocol {
+        self.id()
+    }
+
+    /// The HTTP status of an error reply with this envelope `status_code` (v1: always 200).
+    fn error_status(&self, _code: u32) -> u16 {
+        200
+    }
+
     /// Reads and validates the create request's fields, in the order their errors are reported.
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError>;
 
@@ -236,6 +275,30 @@ pub trait MerchantProtocol: Send + Sync + 'static {
         o: &CallbackOrder<'_>,
         secret: &str,
     ) -> Result<CallbackRequest, ProtocolError>;
+
+    /// The signed callback, signed with `alg` when the order recorded one (`orders.sign_alg`:
+    /// the algorithm its create request was signed with); protocols with one algorithm ignore it.
+    fn callback_signed(
+        &self,
+        o: &CallbackOrder<'_>,
+        secret: &str,
+        _alg: Option<SignAlg>,
+    ) -> Result<CallbackRequest, ProtocolError> {
+        self.callback(o, secret)
+    }
+
+    /// Whether the merchant's answer to a callback means "delivered": by default a 2xx whose
+    /// body is exactly `expect` (surrounding whitespace aside).
+    fn acknowledged(&self, http_status: u16, body: &str, expect: &str) -> bool {
+        (200..300).contains(&http_status) && body.trim() == expect
+    }
+}
+
+/// GMWalletApp's acknowledgement of a callback (GMPay and EPay): exactly HTTP 200 whose body
+/// is `ok` or `success` in any case, surrounding whitespace aside.
+pub fn ok_or_success(http_status: u16, body: &str) -> bool {
+    let body = body.trim();
+    http_status == 200 && (body.eq_ignore_ascii_case("ok") || body.eq_ignore_ascii_case("success"))
 }
 
 static ALL: [&dyn MerchantProtocol; 3] = [&v1::V1, &gmpay::GmPay, &epay::EPay];
@@ -314,6 +377,17 @@ fn signed_json_callback(
     notify_url: &str,
     secret: &str,
 ) -> CallbackRequest {
+    json_callback(fields, notify_url, |canonical| {
+        proto.sign(canonical, secret)
+    })
+}
+
+/// [`signed_json_callback`] with the signature made by `sign` from the canonical string.
+fn json_callback(
+    fields: &[(&str, SignValue<'_>)],
+    notify_url: &str,
+    sign: impl FnOnce(&str) -> String,
+) -> CallbackRequest {
     let canonical = sign::canonical_string(fields, &["signature"]);
     let mut body = serde_json::Map::new();
     for &(key, value) in fields {
@@ -324,7 +398,7 @@ fn signed_json_callback(
         };
         body.insert(key.into(), value);
     }
-    body.insert("signature".into(), proto.sign(&canonical, secret).into());
+    body.insert("signature".into(), sign(&canonical).into());
     CallbackRequest {
         url: notify_url.to_string(),
         json: Some(Value::Object(body).to_string()),

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use crate::{
-    crypto::{envelope::EnvelopeError, keys::KeyStore},
+    crypto::{envelope::EnvelopeError, keys::KeyStore, sign::SignMode},
     secret::Secret,
     store::{
         self,
@@ -36,6 +36,8 @@ pub struct Merchant {
     pub name: String,
     pub secret: Secret,
     pub strict_replay: bool,
+    /// How this merchant's GMPay requests are verified.
+    pub sign_mode: SignMode,
     pub enabled: bool,
 }
 
@@ -46,6 +48,7 @@ impl fmt::Debug for Merchant {
             .field("pid", &self.pid)
             .field("name", &self.name)
             .field("secret", &self.secret)
+            .field("sign_mode", &self.sign_mode)
             .finish()
     }
 }
@@ -56,12 +59,22 @@ impl Merchant {
         let secret = keys
             .decrypt(&m.secret, &aad(m.pid))
             .map_err(|source| MerchantError::Secret { pid: m.pid, source })?;
+        // An unknown mode (a hand-edited row) fails closed rather than guessing.
+        let sign_mode = SignMode::parse(&m.sign_mode).ok_or_else(|| {
+            MerchantError::Invalid(format!(
+                "merchant {} has an unknown sign_mode `{}` (use one of {})",
+                m.pid,
+                m.sign_mode,
+                SignMode::NAMES
+            ))
+        })?;
         Ok(Self {
             id: m.id,
             pid: m.pid,
             name: m.name,
             secret,
             strict_replay: m.strict_replay,
+            sign_mode,
             enabled: m.enabled,
         })
     }
@@ -174,7 +187,7 @@ pub fn generate_secret() -> String {
         .collect()
 }
 
-/// Adds a merchant. `pid` defaults to the next free number ≥ 1001; the secret to a random one.
+/// Adds a merchant with the default sign mode (`dual`); see [`add_with_mode`].
 pub async fn add(
     db: &DatabaseConnection,
     keys: &KeyStore,
@@ -182,6 +195,19 @@ pub async fn add(
     pid: Option<i64>,
     secret: Option<String>,
     strict_replay: bool,
+) -> Result<Merchant, MerchantError> {
+    add_with_mode(db, keys, name, pid, secret, strict_replay, SignMode::Dual).await
+}
+
+/// Adds a merchant. `pid` defaults to the next free number ≥ 1001; the secret to a random one.
+pub async fn add_with_mode(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    name: &str,
+    pid: Option<i64>,
+    secret: Option<String>,
+    strict_replay: bool,
+    sign_mode: SignMode,
 ) -> Result<Merchant, MerchantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
@@ -218,7 +244,7 @@ pub async fn add(
         name: Set(name.to_string()),
         secret: Set(keys.encrypt(&secret, &aad(pid))),
         strict_replay: Set(strict_replay),
-        sign_mode: Set("dual".into()),
+        sign_mode: Set(sign_mode.as_str().into()),
         enabled: Set(true),
         created_at: Set(now),
         updated_at: Set(now),
@@ -272,6 +298,28 @@ pub async fn add_imported(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Changes how a merchant's GMPay requests are verified. Returns the previous mode; `None`
+/// when no merchant has this pid.
+pub async fn set_sign_mode(
+    db: &DatabaseConnection,
+    pid: i64,
+    mode: SignMode,
+) -> Result<Option<String>, MerchantError> {
+    let Some(m) = merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let previous = m.sign_mode.clone();
+    let mut am: merchant::ActiveModel = m.into();
+    am.sign_mode = Set(mode.as_str().into());
+    am.updated_at = Set(super::now());
+    am.update(db).await?;
+    Ok(Some(previous))
 }
 
 /// Every merchant, without secrets (listing never decrypts).

@@ -208,6 +208,16 @@ fn routes() -> Vec<Route> {
             fields: &[],
         },
         Route {
+            method: Method::POST,
+            path: "/pay/submit-tx-hash/",
+            fields: &["block_transaction_id"],
+        },
+        Route {
+            method: Method::GET,
+            path: "/pay/return/",
+            fields: &[],
+        },
+        Route {
             method: Method::GET,
             path: "/health",
             fields: &[],

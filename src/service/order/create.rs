@@ -144,8 +144,8 @@ pub async fn create_order(
                 updated_at: now,
                 expires_at: now + ttl,
                 paid_at: None,
-                sign_alg: String::new(),
-                epay_type: String::new(),
+                sign_alg: req.sign_alg.clone(),
+                epay_type: req.epay_type.clone(),
                 parent_trade_id: None,
             };
             match store::order::new_row(&draft).insert(db).await {

@@ -412,6 +412,32 @@ pub async fn queue_callback(
     Ok(())
 }
 
+/// Whether transaction `tx_hash` is already recorded on `network` (a transfer of it) or names
+/// the payment of any order (orders imported from upstream carry only that column): a payer
+/// must not submit it again, for this order or another one.
+pub async fn tx_hash_used(
+    db: &impl ConnectionTrait,
+    network: crate::domain::network::Network,
+    tx_hash: &str,
+) -> Result<bool, OrderError> {
+    let recorded = transfer::Entity::find()
+        .filter(transfer::Column::Network.eq(network.as_str()))
+        .filter(transfer::Column::TxHash.eq(tx_hash))
+        .one(db)
+        .await?;
+    if recorded.is_some() {
+        return Ok(true);
+    }
+    let paid = order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
+        .filter(order::Column::BlockTransactionId.eq(tx_hash))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(paid.is_some())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -21,7 +21,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::{
     create::{Created, create_order},
-    credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback},
+    credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback, tx_hash_used},
     expire::{ExpireOutcome, Swept, cancel_order, expire_order, sweep},
 };
 use super::merchant::Merchant;
@@ -88,6 +88,11 @@ pub struct NewOrder {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// The algorithm the create request was signed with (`orders.sign_alg`; empty = the
+    /// protocol's own): the callback is signed the same way.
+    pub sign_alg: String,
+    /// EPay's `type` as sent (empty for other protocols).
+    pub epay_type: String,
 }
 
 #[derive(Debug, thiserror::Error)]
