@@ -267,6 +267,18 @@ async fn gmwallet_shop_moves(backend: Backend) {
         CreditOutcome::Duplicate
     ));
 
+    // A payer cannot submit an imported payment's hash for another order.
+    for (net, hash) in [
+        (Network::Tron, &seen.tx_hash),
+        (Network::Bsc, &seen_bsc.tx_hash),
+    ] {
+        assert!(
+            epusdt::service::order::tx_hash_used(db, net, hash)
+                .await
+                .unwrap()
+        );
+    }
+
     // The order waiting at the move came in expired, its slot held: paid on time, it is paid.
     let live = find_by_trade_id(db, "live00000000000000000007")
         .await
