@@ -46,6 +46,12 @@ pub enum AppError {
     Audit(String),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// The target database holds an upstream epusdt's tables: migrating would mix our schema
+    /// into theirs (and fail half-way on `orders`). Nothing was changed.
+    #[error(
+        "the database {url} holds upstream epusdt tables ({found}); nothing was changed. Point database_url at a new, empty database and bring the data over with `epusdt import upstream --from {url}`"
+    )]
+    UpstreamSchema { url: String, found: String },
 }
 
 pub struct App {
@@ -61,6 +67,14 @@ pub async fn open_database(config: &Config) -> Result<DatabaseConnection, AppErr
         source,
     })?;
     let db = store::connect(&config.effective_database_url()).await?;
+    let found = store::upstream::upstream_tables_in_target(&db).await?;
+    if !found.is_empty() {
+        db.close().await.ok();
+        return Err(AppError::UpstreamSchema {
+            url: crate::redact::secrets(&config.effective_database_url()),
+            found: found.join(", "),
+        });
+    }
     Migrator::up(&db, None).await?;
     Ok(db)
 }

@@ -49,6 +49,8 @@ pub mod actions {
     /// A recorded transfer's block is no longer on the chain (reorg deeper than the
     /// confirmations): the order needs an operator's review.
     pub const CHAIN_TRANSFER_REORGED: &str = "chain.transfer_reorged";
+    /// `epusdt import upstream` ran (source URL redacted, counts).
+    pub const UPSTREAM_IMPORT: &str = "upstream.import";
 }
 
 /// Actor of events started by the command line.

@@ -2,6 +2,8 @@
 //!
 //! Migrations are append-only: never edit one that has shipped; add a new one. Every unique
 //! constraint is named, because the service layer maps named violations to protocol errors.
+//! Never name a table `wallet_address` or `api_keys`, nor drop `orders.live_slot`: they tell an
+//! upstream epusdt database apart, which `migrate` refuses to touch (`store::upstream`).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_core;

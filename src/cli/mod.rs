@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use epusdt::config::Config;
 
 mod config;
+mod import;
 mod keys;
 mod merchant;
 mod order;
@@ -89,6 +90,11 @@ pub enum Command {
         #[command(subcommand)]
         action: rate::RateAction,
     },
+    /// Bring a shop over from another epusdt (`import upstream --from <database url>`).
+    Import {
+        #[command(subcommand)]
+        action: import::ImportAction,
+    },
 }
 
 /// Runs one parsed command to completion.
@@ -106,6 +112,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Order { action } => order::run(action, &config).await,
         Command::Keys { action } => keys::run(action, &config).await,
         Command::Rate { action } => rate::run(action, &config).await,
+        Command::Import { action } => import::run(action, &config).await,
     }
 }
 

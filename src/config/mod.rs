@@ -138,6 +138,11 @@ pub struct Config {
     /// `EPUSDT_NETWORKS__ETHEREUM__RPC_URLS=https://a,https://b` in the env,
     /// `networks__ethereum__rpc_urls=…` in `.env`. A network without `rpc_urls` is not watched.
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// `ignored: <key> (<why>)` for each `.env` key with a value that has no effect (upstream
+    /// keys of features we do not have, unknown keys); reported once at start and by
+    /// `config check`. Not a config key.
+    #[serde(skip)]
+    pub dotenv_ignored: Vec<String>,
 }
 
 impl Default for Config {
@@ -182,6 +187,7 @@ impl Default for Config {
             master_key_file: None,
             master_key_previous: None,
             networks: BTreeMap::new(),
+            dotenv_ignored: Vec::new(),
         }
     }
 }
@@ -208,6 +214,28 @@ impl Config {
                 self.data_dir.join("epusdt.db").display()
             ),
         }
+    }
+
+    /// What an operator should hear once at start (and from `config check`): the ignored
+    /// `.env` keys, no chain watched, no fiat rate in the config. `serve` adds what only the
+    /// database knows (no wallet; an admin-set rate).
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut out = self.dotenv_ignored.clone();
+        if !self
+            .networks
+            .values()
+            .any(|n| n.enabled && !n.rpc_urls.is_empty())
+        {
+            out.push(
+                "no chain is watched, so no payment is detected: set networks__tron__rpc_urls=https://… in .env (or EPUSDT_NETWORKS__TRON__RPC_URLS, or [networks.tron] rpc_urls in epusdt.toml)".into(),
+            );
+        }
+        out
+    }
+
+    /// No fiat rate in the config (an admin-set rate in the database may still exist).
+    pub fn has_configured_rate(&self) -> bool {
+        self.forced_usdt_rate.is_some() || !self.usdt_rates.is_empty()
     }
 
     /// The network of an EPay request that names none: `epay_default_network`, else

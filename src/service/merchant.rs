@@ -259,6 +259,47 @@ pub async fn add_with_mode(
     }
 }
 
+/// Adds a merchant brought over from an upstream database (`epusdt import upstream`) with the
+/// pid and secret its shop already signs with: the secret is kept as it is (upstream set no
+/// minimum length) and sealed like any other. `PidTaken` when the pid exists.
+pub async fn add_imported(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    pid: i64,
+    name: &str,
+    secret: &str,
+    enabled: bool,
+) -> Result<Merchant, MerchantError> {
+    if pid <= 0 || secret.is_empty() {
+        return Err(MerchantError::Invalid(
+            "an imported merchant needs a positive pid and a secret".into(),
+        ));
+    }
+    let name: String = match name.trim() {
+        "" => format!("imported {pid}"),
+        n => n.chars().take(64).collect(),
+    };
+    let now = super::now();
+    let row = merchant::ActiveModel {
+        pid: Set(pid),
+        name: Set(name),
+        secret: Set(keys.encrypt(secret, &aad(pid))),
+        strict_replay: Set(false),
+        sign_mode: Set("dual".into()),
+        enabled: Set(enabled),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(m) => Merchant::open(m, keys),
+        Err(e) if store::is_unique_violation(&e, "merchants_pid_key", "merchants.pid") => {
+            Err(MerchantError::PidTaken(pid))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
 /// Changes how a merchant's GMPay requests are verified. Returns the previous mode; `None`
 /// when no merchant has this pid.
 pub async fn set_sign_mode(

@@ -20,6 +20,7 @@ mod foundation;
 mod fuzz_routes;
 mod gmpay_compat;
 mod hostile_input;
+mod import_upstream;
 mod keys;
 mod merchant_api;
 mod money_path;
