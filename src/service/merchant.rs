@@ -28,6 +28,8 @@ fn aad(pid: i64) -> String {
 
 /// The pid of the legacy v1 merchant whose secret is `api_auth_token`.
 pub const DEFAULT_PID: i64 = 1000;
+/// The name of the merchant that mirrors `api_auth_token` (pid 1000) when this gateway made it.
+pub const DEFAULT_NAME: &str = "default (api_auth_token)";
 
 #[derive(Clone)]
 pub struct Merchant {
@@ -111,7 +113,7 @@ pub async fn sync_default_merchant(
         (None, Some(t)) => {
             let row = merchant::ActiveModel {
                 pid: Set(DEFAULT_PID),
-                name: Set("default (api_auth_token)".into()),
+                name: Set(DEFAULT_NAME.into()),
                 secret: Set(keys.encrypt(t.expose(), &aad(DEFAULT_PID))),
                 strict_replay: Set(false),
                 sign_mode: Set("dual".into()),
@@ -139,7 +141,9 @@ pub async fn sync_default_merchant(
             am.updated_at = Set(now);
             am.update(db).await?;
         }
-        (Some(m), None) if m.enabled => {
+        // A pid 1000 brought in by `import upstream` (GMWalletApp seeds its default API key as
+        // pid 1000) is the operator's own merchant: without api_auth_token it stays as imported.
+        (Some(m), None) if m.enabled && m.name == DEFAULT_NAME => {
             tracing::warn!(
                 "api_auth_token is not set: the legacy v1 merchant (pid 1000) is disabled"
             );

@@ -149,10 +149,10 @@ async fn gmwallet_shop_moves(backend: Backend) {
         "skips are explained: {said}"
     );
     assert!(!said.contains(GM_SECRET), "no secret printed: {said}");
-    // Upstream's seeded pid 1000 is also our api_auth_token merchant: the operator is told.
+    // Upstream's seeded pid 1000 is also our api_auth_token merchant; with no api_auth_token
+    // (as here) the imported key is kept as it is, so there is nothing to warn about.
     assert!(
-        said.contains("pid 1000 is also the v1 merchant of api_auth_token")
-            && said.contains("will disable it"),
+        !said.contains("pid 1000 is also the v1 merchant of api_auth_token"),
         "{said}"
     );
 
@@ -572,4 +572,55 @@ async fn a_table_prefix_is_read_when_given() {
         said.contains("orders:    6 imported, 0 already present, 2 skipped"),
         "{said}"
     );
+}
+
+/// Upstream GMWalletApp seeds its default API key as pid 1000, which is also the merchant this
+/// gateway keeps equal to `api_auth_token`. Without `api_auth_token` the imported key stays as
+/// it was imported; the gateway's own pid 1000 is disabled when its token is removed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_imported_pid_1000_survives_a_start_without_api_auth_token() {
+    use epusdt::service::merchant;
+    // The gateway's own pid 1000 (made from api_auth_token) is disabled once the token is gone.
+    let (config, dir) = common::test_config(Backend::Sqlite).await.expect("config");
+    let app = common::spawn_with(config.clone(), dir.clone()).await;
+    app.stop().await;
+    let mut no_token = config.clone();
+    no_token.api_auth_token = None;
+    let app = common::spawn_with(no_token.clone(), dir.clone()).await;
+    let own = merchant::find_by_pid(&app.state.db, &app.state.keys, 1000)
+        .await
+        .unwrap()
+        .expect("pid 1000");
+    assert!(
+        !own.enabled,
+        "a removed api_auth_token disables its merchant"
+    );
+    app.stop().await;
+
+    // An imported pid 1000 (upstream's seeded key) is left alone.
+    let (mut config, dir) = common::test_config(Backend::Sqlite).await.expect("config");
+    config.api_auth_token = None;
+    let app = common::spawn_with(config.clone(), dir.clone()).await;
+    merchant::add_imported(
+        &app.state.db,
+        &app.state.keys,
+        1000,
+        "default",
+        "gm-secret",
+        true,
+    )
+    .await
+    .expect("imported");
+    app.stop().await;
+    let app = common::spawn_with(config, dir).await;
+    let imported = merchant::find_by_pid(&app.state.db, &app.state.keys, 1000)
+        .await
+        .unwrap()
+        .expect("pid 1000");
+    assert!(
+        imported.enabled,
+        "the imported key still works after a restart"
+    );
+    assert_eq!(imported.secret.expose(), "gm-secret");
+    app.stop().await;
 }

@@ -111,7 +111,7 @@ pub async fn import_upstream(
                 config,
                 &mut sum,
                 DEFAULT_PID,
-                "default (api_auth_token)",
+                merchant::DEFAULT_NAME,
                 token.expose(),
                 true,
             )
@@ -195,15 +195,16 @@ async fn import_merchant(
             Err(e) => return Err(e.into()),
         },
     };
-    // pid 1000 is also our v1 merchant, kept equal to api_auth_token at every start.
-    if pid == DEFAULT_PID && config.api_auth_token.as_ref().map(Secret::expose) != Some(secret) {
+    // pid 1000 is also our v1 merchant: a configured api_auth_token replaces its secret at every
+    // start; without one, the imported merchant is kept as it is.
+    if pid == DEFAULT_PID
+        && config
+            .api_auth_token
+            .as_ref()
+            .is_some_and(|t| t.expose() != secret)
+    {
         sum.notes.push(format!(
-            "merchant pid {DEFAULT_PID} is also the v1 merchant of api_auth_token: set api_auth_token to its secret in the config, or `serve` will {} it",
-            if config.api_auth_token.is_some() {
-                "overwrite"
-            } else {
-                "disable"
-            }
+            "merchant pid {DEFAULT_PID} is also the v1 merchant of api_auth_token: set api_auth_token to its secret (or unset it), or `serve` will overwrite it"
         ));
     }
     Ok(Some(id))
