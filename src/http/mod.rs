@@ -10,6 +10,7 @@ pub mod ops;
 pub mod render;
 pub mod reply;
 pub mod serve;
+pub mod switch;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(merchant::router())
         .merge(checkout::router())
+        .merge(switch::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

@@ -21,6 +21,11 @@ pub mod code {
     pub const RATE: u32 = 10006;
     pub const NOT_FOUND: u32 = 10008;
     pub const BAD_PARAM: u32 = 10009;
+    /// Switch-network (upstream's numbers).
+    pub const SUB_ORDER_LIMIT: u32 = 10011;
+    pub const CANNOT_SWITCH_CHILD: u32 = 10012;
+    pub const NOT_WAITING: u32 = 10013;
+    pub const UNSUPPORTED_ASSET: u32 = 10016;
 }
 
 pub fn request_id() -> String {

@@ -64,6 +64,22 @@ impl MerchantProtocol for GmPay {
         })
     }
 
+    /// Upstream: `token` and `network` both or neither; neither = status 4, the payer chooses.
+    fn placeholder(&self, p: &Params) -> Result<bool, ProtocolError> {
+        match (p.get("token"), p.get("network")) {
+            (None, None) => Ok(true),
+            (Some(_), Some(_)) => Ok(false),
+            (None, Some(_)) => Err(ProtocolError::bad_param(
+                "token",
+                "is required with network (send both, or neither to let the payer choose)",
+            )),
+            (Some(_), None) => Err(ProtocolError::bad_param(
+                "network",
+                "is required with token (send both, or neither to let the payer choose)",
+            )),
+        }
+    }
+
     fn replay_stamp<'a>(&self, p: &'a Params) -> Option<ReplayStamp<'a>> {
         Some(ReplayStamp {
             timestamp: p.canonical("timestamp"),
