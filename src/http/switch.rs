@@ -64,7 +64,10 @@ pub(super) async fn create_placeholder(
             tracing::info!(trade_id = %created.order.trade_id, order_id, repeated = true, "order created");
             Ok(shaped(proto.reply(&order_view(state, &created.order))))
         }
-        PlaceholderCreated::Choice { choice: c, repeated } => {
+        PlaceholderCreated::Choice {
+            choice: c,
+            repeated,
+        } => {
             tracing::info!(trade_id = %c.trade_id, order_id, repeated, "placeholder created: the payer chooses token and network");
             let amount = c.amount.parse().map_err(|_| ApiError::system())?;
             Ok(shaped(proto.placeholder_reply(&PlaceholderView {
@@ -212,7 +215,9 @@ async fn public_config(State(state): State<AppState>) -> Response {
         let assets: Vec<Value> = order::supported_networks(&state.db, &state.config)
             .await?
             .into_iter()
-            .map(|n| json!({ "network": n.as_str(), "display_name": n.label(), "tokens": ["USDT"] }))
+            .map(
+                |n| json!({ "network": n.as_str(), "display_name": n.label(), "tokens": ["USDT"] }),
+            )
             .collect();
         Ok::<_, ApiError>(reply::success(json!({
             "supported_assets": assets,

@@ -26,3 +26,4 @@ mod redaction;
 mod replay;
 mod security_check;
 mod ssrf;
+mod switch_network;

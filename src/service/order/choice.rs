@@ -17,7 +17,10 @@ use super::{
 };
 use crate::{
     config::Config,
-    domain::{amount, order::{MerchantId, Order, OrderStatus}},
+    domain::{
+        amount,
+        order::{MerchantId, Order, OrderStatus},
+    },
     service::{merchant::Merchant, now},
     store::{self, entities::order_choice},
 };
@@ -59,7 +62,10 @@ pub enum Lookup {
 }
 
 /// The order or placeholder with this trade_id; the order row wins.
-pub async fn lookup(db: &impl ConnectionTrait, trade_id: &str) -> Result<Option<Lookup>, OrderError> {
+pub async fn lookup(
+    db: &impl ConnectionTrait,
+    trade_id: &str,
+) -> Result<Option<Lookup>, OrderError> {
     if let Some(o) = find_by_trade_id(db, trade_id).await? {
         return Ok(Some(Lookup::Order(o)));
     }
@@ -79,7 +85,10 @@ pub async fn public_status(
     }))
 }
 
-pub async fn find_choice(db: &impl ConnectionTrait, trade_id: &str) -> Result<Option<Choice>, DbErr> {
+pub async fn find_choice(
+    db: &impl ConnectionTrait,
+    trade_id: &str,
+) -> Result<Option<Choice>, DbErr> {
     order_choice::Entity::find()
         .filter(order_choice::Column::TradeId.eq(trade_id))
         .one(db)
@@ -196,7 +205,10 @@ pub async fn cancel(
         .filter(|c| c.merchant_id == merchant.id)
         .ok_or(OrderError::NotFound)?;
     let res = order_choice::Entity::update_many()
-        .col_expr(order_choice::Column::Status, Expr::value(choice_state::CANCELLED))
+        .col_expr(
+            order_choice::Column::Status,
+            Expr::value(choice_state::CANCELLED),
+        )
         .col_expr(order_choice::Column::UpdatedAt, Expr::value(now()))
         .filter(order_choice::Column::Id.eq(c.id))
         .filter(order_choice::Column::Status.eq(choice_state::CHOOSING))
@@ -215,7 +227,10 @@ pub async fn cancel(
 /// chosen by someone else first.
 pub(super) async fn mark_chosen(db: &impl ConnectionTrait, id: i64) -> Result<bool, DbErr> {
     let res = order_choice::Entity::update_many()
-        .col_expr(order_choice::Column::Status, Expr::value(choice_state::CHOSEN))
+        .col_expr(
+            order_choice::Column::Status,
+            Expr::value(choice_state::CHOSEN),
+        )
         .col_expr(order_choice::Column::UpdatedAt, Expr::value(now()))
         .filter(order_choice::Column::Id.eq(id))
         .filter(order_choice::Column::Status.eq(choice_state::CHOOSING))

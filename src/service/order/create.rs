@@ -309,7 +309,11 @@ async fn live_slots(
         .await
 }
 
-pub(super) fn repeat_or_conflict(existing: Order, hash: &str, order_id: &str) -> Result<Created, OrderError> {
+pub(super) fn repeat_or_conflict(
+    existing: Order,
+    hash: &str,
+    order_id: &str,
+) -> Result<Created, OrderError> {
     let live = existing.effective_status(now()) == OrderStatus::Waiting;
     if live && existing.request_hash == hash {
         Ok(Created {

@@ -207,8 +207,13 @@ pub async fn credit_transfer_in(
                 }
                 None => {
                     let hold = rules.slot_reuse_grace_secs > 0;
-                    super::switch::end_children(txn, o.trade_id.as_str(), OrderStatus::Expired, hold)
-                        .await?;
+                    super::switch::end_children(
+                        txn,
+                        o.trade_id.as_str(),
+                        OrderStatus::Expired,
+                        hold,
+                    )
+                    .await?;
                     CreditOutcome::Paid {
                         order_id: o.id.get(),
                         trade_id: o.trade_id.to_string(),
@@ -343,7 +348,11 @@ fn pick_order(cands: &[Order], block_time: i64, tolerance: i64) -> Pick<'_> {
 }
 
 /// `flags = flags | flag` in one statement (a read-then-write could lose a concurrent bit).
-pub(super) async fn set_flag(txn: &impl ConnectionTrait, order_id: OrderId, flag: i32) -> Result<(), DbErr> {
+pub(super) async fn set_flag(
+    txn: &impl ConnectionTrait,
+    order_id: OrderId,
+    flag: i32,
+) -> Result<(), DbErr> {
     order::Entity::update_many()
         .col_expr(
             order::Column::Flags,

@@ -128,7 +128,10 @@ pub async fn switch_network(
     if parent.effective_status(now) != OrderStatus::Waiting {
         return Err(OrderError::NotWaiting);
     }
-    let wanted = token.trim().eq_ignore_ascii_case("usdt").then(|| Network::parse(network));
+    let wanted = token
+        .trim()
+        .eq_ignore_ascii_case("usdt")
+        .then(|| Network::parse(network));
     if wanted == Some(Some(parent.network)) {
         return Ok(Switched {
             order: parent,
@@ -219,7 +222,12 @@ async fn complete_choice(
     c: choice::Choice,
     n: Network,
 ) -> Result<Switched, OrderError> {
-    let bad_row = |column: &str| OrderError::Db(DbErr::Custom(format!("order_choices row {}: bad {column}", c.id)));
+    let bad_row = |column: &str| {
+        OrderError::Db(DbErr::Custom(format!(
+            "order_choices row {}: bad {column}",
+            c.id
+        )))
+    };
     let m = merchant::find_by_id(db, keys, c.merchant_id)
         .await?
         .ok_or(OrderError::NotFound)?;
@@ -266,7 +274,14 @@ async fn complete_choice(
     };
     if !choice::mark_chosen(db, c.id).await? {
         // Cancelled while the slot was being found: the order must not stay payable.
-        change_status(db, o.id, OrderStatus::Waiting, OrderStatus::Cancelled, false).await?;
+        change_status(
+            db,
+            o.id,
+            OrderStatus::Waiting,
+            OrderStatus::Cancelled,
+            false,
+        )
+        .await?;
         return Err(OrderError::NotWaiting);
     }
     tracing::info!(trade_id = %o.trade_id, network = %n, "placeholder completed by the payer's choice");
@@ -337,7 +352,10 @@ pub(super) async fn settle_parent(
                     order::Column::BlockTransactionId,
                     Expr::value(t.tx_hash.clone()),
                 )
-                .col_expr(order::Column::PaidAmount, Expr::value(amount_text.to_string()))
+                .col_expr(
+                    order::Column::PaidAmount,
+                    Expr::value(amount_text.to_string()),
+                )
                 .col_expr(order::Column::PaidAt, Expr::value(t.block_time))
                 .col_expr(order::Column::UpdatedAt, Expr::value(now()))
                 .filter(order::Column::Id.eq(p.id.get()))
