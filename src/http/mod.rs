@@ -2,6 +2,7 @@
 //! the reply. Errors are mapped to the protocol's reply in one place ([`error`]); internal causes
 //! are logged, never sent to clients.
 pub mod checkout;
+pub mod checkout_choose;
 pub mod checkout_page;
 pub mod error;
 pub mod merchant;
