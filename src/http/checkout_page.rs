@@ -300,7 +300,7 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(cfg).unwrap();
         assert_eq!(
             parsed,
-            json!({ "redirectUrl": null, "remaining": 599, "statusUrl": breakout })
+            json!({ "redirectUrl": null, "remaining": 599, "statusUrl": breakout, "tradeId": breakout })
         );
         assert!(html.contains(&format!("<dd>{}</dd>", escape_html(breakout))));
     }

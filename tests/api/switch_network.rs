@@ -438,3 +438,55 @@ async fn a_cancelled_placeholder_reads_4_and_cannot_be_chosen() {
     assert_eq!(r["status_code"], 10013, "{r}");
     app.stop().await;
 }
+
+async fn page(app: &TestApp, trade_id: &str) -> String {
+    let r = app
+        .client
+        .get(app.url(&format!("/pay/checkout-counter/{trade_id}")))
+        .send()
+        .await
+        .expect("page");
+    assert_eq!(r.status(), 200);
+    r.text().await.expect("html")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_checkout_page_offers_the_network_choice() {
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let s = shop(&app).await;
+    // A placeholder: one button per supported network, nothing to pay yet.
+    let r = gm_create(&app, &s, &[("order_id", "W-1"), ("amount", "72")]).await;
+    let placeholder = r["data"]["trade_id"].as_str().unwrap().to_string();
+    let html = page(&app, &placeholder).await;
+    assert!(html.contains(r#"data-switch-network="tron""#), "{html}");
+    assert!(html.contains(r#"data-switch-network="ethereum""#));
+    assert!(!html.contains(r#"data-switch-network="bsc""#));
+    assert!(html.contains("/pay/switch-network"));
+    assert!(html.contains("72.00"));
+
+    // A waiting TRON order: "pay on another network" offers Ethereum only.
+    let r = gm_create(
+        &app,
+        &s,
+        &[("order_id", "W-2"), ("amount", "72"), ("token", "USDT"), ("network", "tron")],
+    )
+    .await;
+    let parent = r["data"]["trade_id"].as_str().unwrap().to_string();
+    let html = page(&app, &parent).await;
+    assert!(html.contains("Pay on another network"));
+    assert!(html.contains(r#"data-switch-network="ethereum""#));
+    assert!(!html.contains(r#"data-switch-network="tron""#));
+    // The child's page offers nothing more; the parent's offers only the child's network.
+    let child = switch(&app, &parent, "USDT", "ethereum").await["data"]["trade_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let html = page(&app, &child).await;
+    assert!(!html.contains("data-switch-network=\""));
+    assert!(html.contains(common::EVM_WALLET));
+    let html = page(&app, &parent).await;
+    assert!(html.contains(r#"data-switch-network="ethereum""#));
+    app.stop().await;
+}
