@@ -150,17 +150,18 @@ async fn choose_page(state: &AppState, c: &order::choice::Choice) -> Response {
             );
         }
     }
-    let networks: Vec<SwitchOption> = match order::supported_networks(&state.db, &state.config).await {
-        Ok(n) => n.into_iter().map(SwitchOption::from).collect(),
-        Err(e) => {
-            tracing::error!(error = %e, "checkout lookup");
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily unavailable, retry",
-            )
-                .into_response();
-        }
-    };
+    let networks: Vec<SwitchOption> =
+        match order::supported_networks(&state.db, &state.config).await {
+            Ok(n) => n.into_iter().map(SwitchOption::from).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "checkout lookup");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, retry",
+                )
+                    .into_response();
+            }
+        };
     let fiat = c
         .amount
         .parse::<rust_decimal::Decimal>()

@@ -98,7 +98,10 @@ mod tests {
         use Network::*;
         let all = [Tron, Ethereum, Bsc];
         let nets = |v: Vec<SwitchOption>| v.iter().map(|o| o.network).collect::<Vec<_>>();
-        assert_eq!(nets(switch_options(Tron, false, &[], &all)), ["ethereum", "bsc"]);
+        assert_eq!(
+            nets(switch_options(Tron, false, &[], &all)),
+            ["ethereum", "bsc"]
+        );
         assert_eq!(nets(switch_options(Tron, false, &[Bsc], &all)), ["bsc"]);
         assert!(switch_options(Ethereum, true, &[], &all).is_empty());
     }

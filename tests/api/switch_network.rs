@@ -470,7 +470,12 @@ async fn the_checkout_page_offers_the_network_choice() {
     let r = gm_create(
         &app,
         &s,
-        &[("order_id", "W-2"), ("amount", "72"), ("token", "USDT"), ("network", "tron")],
+        &[
+            ("order_id", "W-2"),
+            ("amount", "72"),
+            ("token", "USDT"),
+            ("network", "tron"),
+        ],
     )
     .await;
     let parent = r["data"]["trade_id"].as_str().unwrap().to_string();
@@ -488,5 +493,59 @@ async fn the_checkout_page_offers_the_network_choice() {
     assert!(html.contains(common::EVM_WALLET));
     let html = page(&app, &parent).await;
     assert!(html.contains(r#"data-switch-network="ethereum""#));
+    app.stop().await;
+}
+
+/// The payer's choice in headless Chromium (skipped without node, chromium and `npm ci` in
+/// tests/browser, like `checkout_browser`): the placeholder's page, a click on TRON, the page
+/// of the now payable order.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_payer_chooses_a_network_in_headless_chromium() {
+    let dir = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
+    let node_ok = std::process::Command::new("node")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !(node_ok
+        && std::path::Path::new("/usr/bin/chromium").exists()
+        && dir.join("node_modules/playwright-core").is_dir())
+    {
+        common::skip("browser test needs node, chromium and `npm ci` in tests/browser");
+        return;
+    }
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let s = shop(&app).await;
+    let r = gm_create(&app, &s, &[("order_id", "B-1"), ("amount", "72")]).await;
+    let trade_id = r["data"]["trade_id"].as_str().unwrap().to_string();
+    let url = app.url(&format!("/pay/checkout-counter/{trade_id}"));
+    let shots = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    std::fs::create_dir_all(&shots).expect("screenshot dir");
+    let shot = shots.join("choose.png");
+    let out = tokio::task::spawn_blocking(move || {
+        std::process::Command::new("node")
+            .current_dir(&dir)
+            .arg("switch.mjs")
+            .arg(&url)
+            .arg(&shot)
+            .arg("tron")
+            .arg(common::TRON_WALLET)
+            .output()
+            .expect("node runs")
+    })
+    .await
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "browser check failed:\nstdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        status(&app, &trade_id).await,
+        1,
+        "the placeholder became payable"
+    );
     app.stop().await;
 }
