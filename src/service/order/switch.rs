@@ -195,6 +195,20 @@ pub async fn switch_network(
         }
         Err(Placed::Failed(e)) => return Err(e),
     };
+    // The parent may have been paid, cancelled or expired while the child was placed: then the
+    // child must not stay payable.
+    let still = find_by_trade_id(db, parent.trade_id.as_str()).await?;
+    if still.is_none_or(|p| p.effective_status(now) != OrderStatus::Waiting) {
+        change_status(
+            db,
+            child.id,
+            OrderStatus::Waiting,
+            OrderStatus::Cancelled,
+            false,
+        )
+        .await?;
+        return Err(OrderError::NotWaiting);
+    }
     // The parent stays payable as long as its child (upstream restarts the parent's timer);
     // its expiry job finds the later time and runs again then.
     order::Entity::update_many()
