@@ -549,3 +549,76 @@ async fn the_payer_chooses_a_network_in_headless_chromium() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_parents_expiry_or_cancel_ends_its_child() {
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let s = shop(&app).await;
+    let mut pairs = Vec::new();
+    for id in ["K-1", "K-2"] {
+        let r = gm_create(
+            &app,
+            &s,
+            &[
+                ("order_id", id),
+                ("amount", "7.2"),
+                ("token", "USDT"),
+                ("network", "tron"),
+            ],
+        )
+        .await;
+        let parent = r["data"]["trade_id"].as_str().unwrap().to_string();
+        let child = switch(&app, &parent, "USDT", "ethereum").await["data"]["trade_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        // The parent now lasts as long as its child.
+        let p = counter(&app, &parent).await["data"].clone();
+        let c = counter(&app, &child).await["data"].clone();
+        assert_eq!(p["expiration_time"], c["expiration_time"]);
+        pairs.push((parent, child));
+    }
+    // K-1: the merchant cancels the parent (GMPay cancel): the child is cancelled too.
+    let (parent, child) = &pairs[0];
+    let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    p.insert("pid", s.pid.to_string());
+    p.insert("trade_id", parent.clone());
+    let sig = common::gmpay_sign(&p, &s.secret);
+    let r = common::post_json(
+        &app.client,
+        &app.url("/api/v1/order/cancel-transaction"),
+        &json!({ "pid": s.pid, "trade_id": parent, "signature": sig }),
+    )
+    .await;
+    assert_eq!(r["status_code"], 200, "{r}");
+    assert_eq!(
+        status(&app, child).await,
+        4,
+        "child cancelled with its parent"
+    );
+
+    // K-2: the parent's expiry job runs at its time: the child ends too.
+    let (parent, child) = &pairs[1];
+    use epusdt::store::entities::order;
+    order::Entity::update_many()
+        .col_expr(
+            order::Column::ExpiresAt,
+            Expr::value(epusdt::service::now() - 1),
+        )
+        .filter(order::Column::TradeId.eq(parent))
+        .exec(&app.state.db)
+        .await
+        .unwrap();
+    let outcome = epusdt::service::order::expire_order(&app.state.db, &common::rules(&app), parent)
+        .await
+        .unwrap();
+    assert_eq!(outcome, epusdt::service::order::ExpireOutcome::Expired);
+    let c = epusdt::service::order::find_by_trade_id(&app.state.db, child)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status.code(), 3, "child expired with its parent");
+    app.stop().await;
+}
