@@ -154,10 +154,29 @@ pub async fn create_placeholder(
         ..Default::default()
     };
     match row.insert(db).await {
-        Ok(choice) => Ok(PlaceholderCreated::Choice {
-            choice,
-            repeated: false,
-        }),
+        Ok(choice) => {
+            // An order created concurrently under this order_id (another table, so no unique
+            // index sees both): this placeholder yields.
+            if find_order_by_merchant_order(db, MerchantId(merchant_id), &req.order_id)
+                .await?
+                .is_some()
+            {
+                order_choice::Entity::update_many()
+                    .col_expr(
+                        order_choice::Column::Status,
+                        Expr::value(choice_state::CANCELLED),
+                    )
+                    .filter(order_choice::Column::Id.eq(choice.id))
+                    .filter(order_choice::Column::Status.eq(choice_state::CHOOSING))
+                    .exec(db)
+                    .await?;
+                return Err(OrderError::Exists(req.order_id));
+            }
+            Ok(PlaceholderCreated::Choice {
+                choice,
+                repeated: false,
+            })
+        }
         Err(e)
             if store::is_unique_violation(
                 &e,

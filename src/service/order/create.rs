@@ -86,10 +86,28 @@ pub async fn create_order(
     )
     .await;
     match order {
-        Ok(order) => Ok(Created {
-            order,
-            repeated: false,
-        }),
+        Ok(order) => {
+            // A placeholder created concurrently under this order_id (the two live in different
+            // tables, so no unique index sees both): neither may stand twice; this one yields.
+            if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
+                .await?
+                .is_some()
+            {
+                change_status(
+                    db,
+                    order.id,
+                    OrderStatus::Waiting,
+                    OrderStatus::Cancelled,
+                    false,
+                )
+                .await?;
+                return Err(OrderError::Exists(req.order_id.clone()));
+            }
+            Ok(Created {
+                order,
+                repeated: false,
+            })
+        }
         Err(Placed::Exists) => {
             // A concurrent identical request won the race.
             let existing = find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id)
