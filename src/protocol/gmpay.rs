@@ -188,6 +188,30 @@ mod tests {
     }
 
     #[test]
+    fn token_and_network_come_both_or_neither() {
+        let p = |q: &[u8]| GmPay.placeholder(&Params::from_query(q));
+        assert!(p(b"order_id=1").unwrap());
+        assert!(p(b"order_id=1&token=&network=").unwrap());
+        assert!(!p(b"token=USDT&network=tron").unwrap());
+        assert_eq!(
+            p(b"network=tron").unwrap_err().to_string(),
+            "token is required with network (send both, or neither to let the payer choose)"
+        );
+        assert!(
+            p(b"token=USDT")
+                .unwrap_err()
+                .to_string()
+                .starts_with("network is required")
+        );
+        // Other protocols never make placeholders.
+        assert!(
+            !super::super::v1::V1
+                .placeholder(&Params::default())
+                .unwrap()
+        );
+    }
+
+    #[test]
     fn reply_adds_currency_address_network_and_status() {
         let Reply::Data(data) = GmPay.reply(&view()) else {
             panic!("GMPay answers with data");

@@ -257,3 +257,46 @@ pub(super) async fn mark_chosen(db: &impl ConnectionTrait, id: i64) -> Result<bo
         .await?;
     Ok(res.rows_affected == 1)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn choice(status: i16, expires_at: i64) -> Choice {
+        Choice {
+            id: 1,
+            trade_id: "t".into(),
+            merchant_id: 1,
+            order_id: "o".into(),
+            protocol: "gmpay".into(),
+            currency: "CNY".into(),
+            amount: "10".into(),
+            notify_url: String::new(),
+            redirect_url: String::new(),
+            name: String::new(),
+            request_hash: String::new(),
+            sign_alg: String::new(),
+            epay_type: String::new(),
+            timeout_secs: None,
+            status,
+            created_at: 0,
+            updated_at: 0,
+            expires_at,
+        }
+    }
+
+    #[test]
+    fn a_placeholder_reads_4_until_its_expiry_then_3() {
+        let c = choice(choice_state::CHOOSING, 100);
+        assert_eq!(choice_status(&c, 99), 4);
+        assert!(is_choosing(&c, 99));
+        // At the expiry second it is over, as for orders.
+        assert_eq!(choice_status(&c, 100), 3);
+        assert!(!is_choosing(&c, 100));
+        // Cancelled reads as a cancelled order (4), and is never choosable.
+        let c = choice(choice_state::CANCELLED, 100);
+        assert_eq!(choice_status(&c, 50), 4);
+        assert!(!is_choosing(&c, 50));
+        assert!(!is_choosing(&choice(choice_state::CHOSEN, 100), 50));
+    }
+}
