@@ -622,3 +622,49 @@ async fn the_parents_expiry_or_cancel_ends_its_child() {
     assert_eq!(c.status.code(), 3, "child expired with its parent");
     app.stop().await;
 }
+
+async fn concurrent_switches_make_one_order(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let s = shop(&app).await;
+    // Two payers' tabs choose at once: one order, the same for both.
+    let r = gm_create(&app, &s, &[("order_id", "R-1"), ("amount", "72")]).await;
+    let placeholder = r["data"]["trade_id"].as_str().unwrap().to_string();
+    let (a, b) = tokio::join!(
+        switch(&app, &placeholder, "USDT", "tron"),
+        switch(&app, &placeholder, "USDT", "tron")
+    );
+    for r in [&a, &b] {
+        assert_eq!(r["status_code"], 200, "{r}");
+        assert_eq!(r["data"]["trade_id"], placeholder.as_str());
+    }
+    assert_eq!(a["data"]["actual_amount"], b["data"]["actual_amount"]);
+    // Two switches of a waiting order at once: one child.
+    let r = gm_create(
+        &app,
+        &s,
+        &[
+            ("order_id", "R-2"),
+            ("amount", "72"),
+            ("token", "USDT"),
+            ("network", "tron"),
+        ],
+    )
+    .await;
+    let parent = r["data"]["trade_id"].as_str().unwrap().to_string();
+    let (a, b) = tokio::join!(
+        switch(&app, &parent, "USDT", "ethereum"),
+        switch(&app, &parent, "USDT", "ethereum")
+    );
+    for r in [&a, &b] {
+        assert_eq!(r["status_code"], 200, "{r}");
+    }
+    assert_eq!(a["data"]["trade_id"], b["data"]["trade_id"], "{a} {b}");
+    let kids = epusdt::service::order::children(&app.state.db, &parent)
+        .await
+        .unwrap();
+    assert_eq!(kids.len(), 1);
+    app.stop().await;
+}
+on_all_backends!(concurrent_switches_make_one_order);
