@@ -69,7 +69,16 @@ pub async fn lookup(
     if let Some(o) = find_by_trade_id(db, trade_id).await? {
         return Ok(Some(Lookup::Order(o)));
     }
-    Ok(find_choice(db, trade_id).await?.map(Lookup::Choice))
+    let Some(c) = find_choice(db, trade_id).await? else {
+        return Ok(None);
+    };
+    // Chosen between the two reads: the order row exists now.
+    if c.status == choice_state::CHOSEN
+        && let Some(o) = find_by_trade_id(db, trade_id).await?
+    {
+        return Ok(Some(Lookup::Order(o)));
+    }
+    Ok(Some(Lookup::Choice(c)))
 }
 
 /// The status code `check-status` shows for a trade_id: an order's effective status, or a
