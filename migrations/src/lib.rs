@@ -12,6 +12,7 @@ mod m20261129_000003_mysql_binary_keys;
 mod m20261129_000004_orders_amount_index;
 mod m20261202_000005_callback_due;
 mod m20261202_000006_compat_columns;
+mod m20261202_000007_order_choices;
 
 pub struct Migrator;
 
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_orders_amount_index::Migration),
             Box::new(m20261202_000005_callback_due::Migration),
             Box::new(m20261202_000006_compat_columns::Migration),
+            Box::new(m20261202_000007_order_choices::Migration),
         ]
     }
 }

@@ -12,6 +12,7 @@ use axum::{
 
 use super::reply::ApiError;
 use super::{
+    checkout_choose::{SwitchOption, render_choose, switch_options},
     checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed},
     render::RenderError,
 };
@@ -113,8 +114,9 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
             render_closed(ClosedReason::NotFound, None, None),
         );
     }
-    let o = match order::find_by_trade_id(&state.db, &trade_id).await {
-        Ok(Some(o)) => o,
+    let o = match order::choice::lookup(&state.db, &trade_id).await {
+        Ok(Some(order::choice::Lookup::Order(o))) => o,
+        Ok(Some(order::choice::Lookup::Choice(c))) => return choose_page(&state, &c).await,
         Ok(None) => {
             return page(
                 StatusCode::NOT_FOUND,
@@ -155,6 +157,7 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
     // Fiat is shown with cents (`100.00 CNY`), as the shop showed it.
     let fiat = format!("{:.2}", o.amount);
     let actual_amount = o.actual_amount.to_string();
+    let switch_networks = switch_offer(&state, &o).await;
     let html = render_checkout(&CheckoutView {
         trade_id: o.trade_id.as_str(),
         order_id: &o.order_id,
@@ -168,6 +171,74 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
         now_unix: now,
         redirect_url: redirect,
         status_url: &status_url,
+        switch_networks: &switch_networks,
     });
     page(StatusCode::OK, html)
+}
+
+/// The "pay on another network" offer of a waiting order (none if it cannot be read: the
+/// page still works without it).
+async fn switch_offer(state: &AppState, o: &crate::domain::order::Order) -> Vec<SwitchOption> {
+    let supported = order::supported_networks(&state.db, &state.config).await;
+    let children = order::children(&state.db, o.trade_id.as_str()).await;
+    match (supported, children) {
+        (Ok(supported), Ok(children)) => {
+            let now = crate::service::now();
+            let waiting: Vec<_> = children
+                .iter()
+                .filter(|c| c.effective_status(now) == OrderStatus::Waiting)
+                .map(|c| c.network)
+                .collect();
+            if !children.is_empty() && waiting.is_empty() {
+                return Vec::new();
+            }
+            switch_options(o.network, o.parent_trade_id.is_some(), &waiting, &supported)
+        }
+        (Err(e), _) | (_, Err(e)) => {
+            tracing::warn!(error = %e, "checkout: network offer unavailable");
+            Vec::new()
+        }
+    }
+}
+
+/// The page of a placeholder: the payer chooses a network, or sees why it is closed.
+async fn choose_page(state: &AppState, c: &order::choice::Choice) -> Response {
+    let now = crate::service::now();
+    let redirect = (!c.redirect_url.is_empty()).then_some(c.redirect_url.as_str());
+    match order::choice::choice_status(c, now) {
+        order::choice::STATUS_CHOOSING => {}
+        3 => {
+            return page(
+                StatusCode::OK,
+                render_closed(ClosedReason::Expired, Some(&c.trade_id), redirect),
+            );
+        }
+        _ => {
+            return page(
+                StatusCode::OK,
+                render_closed(ClosedReason::Cancelled, Some(&c.trade_id), redirect),
+            );
+        }
+    }
+    let networks: Vec<SwitchOption> =
+        match order::supported_networks(&state.db, &state.config).await {
+            Ok(n) => n.into_iter().map(SwitchOption::from).collect(),
+            Err(e) => {
+                tracing::error!(error = %e, "checkout lookup");
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "temporarily unavailable, retry",
+                )
+                    .into_response();
+            }
+        };
+    let fiat = c
+        .amount
+        .parse::<rust_decimal::Decimal>()
+        .map(|d| format!("{d:.2}"))
+        .unwrap_or_else(|_| c.amount.clone());
+    page(
+        StatusCode::OK,
+        render_choose(&c.trade_id, &c.order_id, &fiat, &c.currency, &networks),
+    )
 }

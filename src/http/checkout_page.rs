@@ -56,6 +56,8 @@ pub struct CheckoutView<'a> {
     pub redirect_url: Option<&'a str>,
     /// Status endpoint polled by the page, e.g. `"/pay/check-status/{trade_id}"`.
     pub status_url: &'a str,
+    /// Other networks the payer may switch to (`checkout_choose`); empty = no offer.
+    pub switch_networks: &'a [super::checkout_choose::SwitchOption],
 }
 
 /// Why an order can no longer be paid.
@@ -177,11 +179,14 @@ pub fn render_checkout(v: &CheckoutView<'_>) -> Result<Html<String>, RenderError
         context! {
             css => css(),
             js => Value::from_safe_string([JS, SUBMIT_TX_JS].concat()),
+            switch_js => super::checkout_choose::switch_js(),
+            switch_networks => super::checkout_choose::options_value(v.switch_networks),
             cfg => context! {
                 redirectUrl => safe_redirect(v.redirect_url),
                 remaining,
                 statusUrl => v.status_url,
                 submitUrl => format!("/pay/submit-tx-hash/{}", v.trade_id),
+                tradeId => v.trade_id,
             },
             state => if waiting { "waiting" } else { "expired" },
             countdown => format_countdown(remaining),
@@ -255,6 +260,7 @@ mod tests {
             now_unix: 1_700_000_001,
             redirect_url,
             status_url: "/pay/check-status/202501010000001",
+            switch_networks: &[],
         }
     }
 
@@ -302,6 +308,7 @@ mod tests {
                 "remaining": 599,
                 "statusUrl": breakout,
                 "submitUrl": format!("/pay/submit-tx-hash/{breakout}"),
+                "tradeId": breakout,
             })
         );
         assert!(html.contains(&format!("<dd>{}</dd>", escape_html(breakout))));

@@ -60,6 +60,10 @@ impl From<OrderError> for ApiError {
             OrderError::NoRate(_) => code::RATE,
             OrderError::NotFound => code::NOT_FOUND,
             OrderError::Transition(_) | OrderError::NotPaid => code::BAD_PARAM,
+            OrderError::UnsupportedAsset(_) => code::UNSUPPORTED_ASSET,
+            OrderError::SubOrderLimit => code::SUB_ORDER_LIMIT,
+            OrderError::CannotSwitchChild => code::CANNOT_SWITCH_CHILD,
+            OrderError::NotWaiting => code::NOT_WAITING,
             OrderError::Db(_)
             | OrderError::Queue(_)
             | OrderError::Merchant(_)

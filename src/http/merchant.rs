@@ -225,14 +225,14 @@ async fn merchant_by_pid(
 /// Signs nothing: the stand-in key of [`merchant_by_pid`]'s decoy verification.
 const UNKNOWN_MERCHANT_KEY: &str = "epusdt-no-such-merchant";
 
-fn payment_url(state: &AppState, trade_id: &str) -> String {
+pub(super) fn payment_url(state: &AppState, trade_id: &str) -> String {
     format!(
         "{}/pay/checkout-counter/{trade_id}",
         state.config.app_uri.trim_end_matches('/')
     )
 }
 
-fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
+pub(super) fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
     OrderView {
         trade_id: o.trade_id.as_str(),
         order_id: &o.order_id,
@@ -320,6 +320,9 @@ async fn create(
             merchant: m,
         };
         let order_id = req.order_id.clone();
+        if proto.placeholder(&p)? {
+            return super::switch::create_placeholder(state, proto, req).await;
+        }
         let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
         let o = created.order;
         tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
@@ -348,12 +351,10 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
     if let Err(why) = crate::domain::order::check_trade_id(&trade_id) {
         return ApiError::bad_param("trade_id", why).into_response();
     }
-    match order::find_by_trade_id(&state.db, &trade_id).await {
-        Ok(Some(o)) => {
-            // A waiting order past its time shows as expired even before the job has run.
-            let status = o.effective_status(crate::service::now()).code();
-            reply::success(json!({ "trade_id": o.trade_id, "status": status }))
-        }
+    // A waiting order past its time shows as expired even before the job has run; a
+    // placeholder shows 4 while the payer may choose (`order::choice`).
+    match order::choice::public_status(&state.db, &trade_id).await {
+        Ok(Some(status)) => reply::success(json!({ "trade_id": trade_id, "status": status })),
         Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
@@ -385,7 +386,7 @@ async fn cancel(
         let trade_id = fields::text(&p, "trade_id", 64, true)?;
         crate::domain::order::check_trade_id(&trade_id)
             .map_err(|why| ApiError::bad_param("trade_id", why))?;
-        let o = order::cancel_order(
+        let (trade_id, status) = order::choice::cancel(
             &state.db,
             &order::OrderRules::from_config(&state.config),
             &m,
@@ -393,7 +394,7 @@ async fn cancel(
         )
         .await?;
         Ok::<_, ApiError>(reply::success(
-            json!({ "trade_id": o.trade_id, "status": o.status.code() }),
+            json!({ "trade_id": trade_id, "status": status }),
         ))
     }
     .await

@@ -2,6 +2,7 @@
 //! the reply. Errors are mapped to the protocol's reply in one place ([`error`]); internal causes
 //! are logged, never sent to clients.
 pub mod checkout;
+pub mod checkout_choose;
 pub mod checkout_page;
 pub mod error;
 pub mod merchant;
@@ -11,6 +12,7 @@ pub mod render;
 pub mod reply;
 pub mod serve;
 pub mod submit_tx;
+pub mod switch;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -23,6 +25,7 @@ pub fn router(state: AppState) -> Router {
         .merge(merchant::router())
         .merge(checkout::router())
         .merge(submit_tx::router())
+        .merge(switch::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

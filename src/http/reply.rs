@@ -33,6 +33,10 @@ pub mod code {
     pub const REDIRECT_URL: u32 = 10044;
     /// The order's merchant is unavailable (EPay return hop).
     pub const ORDER_MERCHANT: u32 = 10045;
+    /// Switch-network (upstream's numbers).
+    pub const SUB_ORDER_LIMIT: u32 = 10011;
+    pub const CANNOT_SWITCH_CHILD: u32 = 10012;
+    pub const UNSUPPORTED_ASSET: u32 = 10016;
 }
 
 pub fn request_id() -> String {

@@ -123,6 +123,22 @@ impl MerchantProtocol for GmPay {
         })
     }
 
+    /// Upstream: `token` and `network` both or neither; neither = status 4, the payer chooses.
+    fn placeholder(&self, p: &Params) -> Result<bool, ProtocolError> {
+        match (p.get("token"), p.get("network")) {
+            (None, None) => Ok(true),
+            (Some(_), Some(_)) => Ok(false),
+            (None, Some(_)) => Err(ProtocolError::bad_param(
+                "token",
+                "is required with network (send both, or neither to let the payer choose)",
+            )),
+            (Some(_), None) => Err(ProtocolError::bad_param(
+                "network",
+                "is required with token (send both, or neither to let the payer choose)",
+            )),
+        }
+    }
+
     fn replay_stamp<'a>(&self, p: &'a Params) -> Option<ReplayStamp<'a>> {
         Some(ReplayStamp {
             timestamp: p.canonical("timestamp"),
@@ -324,6 +340,30 @@ mod tests {
         assert_eq!(
             GmPay.merchant(&Params::default()).unwrap_err().to_string(),
             "pid is required"
+        );
+    }
+
+    #[test]
+    fn token_and_network_come_both_or_neither() {
+        let p = |q: &[u8]| GmPay.placeholder(&Params::from_query(q));
+        assert!(p(b"order_id=1").unwrap());
+        assert!(p(b"order_id=1&token=&network=").unwrap());
+        assert!(!p(b"token=USDT&network=tron").unwrap());
+        assert_eq!(
+            p(b"network=tron").unwrap_err().to_string(),
+            "token is required with network (send both, or neither to let the payer choose)"
+        );
+        assert!(
+            p(b"token=USDT")
+                .unwrap_err()
+                .to_string()
+                .starts_with("network is required")
+        );
+        // Other protocols never make placeholders.
+        assert!(
+            !super::super::v1::V1
+                .placeholder(&Params::default())
+                .unwrap()
         );
     }
 

@@ -134,6 +134,19 @@ pub struct OrderView<'a> {
     pub payment_url: String,
 }
 
+/// A placeholder (no token/network yet: the payer chooses), as a create reply shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceholderView<'a> {
+    pub trade_id: &'a str,
+    pub order_id: &'a str,
+    pub amount: Decimal,
+    pub currency: &'a str,
+    /// Upstream's 4: waiting for the payer to choose token and network.
+    pub status: i16,
+    pub expires_at: i64,
+    pub payment_url: String,
+}
+
 /// A create reply's success shape. Errors share one envelope for every protocol
 /// (`http::reply`), so they are not the protocols' business.
 #[derive(Debug, Clone, PartialEq)]
@@ -273,6 +286,30 @@ pub trait MerchantProtocol: Send + Sync + 'static {
 
     /// The success reply to a create request.
     fn reply(&self, o: &OrderView<'_>) -> Reply;
+
+    /// Whether the create request asks for a placeholder the payer completes on the checkout
+    /// (GMPay: neither `token` nor `network`; only one of them is a bad request).
+    fn placeholder(&self, _p: &Params) -> Result<bool, ProtocolError> {
+        Ok(false)
+    }
+
+    /// The success reply to a create request that made a placeholder: upstream's shape with
+    /// no address, `actual_amount` 0 and an empty token.
+    fn placeholder_reply(&self, o: &PlaceholderView<'_>) -> Reply {
+        let mut map = serde_json::Map::new();
+        map.insert("trade_id".into(), o.trade_id.into());
+        map.insert("order_id".into(), o.order_id.into());
+        map.insert("amount".into(), raw_num(&o.amount.to_string()));
+        map.insert("currency".into(), o.currency.into());
+        map.insert("actual_amount".into(), Value::from(0));
+        map.insert("receive_address".into(), "".into());
+        map.insert("token".into(), "".into());
+        map.insert("network".into(), "".into());
+        map.insert("status".into(), o.status.into());
+        map.insert("expiration_time".into(), o.expires_at.into());
+        map.insert("payment_url".into(), o.payment_url.clone().into());
+        Reply::Data(Value::Object(map))
+    }
 
     /// The signed callback for a paid order.
     fn callback(

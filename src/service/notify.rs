@@ -112,7 +112,11 @@ pub async fn deliver(
     let Some(o) = orders::find_by_id(db, order_id).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
-    if o.status != OrderStatus::Paid || o.callback_state == callback_state::DELIVERED {
+    // A child of a network switch never calls back: its parent does.
+    if o.status != OrderStatus::Paid
+        || o.callback_state == callback_state::DELIVERED
+        || o.parent_trade_id.is_some()
+    {
         return Ok(NotifyOutcome::Skipped);
     }
     let Some(m) = merchant::find_by_id(db, keys, o.merchant_id.get()).await? else {

@@ -222,6 +222,21 @@ fn routes() -> Vec<Route> {
             path: "/health",
             fields: &[],
         },
+        Route {
+            method: Method::POST,
+            path: "/pay/switch-network",
+            fields: &["trade_id", "token", "network"],
+        },
+        Route {
+            method: Method::GET,
+            path: "/pay/checkout-counter-resp/",
+            fields: &[],
+        },
+        Route {
+            method: Method::GET,
+            path: "/payments/gmpay/v1/config",
+            fields: &[],
+        },
     ]
 }
 

@@ -31,3 +31,4 @@ mod replay;
 mod security_check;
 mod ssrf;
 mod submit_tx_hash;
+mod switch_network;
