@@ -242,14 +242,40 @@ pub async fn add_with_mode(
             max.max(DEFAULT_PID) + 1
         }
     };
+    let row = NewRow {
+        pid,
+        name,
+        secret: &secret,
+        strict_replay,
+        sign_mode,
+        enabled: true,
+    };
+    insert(db, keys, row).await
+}
+
+/// A merchant row to insert (the secret is sealed on the way in).
+struct NewRow<'a> {
+    pid: i64,
+    name: &'a str,
+    secret: &'a str,
+    strict_replay: bool,
+    sign_mode: SignMode,
+    enabled: bool,
+}
+
+async fn insert(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    r: NewRow<'_>,
+) -> Result<Merchant, MerchantError> {
     let now = super::now();
     let row = merchant::ActiveModel {
-        pid: Set(pid),
-        name: Set(name.to_string()),
-        secret: Set(keys.encrypt(&secret, &aad(pid))),
-        strict_replay: Set(strict_replay),
-        sign_mode: Set(sign_mode.as_str().into()),
-        enabled: Set(true),
+        pid: Set(r.pid),
+        name: Set(r.name.to_string()),
+        secret: Set(keys.encrypt(r.secret, &aad(r.pid))),
+        strict_replay: Set(r.strict_replay),
+        sign_mode: Set(r.sign_mode.as_str().into()),
+        enabled: Set(r.enabled),
         created_at: Set(now),
         updated_at: Set(now),
         ..Default::default()
@@ -257,7 +283,7 @@ pub async fn add_with_mode(
     match row.insert(db).await {
         Ok(m) => Merchant::open(m, keys),
         Err(e) if store::is_unique_violation(&e, "merchants_pid_key", "merchants.pid") => {
-            Err(MerchantError::PidTaken(pid))
+            Err(MerchantError::PidTaken(r.pid))
         }
         Err(e) => Err(e.into()),
     }
@@ -283,25 +309,15 @@ pub async fn add_imported(
         "" => format!("imported {pid}"),
         n => n.chars().take(64).collect(),
     };
-    let now = super::now();
-    let row = merchant::ActiveModel {
-        pid: Set(pid),
-        name: Set(name),
-        secret: Set(keys.encrypt(secret, &aad(pid))),
-        strict_replay: Set(false),
-        sign_mode: Set("dual".into()),
-        enabled: Set(enabled),
-        created_at: Set(now),
-        updated_at: Set(now),
-        ..Default::default()
+    let row = NewRow {
+        pid,
+        name: &name,
+        secret,
+        strict_replay: false,
+        sign_mode: SignMode::Dual,
+        enabled,
     };
-    match row.insert(db).await {
-        Ok(m) => Merchant::open(m, keys),
-        Err(e) if store::is_unique_violation(&e, "merchants_pid_key", "merchants.pid") => {
-            Err(MerchantError::PidTaken(pid))
-        }
-        Err(e) => Err(e.into()),
-    }
+    insert(db, keys, row).await
 }
 
 /// Changes how a merchant's GMPay requests are verified. Returns the previous mode; `None`

@@ -176,30 +176,7 @@ pub async fn credit_transfer_in(
 
     let outcome = match pick_order(&candidates, t.block_time, rules.clock_tolerance_secs) {
         Pick::Credit(o) => {
-            let from = o.status;
-            from.transition(OrderStatus::Paid)?;
-            let res = order::Entity::update_many()
-                .col_expr(order::Column::Status, Expr::value(OrderStatus::Paid.code()))
-                .col_expr(order::Column::LiveSlot, Expr::value(Option::<i16>::None))
-                .col_expr(
-                    order::Column::BlockTransactionId,
-                    Expr::value(t.tx_hash.clone()),
-                )
-                .col_expr(order::Column::PaidAmount, Expr::value(amount_text.clone()))
-                .col_expr(order::Column::PaidAt, Expr::value(t.block_time))
-                .col_expr(order::Column::UpdatedAt, Expr::value(now()))
-                .filter(order::Column::Id.eq(o.id.get()))
-                .filter(order::Column::Status.eq(from.code()))
-                .exec(txn)
-                .await?;
-            if res.rows_affected != 1 {
-                // The row is locked by this transaction: nobody can have changed it since the
-                // read. Fail the whole range rather than record the payment wrongly.
-                return Err(OrderError::Db(DbErr::Custom(format!(
-                    "order {} changed while locked for crediting tx {}",
-                    o.trade_id, t.tx_hash
-                ))));
-            }
+            mark_paid(txn, o, t, &amount_text).await?;
             match &o.parent_trade_id {
                 // A child of a payer's network switch pays its parent (`switch`).
                 Some(parent) => {
@@ -456,6 +433,43 @@ pub async fn tx_hash_used(
         .one(db)
         .await?;
     Ok(paid.is_some())
+}
+
+/// Marks `o` (locked by this transaction) paid by `t`: the status graph's check, then a
+/// compare-and-swap on its status. The row is locked, so nobody can have changed it since the
+/// read; if the swap still misses, the whole range fails rather than record the payment wrongly.
+pub(super) async fn mark_paid(
+    txn: &sea_orm::DatabaseTransaction,
+    o: &Order,
+    t: &IncomingTransfer,
+    amount_text: &str,
+) -> Result<(), OrderError> {
+    let from = o.status;
+    from.transition(OrderStatus::Paid)?;
+    let res = order::Entity::update_many()
+        .col_expr(order::Column::Status, Expr::value(OrderStatus::Paid.code()))
+        .col_expr(order::Column::LiveSlot, Expr::value(Option::<i16>::None))
+        .col_expr(
+            order::Column::BlockTransactionId,
+            Expr::value(t.tx_hash.clone()),
+        )
+        .col_expr(
+            order::Column::PaidAmount,
+            Expr::value(amount_text.to_string()),
+        )
+        .col_expr(order::Column::PaidAt, Expr::value(t.block_time))
+        .col_expr(order::Column::UpdatedAt, Expr::value(now()))
+        .filter(order::Column::Id.eq(o.id.get()))
+        .filter(order::Column::Status.eq(from.code()))
+        .exec(txn)
+        .await?;
+    if res.rows_affected != 1 {
+        return Err(OrderError::Db(DbErr::Custom(format!(
+            "order {} changed while locked for crediting tx {}",
+            o.trade_id, t.tx_hash
+        ))));
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -362,31 +362,7 @@ pub(super) async fn settle_parent(
         .ok_or(OrderError::NotFound)?;
     match p.status {
         OrderStatus::Waiting | OrderStatus::Expired => {
-            let from = p.status;
-            from.transition(OrderStatus::Paid)?;
-            let res = order::Entity::update_many()
-                .col_expr(order::Column::Status, Expr::value(OrderStatus::Paid.code()))
-                .col_expr(order::Column::LiveSlot, Expr::value(Option::<i16>::None))
-                .col_expr(
-                    order::Column::BlockTransactionId,
-                    Expr::value(t.tx_hash.clone()),
-                )
-                .col_expr(
-                    order::Column::PaidAmount,
-                    Expr::value(amount_text.to_string()),
-                )
-                .col_expr(order::Column::PaidAt, Expr::value(t.block_time))
-                .col_expr(order::Column::UpdatedAt, Expr::value(now()))
-                .filter(order::Column::Id.eq(p.id.get()))
-                .filter(order::Column::Status.eq(from.code()))
-                .exec(txn)
-                .await?;
-            if res.rows_affected != 1 {
-                return Err(OrderError::Db(DbErr::Custom(format!(
-                    "parent order {} changed while locked for crediting tx {}",
-                    p.trade_id, t.tx_hash
-                ))));
-            }
+            super::credit::mark_paid(txn, &p, t, amount_text).await?;
             tracing::info!(parent = %p.trade_id, child = %child.trade_id, tx = %t.tx_hash, "child order paid: parent credited");
             Ok(CreditOutcome::Paid {
                 order_id: p.id.get(),
