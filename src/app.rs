@@ -44,6 +44,8 @@ pub enum AppError {
     Merchant(#[from] service::merchant::MerchantError),
     #[error("audit log: {0}")]
     Audit(String),
+    #[error("admin accounts: {0}")]
+    Admin(#[from] service::admin::AdminError),
     #[error("server: {0}")]
     Serve(std::io::Error),
 }
@@ -133,11 +135,12 @@ pub async fn open_secured(
             tracing::info!(source = %src, key_id = %keys.current_key_id(), "master key loaded");
         }
     }
-    let resealed = service::merchant::secure_secrets(&db, &keys).await?;
+    let resealed = service::merchant::secure_secrets(&db, &keys).await?
+        + service::admin::reseal_all(&db, &keys).await?;
     if resealed > 0 {
         tracing::warn!(
             resealed,
-            "merchant secrets re-sealed under the current master key"
+            "stored secrets (merchants, admin TOTP, admin token key) re-sealed under the current master key"
         );
         audit
             .record(
@@ -158,6 +161,8 @@ impl App {
         let queue = open_queue(&config, &db).await?;
         service::merchant::sync_default_merchant(&db, &keys, config.api_auth_token.as_ref())
             .await?;
+        let admin_tokens = service::admin::tokens::load_or_create_keys(&db, &keys).await?;
+        tokio::task::spawn_blocking(service::admin::password::warm_up);
         // The callback client: its resolver refuses names resolving to forbidden addresses and
         // is the only lookup before connecting (no DNS rebinding between check and connect); no
         // proxy from the environment, which would resolve and connect past that check.
@@ -210,6 +215,7 @@ impl App {
             rate_limit,
             replay,
             chains,
+            admin_tokens,
         };
         Ok(Self {
             state,

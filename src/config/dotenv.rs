@@ -39,6 +39,7 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "notify_retry_base_secs",
     "notify_timeout_secs",
     "allow_private_callbacks",
+    "admin_require_totp",
     "payment_clock_tolerance_secs",
     "slot_reuse_grace_secs",
     "callback_requeue_after_secs",

@@ -91,6 +91,8 @@ pub struct Config {
     pub notify_timeout_secs: u64,
     /// Allow callbacks to loopback/private/link-local addresses (development only).
     pub allow_private_callbacks: bool,
+    /// Every admin must have TOTP: an admin without it can only set it up (admin API).
+    pub admin_require_totp: bool,
     /// Seconds a transfer's block time may precede an order's creation and still pay it (block
     /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
     /// order: it was meant for whoever held the slot before.
@@ -157,6 +159,7 @@ impl Default for Config {
             notify_retry_base_secs: 180,
             notify_timeout_secs: 10,
             allow_private_callbacks: false,
+            admin_require_totp: false,
             payment_clock_tolerance_secs: 5,
             slot_reuse_grace_secs: 600,
             callback_requeue_after_secs: 900,

@@ -1,6 +1,7 @@
 //! Use cases. HTTP handlers, the CLI, jobs and chain watchers call these plain async functions;
 //! they never see axum types, and they never change an order's status except through
 //! `domain::order::OrderStatus::transition` + a compare-and-swap update.
+pub mod admin;
 pub mod merchant;
 pub mod notify;
 pub mod order;
