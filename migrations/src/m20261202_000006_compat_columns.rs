@@ -8,7 +8,7 @@
 //! - `orders.parent_trade_id`: the order a payer's network switch was made from.
 use sea_orm_migration::{
     prelude::*,
-    schema::{string_len_null, string_len},
+    schema::{string_len, string_len_null},
 };
 
 #[derive(DeriveMigrationName)]

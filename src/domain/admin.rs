@@ -67,7 +67,10 @@ pub enum CredentialError {
 /// (case-sensitive, like the unique index on every backend).
 pub fn check_username(name: &str) -> Result<(), CredentialError> {
     let ok_len = (3..=64).contains(&name.chars().count());
-    let ok_first = name.chars().next().is_some_and(|c| c.is_ascii_alphanumeric());
+    let ok_first = name
+        .chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphanumeric());
     let ok_chars = name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'));
@@ -112,7 +115,10 @@ mod tests {
 
     #[test]
     fn passwords_need_twelve_characters_and_not_the_username() {
-        assert_eq!(check_password("alice", "short"), Err(CredentialError::TooShort));
+        assert_eq!(
+            check_password("alice", "short"),
+            Err(CredentialError::TooShort)
+        );
         assert_eq!(
             check_password("alice", "xxAlice-2026-yy"),
             Err(CredentialError::ContainsUsername)

@@ -84,8 +84,13 @@ async fn record_failure(
         .filter(failure::Column::At.lt(now - 2 * WINDOW_SECS))
         .exec(db)
         .await?;
-    event(audit, login, actions::ADMIN_LOGIN_FAILED, serde_json::json!({ "reason": reason }))
-        .await;
+    event(
+        audit,
+        login,
+        actions::ADMIN_LOGIN_FAILED,
+        serde_json::json!({ "reason": reason }),
+    )
+    .await;
     if let Some(retry_after) = locked_for(db, login.username, now).await? {
         tracing::warn!(retry_after, "admin login locked after repeated failures");
         event(
@@ -107,7 +112,12 @@ pub(super) async fn clear_failures(db: &impl ConnectionTrait, username: &str) ->
     Ok(())
 }
 
-async fn event(audit: &AuditLog, login: &Login<'_>, action: &'static str, details: serde_json::Value) {
+async fn event(
+    audit: &AuditLog,
+    login: &Login<'_>,
+    action: &'static str,
+    details: serde_json::Value,
+) {
     let target: String = login.username.chars().take(64).collect();
     let mut e = AuditEvent::new(format!("admin:{target}"), action, format!("admin:{target}"))
         .with_details(details);
@@ -130,7 +140,13 @@ pub async fn login(
 ) -> Result<LoggedIn, AdminError> {
     let now = crate::service::now();
     if let Some(retry_after) = locked_for(db, login.username, now).await? {
-        event(audit, &login, actions::ADMIN_LOGIN_REFUSED_LOCKED, serde_json::json!({ "retry_after": retry_after })).await;
+        event(
+            audit,
+            &login,
+            actions::ADMIN_LOGIN_REFUSED_LOCKED,
+            serde_json::json!({ "retry_after": retry_after }),
+        )
+        .await;
         return Err(AdminError::Locked { retry_after });
     }
     let row = if login.username.chars().count() <= 64 {
@@ -159,6 +175,12 @@ pub async fn login(
     }
     clear_failures(db, &m.username).await?;
     let tokens = tokens::issue(db, signer, &m).await?;
-    event(audit, &login, actions::ADMIN_LOGIN, serde_json::json!({ "totp": m.totp_enabled })).await;
+    event(
+        audit,
+        &login,
+        actions::ADMIN_LOGIN,
+        serde_json::json!({ "totp": m.totp_enabled }),
+    )
+    .await;
     Ok(LoggedIn { tokens, admin: m })
 }

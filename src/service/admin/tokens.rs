@@ -50,8 +50,10 @@ impl std::fmt::Debug for TokenKeys {
 impl TokenKeys {
     fn from_secret(bytes: &[u8]) -> Result<Self, AdminError> {
         Ok(Self {
-            encoding: EncodingKey::from_secret(bytes).map_err(|e| AdminError::Jwt(e.to_string()))?,
-            decoding: DecodingKey::from_secret(bytes).map_err(|e| AdminError::Jwt(e.to_string()))?,
+            encoding: EncodingKey::from_secret(bytes)
+                .map_err(|e| AdminError::Jwt(e.to_string()))?,
+            decoding: DecodingKey::from_secret(bytes)
+                .map_err(|e| AdminError::Jwt(e.to_string()))?,
         })
     }
 }
@@ -208,7 +210,10 @@ pub async fn issue(
 pub enum Refreshed {
     Ok(TokenPair, admin::Model),
     /// A rotated token came back: its family is now revoked. Carries the admin for the audit.
-    Replayed { admin_id: i64, family: String },
+    Replayed {
+        admin_id: i64,
+        family: String,
+    },
     Invalid,
 }
 

@@ -4,7 +4,9 @@
 //! with TOTP still off and returns it once (base32 + `otpauth://` URL); [`confirm`] turns TOTP
 //! on when a code from it checks out. A code is accepted once: the step it matched is stored
 //! and a code of that step or an earlier one is refused afterwards.
-use sea_orm::{ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr};
+use sea_orm::{
+    ColumnTrait, Condition, DatabaseConnection, EntityTrait, QueryFilter, sea_query::Expr,
+};
 use totp_rs::{Builder, Secret as TotpSecret, Totp};
 
 use super::AdminError;
@@ -59,7 +61,10 @@ pub async fn begin(
             admin::Column::TotpSecret,
             Expr::value(keys.encrypt(&secret, &aad(m.id))),
         )
-        .col_expr(admin::Column::TotpLastStep, Expr::value(Option::<i64>::None))
+        .col_expr(
+            admin::Column::TotpLastStep,
+            Expr::value(Option::<i64>::None),
+        )
         .col_expr(admin::Column::UpdatedAt, Expr::value(crate::service::now()))
         .filter(admin::Column::Id.eq(m.id))
         .filter(admin::Column::TotpEnabled.eq(false))
