@@ -61,6 +61,7 @@ pub mod actions {
     pub const ADMIN_ROLE: &str = "admin.role";
     pub const ADMIN_PASSWORD_RESET: &str = "admin.password_reset";
     pub const ADMIN_PASSWORD_CHANGE: &str = "admin.password_change";
+    pub const ADMIN_TOTP_STARTED: &str = "admin.totp_started";
     pub const ADMIN_TOTP_ENABLED: &str = "admin.totp_enabled";
     pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
     pub const MERCHANT_ROTATE_SECRET: &str = "merchant.rotate_secret";

@@ -1,6 +1,7 @@
 //! HTTP: axum routers. Handlers are thin — parse, authenticate, call a service function, shape
 //! the reply. Errors are mapped to the protocol's reply in one place ([`error`]); internal causes
 //! are logged, never sent to clients.
+pub mod admin;
 pub mod checkout;
 pub mod checkout_page;
 pub mod error;
@@ -21,6 +22,7 @@ pub fn router(state: AppState) -> Router {
         .merge(ops::router())
         .merge(merchant::router())
         .merge(checkout::router())
+        .merge(admin::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

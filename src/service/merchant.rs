@@ -336,3 +336,31 @@ pub async fn set_fingerprint(
         .await?;
     Ok(())
 }
+
+/// Replaces a merchant's secret with a fresh random one and returns the merchant with it (shown
+/// once). The old secret stops working at once. Refuses the default merchant (pid 1000), whose
+/// secret is `api_auth_token` and would be restored from the config at the next start.
+pub async fn rotate_secret(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    pid: i64,
+) -> Result<Option<Merchant>, MerchantError> {
+    if pid == DEFAULT_PID {
+        return Err(MerchantError::Invalid(
+            "the secret of merchant 1000 is api_auth_token; change it in the config".into(),
+        ));
+    }
+    let Some(m) = merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let secret = generate_secret();
+    let mut am: merchant::ActiveModel = m.into();
+    am.secret = Set(keys.encrypt(&secret, &aad(pid)));
+    am.updated_at = Set(super::now());
+    let m = am.update(db).await?;
+    Merchant::open(m, keys).map(Some)
+}

@@ -15,6 +15,7 @@
 mod create;
 mod credit;
 mod expire;
+pub mod search;
 
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
