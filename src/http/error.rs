@@ -16,12 +16,12 @@ use super::{
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 
 use crate::{
-    service::{admin::AdminError, merchant::MerchantError, wallet::WalletError},
     security::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
     },
     service::order::OrderError,
+    service::{admin::AdminError, merchant::MerchantError, wallet::WalletError},
 };
 
 /// A protocol-level failure: code + message the merchant sees.
@@ -226,9 +226,10 @@ impl From<AdminError> for AdminApiError {
             AdminError::InvalidToken => Self::new(S::UNAUTHORIZED, "invalid_token", msg),
             AdminError::TotpAlreadyEnabled => Self::new(S::CONFLICT, "totp_already_enabled", msg),
             AdminError::TotpNotStarted => Self::new(S::CONFLICT, "totp_not_started", msg),
-            AdminError::Sealed(_) | AdminError::Jwt(_) | AdminError::Hash(_) | AdminError::Db(_) => {
-                Self::internal(&e)
-            }
+            AdminError::Sealed(_)
+            | AdminError::Jwt(_)
+            | AdminError::Hash(_)
+            | AdminError::Db(_) => Self::internal(&e),
         }
     }
 }

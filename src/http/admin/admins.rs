@@ -82,7 +82,9 @@ pub async fn update_admin(
     AdminJson(req): AdminJson<AdminPatch>,
 ) -> Result<Json<Value>, AdminApiError> {
     if req.role.is_none() && req.disabled.is_none() {
-        return Err(AdminApiError::invalid("nothing to change: send role and/or disabled"));
+        return Err(AdminApiError::invalid(
+            "nothing to change: send role and/or disabled",
+        ));
     }
     let mut view = None;
     if let Some(r) = req.role.as_deref() {
@@ -99,7 +101,11 @@ pub async fn update_admin(
     }
     if let Some(d) = req.disabled {
         let a = admin::set_disabled(&state.db, &username, d).await?;
-        let action = if d { actions::ADMIN_DISABLE } else { actions::ADMIN_ENABLE };
+        let action = if d {
+            actions::ADMIN_DISABLE
+        } else {
+            actions::ADMIN_ENABLE
+        };
         state
             .audit
             .record(who.admin.event(action, format!("admin:{username}")))
@@ -117,7 +123,10 @@ pub async fn reset_admin_totp(
     let a = admin::reset_totp(&state.db, &username).await?;
     state
         .audit
-        .record(who.admin.event(actions::ADMIN_TOTP_RESET, format!("admin:{username}")))
+        .record(
+            who.admin
+                .event(actions::ADMIN_TOTP_RESET, format!("admin:{username}")),
+        )
         .await?;
     Ok(Json(json!({ "admin": a })))
 }

@@ -75,7 +75,10 @@ pub async fn refresh(
     match tokens::refresh(&state.db, &state.admin_tokens, &req.refresh_token).await? {
         tokens::Refreshed::Ok(pair, _) => Ok(token_reply(&pair, json!({}))),
         tokens::Refreshed::Replayed { admin_id, family } => {
-            tracing::warn!(admin_id, "a rotated admin refresh token was reused: its login is revoked");
+            tracing::warn!(
+                admin_id,
+                "a rotated admin refresh token was reused: its login is revoked"
+            );
             let mut e = crate::audit::AuditEvent::new(
                 format!("admin_id:{admin_id}"),
                 actions::ADMIN_REFRESH_REPLAYED,
@@ -127,7 +130,10 @@ pub async fn totp_begin(
     let e = totp::begin(&state.db, &state.keys, who.session.admin.id).await?;
     state
         .audit
-        .record(who.event(actions::ADMIN_TOTP_STARTED, format!("admin:{}", who.username())))
+        .record(who.event(
+            actions::ADMIN_TOTP_STARTED,
+            format!("admin:{}", who.username()),
+        ))
         .await?;
     Ok(Json(json!({
         "secret": e.secret.expose(),
@@ -159,7 +165,10 @@ pub async fn totp_confirm(
     }
     state
         .audit
-        .record(who.event(actions::ADMIN_TOTP_ENABLED, format!("admin:{}", who.username())))
+        .record(who.event(
+            actions::ADMIN_TOTP_ENABLED,
+            format!("admin:{}", who.username()),
+        ))
         .await?;
     Ok(Json(json!({ "totp_enabled": true })))
 }
@@ -189,14 +198,23 @@ pub async fn change_password(
             "current_password is wrong",
         ));
     }
-    admin::set_password(&state.db, &a.username, &Secret::new(req.new_password), false).await?;
+    admin::set_password(
+        &state.db,
+        &a.username,
+        &Secret::new(req.new_password),
+        false,
+    )
+    .await?;
     let fresh = admin::find_by_username(&state.db, &a.username)
         .await?
         .ok_or(admin::AdminError::InvalidToken)?;
     let pair = tokens::issue(&state.db, &state.admin_tokens, &fresh).await?;
     state
         .audit
-        .record(who.event(actions::ADMIN_PASSWORD_CHANGE, format!("admin:{}", a.username)))
+        .record(who.event(
+            actions::ADMIN_PASSWORD_CHANGE,
+            format!("admin:{}", a.username),
+        ))
         .await?;
     Ok(token_reply(&pair, json!({ "must_change_password": false })))
 }

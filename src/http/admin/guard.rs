@@ -68,7 +68,10 @@ impl Session {
 
 impl FromRequestParts<AppState> for Session {
     type Rejection = AdminApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let token = parts
             .headers
             .get(header::AUTHORIZATION)
@@ -119,7 +122,10 @@ pub type Owner = Authorized<OwnerOnly>;
 
 impl<N: Need> FromRequestParts<AppState> for Authorized<N> {
     type Rejection = AdminApiError;
-    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
         let admin = Session::from_request_parts(parts, state).await?;
         if admin.totp_setup_required(state) {
             return Err(AdminApiError::new(

@@ -42,7 +42,10 @@ pub struct RouteInfo {
 }
 
 const fn read(least: Role) -> Access {
-    Access::Role { least, write: false }
+    Access::Role {
+        least,
+        write: false,
+    }
 }
 const fn write(least: Role) -> Access {
     Access::Role { least, write: true }
@@ -56,36 +59,105 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
         access,
     };
     vec![
-        (r(Method::POST, "/admin/api/v1/auth/login", Public), post(auth::login)),
-        (r(Method::POST, "/admin/api/v1/auth/refresh", Public), post(auth::refresh)),
-        (r(Method::POST, "/admin/api/v1/auth/logout", Session), post(auth::logout)),
-        (r(Method::GET, "/admin/api/v1/me", Session), get(auth::me)),
-        (r(Method::POST, "/admin/api/v1/me/password", Session), post(auth::change_password)),
-        (r(Method::POST, "/admin/api/v1/me/totp", Session), post(auth::totp_begin)),
-        (r(Method::POST, "/admin/api/v1/me/totp/confirm", Session), post(auth::totp_confirm)),
-        (r(Method::GET, "/admin/api/v1/wallets", read(Role::Viewer)), get(resources::list_wallets)),
-        (r(Method::POST, "/admin/api/v1/wallets", write(Role::Admin)), post(resources::add_wallet)),
-        (r(Method::PATCH, "/admin/api/v1/wallets/{id}", write(Role::Admin)), patch(resources::update_wallet)),
-        (r(Method::GET, "/admin/api/v1/merchants", read(Role::Viewer)), get(resources::list_merchants)),
-        (r(Method::POST, "/admin/api/v1/merchants", write(Role::Admin)), post(resources::add_merchant)),
         (
-            r(Method::POST, "/admin/api/v1/merchants/{pid}/rotate-secret", write(Role::Admin)),
+            r(Method::POST, "/admin/api/v1/auth/login", Public),
+            post(auth::login),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/auth/refresh", Public),
+            post(auth::refresh),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/auth/logout", Session),
+            post(auth::logout),
+        ),
+        (r(Method::GET, "/admin/api/v1/me", Session), get(auth::me)),
+        (
+            r(Method::POST, "/admin/api/v1/me/password", Session),
+            post(auth::change_password),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/me/totp", Session),
+            post(auth::totp_begin),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/me/totp/confirm", Session),
+            post(auth::totp_confirm),
+        ),
+        (
+            r(Method::GET, "/admin/api/v1/wallets", read(Role::Viewer)),
+            get(resources::list_wallets),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/wallets", write(Role::Admin)),
+            post(resources::add_wallet),
+        ),
+        (
+            r(
+                Method::PATCH,
+                "/admin/api/v1/wallets/{id}",
+                write(Role::Admin),
+            ),
+            patch(resources::update_wallet),
+        ),
+        (
+            r(Method::GET, "/admin/api/v1/merchants", read(Role::Viewer)),
+            get(resources::list_merchants),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/merchants", write(Role::Admin)),
+            post(resources::add_merchant),
+        ),
+        (
+            r(
+                Method::POST,
+                "/admin/api/v1/merchants/{pid}/rotate-secret",
+                write(Role::Admin),
+            ),
             post(resources::rotate_merchant_secret),
         ),
-        (r(Method::GET, "/admin/api/v1/orders", read(Role::Viewer)), get(orders::list_orders)),
-        (r(Method::GET, "/admin/api/v1/orders/{trade_id}", read(Role::Viewer)), get(orders::get_order)),
         (
-            r(Method::POST, "/admin/api/v1/orders/{trade_id}/resend", write(Role::Admin)),
+            r(Method::GET, "/admin/api/v1/orders", read(Role::Viewer)),
+            get(orders::list_orders),
+        ),
+        (
+            r(
+                Method::GET,
+                "/admin/api/v1/orders/{trade_id}",
+                read(Role::Viewer),
+            ),
+            get(orders::get_order),
+        ),
+        (
+            r(
+                Method::POST,
+                "/admin/api/v1/orders/{trade_id}/resend",
+                write(Role::Admin),
+            ),
             post(orders::resend_callback),
         ),
-        (r(Method::GET, "/admin/api/v1/admins", read(Role::Owner)), get(admins::list_admins)),
-        (r(Method::POST, "/admin/api/v1/admins", write(Role::Owner)), post(admins::add_admin)),
         (
-            r(Method::PATCH, "/admin/api/v1/admins/{username}", write(Role::Owner)),
+            r(Method::GET, "/admin/api/v1/admins", read(Role::Owner)),
+            get(admins::list_admins),
+        ),
+        (
+            r(Method::POST, "/admin/api/v1/admins", write(Role::Owner)),
+            post(admins::add_admin),
+        ),
+        (
+            r(
+                Method::PATCH,
+                "/admin/api/v1/admins/{username}",
+                write(Role::Owner),
+            ),
             patch(admins::update_admin),
         ),
         (
-            r(Method::POST, "/admin/api/v1/admins/{username}/reset-totp", write(Role::Owner)),
+            r(
+                Method::POST,
+                "/admin/api/v1/admins/{username}/reset-totp",
+                write(Role::Owner),
+            ),
             post(admins::reset_admin_totp),
         ),
     ]

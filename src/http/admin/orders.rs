@@ -99,10 +99,9 @@ pub async fn list_orders(
     };
     let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
         None => None,
-        Some(c) => Some(
-            c.parse::<i64>()
-                .map_err(|_| AdminApiError::invalid("cursor must be the next_cursor of a previous page"))?,
-        ),
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            AdminApiError::invalid("cursor must be the next_cursor of a previous page")
+        })?),
     };
     let page = search::search(
         &state.db,
@@ -169,7 +168,13 @@ pub async fn resend_callback(
     notify::resend(&state.db, &state.queue, &trade_id).await?;
     state
         .audit
-        .record(who.admin.event(actions::ORDER_RESEND, format!("order:{trade_id}")))
+        .record(
+            who.admin
+                .event(actions::ORDER_RESEND, format!("order:{trade_id}")),
+        )
         .await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "trade_id": trade_id, "callback": "queued" }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "trade_id": trade_id, "callback": "queued" })),
+    ))
 }

@@ -34,7 +34,9 @@ pub async fn list_wallets(
     _: CanRead,
 ) -> Result<Json<Value>, AdminApiError> {
     let rows = wallet::list(&state.db).await?;
-    Ok(Json(json!({ "wallets": rows.iter().map(wallet_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "wallets": rows.iter().map(wallet_json).collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -63,7 +65,10 @@ pub async fn add_wallet(
         .audit
         .record(
             who.admin
-                .event(actions::WALLET_ADD, format!("wallet:{}:{}", w.network, w.address))
+                .event(
+                    actions::WALLET_ADD,
+                    format!("wallet:{}:{}", w.network, w.address),
+                )
                 .with_details(json!({ "id": w.id, "label": w.label })),
         )
         .await?;
@@ -86,14 +91,19 @@ pub async fn update_wallet(
     AdminJson(req): AdminJson<WalletPatch>,
 ) -> Result<Json<Value>, AdminApiError> {
     if req.label.is_none() && req.enabled.is_none() {
-        return Err(AdminApiError::invalid("nothing to change: send label and/or enabled"));
+        return Err(AdminApiError::invalid(
+            "nothing to change: send label and/or enabled",
+        ));
     }
     let w = wallet::update(&state.db, id, req.label.as_deref(), req.enabled).await?;
     state
         .audit
         .record(
             who.admin
-                .event(actions::WALLET_UPDATE, format!("wallet:{}:{}", w.network, w.address))
+                .event(
+                    actions::WALLET_UPDATE,
+                    format!("wallet:{}:{}", w.network, w.address),
+                )
                 .with_details(json!({ "id": w.id, "label": req.label, "enabled": req.enabled })),
         )
         .await?;
@@ -117,7 +127,9 @@ pub async fn list_merchants(
     _: CanRead,
 ) -> Result<Json<Value>, AdminApiError> {
     let rows = merchant::list(&state.db).await?;
-    Ok(Json(json!({ "merchants": rows.iter().map(merchant_json).collect::<Vec<_>>() })))
+    Ok(Json(
+        json!({ "merchants": rows.iter().map(merchant_json).collect::<Vec<_>>() }),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -134,7 +146,15 @@ pub async fn add_merchant(
     who: CanWrite,
     AdminJson(req): AdminJson<NewMerchant>,
 ) -> Result<(StatusCode, Json<Value>), AdminApiError> {
-    let m = merchant::add(&state.db, &state.keys, &req.name, None, None, req.strict_replay).await?;
+    let m = merchant::add(
+        &state.db,
+        &state.keys,
+        &req.name,
+        None,
+        None,
+        req.strict_replay,
+    )
+    .await?;
     state
         .audit
         .record(
@@ -166,7 +186,12 @@ pub async fn rotate_merchant_secret(
         .ok_or_else(|| AdminApiError::not_found(format!("no merchant with pid {pid}")))?;
     state
         .audit
-        .record(who.admin.event(actions::MERCHANT_ROTATE_SECRET, format!("merchant:{}", m.pid)))
+        .record(who.admin.event(
+            actions::MERCHANT_ROTATE_SECRET,
+            format!("merchant:{}", m.pid),
+        ))
         .await?;
-    Ok(Json(json!({ "pid": m.pid, "name": m.name, "secret": m.secret.expose() })))
+    Ok(Json(
+        json!({ "pid": m.pid, "name": m.name, "secret": m.secret.expose() }),
+    ))
 }

@@ -70,9 +70,8 @@ pub async fn search(db: &DatabaseConnection, q: &OrderQuery) -> Result<OrderPage
     }
     if let Some(text) = q.q.as_deref().map(str::trim).filter(|t| !t.is_empty()) {
         let pattern = format!("%{}%", like_escape(text));
-        let like = |col: order::Column| {
-            Expr::col(col).like(LikeExpr::new(pattern.clone()).escape('\\'))
-        };
+        let like =
+            |col: order::Column| Expr::col(col).like(LikeExpr::new(pattern.clone()).escape('\\'));
         cond = cond.add(
             Condition::any()
                 .add(like(order::Column::OrderId))
