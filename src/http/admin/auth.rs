@@ -73,7 +73,7 @@ pub async fn refresh(
     AdminJson(req): AdminJson<RefreshRequest>,
 ) -> Result<Json<Value>, AdminApiError> {
     match tokens::refresh(&state.db, &state.admin_tokens, &req.refresh_token).await? {
-        tokens::Refreshed::Ok(pair, _) => Ok(token_reply(&pair, json!({}))),
+        tokens::Refreshed::Ok(pair) => Ok(token_reply(&pair, json!({}))),
         tokens::Refreshed::Replayed { admin_id, family } => {
             tracing::warn!(
                 admin_id,

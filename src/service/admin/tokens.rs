@@ -205,10 +205,10 @@ pub async fn issue(
     })
 }
 
-/// The outcome of a refresh that failed because the token had already been used.
+/// The outcome of a refresh.
 #[derive(Debug)]
 pub enum Refreshed {
-    Ok(TokenPair, admin::Model),
+    Ok(TokenPair),
     /// A rotated token came back: its family is now revoked. Carries the admin for the audit.
     Replayed {
         admin_id: i64,
@@ -271,7 +271,7 @@ pub async fn refresh(
         expires_in: ACCESS_TTL_SECS,
         refresh_token,
     };
-    Ok(Refreshed::Ok(pair, admin))
+    Ok(Refreshed::Ok(pair))
 }
 
 pub async fn revoke_family(db: &impl ConnectionTrait, family: &str) -> Result<(), DbErr> {
