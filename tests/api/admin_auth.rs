@@ -779,3 +779,51 @@ async fn cli_bootstrap_prints_a_password_that_must_be_changed() {
     assert!(!audit.contains(&password));
     app.stop().await;
 }
+
+/// `keys rotate` re-seals the admin values too: after a rotation, with only the new key left,
+/// TOTP secrets and the token signing key still open.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_secrets_follow_a_master_key_rotation() {
+    use epusdt::crypto::{keys::KeyStore, master_key::MasterKey};
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    add_admin(&app, "alice", Role::Owner, OWNER_PW).await;
+    let at = access(&app, "alice", OWNER_PW).await;
+    let (_, setup) = call(&app, "POST", "/admin/api/v1/me/totp", Some(&at), None).await;
+    let secret = setup["secret"].as_str().unwrap().to_string();
+    let (s, _) = call(
+        &app,
+        "POST",
+        "/admin/api/v1/me/totp/confirm",
+        Some(&at),
+        Some(json!({ "code": totp_at(&secret, now()) })),
+    )
+    .await;
+    assert_eq!(s, 200);
+    let db = app.state.db.clone();
+    let new = MasterKey::generate();
+    let rotated = KeyStore::from_keyring(app.state.keys.rotated(new.clone()));
+    let n = epusdt::service::admin::reseal_all(&db, &rotated)
+        .await
+        .unwrap();
+    assert_eq!(n, 2, "the TOTP secret and the signing key");
+    let only_new = KeyStore::from_key(new);
+    epusdt::service::admin::tokens::load_or_create_keys(&db, &only_new)
+        .await
+        .expect("signing key opens under the new key");
+    let row = epusdt::service::admin::find_by_username(&db, "alice")
+        .await
+        .unwrap()
+        .unwrap();
+    let ok = epusdt::service::admin::totp::check_and_consume(
+        &db,
+        &only_new,
+        &row,
+        &totp_at(&secret, now() + 30),
+    )
+    .await
+    .expect("TOTP secret opens under the new key");
+    assert!(ok);
+    app.stop().await;
+}
