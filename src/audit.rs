@@ -31,6 +31,7 @@ use crate::store::entities::audit_log;
 pub const REDACTED: &str = "[redacted]";
 
 mod admin_actions;
+pub mod query;
 
 /// Actions recorded today, each emitted somewhere (add one here when its emitter lands). An
 /// action is a `&'static str` so the set stays greppable.

@@ -283,6 +283,45 @@ async fn wallets_merchants_orders(backend: Backend) {
         );
     }
     assert!(!rows.iter().any(|r| r.details.contains(&secret)));
+    // The audit trail reads back over the API, filtered and paged.
+    let (s, a) = call(
+        &app,
+        "GET",
+        "/admin/api/v1/audit?actor=admin:alice&action=wallet.add",
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(s, 200, "{a}");
+    let events = a["events"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{a}");
+    assert_eq!(
+        (events[0]["ip"].as_str(), events[0]["target"].as_str()),
+        (
+            Some("127.0.0.1"),
+            Some(format!("wallet:tron:{OTHER_TRON}").as_str())
+        )
+    );
+    let (_, p1) = call(
+        &app,
+        "GET",
+        "/admin/api/v1/audit?actor=admin:alice&limit=2",
+        t,
+        None,
+    )
+    .await;
+    let cursor = p1["next_cursor"].as_str().expect("more events").to_string();
+    let (_, p2) = call(
+        &app,
+        "GET",
+        &format!("/admin/api/v1/audit?actor=admin:alice&limit=2&cursor={cursor}"),
+        t,
+        None,
+    )
+    .await;
+    assert!(p2["events"][0]["id"].as_i64().unwrap() < p1["events"][1]["id"].as_i64().unwrap());
+    let (s, c) = call(&app, "GET", "/admin/api/v1/chains", t, None).await;
+    assert_eq!((s, c["chains"].is_object()), (200, true), "{c}");
     // An admin is not an owner.
     assert_eq!(
         call(&app, "GET", "/admin/api/v1/admins", t, None).await.0,

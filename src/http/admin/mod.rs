@@ -10,6 +10,7 @@ pub mod auth;
 pub mod guard;
 pub mod orders;
 pub mod resources;
+pub mod status;
 
 use axum::{
     Router,
@@ -135,6 +136,14 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
                 write(Role::Admin),
             ),
             post(orders::resend_callback),
+        ),
+        (
+            r(Method::GET, "/admin/api/v1/chains", read(Role::Viewer)),
+            get(status::chains),
+        ),
+        (
+            r(Method::GET, "/admin/api/v1/audit", read(Role::Admin)),
+            get(status::audit),
         ),
         (
             r(Method::GET, "/admin/api/v1/admins", read(Role::Owner)),
