@@ -19,3 +19,4 @@ pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
 pub const MERCHANT_ROTATE_SECRET: &str = "merchant.rotate_secret";
 pub const WALLET_UPDATE: &str = "wallet.update";
 pub const ORDER_RESEND: &str = "order.resend";
+pub const RATE_SET: &str = "rate.set";

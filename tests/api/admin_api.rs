@@ -271,6 +271,7 @@ async fn wallets_merchants_orders(backend: Backend) {
         "merchant.add",
         "merchant.rotate_secret",
         "order.resend",
+        "rate.set",
     ] {
         let r = rows
             .iter()
@@ -283,6 +284,62 @@ async fn wallets_merchants_orders(backend: Backend) {
         );
     }
     assert!(!rows.iter().any(|r| r.details.contains(&secret)));
+    // Rates: forced CNY and configured USD from the test config; an admin rate for EUR.
+    let (s, e) = call(
+        &app,
+        "PUT",
+        "/admin/api/v1/rates/EUR",
+        t,
+        Some(json!({ "rate": 0.92 })),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (422, Some("invalid_field")),
+        "a float is refused"
+    );
+    let (s, e) = call(
+        &app,
+        "PUT",
+        "/admin/api/v1/rates/EURO",
+        t,
+        Some(json!({ "rate": "0.92" })),
+    )
+    .await;
+    assert_eq!(s, 422, "{e}");
+    let (s, r) = call(
+        &app,
+        "PUT",
+        "/admin/api/v1/rates/eur",
+        t,
+        Some(json!({ "rate": "0.920" })),
+    )
+    .await;
+    assert_eq!(
+        (s, r["effective_rate"].as_str()),
+        (200, Some("0.92")),
+        "{r}"
+    );
+    let (_, rates) = call(&app, "GET", "/admin/api/v1/rates", t, None).await;
+    let find = |c: &str| {
+        rates["rates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["currency"] == c)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        (find("CNY")["rate"].as_str(), find("CNY")["source"].as_str()),
+        (Some("7.2"), Some("forced_usdt_rate")),
+        "{rates}"
+    );
+    assert_eq!(find("USD")["source"], "config");
+    assert_eq!(
+        (find("EUR")["rate"].as_str(), find("EUR")["source"].as_str()),
+        (Some("0.92"), Some("admin"))
+    );
     // The audit trail reads back over the API, filtered and paged.
     let (s, a) = call(
         &app,

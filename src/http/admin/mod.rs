@@ -9,13 +9,14 @@ pub mod admins;
 pub mod auth;
 pub mod guard;
 pub mod orders;
+pub mod rates;
 pub mod resources;
 pub mod status;
 
 use axum::{
     Router,
     http::Method,
-    routing::{MethodRouter, any, get, patch, post},
+    routing::{MethodRouter, any, get, patch, post, put},
 };
 
 use crate::{domain::admin::Role, http::error::AdminApiError, state::AppState};
@@ -136,6 +137,18 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
                 write(Role::Admin),
             ),
             post(orders::resend_callback),
+        ),
+        (
+            r(Method::GET, "/admin/api/v1/rates", read(Role::Viewer)),
+            get(rates::list_rates),
+        ),
+        (
+            r(
+                Method::PUT,
+                "/admin/api/v1/rates/{currency}",
+                write(Role::Admin),
+            ),
+            put(rates::set_rate),
         ),
         (
             r(Method::GET, "/admin/api/v1/chains", read(Role::Viewer)),
