@@ -271,7 +271,6 @@ async fn wallets_merchants_orders(backend: Backend) {
         "merchant.add",
         "merchant.rotate_secret",
         "order.resend",
-        "rate.set",
     ] {
         let r = rows
             .iter()
@@ -336,6 +335,8 @@ async fn wallets_merchants_orders(backend: Backend) {
         "{rates}"
     );
     assert_eq!(find("USD")["source"], "config");
+    let (_, a) = call(&app, "GET", "/admin/api/v1/audit?action=rate.set", t, None).await;
+    assert_eq!(a["events"][0]["actor"], "admin:alice", "{a}");
     assert_eq!(
         (find("EUR")["rate"].as_str(), find("EUR")["source"].as_str()),
         (Some("0.92"), Some("admin"))
