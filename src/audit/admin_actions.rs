@@ -20,3 +20,4 @@ pub const MERCHANT_ROTATE_SECRET: &str = "merchant.rotate_secret";
 pub const WALLET_UPDATE: &str = "wallet.update";
 pub const ORDER_RESEND: &str = "order.resend";
 pub const RATE_SET: &str = "rate.set";
+pub const MERCHANT_UPDATE: &str = "merchant.update";

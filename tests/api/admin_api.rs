@@ -161,6 +161,41 @@ async fn wallets_merchants_orders(backend: Backend) {
         (s, e["error"]["code"].as_str()),
         (422, Some("invalid_field"))
     );
+    let (s, m2) = call(
+        &app,
+        "PATCH",
+        &format!("/admin/api/v1/merchants/{pid}"),
+        t,
+        Some(json!({ "enabled": false, "name": "shop 2" })),
+    )
+    .await;
+    assert_eq!(
+        (s, m2["enabled"].as_bool(), m2["name"].as_str()),
+        (200, Some(false), Some("shop 2")),
+        "{m2}"
+    );
+    assert!(m2.get("secret").is_none());
+    let (s, _) = call(
+        &app,
+        "PATCH",
+        "/admin/api/v1/merchants/1000",
+        t,
+        Some(json!({ "enabled": false })),
+    )
+    .await;
+    assert_eq!(s, 422, "pid 1000 follows api_auth_token");
+    assert_eq!(
+        call(
+            &app,
+            "PATCH",
+            "/admin/api/v1/merchants/424242",
+            t,
+            Some(json!({ "enabled": true }))
+        )
+        .await
+        .0,
+        404
+    );
 
     // Orders: three created by the v1 API, found by order_id, paged by cursor.
     let mut created = Vec::new();

@@ -112,6 +112,14 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
         ),
         (
             r(
+                Method::PATCH,
+                "/admin/api/v1/merchants/{pid}",
+                write(Role::Admin),
+            ),
+            patch(resources::update_merchant),
+        ),
+        (
+            r(
                 Method::POST,
                 "/admin/api/v1/merchants/{pid}/rotate-secret",
                 write(Role::Admin),

@@ -195,3 +195,38 @@ pub async fn rotate_merchant_secret(
         json!({ "pid": m.pid, "name": m.name, "secret": m.secret.expose() }),
     ))
 }
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MerchantPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    enabled: Option<bool>,
+}
+
+/// Renames, disables or re-enables a merchant.
+pub async fn update_merchant(
+    State(state): State<AppState>,
+    who: CanWrite,
+    Path(pid): Path<i64>,
+    AdminJson(req): AdminJson<MerchantPatch>,
+) -> Result<Json<Value>, AdminApiError> {
+    if req.name.is_none() && req.enabled.is_none() {
+        return Err(AdminApiError::invalid(
+            "nothing to change: send name and/or enabled",
+        ));
+    }
+    let m = merchant::update(&state.db, pid, req.name.as_deref(), req.enabled)
+        .await?
+        .ok_or_else(|| AdminApiError::not_found(format!("no merchant with pid {pid}")))?;
+    state
+        .audit
+        .record(
+            who.admin
+                .event(actions::MERCHANT_UPDATE, format!("merchant:{pid}"))
+                .with_details(json!({ "name": req.name, "enabled": req.enabled })),
+        )
+        .await?;
+    Ok(Json(merchant_json(&m)))
+}
