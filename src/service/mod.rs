@@ -6,6 +6,7 @@ pub mod merchant;
 pub mod notify;
 pub mod order;
 pub mod rate;
+pub mod stats;
 pub mod wallet;
 
 /// Unix seconds now.

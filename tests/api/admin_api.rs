@@ -279,6 +279,24 @@ async fn wallets_merchants_orders(backend: Backend) {
     assert_eq!((s, d["status"].as_str()), (200, Some("paid")), "{d}");
     assert_eq!(d["transfers"].as_array().unwrap().len(), 1, "{d}");
     assert!(d["callback_attempts_log"].is_array());
+    // The dashboard numbers count it.
+    let (s, st) = call(&app, "GET", "/admin/api/v1/stats", t, None).await;
+    assert_eq!(s, 200, "{st}");
+    assert_eq!(st["today"]["orders_by_status"]["waiting"], 2, "{st}");
+    assert_eq!(st["last_7_days"]["orders_by_status"]["paid"], 1, "{st}");
+    let paid: rust_decimal::Decimal = d["paid_amount"]
+        .as_str()
+        .or(d["actual_amount"].as_str())
+        .unwrap()
+        .parse()
+        .unwrap();
+    let token = d["token"].as_str().unwrap();
+    let vol: rust_decimal::Decimal = st["today"]["paid_volume"]["tron"][token]
+        .as_str()
+        .expect("tron volume")
+        .parse()
+        .unwrap();
+    assert_eq!(vol, paid, "{st}");
     let (s, _) = call(
         &app,
         "POST",

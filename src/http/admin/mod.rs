@@ -159,6 +159,10 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             put(rates::set_rate),
         ),
         (
+            r(Method::GET, "/admin/api/v1/stats", read(Role::Viewer)),
+            get(status::stats),
+        ),
+        (
             r(Method::GET, "/admin/api/v1/chains", read(Role::Viewer)),
             get(status::chains),
         ),

@@ -90,3 +90,32 @@ pub async fn audit(
         json!({ "events": events, "next_cursor": next.map(|c| c.to_string()) }),
     ))
 }
+
+/// Today (UTC) and the last 7 days: orders by status, paid volume per network and token,
+/// callback success; and the scanner lag per network now.
+pub async fn stats(
+    State(state): State<AppState>,
+    _: CanRead,
+) -> Result<Json<Value>, AdminApiError> {
+    let now = crate::service::now();
+    let today = now - now.rem_euclid(86_400);
+    let day = crate::service::stats::window(&state.db, today).await?;
+    let week = crate::service::stats::window(&state.db, now - 7 * 86_400).await?;
+    let persisted = crate::chain::cursors(&state.db).await.unwrap_or_default();
+    let lag: serde_json::Map<String, Value> = state
+        .chains
+        .snapshot()
+        .into_iter()
+        .map(|(network, s)| {
+            let cursor = persisted.get(network).copied().or(s.cursor);
+            let lag = match (s.confirmed_head, cursor) {
+                (Some(c), Some(k)) => Some((c - k).max(0)),
+                _ => s.lag_blocks,
+            };
+            (network.to_string(), json!(lag))
+        })
+        .collect();
+    Ok(Json(
+        json!({ "today": day, "last_7_days": week, "scanner_lag_blocks": lag }),
+    ))
+}
