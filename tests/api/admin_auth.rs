@@ -827,3 +827,37 @@ async fn admin_secrets_follow_a_master_key_rotation() {
     assert!(ok);
     app.stop().await;
 }
+
+/// Twenty wrong passwords sent at once: at most five are checked (401), the rest are refused
+/// unchecked (429).
+async fn parallel_guesses_do_not_outrun_the_lockout(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    add_admin(&app, "alice", Role::Owner, OWNER_PW).await;
+    let guesses = (0..20).map(|i| {
+        let app = &app;
+        async move {
+            login(app, "alice", &format!("guess-number-{i:04}"), None)
+                .await
+                .status()
+                .as_u16()
+        }
+    });
+    let statuses = futures::future::join_all(guesses).await;
+    let checked = statuses.iter().filter(|s| **s == 401).count();
+    assert!(checked <= 5, "{statuses:?}");
+    assert!(
+        statuses.iter().all(|s| *s == 401 || *s == 429),
+        "{statuses:?}"
+    );
+    // Refused attempts are not failures: the account is locked exactly when five were checked.
+    let expect = if checked == 5 { 429 } else { 200 };
+    assert_eq!(
+        login(&app, "alice", OWNER_PW, None).await.status(),
+        expect,
+        "{statuses:?}"
+    );
+    app.stop().await;
+}
+on_all_backends!(parallel_guesses_do_not_outrun_the_lockout);

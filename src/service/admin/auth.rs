@@ -5,7 +5,10 @@
 //! [`WINDOW_SECS`], it is locked for [`WINDOW_SECS`] after the last of them: every login for it
 //! answers `Locked` without looking at the password (so the right password does not help),
 //! and attempts while locked are not counted (the lock does not extend itself). A successful
-//! login or a password reset clears the rows.
+//! login or a password reset clears the rows. An attempt is recorded *before* its password is
+//! checked (and removed if it was not a failure), and one that finds more than
+//! [`MAX_FAILURES`] attempts in the window is refused unchecked, so parallel guessing cannot
+//! outrun the count.
 use sea_orm::{
     ActiveModelTrait, ColumnTrait, ConnectionTrait, DatabaseConnection, DbErr, EntityTrait,
     QueryFilter, QueryOrder, QuerySelect, Set,
@@ -64,14 +67,15 @@ pub async fn locked_for(
     }
 }
 
-async fn record_failure(
+/// Records an attempt for the username before its password is checked, so concurrent guesses
+/// count against each other; returns the row (kept as the failure, or removed when the attempt
+/// turns out not to be one).
+async fn reserve_attempt(
     db: &DatabaseConnection,
-    audit: &AuditLog,
     login: &Login<'_>,
-    reason: &'static str,
-) -> Result<(), AdminError> {
-    let now = crate::service::now();
-    failure::ActiveModel {
+    now: i64,
+) -> Result<i64, DbErr> {
+    let row = failure::ActiveModel {
         username: Set(login.username.chars().take(64).collect()),
         at: Set(now),
         ip: Set(login.ip.unwrap_or("").chars().take(64).collect()),
@@ -84,6 +88,36 @@ async fn record_failure(
         .filter(failure::Column::At.lt(now - 2 * WINDOW_SECS))
         .exec(db)
         .await?;
+    Ok(row.id)
+}
+
+async fn release_attempt(db: &DatabaseConnection, id: i64) -> Result<(), DbErr> {
+    failure::Entity::delete_by_id(id).exec(db).await?;
+    Ok(())
+}
+
+/// Attempts (finished failures and ones in flight) for `username` in the window.
+async fn attempts_in_window(
+    db: &DatabaseConnection,
+    username: &str,
+    now: i64,
+) -> Result<u64, DbErr> {
+    use sea_orm::PaginatorTrait;
+    failure::Entity::find()
+        .filter(failure::Column::Username.eq(username))
+        .filter(failure::Column::At.gt(now - WINDOW_SECS))
+        .count(db)
+        .await
+}
+
+/// The reserved attempt stays as a failure: audit it, and the lock it may have started.
+async fn failed(
+    db: &DatabaseConnection,
+    audit: &AuditLog,
+    login: &Login<'_>,
+    reason: &'static str,
+    now: i64,
+) -> Result<(), AdminError> {
     event(
         audit,
         login,
@@ -149,6 +183,23 @@ pub async fn login(
         .await;
         return Err(AdminError::Locked { retry_after });
     }
+    // Reserve the attempt first: of any number of concurrent guesses, at most MAX_FAILURES get
+    // their password checked within a window.
+    let attempt = reserve_attempt(db, &login, now).await?;
+    if attempts_in_window(db, login.username, now).await? > MAX_FAILURES {
+        release_attempt(db, attempt).await?;
+        let retry_after = locked_for(db, login.username, now)
+            .await?
+            .unwrap_or(WINDOW_SECS as u64);
+        event(
+            audit,
+            &login,
+            actions::ADMIN_LOGIN_REFUSED_LOCKED,
+            serde_json::json!({ "retry_after": retry_after }),
+        )
+        .await;
+        return Err(AdminError::Locked { retry_after });
+    }
     let row = if login.username.chars().count() <= 64 {
         super::find_by_username(db, login.username).await?
     } else {
@@ -161,15 +212,17 @@ pub async fn login(
     )
     .await;
     let Some(m) = row.filter(|_| ok) else {
-        record_failure(db, audit, &login, "password").await?;
+        failed(db, audit, &login, "password", now).await?;
         return Err(AdminError::BadCredentials);
     };
     if m.totp_enabled {
         let Some(code) = login.totp.filter(|c| !c.trim().is_empty()) else {
+            // Asking for the code is not a failure.
+            release_attempt(db, attempt).await?;
             return Err(AdminError::TotpRequired);
         };
         if !super::totp::check_and_consume(db, keys, &m, code).await? {
-            record_failure(db, audit, &login, "totp").await?;
+            failed(db, audit, &login, "totp", now).await?;
             return Err(AdminError::TotpInvalid);
         }
     }
