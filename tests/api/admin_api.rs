@@ -241,6 +241,55 @@ async fn wallets_merchants_orders(backend: Backend) {
     assert_eq!(p2["orders"].as_array().unwrap().len(), 1);
     assert!(p2["next_cursor"].is_null());
     assert_eq!(p2["orders"][0]["order_id"], "ADM-0", "newest first");
+    let (_, by_pid) = call(&app, "GET", "/admin/api/v1/orders?merchant=1000", t, None).await;
+    assert_eq!(by_pid["orders"].as_array().unwrap().len(), 3);
+    let (_, none) = call(&app, "GET", "/admin/api/v1/orders?merchant=424242", t, None).await;
+    assert!(none["orders"].as_array().unwrap().is_empty());
+    let addr = created[0]["token"].as_str().unwrap();
+    let (_, by_addr) = call(
+        &app,
+        "GET",
+        &format!("/admin/api/v1/orders?address={addr}"),
+        t,
+        None,
+    )
+    .await;
+    assert!(
+        by_addr["orders"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|o| o["address"] == addr)
+            && !by_addr["orders"].as_array().unwrap().is_empty()
+    );
+    // Malformed bodies get the admin error shape too.
+    let r = app
+        .client
+        .post(app.url("/admin/api/v1/wallets"))
+        .bearer_auth(t.unwrap())
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 400);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_body"
+    );
+    let r = app
+        .client
+        .post(app.url("/admin/api/v1/wallets"))
+        .bearer_auth(t.unwrap())
+        .body("network=tron")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 415);
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["error"]["code"],
+        "invalid_body"
+    );
     let (s, e) = call(&app, "GET", "/admin/api/v1/orders?status=lost", t, None).await;
     assert_eq!(
         (s, e["error"]["code"].as_str()),

@@ -7,7 +7,7 @@ use sea_orm::{
 
 use crate::{
     domain::order::OrderStatus,
-    store::entities::{callback_attempt, order, transfer},
+    store::entities::{callback_attempt, merchant, order, transfer},
 };
 
 /// Largest page.
@@ -19,6 +19,10 @@ pub struct OrderQuery {
     pub status: Option<OrderStatus>,
     pub network: Option<String>,
     pub merchant_id: Option<i64>,
+    /// The merchant's public pid (looked up to its id).
+    pub merchant_pid: Option<i64>,
+    /// Exact receive address (which orders use a wallet).
+    pub address: Option<String>,
     /// Substring of order_id, trade_id, receive address or transaction hash.
     pub q: Option<String>,
     pub created_from: Option<i64>,
@@ -58,6 +62,33 @@ pub async fn search(db: &DatabaseConnection, q: &OrderQuery) -> Result<OrderPage
     }
     if let Some(m) = q.merchant_id {
         cond = cond.add(order::Column::MerchantId.eq(m));
+    }
+    if let Some(pid) = q.merchant_pid {
+        let id = merchant::Entity::find()
+            .filter(merchant::Column::Pid.eq(pid))
+            .one(db)
+            .await?
+            .map(|m| m.id);
+        let Some(id) = id else {
+            return Ok(OrderPage {
+                orders: Vec::new(),
+                next_cursor: None,
+            });
+        };
+        cond = cond.add(order::Column::MerchantId.eq(id));
+    }
+    if let Some(a) = q
+        .address
+        .as_deref()
+        .map(str::trim)
+        .filter(|a| !a.is_empty())
+    {
+        // EVM addresses are stored lower-case; TRON ones as given (base58 is case-sensitive).
+        cond = cond.add(
+            Condition::any()
+                .add(order::Column::Address.eq(a))
+                .add(order::Column::Address.eq(a.to_ascii_lowercase())),
+        );
     }
     if let Some(from) = q.created_from {
         cond = cond.add(order::Column::CreatedAt.gte(from));
