@@ -113,6 +113,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl RateLimited {
+    /// The same refusal for the admin API: `{"error":{"code":"rate_limited"|"rate_limiter_unavailable"}}`
+    /// with the same status and headers, never the merchant envelope.
+    pub fn into_admin_response(self) -> Response {
+        let merchant = self.clone().into_response();
+        let (status, headers) = (merchant.status(), merchant.headers().clone());
+        let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "rate_limiter_unavailable"
+        } else {
+            "rate_limited"
+        };
+        let retry = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("1")
+            .to_string();
+        let mut resp = AdminApiError::new(
+            status,
+            code,
+            format!("too many requests: retry after {retry} s"),
+        )
+        .into_response();
+        for (k, v) in &headers {
+            if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                resp.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        resp
+    }
+}
+
 impl IntoResponse for RateLimited {
     fn into_response(self) -> Response {
         let binding = self.0.binding().copied();

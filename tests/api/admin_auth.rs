@@ -861,3 +861,34 @@ async fn parallel_guesses_do_not_outrun_the_lockout(backend: Backend) {
     app.stop().await;
 }
 on_all_backends!(parallel_guesses_do_not_outrun_the_lockout);
+
+/// The per-IP limits of every route apply to the admin API, and their 429 has the admin error
+/// shape, not the merchant envelope.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rate_limited_admin_requests_get_the_admin_error_shape() {
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| {
+        c.rate_limit.rate_limit_route_per_minute = 3
+    })
+    .await
+    else {
+        return;
+    };
+    let mut last = None;
+    for _ in 0..5 {
+        let r = app
+            .client
+            .post(app.url("/admin/api/v1/auth/refresh"))
+            .json(&json!({ "refresh_token": "x" }))
+            .send()
+            .await
+            .unwrap();
+        last = Some(r);
+    }
+    let r = last.unwrap();
+    assert_eq!(r.status(), 429);
+    assert!(r.headers().contains_key("retry-after"));
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"]["code"], "rate_limited", "{v}");
+    assert!(v.get("status_code").is_none(), "{v}");
+    app.stop().await;
+}
