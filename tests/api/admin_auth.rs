@@ -546,6 +546,18 @@ async fn no_admin_route_answers_without_a_valid_token() {
             .0,
         404
     );
+    // A method a known path does not serve: 401 first, then a JSON 405.
+    assert_eq!(
+        call(&app, "DELETE", "/admin/api/v1/wallets", None, None)
+            .await
+            .0,
+        401
+    );
+    let (s, v) = call(&app, "DELETE", "/admin/api/v1/wallets", Some(&real), None).await;
+    assert_eq!(
+        (s, v["error"]["code"].as_str()),
+        (405, Some("method_not_allowed"))
+    );
     // The two public routes answer without a token (with their own errors).
     let (s, v) = call(
         &app,

@@ -207,10 +207,28 @@ async fn unknown(_: guard::Session) -> AdminApiError {
     AdminApiError::not_found("no such admin API route")
 }
 
+/// A method a known path does not serve: 401 without a valid token, else a JSON 405.
+async fn wrong_method(_: guard::Session) -> AdminApiError {
+    AdminApiError::new(
+        axum::http::StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "this path does not take that method",
+    )
+}
+
 pub fn router() -> Router<AppState> {
-    let mut router = Router::new();
+    let mut paths: std::collections::BTreeMap<&'static str, MethodRouter<AppState>> =
+        std::collections::BTreeMap::new();
     for (info, handler) in table() {
-        router = router.route(info.path, handler);
+        let merged = match paths.remove(info.path) {
+            Some(prev) => prev.merge(handler),
+            None => handler,
+        };
+        paths.insert(info.path, merged);
+    }
+    let mut router = Router::new();
+    for (path, handler) in paths {
+        router = router.route(path, handler.fallback(wrong_method));
     }
     router
         .route(PREFIX, any(unknown))
