@@ -48,6 +48,12 @@ pub enum AppError {
     Admin(#[from] service::admin::AdminError),
     #[error("server: {0}")]
     Serve(std::io::Error),
+    /// The target database holds an upstream epusdt's tables: migrating would mix our schema
+    /// into theirs (and fail half-way on `orders`). Nothing was changed.
+    #[error(
+        "the database {url} holds upstream epusdt tables ({found}); nothing was changed. Point database_url at a new, empty database and bring the data over with `epusdt import upstream --from {url}`"
+    )]
+    UpstreamSchema { url: String, found: String },
 }
 
 pub struct App {
@@ -63,6 +69,14 @@ pub async fn open_database(config: &Config) -> Result<DatabaseConnection, AppErr
         source,
     })?;
     let db = store::connect(&config.effective_database_url()).await?;
+    let found = store::upstream::upstream_tables_in_target(&db).await?;
+    if !found.is_empty() {
+        db.close().await.ok();
+        return Err(AppError::UpstreamSchema {
+            url: crate::redact::secrets(&config.effective_database_url()),
+            found: found.join(", "),
+        });
+    }
     Migrator::up(&db, None).await?;
     Ok(db)
 }
@@ -192,6 +206,8 @@ impl App {
         crate::chain::check_startup(&config, &chains)
             .await
             .map_err(|e| AppError::Setup(e.to_string()))?;
+        let tx_lookup =
+            crate::chain::TxLookup::new(&config).map_err(|e| AppError::Setup(e.to_string()))?;
         let listener = TcpListener::bind(config.http_listen)
             .await
             .map_err(|source| AppError::Bind {
@@ -216,6 +232,7 @@ impl App {
             replay,
             chains,
             admin_tokens,
+            tx_lookup,
         };
         Ok(Self {
             state,

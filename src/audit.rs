@@ -37,6 +37,8 @@ pub mod query;
 /// action is a `&'static str` so the set stays greppable.
 pub mod actions {
     pub const MERCHANT_ADD: &str = "merchant.add";
+    /// A merchant's GMPay sign mode changed (`merchant set-sign-mode`).
+    pub const MERCHANT_SIGN_MODE: &str = "merchant.sign_mode";
     pub const WALLET_ADD: &str = "wallet.add";
     pub const WALLET_DISABLE: &str = "wallet.disable";
     pub const WALLET_ENABLE: &str = "wallet.enable";
@@ -51,6 +53,8 @@ pub mod actions {
     /// confirmations): the order needs an operator's review.
     pub const CHAIN_TRANSFER_REORGED: &str = "chain.transfer_reorged";
     pub use super::admin_actions::*;
+    /// `epusdt import upstream` ran (source URL redacted, counts).
+    pub const UPSTREAM_IMPORT: &str = "upstream.import";
 }
 
 /// Actor of events started by the command line.

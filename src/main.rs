@@ -51,6 +51,13 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {}", epusdt::redact::secrets(&e.to_string()));
+            // A database that is not ours to migrate is a configuration error, like a bad key.
+            if matches!(
+                e.downcast_ref::<epusdt::app::AppError>(),
+                Some(epusdt::app::AppError::UpstreamSchema { .. })
+            ) {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }

@@ -2,6 +2,8 @@
 //!
 //! Migrations are append-only: never edit one that has shipped; add a new one. Every unique
 //! constraint is named, because the service layer maps named violations to protocol errors.
+//! Never name a table `wallet_address` or `api_keys`, nor drop `orders.live_slot`: they tell an
+//! upstream epusdt database apart, which `migrate` refuses to touch (`store::upstream`).
 pub use sea_orm_migration::prelude::*;
 
 mod m20261129_000001_core;
@@ -10,6 +12,7 @@ mod m20261129_000003_mysql_binary_keys;
 mod m20261129_000004_orders_amount_index;
 mod m20261202_000005_callback_due;
 mod m20261202_000006_compat_columns;
+mod m20261202_000007_order_choices;
 mod m20261202_000008_admins;
 
 pub struct Migrator;
@@ -24,6 +27,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261129_000004_orders_amount_index::Migration),
             Box::new(m20261202_000005_callback_due::Migration),
             Box::new(m20261202_000006_compat_columns::Migration),
+            Box::new(m20261202_000007_order_choices::Migration),
             Box::new(m20261202_000008_admins::Migration),
         ]
     }

@@ -33,6 +33,7 @@ mod rpc;
 mod startup;
 mod status;
 pub mod tron;
+mod verify;
 mod watcher;
 
 use std::{collections::HashSet, future::Future, time::Duration};
@@ -40,6 +41,7 @@ use std::{collections::HashSet, future::Future, time::Duration};
 pub use lease::{InstanceId, Lease};
 pub use startup::{Deps, check_startup, spawn_all};
 pub use status::{ChainStatus, Registry, age_secs, stalled_after};
+pub use verify::{SubmitError, Submitted, TxFound, TxLookup};
 pub use watcher::{Watcher, cursors};
 
 use crate::{config::ConfigError, domain::transfer::IncomingTransfer};

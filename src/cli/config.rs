@@ -15,6 +15,14 @@ pub fn run(action: ConfigAction, config: &Config) -> CliResult {
     match action {
         ConfigAction::Check => {
             println!("{}", toml_like(config)?);
+            for w in config.startup_warnings() {
+                println!("# warning: {w}");
+            }
+            if !config.has_configured_rate() {
+                println!(
+                    "# warning: no fiat rate in the config (forced_usdt_rate, usdt_rates); an admin-set rate (`epusdt rate set CNY 7.2`) also serves"
+                );
+            }
             println!(
                 "# config ok; database: {}",
                 epusdt::redact::secrets(&config.effective_database_url())

@@ -1,13 +1,15 @@
-//! `epusdt merchant add|list`: merchants (pid + signing secret for GMPay/EPay).
+//! `epusdt merchant add|list|set-sign-mode`: merchants (pid + signing secret for GMPay/EPay)
+//! and how their GMPay requests are verified.
 use clap::Subcommand;
 use epusdt::{
     app,
     audit::{ACTOR_CLI, AuditEvent, actions},
     config::Config,
+    crypto::sign::SignMode,
     service,
 };
 
-use super::CliResult;
+use super::{CliError, CliResult};
 
 #[derive(Subcommand)]
 pub enum MerchantAction {
@@ -23,8 +25,23 @@ pub enum MerchantAction {
         /// Require timestamp + nonce on GMPay requests.
         #[arg(long)]
         strict: bool,
+        /// How GMPay requests are verified: dual (HMAC-SHA256 or MD5, the default), md5 or
+        /// hmac_sha256.
+        #[arg(long, value_name = "MODE", default_value = "dual", value_parser = parse_mode)]
+        sign_mode: SignMode,
     },
     List,
+    /// Change how a merchant's GMPay requests are verified: dual, md5 or hmac_sha256.
+    SetSignMode {
+        pid: i64,
+        #[arg(value_parser = parse_mode)]
+        mode: SignMode,
+    },
+}
+
+fn parse_mode(s: &str) -> Result<SignMode, String> {
+    SignMode::parse(s)
+        .ok_or_else(|| format!("unknown sign mode `{s}`; use one of {}", SignMode::NAMES))
 }
 
 pub async fn run(action: MerchantAction, config: &Config) -> CliResult {
@@ -35,8 +52,11 @@ pub async fn run(action: MerchantAction, config: &Config) -> CliResult {
             pid,
             secret,
             strict,
+            sign_mode,
         } => {
-            let m = service::merchant::add(&db, &keys, &name, pid, secret, strict).await?;
+            let m =
+                service::merchant::add_with_mode(&db, &keys, &name, pid, secret, strict, sign_mode)
+                    .await?;
             audit
                 .record(
                     AuditEvent::new(
@@ -44,25 +64,54 @@ pub async fn run(action: MerchantAction, config: &Config) -> CliResult {
                         actions::MERCHANT_ADD,
                         format!("merchant:{}", m.pid),
                     )
-                    .with_details(
-                        serde_json::json!({ "name": m.name, "strict_replay": m.strict_replay }),
-                    ),
+                    .with_details(serde_json::json!({
+                        "name": m.name,
+                        "strict_replay": m.strict_replay,
+                        "sign_mode": m.sign_mode.as_str(),
+                    })),
                 )
                 .await?;
-            println!("merchant added: pid={} name={}", m.pid, m.name);
+            println!(
+                "merchant added: pid={} name={} sign_mode={}",
+                m.pid,
+                m.name,
+                m.sign_mode.as_str()
+            );
             println!(
                 "secret (shown once, store it safely): {}",
                 m.secret.expose()
             );
         }
         MerchantAction::List => {
-            println!("{:<8} {:<8} {:<8} name", "pid", "enabled", "strict");
+            println!(
+                "{:<8} {:<8} {:<8} {:<12} name",
+                "pid", "enabled", "strict", "sign_mode"
+            );
             for m in service::merchant::list(&db).await? {
                 println!(
-                    "{:<8} {:<8} {:<8} {}",
-                    m.pid, m.enabled, m.strict_replay, m.name
+                    "{:<8} {:<8} {:<8} {:<12} {}",
+                    m.pid, m.enabled, m.strict_replay, m.sign_mode, m.name
                 );
             }
+        }
+        MerchantAction::SetSignMode { pid, mode } => {
+            let previous = service::merchant::set_sign_mode(&db, pid, mode)
+                .await?
+                .ok_or(CliError::NoMerchant(pid))?;
+            audit
+                .record(
+                    AuditEvent::new(
+                        ACTOR_CLI,
+                        actions::MERCHANT_SIGN_MODE,
+                        format!("merchant:{pid}"),
+                    )
+                    .with_details(serde_json::json!({
+                        "from": previous,
+                        "to": mode.as_str(),
+                    })),
+                )
+                .await?;
+            println!("merchant {pid}: sign_mode {previous} -> {}", mode.as_str());
         }
     }
     Ok(())

@@ -9,6 +9,7 @@ use epusdt::config::Config;
 
 mod admin;
 mod config;
+mod import;
 mod keys;
 mod merchant;
 mod order;
@@ -95,6 +96,11 @@ pub enum Command {
         #[command(subcommand)]
         action: admin::AdminAction,
     },
+    /// Bring a shop over from another epusdt (`import upstream --from <database url>`).
+    Import {
+        #[command(subcommand)]
+        action: import::ImportAction,
+    },
 }
 
 /// Runs one parsed command to completion.
@@ -113,6 +119,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Keys { action } => keys::run(action, &config).await,
         Command::Rate { action } => rate::run(action, &config).await,
         Command::Admin { action } => admin::run(action, &config).await,
+        Command::Import { action } => import::run(action, &config).await,
     }
 }
 

@@ -21,7 +21,26 @@ pub async fn serve(config: Config) -> CliResult {
     if config.tg_bot_token.is_some() {
         tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
     }
+    // Reported once, before anything else can fail: what the config cannot do.
+    for w in config.startup_warnings() {
+        tracing::warn!("{w}");
+    }
     let app = App::build(config).await?;
+    let (db, config) = (&app.state().db, &app.state().config);
+    if !epusdt::service::rate::any_rate(db, config).await? {
+        tracing::warn!(
+            "no fiat rate: orders in fiat fail with 10006; set forced_usdt_rate (CNY per USDT) or usdt_rates in the config, or `epusdt rate set CNY 7.2`"
+        );
+    }
+    if !epusdt::service::wallet::list(db)
+        .await?
+        .iter()
+        .any(|w| w.enabled)
+    {
+        tracing::warn!(
+            "no wallet is enabled: orders fail with 10003; add one with `epusdt wallet add --network tron --address T…` (or `epusdt import upstream`)"
+        );
+    }
     app.run_until_stopped(app::shutdown_signal()).await?;
     Ok(())
 }

@@ -59,11 +59,124 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "trusted_proxies",
 ];
 
+/// Upstream keys (assimon/epusdt and GMWalletApp/epusdt `.env`) we do not honour, and why.
+/// Keys read into `database_url` / `redis_url` (`db_type`, `mysql_*`, `postgres_*`, `redis_*`)
+/// and the ones mapped onto ours (`queue_concurrency`, `order_notice_max_retry`) are not here.
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "app_name",
+        "no branding setting yet; the checkout shows epusdt",
+    ),
+    ("app_debug", "no debug mode; set log_level=debug"),
+    (
+        "http_access_log",
+        "no access log; requests are logged at log_level=debug",
+    ),
+    ("sql_debug", "set log_level=info,sqlx=debug to log SQL"),
+    (
+        "static_path",
+        "the checkout's assets are built into the binary",
+    ),
+    ("runtime_root_path", "runtime files live in data_dir"),
+    (
+        "runtime_sqlite_filename",
+        "no separate runtime store; everything lives in the main database",
+    ),
+    (
+        "log_save_path",
+        "logs go to log_dir (default <data_dir>/logs)",
+    ),
+    ("log_max_size", "log files rotate daily, not by size"),
+    (
+        "log_max_age",
+        "log files rotate daily and are not pruned; remove old ones with logrotate or cron",
+    ),
+    (
+        "max_backups",
+        "log files rotate daily and are not pruned; remove old ones with logrotate or cron",
+    ),
+    (
+        "sqlite_database_filename",
+        "our SQLite file is <data_dir>/epusdt.db; bring upstream's data over with `epusdt import upstream --from sqlite://<file>`",
+    ),
+    (
+        "queue_level_critical",
+        "one job queue without priority levels",
+    ),
+    (
+        "queue_level_default",
+        "one job queue without priority levels",
+    ),
+    ("queue_level_low", "one job queue without priority levels"),
+    ("queue_poll_interval_ms", "job workers poll every 500 ms"),
+    (
+        "callback_retry_base_seconds",
+        "callback retries double from notify_retry_base_secs (default 180 s, 10 attempts over more than 24 h); upstream's are capped at 5 minutes",
+    ),
+    (
+        "api_rate_url",
+        "no rate source; set forced_usdt_rate or usdt_rates, or `epusdt rate set CNY 7.2`",
+    ),
+    ("tg_proxy", "the Telegram bot is not part of this release"),
+    ("tg_manage", "the Telegram bot is not part of this release"),
+    (
+        "redis_pool_size",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "redis_max_retries",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "redis_idle_timeout",
+        "Redis connections are managed automatically",
+    ),
+    (
+        "install",
+        "no install wizard: add merchants with `epusdt merchant add` or `epusdt import upstream`",
+    ),
+];
+
+/// Why an upstream key with a value is not honoured, if it is one we know of.
+fn ignored_reason(key: &str) -> Option<&'static str> {
+    if let Some((_, why)) = IGNORED.iter().find(|(k, _)| *k == key) {
+        return Some(why);
+    }
+    let db = ["mysql_", "postgres_", "sqlite_"];
+    if db.iter().any(|p| key.starts_with(p)) {
+        if key.ends_with("_table_prefix") {
+            return Some(
+                "our tables have fixed names; `epusdt import upstream --table-prefix` reads prefixed upstream tables",
+            );
+        }
+        if key.ends_with("_max_idle_conns")
+            || key.ends_with("_max_open_conns")
+            || key.ends_with("_max_life_time")
+        {
+            return Some("the connection pool is sized by epusdt (20 per instance, 8 on SQLite)");
+        }
+    }
+    None
+}
+
+/// Upstream keys read into `database_url` / `redis_url` (when no URL is given).
+fn is_connection_key(key: &str) -> bool {
+    key == "db_type"
+        || ["mysql_", "postgres_"].iter().any(|p| {
+            ["host", "port", "user", "passwd", "database"]
+                .iter()
+                .any(|f| key == format!("{p}{f}"))
+        })
+        || ["redis_host", "redis_port", "redis_passwd", "redis_db"].contains(&key)
+}
+
 /// `.env` with upstream epusdt key names. Upstream keys we understand are mapped onto ours;
-/// keys of upstream features we do not have are ignored (logged by `config check`).
+/// every other key with a value is reported once as ignored, with the reason.
 pub(super) struct DotEnv {
     path: PathBuf,
     dict: Dict,
+    /// `ignored: <key> (<why>)` lines, one per key with a value that has no effect.
+    pub(super) ignored: Vec<String>,
 }
 
 impl DotEnv {
@@ -92,7 +205,10 @@ impl DotEnv {
                 | "redis_url"
                 | "master_key"
                 | "master_key_previous" => {
-                    dict.insert(k.clone(), Value::from(v.clone()));
+                    // Empty means unset, as upstream's own `.env.example` ships `api_auth_token=`.
+                    if !v.trim().is_empty() {
+                        dict.insert(k.clone(), Value::from(v.clone()));
+                    }
                     continue;
                 }
                 _ => v.clone(),
@@ -129,6 +245,67 @@ impl DotEnv {
         }
         if !networks.is_empty() {
             dict.insert("networks".into(), Value::from(networks));
+        }
+        let mut ignored = Vec::new();
+        let mut ignore = |k: &str, why: &str| ignored.push(format!("ignored: {k} ({why})"));
+        // Upstream's worker count is ours (1..=64 here).
+        if let Some(v) = raw
+            .get("queue_concurrency")
+            .filter(|v| !v.trim().is_empty())
+            && !raw.contains_key("queue_workers")
+        {
+            match v.trim().parse::<i64>() {
+                Ok(n @ 1..=64) => {
+                    dict.insert("queue_workers".into(), Value::from(n));
+                }
+                _ => ignore(
+                    "queue_concurrency",
+                    "not 1..=64; queue_workers (default 4) is in force",
+                ),
+            }
+        }
+        // Upstream's retries after the first callback; 0 (its default) would mean one attempt
+        // only, which loses callbacks on a merchant's brief outage.
+        if let Some(v) = raw
+            .get("order_notice_max_retry")
+            .filter(|v| !v.trim().is_empty())
+            && !raw.contains_key("notify_max_attempts")
+        {
+            match v.trim().parse::<i64>() {
+                Ok(n @ 1..) => {
+                    dict.insert("notify_max_attempts".into(), Value::from((n + 1).min(50)));
+                }
+                _ => ignore(
+                    "order_notice_max_retry",
+                    "0 would mean a single callback attempt; notify_max_attempts (default 10) is in force",
+                ),
+            }
+        }
+        let known = super::known_keys();
+        for (k, v) in &raw {
+            // A switch left off asks for nothing we lack.
+            let off = matches!(v.trim(), "false" | "0")
+                && matches!(
+                    k.as_str(),
+                    "app_debug" | "http_access_log" | "sql_debug" | "install"
+                );
+            if v.trim().is_empty()
+                || off
+                || DOTENV_KEYS.contains(&k.as_str())
+                || k.starts_with("networks__")
+                || is_connection_key(k)
+                || matches!(k.as_str(), "queue_concurrency" | "order_notice_max_retry")
+            {
+                continue;
+            }
+            let why = match ignored_reason(k) {
+                Some(why) => why,
+                None if known.contains(k) => {
+                    "not read from .env; set it in epusdt.toml or as EPUSDT_<KEY>"
+                }
+                None => "not an epusdt key; see `epusdt config check`",
+            };
+            ignore(k, why);
         }
         // Upstream database keys → database_url, unless database_url is given.
         if !raw.contains_key("database_url") {
@@ -197,6 +374,7 @@ impl DotEnv {
         Ok(Self {
             path: path.to_path_buf(),
             dict,
+            ignored,
         })
     }
 }
@@ -300,6 +478,53 @@ mod tests {
             jail.create_file(".env", "db_type=oracle\n")?;
             let err = Config::load(&Sources::default()).unwrap_err().to_string();
             assert!(err.contains("db_type") && err.contains("oracle"), "{err}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn upstream_keys_are_honoured_or_reported_once_with_why() {
+        Jail::expect_with(|jail| {
+            jail.create_file(
+                ".env",
+                "app_name=shop\napp_debug=false\ninstall=true\nqueue_concurrency=12\norder_notice_max_retry=4\n\
+                 mysql_table_prefix=ep_\nsqlite_max_open_conns=5\ntg_proxy=\napi_auth_token=\nnonsense_key=1\n\
+                 db_type=sqlite\n",
+            )?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!((c.queue_workers, c.notify_max_attempts), (12, 5));
+            assert!(c.api_auth_token.is_none(), "empty means unset");
+            let lines = c.dotenv_ignored.join("\n");
+            for key in [
+                "app_name",
+                "install",
+                "mysql_table_prefix",
+                "sqlite_max_open_conns",
+                "nonsense_key",
+            ] {
+                assert_eq!(
+                    c.dotenv_ignored
+                        .iter()
+                        .filter(|l| l.starts_with(&format!("ignored: {key} (")))
+                        .count(),
+                    1,
+                    "{key}: {lines}"
+                );
+            }
+            for key in [
+                "app_debug",
+                "queue_concurrency",
+                "order_notice_max_retry",
+                "tg_proxy",
+                "api_auth_token",
+                "db_type",
+            ] {
+                assert!(!lines.contains(&format!("ignored: {key} ")), "{lines}");
+            }
+            jail.create_file(".env", "queue_concurrency=500\norder_notice_max_retry=0\n")?;
+            let c = Config::load(&Sources::default()).expect("valid");
+            assert_eq!((c.queue_workers, c.notify_max_attempts), (4, 10));
+            assert_eq!(c.dotenv_ignored.len(), 2, "{:?}", c.dotenv_ignored);
             Ok(())
         });
     }

@@ -48,8 +48,11 @@ impl Config {
             .dotenv_file
             .clone()
             .unwrap_or_else(|| PathBuf::from(".env"));
+        let mut ignored = Vec::new();
         if dotenv.exists() {
-            fig = fig.merge(DotEnv::read(&dotenv)?);
+            let d = DotEnv::read(&dotenv)?;
+            ignored = d.ignored.clone();
+            fig = fig.merge(d);
         }
         if sources.process_env {
             fig = fig.merge(
@@ -59,7 +62,9 @@ impl Config {
                     .filter(|k| !k.as_str().starts_with("test_")),
             );
         }
-        Self::from_figment(fig)
+        let mut cfg = Self::from_figment(fig)?;
+        cfg.dotenv_ignored = ignored;
+        Ok(cfg)
     }
 
     /// Extracts and validates; used by [`Config::load`] and by tests that build a figment.

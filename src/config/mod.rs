@@ -76,6 +76,15 @@ pub struct Config {
     pub usdt_rates: BTreeMap<String, Decimal>,
     /// Network used when a merchant sends no `trade_type`/`network`.
     pub default_network: String,
+    /// EPay: the token of a request whose `type` is empty, `alipay` or `wxpay` and that sends no
+    /// `token` (upstream setting `epay.default_token`). Only `USDT` is served.
+    pub epay_default_token: String,
+    /// EPay: the network of such a request when it sends no `network` (upstream setting
+    /// `epay.default_network`); unset = `default_network`.
+    pub epay_default_network: Option<String>,
+    /// EPay: the fiat currency of a request without `currency` (upstream setting
+    /// `epay.default_currency`, `cny` by default).
+    pub epay_default_currency: String,
     /// Step added to the payable amount to find a free slot.
     #[serde(deserialize_with = "plain_decimal")]
     pub amount_step: Decimal,
@@ -131,6 +140,11 @@ pub struct Config {
     /// `EPUSDT_NETWORKS__ETHEREUM__RPC_URLS=https://a,https://b` in the env,
     /// `networks__ethereum__rpc_urls=…` in `.env`. A network without `rpc_urls` is not watched.
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// `ignored: <key> (<why>)` for each `.env` key with a value that has no effect (upstream
+    /// keys of features we do not have, unknown keys); reported once at start and by
+    /// `config check`. Not a config key.
+    #[serde(skip)]
+    pub dotenv_ignored: Vec<String>,
 }
 
 impl Default for Config {
@@ -152,6 +166,9 @@ impl Default for Config {
             forced_usdt_rate: None,
             usdt_rates: BTreeMap::new(),
             default_network: "tron".into(),
+            epay_default_token: "USDT".into(),
+            epay_default_network: None,
+            epay_default_currency: "CNY".into(),
             amount_step: Decimal::new(1, 2),
             amount_max_tries: 100,
             amount_precision: 2,
@@ -173,6 +190,7 @@ impl Default for Config {
             master_key_file: None,
             master_key_previous: None,
             networks: BTreeMap::new(),
+            dotenv_ignored: Vec::new(),
         }
     }
 }
@@ -198,6 +216,37 @@ impl Config {
                 "sqlite://{}?mode=rwc",
                 self.data_dir.join("epusdt.db").display()
             ),
+        }
+    }
+
+    /// What an operator should hear once at start (and from `config check`): the ignored
+    /// `.env` keys, no chain watched, no fiat rate in the config. `serve` adds what only the
+    /// database knows (no wallet; an admin-set rate).
+    pub fn startup_warnings(&self) -> Vec<String> {
+        let mut out = self.dotenv_ignored.clone();
+        if !self
+            .networks
+            .values()
+            .any(|n| n.enabled && !n.rpc_urls.is_empty())
+        {
+            out.push(
+                "no chain is watched, so no payment is detected: set networks__tron__rpc_urls=https://… in .env (or EPUSDT_NETWORKS__TRON__RPC_URLS, or [networks.tron] rpc_urls in epusdt.toml)".into(),
+            );
+        }
+        out
+    }
+
+    /// No fiat rate in the config (an admin-set rate in the database may still exist).
+    pub fn has_configured_rate(&self) -> bool {
+        self.forced_usdt_rate.is_some() || !self.usdt_rates.is_empty()
+    }
+
+    /// The network of an EPay request that names none: `epay_default_network`, else
+    /// `default_network`.
+    pub fn effective_epay_default_network(&self) -> &str {
+        match self.epay_default_network.as_deref().map(str::trim) {
+            Some(n) if !n.is_empty() => n,
+            _ => &self.default_network,
         }
     }
 

@@ -151,6 +151,34 @@ impl Config {
                 ),
             );
         }
+        if !self.epay_default_token.trim().eq_ignore_ascii_case("USDT") {
+            return bad(
+                "epay_default_token",
+                format!(
+                    "`{}` is not a token this gateway serves; use USDT",
+                    self.epay_default_token
+                ),
+            );
+        }
+        if crate::domain::network::Network::parse(self.effective_epay_default_network()).is_none() {
+            return bad(
+                "epay_default_network",
+                format!(
+                    "`{}` is not a network; use tron, ethereum, bsc or polygon (or leave it unset for default_network)",
+                    self.effective_epay_default_network()
+                ),
+            );
+        }
+        let currency = crate::domain::currency::normalize(&self.epay_default_currency);
+        if !crate::domain::currency::is_price_currency(&currency) {
+            return bad(
+                "epay_default_currency",
+                format!(
+                    "`{}` is not a currency code; use e.g. CNY or USD",
+                    self.epay_default_currency
+                ),
+            );
+        }
         if self.amount_step <= Decimal::ZERO || self.amount_step.scale() > self.amount_precision {
             return bad(
                 "amount_step",

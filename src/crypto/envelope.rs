@@ -402,7 +402,7 @@ mod tests {
     fn malformed_inputs_are_errors_not_panics() {
         let (keys, k) = ring();
         let id = k.key_id();
-        let cases = [
+        let mut cases = vec![
             String::new(),
             SECRET.to_string(),
             "enc".into(),
@@ -414,11 +414,6 @@ mod tests {
             format!("enc:v1:{id}:"),
             format!("enc:v1:{id}:!!!not base64!!!"),
             format!("enc:v1:{id}:{}", STANDARD.encode([0u8; 27])),
-            format!(
-                "enc:v1:{}:{}",
-                id.to_uppercase(),
-                STANDARD.encode([0u8; 40])
-            ),
             format!("enc:v1:zzzzzzzz:{}", STANDARD.encode([0u8; 40])),
             format!("enc:v1:{id}{id}:{}", STANDARD.encode([0u8; 40])),
             "enc:v:abc".into(),
@@ -426,6 +421,15 @@ mod tests {
             "ENC:V1:abc".into(),
             "🔑🔑🔑:enc:v1:".into(),
         ];
+        // A key id in upper case is not the key's id — unless the random id has no letters
+        // (about 2 % of ids), when it is the id itself and the case is not malformed.
+        if id.to_uppercase() != id {
+            cases.push(format!(
+                "enc:v1:{}:{}",
+                id.to_uppercase(),
+                STANDARD.encode([0u8; 40])
+            ));
+        }
         for case in &cases {
             let err = decrypt(&keys, case, AAD).unwrap_err();
             assert!(

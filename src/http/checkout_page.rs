@@ -28,6 +28,8 @@ use super::render::{RenderError, render};
 const CSS: &str = include_str!("../../assets/checkout.css");
 /// Body of the checkout script; the template defines `CFG` just before it.
 const JS: &str = include_str!("../../assets/checkout.js");
+/// The "I have paid — here is my transaction hash" box's script, appended to [`JS`].
+const SUBMIT_TX_JS: &str = include_str!("../../assets/submit_tx.js");
 
 /// Everything the checkout page shows. All strings are raw (unescaped) values.
 pub struct CheckoutView<'a> {
@@ -54,6 +56,8 @@ pub struct CheckoutView<'a> {
     pub redirect_url: Option<&'a str>,
     /// Status endpoint polled by the page, e.g. `"/pay/check-status/{trade_id}"`.
     pub status_url: &'a str,
+    /// Other networks the payer may switch to (`checkout_choose`); empty = no offer.
+    pub switch_networks: &'a [super::checkout_choose::SwitchOption],
 }
 
 /// Why an order can no longer be paid.
@@ -174,11 +178,15 @@ pub fn render_checkout(v: &CheckoutView<'_>) -> Result<Html<String>, RenderError
         "checkout.html",
         context! {
             css => css(),
-            js => Value::from_safe_string(JS.to_owned()),
+            js => Value::from_safe_string([JS, SUBMIT_TX_JS].concat()),
+            switch_js => super::checkout_choose::switch_js(),
+            switch_networks => super::checkout_choose::options_value(v.switch_networks),
             cfg => context! {
                 redirectUrl => safe_redirect(v.redirect_url),
                 remaining,
                 statusUrl => v.status_url,
+                submitUrl => format!("/pay/submit-tx-hash/{}", v.trade_id),
+                tradeId => v.trade_id,
             },
             state => if waiting { "waiting" } else { "expired" },
             countdown => format_countdown(remaining),
@@ -252,6 +260,7 @@ mod tests {
             now_unix: 1_700_000_001,
             redirect_url,
             status_url: "/pay/check-status/202501010000001",
+            switch_networks: &[],
         }
     }
 
@@ -294,7 +303,13 @@ mod tests {
         let parsed: serde_json::Value = serde_json::from_str(cfg).unwrap();
         assert_eq!(
             parsed,
-            json!({ "redirectUrl": null, "remaining": 599, "statusUrl": breakout })
+            json!({
+                "redirectUrl": null,
+                "remaining": 599,
+                "statusUrl": breakout,
+                "submitUrl": format!("/pay/submit-tx-hash/{breakout}"),
+                "tradeId": breakout,
+            })
         );
         assert!(html.contains(&format!("<dd>{}</dd>", escape_html(breakout))));
     }

@@ -16,12 +16,15 @@ use super::{
 use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
 
 use crate::{
+    chain::SubmitError,
     security::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
     },
-    service::order::OrderError,
-    service::{admin::AdminError, merchant::MerchantError, wallet::WalletError},
+    service::{
+        admin::AdminError, epay_return::ReturnError, merchant::MerchantError, order::OrderError,
+        wallet::WalletError,
+    },
 };
 
 /// A protocol-level failure: code + message the merchant sees.
@@ -62,6 +65,10 @@ impl From<OrderError> for ApiError {
             OrderError::NoRate(_) => code::RATE,
             OrderError::NotFound => code::NOT_FOUND,
             OrderError::Transition(_) | OrderError::NotPaid => code::BAD_PARAM,
+            OrderError::UnsupportedAsset(_) => code::UNSUPPORTED_ASSET,
+            OrderError::SubOrderLimit => code::SUB_ORDER_LIMIT,
+            OrderError::CannotSwitchChild => code::CANNOT_SWITCH_CHILD,
+            OrderError::NotWaiting => code::NOT_WAITING,
             OrderError::Db(_)
             | OrderError::Queue(_)
             | OrderError::Merchant(_)
@@ -79,6 +86,20 @@ impl From<OrderError> for ApiError {
             other => other.to_string(),
         };
         ApiError { code, message }
+    }
+}
+
+impl From<ReturnError> for ApiError {
+    fn from(e: ReturnError) -> Self {
+        let code = match e {
+            ReturnError::Order(o) => return o.into(),
+            ReturnError::RedirectUrl => code::REDIRECT_URL,
+            ReturnError::Merchant => code::ORDER_MERCHANT,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
+        }
     }
 }
 
@@ -103,6 +124,25 @@ impl From<ReplayError> for ApiError {
                 code: code::BAD_PARAM,
                 message: other.to_string(),
             },
+        }
+    }
+}
+
+impl From<SubmitError> for ApiError {
+    fn from(e: SubmitError) -> Self {
+        if let SubmitError::Order(inner) = e {
+            return inner.into();
+        }
+        let code = match &e {
+            SubmitError::BadHash(_) => code::BAD_PARAM,
+            SubmitError::AlreadyUsed => code::TX_USED,
+            SubmitError::NotWaiting(_) => code::NOT_WAITING,
+            SubmitError::NotWatched(_) => code::CHAIN_NOT_ENABLED,
+            _ => code::TX_NOT_VERIFIED,
+        };
+        ApiError {
+            code,
+            message: e.to_string(),
         }
     }
 }
@@ -390,6 +430,35 @@ mod tests {
         let v: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(v["status_code"], 503);
         assert_eq!(v["message"], "rate limiter unavailable: retry after 1 s");
+    }
+
+    #[test]
+    fn submitted_transaction_errors_have_upstream_codes_and_say_what_to_do() {
+        let e: ApiError = SubmitError::AlreadyUsed.into();
+        assert_eq!(e.code, code::TX_USED);
+        let e: ApiError = SubmitError::BadHash("must be 64 hex digits").into();
+        assert_eq!(
+            (e.code, e.message.as_str()),
+            (
+                code::BAD_PARAM,
+                "block_transaction_id must be 64 hex digits"
+            )
+        );
+        let e: ApiError = SubmitError::Unconfirmed {
+            missing: 3,
+            required: 12,
+        }
+        .into();
+        assert_eq!(e.code, code::TX_NOT_VERIFIED);
+        assert!(
+            e.message.contains("needs 3 more confirmation"),
+            "{}",
+            e.message
+        );
+        let e: ApiError = SubmitError::Order(OrderError::NotFound).into();
+        assert_eq!(e.code, code::NOT_FOUND);
+        let e: ApiError = SubmitError::NotWaiting("paid").into();
+        assert_eq!(e.code, code::NOT_WAITING);
     }
 
     #[test]

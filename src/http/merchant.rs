@@ -20,6 +20,7 @@ use super::{
 };
 use crate::{
     audit::{AuditEvent, actions},
+    crypto::sign::{SignAlg, SignMode},
     domain::order::Order,
     protocol::{
         self, Action, FieldRules, MerchantProtocol, MerchantRef, OrderView, Params, ProtocolError,
@@ -48,7 +49,10 @@ pub fn router() -> Router<AppState> {
         } else {
             post(handler)
         };
-        router = router.route(proto.create_path(), method);
+        router = router.route(proto.create_path(), method.clone());
+        for &alias in proto.create_aliases() {
+            router = router.route(alias, method.clone());
+        }
     }
     for path in protocol::cancel_paths() {
         router = router.route(path, post(cancel));
@@ -66,6 +70,11 @@ impl From<ProtocolError> for ApiError {
             ProtocolError::CallbackUrl(_) => {
                 tracing::error!(error = %e, "protocol error");
                 ApiError::system()
+            }
+            // Upstream answers a request that names no merchant with a signature error.
+            ProtocolError::NoMerchant(why) => {
+                tracing::warn!(reason = %why, "refused: no merchant named (answered as a signature error)");
+                ApiError::signature()
             }
         }
     }
@@ -94,6 +103,11 @@ fn field_rules(state: &AppState) -> FieldRules<'_> {
                 .map(drop)
                 .map_err(|e| e.to_string())
         },
+        epay: fields::EPayDefaults {
+            token: &state.config.epay_default_token,
+            network: state.config.effective_epay_default_network(),
+            currency: &state.config.epay_default_currency,
+        },
     }
 }
 
@@ -104,24 +118,28 @@ fn signature_required() -> ApiError {
     }
 }
 
-/// The merchant a request names, its signature verified in constant time. A mismatch logs the
-/// canonical string (never the secret) and audits the failure (at most once per merchant and
-/// client per minute, so a flood of bad requests cannot turn into a flood of audit writes).
+/// The merchant a request names, its signature verified in constant time under the merchant's
+/// sign mode, and the algorithm it was signed with (`None` = the protocol's own). A mismatch
+/// logs the canonical string (never the secret) and audits the failure (at most once per
+/// merchant and client per minute, so a flood of bad requests cannot turn into a flood of audit
+/// writes).
 async fn authenticate(
     state: &AppState,
     client: &str,
     proto: &dyn MerchantProtocol,
     p: &Params,
     action: Action,
-) -> Result<Merchant, ApiError> {
+) -> Result<(Merchant, Option<SignAlg>), ApiError> {
     let m = match proto.merchant(p)? {
         MerchantRef::Default => default_merchant(state).await?,
         MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
     };
-    let canonical = match proto.verify(p, action, m.secret.expose()) {
-        Verification::Valid => return Ok(m),
-        Verification::Missing => return Err(signature_required()),
-        Verification::Mismatch { canonical } => canonical,
+    let canonical = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
+        Ok(alg) => return Ok((m, alg)),
+        Err(Verification::Valid) => return Ok((m, None)),
+        Err(Verification::Missing) => return Err(signature_required()),
+        Err(Verification::Mismatch { canonical }) => canonical,
+        Err(Verification::Refused { reason }) => reason,
     };
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
     let throttle = format!("audit:signature:{}:{client}", m.pid);
@@ -181,7 +199,9 @@ async fn merchant_by_pid(
         }
     };
     // The work a real verification does, against a key nobody has.
-    if proto.verify(p, action, UNKNOWN_MERCHANT_KEY) == Verification::Missing {
+    if proto.verify_mode(p, action, UNKNOWN_MERCHANT_KEY, SignMode::Dual)
+        == Err(Verification::Missing)
+    {
         return Err(signature_required());
     }
     tracing::warn!(
@@ -205,14 +225,14 @@ async fn merchant_by_pid(
 /// Signs nothing: the stand-in key of [`merchant_by_pid`]'s decoy verification.
 const UNKNOWN_MERCHANT_KEY: &str = "epusdt-no-such-merchant";
 
-fn payment_url(state: &AppState, trade_id: &str) -> String {
+pub(super) fn payment_url(state: &AppState, trade_id: &str) -> String {
     format!(
         "{}/pay/checkout-counter/{trade_id}",
         state.config.app_uri.trim_end_matches('/')
     )
 }
 
-fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
+pub(super) fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
     OrderView {
         trade_id: o.trade_id.as_str(),
         order_id: &o.order_id,
@@ -276,7 +296,7 @@ async fn create(
         let client = client_name(client.as_ref());
         // Before the merchant lookup, so the answer cannot tell a known pid from an unknown one.
         proto.check_envelope(&p)?;
-        let m = authenticate(state, &client, proto, &p, Action::Create).await?;
+        let (m, alg) = authenticate(state, &client, proto, &p, Action::Create).await?;
         if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
             return Ok(limited.into_response());
         }
@@ -293,10 +313,16 @@ async fn create(
             network: r.network,
             name: r.name,
             timeout_secs: r.timeout_secs,
-            protocol: proto.id(),
+            // `payment_type=Epay` on GMPay makes an EPay order (EPay callbacks).
+            protocol: proto.order_protocol(&p),
+            sign_alg: alg.map(|a| a.as_str().to_string()).unwrap_or_default(),
+            epay_type: r.epay_type,
             merchant: m,
         };
         let order_id = req.order_id.clone();
+        if proto.placeholder(&p)? {
+            return super::switch::create_placeholder(state, proto, req).await;
+        }
         let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
         let o = created.order;
         tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
@@ -306,7 +332,18 @@ async fn create(
         })
     }
     .await
-    .unwrap_or_else(IntoResponse::into_response)
+    .unwrap_or_else(|e| error_reply(proto, e))
+}
+
+/// An error envelope with the HTTP status the protocol answers it with (the envelope is the
+/// same for every protocol; a status other than 200 that the error already has is kept).
+fn error_reply(proto: &dyn MerchantProtocol, e: ApiError) -> Response {
+    let status = StatusCode::from_u16(proto.error_status(e.code)).unwrap_or(StatusCode::OK);
+    let mut resp = e.into_response();
+    if resp.status() == StatusCode::OK {
+        *resp.status_mut() = status;
+    }
+    resp
 }
 
 /// `GET /pay/check-status/{trade_id}` — polled by the checkout page.
@@ -314,20 +351,18 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
     if let Err(why) = crate::domain::order::check_trade_id(&trade_id) {
         return ApiError::bad_param("trade_id", why).into_response();
     }
-    match order::find_by_trade_id(&state.db, &trade_id).await {
-        Ok(Some(o)) => {
-            // A waiting order past its time shows as expired even before the job has run.
-            let status = o.effective_status(crate::service::now()).code();
-            reply::success(json!({ "trade_id": o.trade_id, "status": status }))
-        }
+    // A waiting order past its time shows as expired even before the job has run; a
+    // placeholder shows 4 while the payer may choose (`order::choice`).
+    match order::choice::public_status(&state.db, &trade_id).await {
+        Ok(Some(status)) => reply::success(json!({ "trade_id": trade_id, "status": status })),
         Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 /// `POST /api/v1/order/cancel-transaction` — `{trade_id, signature}` signed like create (v1
-/// MD5 with `api_auth_token`), or with `pid` and an HMAC signature for GMPay merchants: the
-/// protocol that claims the request decides.
+/// MD5 with `api_auth_token`), or with `pid` for GMPay merchants (verified under the merchant's
+/// sign mode, answered with GMPay's HTTP statuses): the protocol that claims the request decides.
 async fn cancel(
     State(state): State<AppState>,
     client: Option<Extension<ClientAddr>>,
@@ -335,18 +370,23 @@ async fn cancel(
     RawQuery(q): RawQuery,
     body: Bytes,
 ) -> Response {
+    let p = match parse(&headers, &body, q.as_deref()) {
+        Ok(p) => p,
+        Err(e) => return e.into_response(),
+    };
+    let Some(proto) = protocol::for_cancel(&p) else {
+        return ApiError::system().into_response();
+    };
     async {
-        let p = parse(&headers, &body, q.as_deref())?;
         let client = client_name(client.as_ref());
-        let proto = protocol::for_cancel(&p).ok_or_else(ApiError::system)?;
-        let m = authenticate(&state, &client, proto, &p, Action::Cancel).await?;
+        let (m, _) = authenticate(&state, &client, proto, &p, Action::Cancel).await?;
         if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
             return Ok(limited.into_response());
         }
         let trade_id = fields::text(&p, "trade_id", 64, true)?;
         crate::domain::order::check_trade_id(&trade_id)
             .map_err(|why| ApiError::bad_param("trade_id", why))?;
-        let o = order::cancel_order(
+        let (trade_id, status) = order::choice::cancel(
             &state.db,
             &order::OrderRules::from_config(&state.config),
             &m,
@@ -354,11 +394,11 @@ async fn cancel(
         )
         .await?;
         Ok::<_, ApiError>(reply::success(
-            json!({ "trade_id": o.trade_id, "status": o.status.code() }),
+            json!({ "trade_id": trade_id, "status": status }),
         ))
     }
     .await
-    .unwrap_or_else(IntoResponse::into_response)
+    .unwrap_or_else(|e| error_reply(proto, e))
 }
 
 /// Unknown routes under the merchant prefixes still answer in the envelope.

@@ -3,6 +3,7 @@
 //! are logged, never sent to clients.
 pub mod admin;
 pub mod checkout;
+pub mod checkout_choose;
 pub mod checkout_page;
 pub mod error;
 pub mod merchant;
@@ -11,6 +12,8 @@ pub mod ops;
 pub mod render;
 pub mod reply;
 pub mod serve;
+pub mod submit_tx;
+pub mod switch;
 
 use axum::Router;
 use tower_http::trace::TraceLayer;
@@ -23,6 +26,8 @@ pub fn router(state: AppState) -> Router {
         .merge(merchant::router())
         .merge(checkout::router())
         .merge(admin::router())
+        .merge(submit_tx::router())
+        .merge(switch::router())
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

@@ -41,6 +41,19 @@ const TEMPLATES: &[(&str, &str)] = &[
         "partials/status_icons.html",
         include_str!("../../templates/partials/status_icons.html"),
     ),
+    (
+        "partials/submit_tx.html",
+        include_str!("../../templates/partials/submit_tx.html"),
+    ),
+    ("choose.html", include_str!("../../templates/choose.html")),
+    (
+        "partials/switch_network.html",
+        include_str!("../../templates/partials/switch_network.html"),
+    ),
+    (
+        "partials/switch_offer.html",
+        include_str!("../../templates/partials/switch_offer.html"),
+    ),
 ];
 
 /// A page could not be rendered: a template bug or a context that cannot be

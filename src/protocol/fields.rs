@@ -15,6 +15,17 @@ pub struct FieldRules<'a> {
     pub allow_private_callbacks: bool,
     /// Judges a callback URL's shape (the SSRF rules of the callback client): `Err(problem)`.
     pub check_url: fn(&str, bool) -> Result<(), String>,
+    /// What an EPay request that names no token, network or currency gets.
+    pub epay: EPayDefaults<'a>,
+}
+
+/// The EPay settings `epay_default_token`, `epay_default_network` (in effect: falls back to
+/// `default_network`) and `epay_default_currency`, validated at start.
+#[derive(Clone, Copy)]
+pub struct EPayDefaults<'a> {
+    pub token: &'a str,
+    pub network: &'a str,
+    pub currency: &'a str,
 }
 
 pub fn required<'a>(p: &'a Params, key: &str) -> Result<&'a str, ProtocolError> {
@@ -53,6 +64,9 @@ pub fn order_id(p: &Params, key: &str) -> Result<String, ProtocolError> {
 
 pub fn amount(p: &Params, key: &str) -> Result<Decimal, ProtocolError> {
     let v = required(p, key)?;
+    // A JSON number is signed as the float64 upstream reads (`sign::go_number`). An accepted
+    // amount (≤ 1e9, ≤ 2 decimals: ≤ 12 significant digits) reads back from a float64
+    // exactly, so the value charged is the value signed.
     amount::parse_positive(v, 2, Decimal::new(1, 2)).map_err(|e| ProtocolError::bad_param(key, e))
 }
 
@@ -126,14 +140,20 @@ pub fn timeout(p: &Params) -> Result<Option<i64>, ProtocolError> {
     }
 }
 
-/// A merchant id: `pid`, a number.
+/// A merchant id: `pid`, a positive whole number sent as a string (`"1000"`), an integer
+/// (`1000`) or an integral float (`1000.0`; a JSON number reads as upstream spells it). Anything
+/// else names no merchant: upstream answers a signature error, and so do we
+/// ([`ProtocolError::NoMerchant`]).
 pub fn pid(p: &Params) -> Result<i64, ProtocolError> {
     let raw = p
         .canonical("pid")
-        .ok_or_else(|| ProtocolError::bad_param("pid", "is required"))?;
-    raw.trim()
-        .parse()
-        .map_err(|_| ProtocolError::bad_param("pid", format!("`{raw}` must be a number")))
+        .ok_or_else(|| ProtocolError::NoMerchant("pid is required".into()))?;
+    match raw.trim().parse::<i64>() {
+        Ok(pid) if pid > 0 => Ok(pid),
+        _ => Err(ProtocolError::NoMerchant(format!(
+            "pid `{raw}` must be a positive whole number"
+        ))),
+    }
 }
 
 #[cfg(test)]
@@ -168,11 +188,32 @@ mod tests {
             e(timeout(&q("timeout=5"))),
             "timeout `5` must be a whole number of seconds between 60 and 86400"
         );
-        assert_eq!(e(pid(&q("pid=x"))), "pid `x` must be a number");
+        assert_eq!(
+            e(pid(&q("pid=x"))),
+            "pid `x` must be a positive whole number"
+        );
+        assert!(matches!(
+            pid(&q("pid=0")),
+            Err(ProtocolError::NoMerchant(_))
+        ));
+        assert!(matches!(pid(&q("")), Err(ProtocolError::NoMerchant(_))));
         assert_eq!(
             e(notify_url(&q("notify_url=ftp://x"), "notify_url", &rules())),
             "notify_url must be an http:// or https:// URL"
         );
+    }
+
+    #[test]
+    fn a_json_amount_is_the_value_its_signature_reads() {
+        let j = |s: &str| Params::from_json(s.as_bytes()).unwrap();
+        for text in ["42.50", "999999999.99", "0.01", "1000000000"] {
+            let p = j(&format!(r#"{{"a":{text}}}"#));
+            let charged = amount(&p, "a").unwrap();
+            let signed = Decimal::from_str_exact(p.canonical("a").unwrap()).unwrap();
+            assert_eq!(charged, signed, "{text}");
+        }
+        assert!(amount(&j(r#"{"a":12345678901.25}"#), "a").is_err());
+        assert!(amount(&j(r#"{"a":1.005}"#), "a").is_err());
     }
 
     #[test]

@@ -22,7 +22,7 @@ use serde_json::Value;
 pub use self::{fields::FieldRules, params::Params};
 pub use crate::domain::protocol::Protocol;
 use crate::{
-    crypto::sign::{self, SignValue},
+    crypto::sign::{self, SignAlg, SignMode, SignValue},
     domain::network::Network,
 };
 
@@ -45,6 +45,10 @@ pub enum ProtocolError {
     /// The order's notify URL does not parse (EPay puts the callback in its query).
     #[error("{0}")]
     CallbackUrl(#[from] url::ParseError),
+    /// The request cannot name a merchant (a missing, non-integral or garbage `pid`): upstream
+    /// answers a signature error, and so do we. The text is for the log.
+    #[error("{0}")]
+    NoMerchant(String),
 }
 
 impl ProtocolError {
@@ -82,6 +86,11 @@ pub enum Verification {
     Mismatch {
         canonical: String,
     },
+    /// The request holds a value that cannot be signed (a boolean, array or object; a number
+    /// beyond `f64`): a signature error, as upstream. The reason is for the log.
+    Refused {
+        reason: String,
+    },
 }
 
 /// A create-order request in protocol-neutral terms, every field validated.
@@ -97,6 +106,8 @@ pub struct CreateRequest {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// EPay's `type` as sent (trimmed; empty for other protocols), echoed in its result.
+    pub epay_type: String,
 }
 
 /// The GMPay replay guard's inputs, as the request carries them.
@@ -120,6 +131,19 @@ pub struct OrderView<'a> {
     pub status: i16,
     pub expires_at: i64,
     /// The checkout page of this order.
+    pub payment_url: String,
+}
+
+/// A placeholder (no token/network yet: the payer chooses), as a create reply shows it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlaceholderView<'a> {
+    pub trade_id: &'a str,
+    pub order_id: &'a str,
+    pub amount: Decimal,
+    pub currency: &'a str,
+    /// Upstream's 4: waiting for the payer to choose token and network.
+    pub status: i16,
+    pub expires_at: i64,
     pub payment_url: String,
 }
 
@@ -150,6 +174,8 @@ pub struct CallbackOrder<'a> {
     pub block_transaction_id: &'a str,
     pub status: i64,
     pub notify_url: &'a str,
+    /// EPay's `type` as the create sent it (empty: none was sent).
+    pub epay_type: &'a str,
 }
 
 /// The request a callback makes: a JSON POST to `url`, or a GET of `url` (EPay puts the params
@@ -169,6 +195,11 @@ pub trait MerchantProtocol: Send + Sync + 'static {
 
     /// The create-order route.
     fn create_path(&self) -> &'static str;
+
+    /// Further paths of the create route (another upstream's spelling of it).
+    fn create_aliases(&self) -> &'static [&'static str] {
+        &[]
+    }
 
     /// Whether the create route also answers GET (EPay's form redirects do).
     fn create_accepts_get(&self) -> bool {
@@ -218,6 +249,32 @@ pub trait MerchantProtocol: Send + Sync + 'static {
         }
     }
 
+    /// Checks the request's signature under the merchant's GMPay sign mode: `Ok` with the
+    /// algorithm the request was signed with (`None` = the protocol's own, the only one it
+    /// accepts), else why not. Protocols without sign modes ignore `mode`.
+    fn verify_mode(
+        &self,
+        p: &Params,
+        action: Action,
+        secret: &str,
+        _mode: SignMode,
+    ) -> Result<Option<SignAlg>, Verification> {
+        match self.verify(p, action, secret) {
+            Verification::Valid => Ok(None),
+            other => Err(other),
+        }
+    }
+
+    /// The protocol whose callbacks an order created by this request gets (`orders.protocol`).
+    fn order_protocol(&self, _p: &Params) -> Protocol {
+        self.id()
+    }
+
+    /// The HTTP status of an error reply with this envelope `status_code` (v1: always 200).
+    fn error_status(&self, _code: u32) -> u16 {
+        200
+    }
+
     /// Reads and validates the create request's fields, in the order their errors are reported.
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError>;
 
@@ -230,12 +287,60 @@ pub trait MerchantProtocol: Send + Sync + 'static {
     /// The success reply to a create request.
     fn reply(&self, o: &OrderView<'_>) -> Reply;
 
+    /// Whether the create request asks for a placeholder the payer completes on the checkout
+    /// (GMPay: neither `token` nor `network`; only one of them is a bad request).
+    fn placeholder(&self, _p: &Params) -> Result<bool, ProtocolError> {
+        Ok(false)
+    }
+
+    /// The success reply to a create request that made a placeholder: upstream's shape with
+    /// no address, `actual_amount` 0 and an empty token.
+    fn placeholder_reply(&self, o: &PlaceholderView<'_>) -> Reply {
+        let mut map = serde_json::Map::new();
+        map.insert("trade_id".into(), o.trade_id.into());
+        map.insert("order_id".into(), o.order_id.into());
+        map.insert("amount".into(), raw_num(&o.amount.to_string()));
+        map.insert("currency".into(), o.currency.into());
+        map.insert("actual_amount".into(), Value::from(0));
+        map.insert("receive_address".into(), "".into());
+        map.insert("token".into(), "".into());
+        map.insert("network".into(), "".into());
+        map.insert("status".into(), o.status.into());
+        map.insert("expiration_time".into(), o.expires_at.into());
+        map.insert("payment_url".into(), o.payment_url.clone().into());
+        Reply::Data(Value::Object(map))
+    }
+
     /// The signed callback for a paid order.
     fn callback(
         &self,
         o: &CallbackOrder<'_>,
         secret: &str,
     ) -> Result<CallbackRequest, ProtocolError>;
+
+    /// The signed callback, signed with `alg` when the order recorded one (`orders.sign_alg`:
+    /// the algorithm its create request was signed with); protocols with one algorithm ignore it.
+    fn callback_signed(
+        &self,
+        o: &CallbackOrder<'_>,
+        secret: &str,
+        _alg: Option<SignAlg>,
+    ) -> Result<CallbackRequest, ProtocolError> {
+        self.callback(o, secret)
+    }
+
+    /// Whether the merchant's answer to a callback means "delivered": by default a 2xx whose
+    /// body is exactly `expect` (surrounding whitespace aside).
+    fn acknowledged(&self, http_status: u16, body: &str, expect: &str) -> bool {
+        (200..300).contains(&http_status) && body.trim() == expect
+    }
+}
+
+/// GMWalletApp's acknowledgement of a callback (GMPay and EPay): exactly HTTP 200 whose body
+/// is `ok` or `success` in any case, surrounding whitespace aside.
+pub fn ok_or_success(http_status: u16, body: &str) -> bool {
+    let body = body.trim();
+    http_status == 200 && (body.eq_ignore_ascii_case("ok") || body.eq_ignore_ascii_case("success"))
 }
 
 static ALL: [&dyn MerchantProtocol; 3] = [&v1::V1, &gmpay::GmPay, &epay::EPay];
@@ -269,6 +374,11 @@ pub fn cancel_paths() -> Vec<&'static str> {
 /// Route templates of the signed merchant API (every create and cancel route).
 pub fn merchant_routes() -> Vec<&'static str> {
     let mut routes: Vec<&'static str> = all().iter().map(|p| p.create_path()).collect();
+    routes.extend(
+        all()
+            .iter()
+            .flat_map(|p| p.create_aliases().iter().copied()),
+    );
     routes.extend(cancel_paths());
     routes
 }
@@ -279,9 +389,11 @@ pub fn merchant_routes() -> Vec<&'static str> {
 /// toward the per-IP limit, which bounds unsigned junk. An entry in `rate_limit_routes` overrides
 /// this.
 pub fn is_merchant_route(route: &str) -> bool {
-    all()
-        .iter()
-        .any(|p| p.create_path() == route || p.cancel_path() == Some(route))
+    all().iter().any(|p| {
+        p.create_path() == route
+            || p.create_aliases().contains(&route)
+            || p.cancel_path() == Some(route)
+    })
 }
 
 /// A canonical decimal text as a JSON number (canonical decimal text is valid JSON number text).
@@ -314,6 +426,17 @@ fn signed_json_callback(
     notify_url: &str,
     secret: &str,
 ) -> CallbackRequest {
+    json_callback(fields, notify_url, |canonical| {
+        proto.sign(canonical, secret)
+    })
+}
+
+/// [`signed_json_callback`] with the signature made by `sign` from the canonical string.
+fn json_callback(
+    fields: &[(&str, SignValue<'_>)],
+    notify_url: &str,
+    sign: impl FnOnce(&str) -> String,
+) -> CallbackRequest {
     let canonical = sign::canonical_string(fields, &["signature"]);
     let mut body = serde_json::Map::new();
     for &(key, value) in fields {
@@ -324,7 +447,7 @@ fn signed_json_callback(
         };
         body.insert(key.into(), value);
     }
-    body.insert("signature".into(), proto.sign(&canonical, secret).into());
+    body.insert("signature".into(), sign(&canonical).into());
     CallbackRequest {
         url: notify_url.to_string(),
         json: Some(Value::Object(body).to_string()),
@@ -360,6 +483,7 @@ mod tests {
                 "/api/v1/order/create-transaction",
                 "/payments/gmpay/v1/order/create-transaction",
                 "/payments/epay/v1/order/create-transaction/submit.php",
+                "/submit.php",
                 "/api/v1/order/cancel-transaction",
             ]
         );

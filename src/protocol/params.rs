@@ -1,24 +1,25 @@
 //! Request parameters as the merchant sent them, from a JSON body, a form body or a query
-//! string. JSON numbers keep their exact text (via `RawValue`), so signatures and amounts never
-//! pass through `f64`. This is how a JSON body becomes a canonical string: per type,
-//! `null` and `""` are dropped, numbers are signed in shortest decimal form parsed from their
-//! exact text (or as written when no `Decimal` holds them), strings as is, and booleans, arrays
-//! and objects as the JSON text the merchant sent.
+//! string. JSON numbers keep their exact text (via `RawValue`), so amounts never pass through
+//! `f64`. This is how a request becomes an epusdt/GMPay canonical string, as upstream's Go
+//! builds it from the body decoded into a map: per type, `null` and `""` are dropped, strings
+//! (and every form value) are signed as sent, numbers as Go spells the `float64` they decode to
+//! ([`sign::go_number`]), and booleans, arrays and objects cannot be signed (upstream answers a
+//! signature error).
 use std::collections::BTreeMap;
 
-use rust_decimal::Decimal;
 use serde_json::value::RawValue;
 
 use super::ProtocolError;
-use crate::crypto::sign::SignValue;
+use crate::crypto::sign::{self, SignValue};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Param {
     Text(String),
     /// A JSON number: the text as sent, and the one spelling every use reads (the signature,
-    /// the nonce, the order id, the pid): shortest decimal form when a `Decimal` holds it
-    /// (`996170651E0` → `996170651`, `1000.0` → `1000`), else as sent. A request re-spelt with
-    /// another notation is therefore the same request, not a new nonce or a new order.
+    /// the nonce, the order id, the pid): upstream's spelling of the `float64` it decodes to
+    /// (`996170651E0` → `996170651`, `1000.0` → `1000`; [`sign::go_number`]), or the text as
+    /// sent when no `f64` holds it. A request re-spelt with another notation is therefore the
+    /// same request, not a new nonce or a new order.
     Number {
         raw: String,
         canonical: String,
@@ -82,12 +83,15 @@ impl Params {
         Ok(Self(out))
     }
 
+    /// A query string or form body. A repeated key keeps its first value, as upstream (Go's
+    /// `url.ParseQuery`, then `values[0]`) reads it.
     pub fn from_query(q: &[u8]) -> Self {
-        Self(
-            url::form_urlencoded::parse(q)
-                .map(|(k, v)| (k.into_owned(), Param::Text(v.into_owned())))
-                .collect(),
-        )
+        let mut out = BTreeMap::new();
+        for (k, v) in url::form_urlencoded::parse(q) {
+            out.entry(k.into_owned())
+                .or_insert_with(|| Param::Text(v.into_owned()));
+        }
+        Self(out)
     }
 
     /// Merges query parameters under body parameters (body wins).
@@ -125,26 +129,29 @@ impl Params {
         matches!(self.0.get(key), Some(Param::Number { .. }))
     }
 
-    /// Values for the epusdt/GMPay canonical string: JSON numbers and the `decimal_keys` are
-    /// formatted in shortest decimal form (`100.00` → `100`), everything else verbatim.
-    pub fn sign_values<'a>(&'a self, decimal_keys: &[&str]) -> Vec<(&'a str, SignValue<'a>)> {
+    /// Values for the epusdt/GMPay canonical string, as upstream signs them: text as sent,
+    /// numbers in their one spelling ([`Self::canonical`]). `Err(reason)` when a value cannot be
+    /// signed: a boolean, array or object, or a number outside `f64`'s range.
+    pub fn sign_values(&self) -> Result<Vec<(&str, SignValue<'_>)>, String> {
         self.0
             .iter()
             .map(|(k, v)| {
                 let value = match v {
-                    Param::Number { raw, .. } => match number_value(raw) {
-                        Some(d) => SignValue::Dec(d),
-                        None => SignValue::Str(raw),
-                    },
-                    Param::Text(t) if decimal_keys.contains(&k.as_str()) => {
-                        match Decimal::from_str_exact(t.trim()) {
-                            Ok(d) => SignValue::Dec(d),
-                            Err(_) => SignValue::Str(t),
+                    Param::Text(t) => SignValue::Str(t),
+                    Param::Number { raw, canonical } => {
+                        if sign::go_number(raw).is_none() {
+                            return Err(format!("{k}: the number {raw} is out of range"));
                         }
+                        SignValue::Str(canonical)
                     }
-                    Param::Text(t) | Param::Other(t) => SignValue::Str(t),
+                    Param::Other(t) => {
+                        return Err(format!(
+                            "{k}: {} values cannot be signed; send a string or a number",
+                            json_kind(t)
+                        ));
+                    }
                 };
-                (k.as_str(), value)
+                Ok((k.as_str(), value))
             })
             .collect()
     }
@@ -162,21 +169,19 @@ impl Params {
     }
 }
 
-/// A JSON number's value, from its exact text (plain or scientific), when a `Decimal` holds it.
-fn number_value(text: &str) -> Option<Decimal> {
-    Decimal::from_str_exact(text)
-        .or_else(|_| Decimal::from_scientific(text))
-        .ok()
+/// What kind of JSON value a non-string, non-number text is.
+fn json_kind(text: &str) -> &'static str {
+    match text.as_bytes().first() {
+        Some(b'[') => "array",
+        Some(b'{') => "object",
+        _ => "boolean",
+    }
 }
 
-/// The one spelling of a JSON number: the shortest decimal form of its value, exactly as the
-/// canonical string signs it; text no `Decimal` holds stays as sent.
+/// The one spelling of a JSON number: upstream's, exactly as the canonical string signs it;
+/// text no `f64` holds stays as sent (and cannot be signed).
 fn canonical_number(text: &str) -> String {
-    match number_value(text) {
-        // As `crypto::sign` formats a `SignValue::Dec`.
-        Some(d) => d.normalize().to_string(),
-        None => text.to_string(),
-    }
+    sign::go_number(text).unwrap_or_else(|| text.to_string())
 }
 
 #[cfg(test)]
@@ -190,15 +195,16 @@ mod tests {
         let p = Params::from_body(Some("application/json"), body).unwrap();
         assert_eq!(p.get("amount"), Some("42.00"));
         assert_eq!(p.get("name"), None);
-        let c = canonical_string(&p.sign_values(&["amount"]), &["signature"]);
+        let c = canonical_string(&p.sign_values().unwrap(), &["signature"]);
         assert_eq!(
             md5_sign(&c, "epusdt_password_xasddawqe"),
             "1cd4b52df5587cfb1968b0c0c6e156cd"
         );
+        // A form value is text, signed as sent (upstream's rule): 42.00 stays 42.00.
         let form = b"order_id=20220201030210321&amount=42.00&notify_url=http%3A%2F%2Fexample.com%2Fnotify&redirect_url=http://example.com/redirect&signature=x";
         let p = Params::from_body(None, form).unwrap();
-        let c2 = canonical_string(&p.sign_values(&["amount"]), &["signature"]);
-        assert_eq!(c, c2);
+        let c2 = canonical_string(&p.sign_values().unwrap(), &["signature"]);
+        assert_eq!(c2, c.replace("amount=42&", "amount=42.00&"));
     }
 
     const SKIP: &[&str] = &["signature", "sign", "sign_type"];
@@ -209,7 +215,7 @@ mod tests {
     /// which had no caller: this is the path a request takes).
     fn json_canonical(body: &str) -> String {
         let p = Params::from_json(body.as_bytes()).unwrap();
-        canonical_string(&p.sign_values(&[]), SKIP)
+        canonical_string(&p.sign_values().unwrap(), SKIP)
     }
 
     #[test]
@@ -231,26 +237,33 @@ mod tests {
     }
 
     #[test]
-    fn json_numbers_are_formatted_without_float_noise() {
+    fn json_numbers_are_spelt_as_go_float64() {
         assert_eq!(
             json_canonical(
                 r#"{"a":100.00,"b":1.50,"c":0.01,"d":12345678.123456,"e":0.1,
-                "f":1e-7,"g":-7,"h":18446744073709551615,"i":0.30000000000000004}"#
+                "f":1e-7,"g":-7,"h":18446744073709551615,"i":0.30000000000000004,"j":-0}"#
             ),
             "a=100&b=1.5&c=0.01&d=12345678.123456&e=0.1&f=0.0000001&g=-7\
-             &h=18446744073709551615&i=0.30000000000000004"
+             &h=18446744073709552000&i=0.30000000000000004&j=-0"
         );
     }
 
     #[test]
-    fn json_numbers_too_large_for_decimal_are_kept_as_written() {
+    fn json_numbers_beyond_decimal_are_expanded_and_beyond_f64_refused() {
         let canonical = json_canonical(r#"{"big":1e300,"tiny":1e-300}"#);
-        assert_eq!(canonical, "big=1e300&tiny=1e-300");
-        assert!(!canonical.contains("000000"));
+        assert_eq!(
+            canonical,
+            format!("big=1{}&tiny=0.{}1", "0".repeat(300), "0".repeat(299))
+        );
+        let p = Params::from_json(br#"{"huge":1e400}"#).unwrap();
+        assert_eq!(
+            p.sign_values().unwrap_err(),
+            "huge: the number 1e400 is out of range"
+        );
     }
 
     #[test]
-    fn json_exponents_within_decimal_range_are_expanded() {
+    fn json_exponents_are_expanded() {
         assert_eq!(
             json_canonical(r#"{"a":1e21,"b":1.5E-7,"c":2.5e+3}"#),
             "a=1000000000000000000000&b=0.00000015&c=2500"
@@ -258,14 +271,18 @@ mod tests {
     }
 
     #[test]
-    fn json_other_types_are_signed_as_sent() {
-        assert_eq!(
-            json_canonical(
-                r#"{"ok":true,"no":false,"list":[1, "x", null],
-                "obj":{"z":1, "a":"b"},"empty_list":[]}"#
-            ),
-            r#"empty_list=[]&list=[1, "x", null]&no=false&obj={"z":1, "a":"b"}&ok=true"#
-        );
+    fn json_booleans_arrays_and_objects_cannot_be_signed() {
+        for (body, kind) in [
+            (r#"{"a":"1","ok":true}"#, "ok: boolean"),
+            (r#"{"no":false}"#, "no: boolean"),
+            (r#"{"list":[1, "x", null]}"#, "list: array"),
+            (r#"{"obj":{"z":1}}"#, "obj: object"),
+            (r#"{"empty_list":[]}"#, "empty_list: array"),
+        ] {
+            let p = Params::from_json(body.as_bytes()).unwrap();
+            let e = p.sign_values().unwrap_err();
+            assert!(e.starts_with(kind), "{body}: {e}");
+        }
     }
 
     #[test]
@@ -288,13 +305,29 @@ mod tests {
         assert_eq!(b.canonical("order_id"), Some("996170651"));
         assert_eq!(b.get("order_id"), Some("996170651E0"));
         assert_eq!(
-            canonical_string(&a.sign_values(&[]), &[]),
-            canonical_string(&b.sign_values(&[]), &[])
+            canonical_string(&a.sign_values().unwrap(), &[]),
+            canonical_string(&b.sign_values().unwrap(), &[])
         );
+        // Past 15 significant digits, two spellings that upstream reads as one float64 sign
+        // alike; the order id reads that same spelling, so it is the same order too.
+        let c = Params::from_json(br#"{"order_id":12345678901234567891}"#).unwrap();
+        let d = Params::from_json(br#"{"order_id":12345678901234567892}"#).unwrap();
+        assert_eq!(c.canonical("order_id"), Some("12345678901234567000"));
+        assert_eq!(c.canonical("order_id"), d.canonical("order_id"));
         // EPay signs what was sent.
         assert_eq!(
             b.raw_values()[1],
             ("order_id", SignValue::Str("996170651E0"))
+        );
+    }
+
+    #[test]
+    fn a_repeated_form_key_keeps_its_first_value() {
+        let p = Params::from_query(b"amount=1&amount=2&a=x");
+        assert_eq!(p.get("amount"), Some("1"));
+        assert_eq!(
+            canonical_string(&p.sign_values().unwrap(), SKIP),
+            "a=x&amount=1"
         );
     }
 

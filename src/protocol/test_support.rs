@@ -15,6 +15,11 @@ pub fn rules() -> FieldRules<'static> {
         default_network: "tron",
         allow_private_callbacks: false,
         check_url,
+        epay: super::fields::EPayDefaults {
+            token: "USDT",
+            network: "tron",
+            currency: "CNY",
+        },
     }
 }
 
@@ -53,5 +58,6 @@ pub fn paid() -> super::CallbackOrder<'static> {
         block_transaction_id: "0xabc",
         status: 2,
         notify_url: "https://shop.example.com/notify?x=1",
+        epay_type: "",
     }
 }

@@ -1,28 +1,43 @@
 //! epusdt v1, byte-compatible with upstream epusdt: the default merchant (`api_auth_token`),
-//! MD5 over the sorted `k=v&…` string with the token appended, amounts signed in shortest form.
-//! v1 also owns the cancel route (GMPay merchants use it with their `pid`).
+//! MD5 over the sorted `k=v&…` string with the token appended. The canonical string is
+//! upstream's (assimon/epusdt and GMWalletApp/epusdt share `util/sign/sign.go`): whole `k=v`
+//! strings sorted, text signed as sent, JSON numbers as Go spells their `float64`, booleans,
+//! arrays and objects refused. v1 also owns the cancel route (GMPay merchants use it with their
+//! `pid`).
 use serde_json::Value;
 
 use super::{
     Action, CallbackOrder, CallbackRequest, CreateRequest, FieldRules, MerchantProtocol,
-    MerchantRef, OrderView, Params, Protocol, ProtocolError, Reply, fields, order_data,
-    signed_json_callback,
+    MerchantRef, OrderView, Params, Protocol, ProtocolError, Reply, Verification, fields,
+    order_data, signed_json_callback,
 };
-use crate::crypto::sign::{self, SignValue};
+use crate::crypto::sign::{self, SignAlg, SignMode, SignValue};
 
 pub const CREATE_PATH: &str = "/api/v1/order/create-transaction";
 pub const CANCEL_PATH: &str = "/api/v1/order/cancel-transaction";
 
 pub struct V1;
 
-/// The canonical string of a v1 or GMPay request: JSON numbers (and `amount` when creating)
-/// in shortest decimal form, everything else verbatim, `signature` left out.
-pub(super) fn request_canonical(p: &Params, action: Action) -> String {
-    let decimal_keys: &[&str] = match action {
-        Action::Create => &["amount"],
-        Action::Cancel => &[],
+/// The canonical string of a v1 or GMPay request, as upstream builds it: text as sent, JSON
+/// numbers as Go spells their `float64`, `signature` left out. `Err(reason)` when a value
+/// cannot be signed (a boolean, array or object).
+pub(super) fn request_canonical(p: &Params) -> Result<String, String> {
+    Ok(sign::canonical_string(&p.sign_values()?, &["signature"]))
+}
+
+/// Checks a v1 or GMPay request's `signature` with the algorithms `mode` accepts: the one that
+/// matched, or why none did.
+pub(super) fn verify_request(
+    p: &Params,
+    secret: &str,
+    mode: SignMode,
+) -> Result<SignAlg, Verification> {
+    let Some(provided) = p.get("signature") else {
+        return Err(Verification::Missing);
     };
-    sign::canonical_string(&p.sign_values(decimal_keys), &["signature"])
+    let canonical = request_canonical(p).map_err(|reason| Verification::Refused { reason })?;
+    mode.verify(&canonical, secret, provided)
+        .ok_or(Verification::Mismatch { canonical })
 }
 
 impl MerchantProtocol for V1 {
@@ -46,24 +61,33 @@ impl MerchantProtocol for V1 {
         Ok(MerchantRef::Default)
     }
 
-    fn canonical(&self, p: &Params, action: Action) -> String {
-        request_canonical(p, action)
+    fn canonical(&self, p: &Params, _action: Action) -> String {
+        request_canonical(p).unwrap_or_default()
     }
 
     fn sign(&self, canonical: &str, secret: &str) -> String {
         sign::md5_sign(canonical, secret)
     }
 
+    fn verify(&self, p: &Params, _action: Action, secret: &str) -> Verification {
+        match verify_request(p, secret, SignMode::Md5) {
+            Ok(_) => Verification::Valid,
+            Err(v) => v,
+        }
+    }
+
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError> {
+        bepusdt_refusals(p)?;
         Ok(CreateRequest {
             order_id: fields::order_id(p, "order_id")?,
             amount: fields::amount(p, "amount")?,
             notify_url: fields::notify_url(p, "notify_url", rules)?,
             redirect_url: fields::redirect_url(p, "redirect_url", rules)?,
-            currency: fields::currency(p, "currency", Some("CNY"))?,
+            currency: bepusdt_currency(p)?,
             network: fields::network(p, "trade_type", rules)?,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
+            epay_type: String::new(),
         })
     }
 
@@ -96,6 +120,50 @@ impl MerchantProtocol for V1 {
     }
 }
 
+/// The fiat currency: `currency`, or BEpusdt's name for it, `fiat` (the same value if both are
+/// sent); CNY when neither is.
+fn bepusdt_currency(p: &Params) -> Result<String, ProtocolError> {
+    match (p.get("currency"), p.get("fiat")) {
+        (Some(_), Some(_)) => {
+            let c = fields::currency(p, "currency", None)?;
+            let f = fields::currency(p, "fiat", None)?;
+            if c != f {
+                return Err(ProtocolError::bad_param(
+                    "fiat",
+                    format!("`{f}` contradicts currency `{c}`; send one of them"),
+                ));
+            }
+            Ok(c)
+        }
+        (None, Some(_)) => fields::currency(p, "fiat", None),
+        _ => fields::currency(p, "currency", Some("CNY")),
+    }
+}
+
+/// BEpusdt lets the merchant choose the rate and the receive address; here both come from the
+/// operator (rates, wallets). Ignoring them would charge another amount or pay another address
+/// than the shop asked for, so they are refused.
+fn bepusdt_refusals(p: &Params) -> Result<(), ProtocolError> {
+    for (key, why) in [
+        (
+            "rate",
+            "the rate is the operator's (epusdt rate set / usdt_rates); remove it",
+        ),
+        (
+            "address",
+            "the receive address is chosen from the operator's wallets; remove it",
+        ),
+    ] {
+        if p.get(key).is_some_and(|v| !v.trim().is_empty()) {
+            return Err(ProtocolError::bad_param(
+                key,
+                format!("is not supported: {why}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -110,10 +178,35 @@ mod tests {
         let p = Params::from_json(BODY.as_bytes()).unwrap();
         assert_eq!(V1.verify(&p, Action::Create, TOKEN), Verification::Valid);
         assert_eq!(V1.merchant(&p).unwrap(), MerchantRef::Default);
-        // The same request as a form, amount as text: signed alike.
-        let form = b"order_id=20220201030210321&amount=42.00&notify_url=http%3A%2F%2Fexample.com%2Fnotify&redirect_url=http://example.com/redirect&signature=1cd4b52df5587cfb1968b0c0c6e156cd";
+        // The same request as a form, amount as text "42": signed alike.
+        let form = b"order_id=20220201030210321&amount=42&notify_url=http%3A%2F%2Fexample.com%2Fnotify&redirect_url=http://example.com/redirect&signature=1cd4b52df5587cfb1968b0c0c6e156cd";
         let f = Params::from_query(form);
         assert_eq!(V1.verify(&f, Action::Create, TOKEN), Verification::Valid);
+        // Text is signed as sent (upstream): "42.00" is not "42".
+        let text = Params::from_json(BODY.replace("42.00", "\"42.00\"").as_bytes()).unwrap();
+        assert!(matches!(
+            V1.verify(&text, Action::Create, TOKEN),
+            Verification::Mismatch { .. }
+        ));
+        // An upper-case signature is refused (exact comparison, as upstream).
+        let upper = Params::from_json(
+            BODY.replace(
+                "1cd4b52df5587cfb1968b0c0c6e156cd",
+                "1CD4B52DF5587CFB1968B0C0C6E156CD",
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert!(matches!(
+            V1.verify(&upper, Action::Create, TOKEN),
+            Verification::Mismatch { .. }
+        ));
+        // A boolean cannot be signed.
+        let flag = Params::from_json(BODY.replacen('{', r#"{"paid":true,"#, 1).as_bytes()).unwrap();
+        assert!(matches!(
+            V1.verify(&flag, Action::Create, TOKEN),
+            Verification::Refused { .. }
+        ));
 
         let tampered = Params::from_json(BODY.replace("42.00", "4.20").as_bytes()).unwrap();
         assert_eq!(
@@ -136,10 +229,12 @@ mod tests {
     }
 
     #[test]
-    fn cancel_signs_text_amounts_verbatim() {
+    fn text_amounts_are_signed_verbatim() {
         let p = Params::from_query(b"trade_id=T1&amount=1.50&signature=x");
         assert_eq!(V1.canonical(&p, Action::Cancel), "amount=1.50&trade_id=T1");
-        assert_eq!(V1.canonical(&p, Action::Create), "amount=1.5&trade_id=T1");
+        assert_eq!(V1.canonical(&p, Action::Create), "amount=1.50&trade_id=T1");
+        let j = Params::from_json(br#"{"trade_id":"T1","amount":1.50}"#).unwrap();
+        assert_eq!(V1.canonical(&j, Action::Create), "amount=1.5&trade_id=T1");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use sea_orm::{
 };
 
 use crate::{
-    crypto::{envelope::EnvelopeError, keys::KeyStore},
+    crypto::{envelope::EnvelopeError, keys::KeyStore, sign::SignMode},
     secret::Secret,
     store::{
         self,
@@ -28,6 +28,8 @@ fn aad(pid: i64) -> String {
 
 /// The pid of the legacy v1 merchant whose secret is `api_auth_token`.
 pub const DEFAULT_PID: i64 = 1000;
+/// The name of the merchant that mirrors `api_auth_token` (pid 1000) when this gateway made it.
+pub const DEFAULT_NAME: &str = "default (api_auth_token)";
 
 #[derive(Clone)]
 pub struct Merchant {
@@ -36,6 +38,8 @@ pub struct Merchant {
     pub name: String,
     pub secret: Secret,
     pub strict_replay: bool,
+    /// How this merchant's GMPay requests are verified.
+    pub sign_mode: SignMode,
     pub enabled: bool,
 }
 
@@ -46,6 +50,7 @@ impl fmt::Debug for Merchant {
             .field("pid", &self.pid)
             .field("name", &self.name)
             .field("secret", &self.secret)
+            .field("sign_mode", &self.sign_mode)
             .finish()
     }
 }
@@ -56,12 +61,22 @@ impl Merchant {
         let secret = keys
             .decrypt(&m.secret, &aad(m.pid))
             .map_err(|source| MerchantError::Secret { pid: m.pid, source })?;
+        // An unknown mode (a hand-edited row) fails closed rather than guessing.
+        let sign_mode = SignMode::parse(&m.sign_mode).ok_or_else(|| {
+            MerchantError::Invalid(format!(
+                "merchant {} has an unknown sign_mode `{}` (use one of {})",
+                m.pid,
+                m.sign_mode,
+                SignMode::NAMES
+            ))
+        })?;
         Ok(Self {
             id: m.id,
             pid: m.pid,
             name: m.name,
             secret,
             strict_replay: m.strict_replay,
+            sign_mode,
             enabled: m.enabled,
         })
     }
@@ -98,7 +113,7 @@ pub async fn sync_default_merchant(
         (None, Some(t)) => {
             let row = merchant::ActiveModel {
                 pid: Set(DEFAULT_PID),
-                name: Set("default (api_auth_token)".into()),
+                name: Set(DEFAULT_NAME.into()),
                 secret: Set(keys.encrypt(t.expose(), &aad(DEFAULT_PID))),
                 strict_replay: Set(false),
                 sign_mode: Set("dual".into()),
@@ -126,7 +141,9 @@ pub async fn sync_default_merchant(
             am.updated_at = Set(now);
             am.update(db).await?;
         }
-        (Some(m), None) if m.enabled => {
+        // A pid 1000 brought in by `import upstream` (GMWalletApp seeds its default API key as
+        // pid 1000) is the operator's own merchant: without api_auth_token it stays as imported.
+        (Some(m), None) if m.enabled && m.name == DEFAULT_NAME => {
             tracing::warn!(
                 "api_auth_token is not set: the legacy v1 merchant (pid 1000) is disabled"
             );
@@ -174,7 +191,7 @@ pub fn generate_secret() -> String {
         .collect()
 }
 
-/// Adds a merchant. `pid` defaults to the next free number ≥ 1001; the secret to a random one.
+/// Adds a merchant with the default sign mode (`dual`); see [`add_with_mode`].
 pub async fn add(
     db: &DatabaseConnection,
     keys: &KeyStore,
@@ -182,6 +199,19 @@ pub async fn add(
     pid: Option<i64>,
     secret: Option<String>,
     strict_replay: bool,
+) -> Result<Merchant, MerchantError> {
+    add_with_mode(db, keys, name, pid, secret, strict_replay, SignMode::Dual).await
+}
+
+/// Adds a merchant. `pid` defaults to the next free number ≥ 1001; the secret to a random one.
+pub async fn add_with_mode(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    name: &str,
+    pid: Option<i64>,
+    secret: Option<String>,
+    strict_replay: bool,
+    sign_mode: SignMode,
 ) -> Result<Merchant, MerchantError> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > 64 {
@@ -218,7 +248,7 @@ pub async fn add(
         name: Set(name.to_string()),
         secret: Set(keys.encrypt(&secret, &aad(pid))),
         strict_replay: Set(strict_replay),
-        sign_mode: Set("dual".into()),
+        sign_mode: Set(sign_mode.as_str().into()),
         enabled: Set(true),
         created_at: Set(now),
         updated_at: Set(now),
@@ -231,6 +261,69 @@ pub async fn add(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Adds a merchant brought over from an upstream database (`epusdt import upstream`) with the
+/// pid and secret its shop already signs with: the secret is kept as it is (upstream set no
+/// minimum length) and sealed like any other. `PidTaken` when the pid exists.
+pub async fn add_imported(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    pid: i64,
+    name: &str,
+    secret: &str,
+    enabled: bool,
+) -> Result<Merchant, MerchantError> {
+    if pid <= 0 || secret.is_empty() {
+        return Err(MerchantError::Invalid(
+            "an imported merchant needs a positive pid and a secret".into(),
+        ));
+    }
+    let name: String = match name.trim() {
+        "" => format!("imported {pid}"),
+        n => n.chars().take(64).collect(),
+    };
+    let now = super::now();
+    let row = merchant::ActiveModel {
+        pid: Set(pid),
+        name: Set(name),
+        secret: Set(keys.encrypt(secret, &aad(pid))),
+        strict_replay: Set(false),
+        sign_mode: Set("dual".into()),
+        enabled: Set(enabled),
+        created_at: Set(now),
+        updated_at: Set(now),
+        ..Default::default()
+    };
+    match row.insert(db).await {
+        Ok(m) => Merchant::open(m, keys),
+        Err(e) if store::is_unique_violation(&e, "merchants_pid_key", "merchants.pid") => {
+            Err(MerchantError::PidTaken(pid))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Changes how a merchant's GMPay requests are verified. Returns the previous mode; `None`
+/// when no merchant has this pid.
+pub async fn set_sign_mode(
+    db: &DatabaseConnection,
+    pid: i64,
+    mode: SignMode,
+) -> Result<Option<String>, MerchantError> {
+    let Some(m) = merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let previous = m.sign_mode.clone();
+    let mut am: merchant::ActiveModel = m.into();
+    am.sign_mode = Set(mode.as_str().into());
+    am.updated_at = Set(super::now());
+    am.update(db).await?;
+    Ok(Some(previous))
 }
 
 /// Every merchant, without secrets (listing never decrypts).

@@ -3,7 +3,8 @@
 //!
 //! Must never: deliver to a private/loopback/link-local address unless
 //! `allow_private_callbacks`; follow redirects (a 3xx is a failed attempt); mark a callback
-//! delivered unless the merchant answered exactly `ok` (`success` for EPay); log a secret.
+//! delivered unless the merchant answered exactly `ok` (EPay: HTTP 200 and `success` or `ok`, as
+//! upstream); log a secret.
 use std::time::Instant;
 
 use sea_orm::{
@@ -54,10 +55,9 @@ pub enum CallbackError {
     Protocol(#[from] ProtocolError),
 }
 
-/// Builds the signed callback for a paid order: the order's protocol decides its shape.
-pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackRequest, CallbackError> {
-    let proto = protocol::for_id(o.protocol).ok_or(CallbackError::UnknownProtocol)?;
-    let paid = CallbackOrder {
+/// The order as its protocol's callback (and EPay's return hop) shows it.
+pub(super) fn callback_order<'a>(o: &'a Order, m: &merchant::Merchant) -> CallbackOrder<'a> {
+    CallbackOrder {
         pid: m.pid,
         trade_id: o.trade_id.as_str(),
         order_id: &o.order_id,
@@ -71,8 +71,21 @@ pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackReque
         block_transaction_id: o.block_transaction_id.as_deref().unwrap_or_default(),
         status: i64::from(o.status.code()),
         notify_url: &o.notify_url,
-    };
-    Ok(proto.callback(&paid, m.secret.expose())?)
+        epay_type: &o.epay_type,
+    }
+}
+
+/// Builds the signed callback for a paid order: the order's protocol decides its shape, and it
+/// is signed with the algorithm its create request was signed with (GMPay sign modes).
+pub fn build_callback(o: &Order, m: &merchant::Merchant) -> Result<CallbackRequest, CallbackError> {
+    let proto = protocol::for_id(o.protocol).ok_or(CallbackError::UnknownProtocol)?;
+    let alg = crate::crypto::sign::SignAlg::parse(&o.sign_alg);
+    Ok(proto.callback_signed(&callback_order(o, m), m.secret.expose(), alg)?)
+}
+
+/// Whether the merchant's answer acknowledges the order's callback (its protocol's rule).
+fn acknowledged(o: &Order, http_status: u16, body: &str, expect: &str) -> bool {
+    protocol::for_id(o.protocol).is_some_and(|p| p.acknowledged(http_status, body, expect))
 }
 
 /// An error with its causes (reqwest puts the resolver's refusal in the source chain).
@@ -99,7 +112,11 @@ pub async fn deliver(
     let Some(o) = orders::find_by_id(db, order_id).await? else {
         return Ok(NotifyOutcome::Skipped);
     };
-    if o.status != OrderStatus::Paid || o.callback_state == callback_state::DELIVERED {
+    // A child of a network switch never calls back: its parent does.
+    if o.status != OrderStatus::Paid
+        || o.callback_state == callback_state::DELIVERED
+        || o.parent_trade_id.is_some()
+    {
         return Ok(NotifyOutcome::Skipped);
     }
     let Some(m) = merchant::find_by_id(db, keys, o.merchant_id.get()).await? else {
@@ -146,7 +163,7 @@ pub async fn deliver(
     let latency = started.elapsed().as_millis() as i64;
     let (status, body, error, success) = match &result {
         Ok((code, text, expect)) => {
-            let ok = (200..300).contains(code) && text.trim() == *expect;
+            let ok = acknowledged(&o, *code, text, expect);
             let err = if ok {
                 String::new()
             } else {

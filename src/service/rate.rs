@@ -31,6 +31,19 @@ pub async fn usdt_rate(
     Ok(config.usdt_rates.get(currency).copied())
 }
 
+/// Is any fiat rate set at all: in the config, or by an admin (`rate.<FIAT>` settings)?
+pub async fn any_rate(db: &impl ConnectionTrait, config: &Config) -> Result<bool, DbErr> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    if config.has_configured_rate() {
+        return Ok(true);
+    }
+    Ok(setting::Entity::find()
+        .filter(setting::Column::Key.starts_with("rate."))
+        .one(db)
+        .await?
+        .is_some())
+}
+
 /// Stores an admin-set rate (`epusdt rate set CNY 7.2`).
 pub async fn set_rate(
     db: &impl ConnectionTrait,

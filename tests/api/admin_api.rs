@@ -18,8 +18,8 @@ async fn wallets_merchants_orders(backend: Backend) {
         return;
     };
     add_admin(&app, "alice", Role::Admin, OWNER_PW).await;
-    let t = access(&app, "alice", OWNER_PW).await;
-    let t = Some(t.as_str());
+    let token = access(&app, "alice", OWNER_PW).await;
+    let t = Some(token.as_str());
 
     // Wallets: validated for the network, unique, patchable.
     let (s, e) = call(
@@ -266,7 +266,7 @@ async fn wallets_merchants_orders(backend: Backend) {
     let r = app
         .client
         .post(app.url("/admin/api/v1/wallets"))
-        .bearer_auth(t.unwrap())
+        .bearer_auth(&token)
         .header("content-type", "application/json")
         .body("{not json")
         .send()
@@ -280,7 +280,7 @@ async fn wallets_merchants_orders(backend: Backend) {
     let r = app
         .client
         .post(app.url("/admin/api/v1/wallets"))
-        .bearer_auth(t.unwrap())
+        .bearer_auth(&token)
         .body("network=tron")
         .send()
         .await

@@ -208,8 +208,33 @@ fn routes() -> Vec<Route> {
             fields: &[],
         },
         Route {
+            method: Method::POST,
+            path: "/pay/submit-tx-hash/",
+            fields: &["block_transaction_id"],
+        },
+        Route {
+            method: Method::GET,
+            path: "/pay/return/",
+            fields: &[],
+        },
+        Route {
             method: Method::GET,
             path: "/health",
+            fields: &[],
+        },
+        Route {
+            method: Method::POST,
+            path: "/pay/switch-network",
+            fields: &["trade_id", "token", "network"],
+        },
+        Route {
+            method: Method::GET,
+            path: "/pay/checkout-counter-resp/",
+            fields: &[],
+        },
+        Route {
+            method: Method::GET,
+            path: "/payments/gmpay/v1/config",
             fields: &[],
         },
     ]

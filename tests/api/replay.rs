@@ -264,6 +264,7 @@ async fn gmpay(app: &common::TestApp, secret: &str, pid: i64, extra: &[(&str, St
     p.insert("amount", "12".into());
     p.insert("notify_url", "http://127.0.0.1:9/cb".into());
     p.insert("network", "ethereum".into());
+    p.insert("token", "USDT".into());
     for (k, v) in extra {
         p.insert(k, v.clone());
     }
@@ -358,13 +359,14 @@ async fn a_re_spelt_number_is_the_same_request() {
         p.insert("amount", "12".into());
         p.insert("notify_url", "http://127.0.0.1:9/cb".into());
         p.insert("network", "ethereum".into());
+        p.insert("token", "USDT".into());
         p.insert("timestamp", now.clone());
         p.insert("nonce", nonce.to_string());
         common::gmpay_sign(&p, &secret)
     };
     let send = |order_id: &'static str, nonce_text: String, signature: String| {
         let body = format!(
-            r#"{{"pid":{},"order_id":{order_id},"currency":"USD","amount":"12","notify_url":"http://127.0.0.1:9/cb","network":"ethereum","timestamp":{now},"nonce":{nonce_text},"signature":"{signature}"}}"#,
+            r#"{{"pid":{},"order_id":{order_id},"currency":"USD","amount":"12","notify_url":"http://127.0.0.1:9/cb","network":"ethereum","token":"USDT","timestamp":{now},"nonce":{nonce_text},"signature":"{signature}"}}"#,
             m.pid
         );
         let app = &app;

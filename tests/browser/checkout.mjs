@@ -6,7 +6,8 @@
 //   node checkout.mjs <checkout_url> <screenshot.png> <expected_amount> <expected_address> --expect-paid-redirect <url>
 //   node checkout.mjs <page_url> <screenshot.png> --closed <paid|expired|cancelled|not_found>
 //
-// Opens the page at a phone viewport, checks the stable element ids, that no
+// Opens the page at a phone viewport, checks the stable element ids (and that the
+// transaction-hash box answers a malformed hash with the server's message), that no
 // request leaves the page's own host, and saves a full-page screenshot.
 // With --expect-paid-redirect it then waits (20 s at most) for the page to turn
 // "paid" and navigate to <url>; the caller marks the order paid meanwhile, and
@@ -186,6 +187,19 @@ async function main() {
       } catch {
         fail('#copy-amount gave no feedback after a click');
       }
+      // The "I have paid — here is my transaction hash" box: shown by the script, it posts
+      // the hash and shows the server's verdict (a malformed one: the 10009 message).
+      if (!(await page.isVisible('#txh'))) fail('#txh (transaction hash box) is not visible');
+      try {
+        await page.click('#txh summary', { timeout: 5_000 });
+        await page.fill('#txh-input', '0xnot-a-hash', { timeout: 5_000 });
+        await page.click('#txh-submit', { timeout: 5_000 });
+        await page.waitForSelector('#txh-result[data-ok="0"]', { timeout: 10_000 });
+      } catch (err) {
+        fail(`the transaction hash box did not answer: ${err.message}`);
+      }
+      const verdict = await textOf(page, '#txh-result');
+      if (!verdict.includes('block_transaction_id')) fail(`#txh-result is "${verdict}", expected the server's format error`);
       // Let the feedback settle back to "Copy" so the screenshot shows the resting state.
       await page.mouse.move(0, 0);
       await page.evaluate(() => document.activeElement && document.activeElement.blur && document.activeElement.blur());

@@ -45,6 +45,7 @@ use alloy::{
 use futures::{StreamExt, TryStreamExt};
 use serde::Deserialize;
 
+mod by_hash;
 mod errors;
 mod logs;
 

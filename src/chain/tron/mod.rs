@@ -28,6 +28,7 @@ use futures::{StreamExt, TryStreamExt};
 use serde_json::{Value, json};
 
 mod api;
+mod by_hash;
 
 use api::{
     CALLER, Client, NowBlock, Try, TxInfo, block_id_on, block_number_of, get_block, retry_lagging,

@@ -7,7 +7,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{NewOrder, OrderError, callback_state, expire::change_status, find_by_merchant_order};
+use super::{NewOrder, OrderError, expire::change_status, find_by_merchant_order};
 use crate::{
     config::Config,
     domain::{
@@ -27,13 +27,15 @@ pub struct Created {
     pub repeated: bool,
 }
 
-fn request_hash(r: &NewOrder) -> String {
+/// The identity of a create request: a repeat with the same hash is the same request. `network`
+/// is empty for a placeholder (no token/network sent), so it never equals a concrete request.
+pub(super) fn request_hash(r: &NewOrder, network: &str) -> String {
     let canon = [
         r.protocol.as_str(),
         &r.order_id,
         &r.currency,
         &amount::canonical(r.amount),
-        r.network.as_str(),
+        network,
         &r.notify_url,
         &r.redirect_url,
         &r.name,
@@ -44,7 +46,7 @@ fn request_hash(r: &NewOrder) -> String {
 }
 
 /// Trade ids look like upstream's: `yyyymmddHHMMSS` + 10 random digits.
-fn new_trade_id() -> TradeId {
+pub(super) fn new_trade_id() -> TradeId {
     use rand::Rng;
     TradeId::upstream(
         chrono::Utc::now(),
@@ -59,12 +61,104 @@ pub async fn create_order(
     queue: &JobQueue,
     req: NewOrder,
 ) -> Result<Created, OrderError> {
-    let hash = request_hash(&req);
+    let hash = request_hash(&req, req.network.as_str());
     if let Some(existing) =
         find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id).await?
     {
         return repeat_or_conflict(existing, &hash, &req.order_id);
     }
+    // A placeholder holds this order_id (its request had no token/network, so it differs).
+    if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
+        .await?
+        .is_some()
+    {
+        return Err(OrderError::Exists(req.order_id.clone()));
+    }
+    let order = place_order(
+        db,
+        config,
+        queue,
+        &req,
+        Placement {
+            request_hash: hash.clone(),
+            sign_alg: req.sign_alg.clone(),
+            epay_type: req.epay_type.clone(),
+            ..Placement::default()
+        },
+    )
+    .await;
+    match order {
+        Ok(order) => {
+            // A placeholder created concurrently under this order_id (the two live in different
+            // tables, so no unique index sees both): neither may stand twice; this one yields.
+            if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
+                .await?
+                .is_some()
+            {
+                change_status(
+                    db,
+                    order.id,
+                    OrderStatus::Waiting,
+                    OrderStatus::Cancelled,
+                    false,
+                )
+                .await?;
+                return Err(OrderError::Exists(req.order_id.clone()));
+            }
+            Ok(Created {
+                order,
+                repeated: false,
+            })
+        }
+        Err(Placed::Exists) => {
+            // A concurrent identical request won the race.
+            let existing = find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id)
+                .await?
+                .ok_or(OrderError::NotFound)?;
+            repeat_or_conflict(existing, &hash, &req.order_id)
+        }
+        Err(Placed::Failed(e)) => Err(e),
+    }
+}
+
+/// How [`place_order`] shapes the new order beyond the request: a placeholder keeps its
+/// trade_id, a payer's network switch makes a child without a callback of its own.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Placement {
+    /// `None`: a fresh upstream-shaped trade id.
+    pub trade_id: Option<TradeId>,
+    pub parent_trade_id: Option<String>,
+    pub request_hash: String,
+    pub callback_state: i16,
+    /// The protocol fields the create request carried (see `Order`).
+    pub sign_alg: String,
+    pub epay_type: String,
+}
+
+/// Why [`place_order`] placed nothing.
+#[derive(Debug)]
+pub(super) enum Placed {
+    /// The merchant's order_id (or the trade_id) is taken.
+    Exists,
+    Failed(OrderError),
+}
+
+impl<E: Into<OrderError>> From<E> for Placed {
+    fn from(e: E) -> Self {
+        Placed::Failed(e.into())
+    }
+}
+
+/// Finds a free (network, address, amount) slot for `req` and inserts the waiting order there,
+/// with its expiry job (DESIGN §5).
+pub(super) async fn place_order(
+    db: &DatabaseConnection,
+    config: &Config,
+    queue: &JobQueue,
+    req: &NewOrder,
+    place: Placement,
+) -> Result<Order, Placed> {
+    let hash = place.request_hash.clone();
     let rate = rate::usdt_rate(db, config, &req.currency)
         .await?
         .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
@@ -72,11 +166,11 @@ pub async fn create_order(
     let base = amount::fiat_to_token(req.amount, rate, config.amount_precision)
         .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
     if base < min {
-        return Err(OrderError::AmountTooSmall(base, min));
+        return Err(OrderError::AmountTooSmall(base, min).into());
     }
     let wallets = wallet::receiving(db, req.network, req.merchant.id).await?;
     if wallets.is_empty() {
-        return Err(OrderError::NoWallet(req.network));
+        return Err(OrderError::NoWallet(req.network).into());
     }
     let amounts: Vec<Decimal> =
         amount::candidates(base, config.amount_step, config.amount_max_tries)
@@ -117,7 +211,7 @@ pub async fn create_order(
             }
             let draft = Order {
                 id: OrderId(0),
-                trade_id: new_trade_id(),
+                trade_id: place.trade_id.clone().unwrap_or_else(new_trade_id),
                 merchant_id: MerchantId(req.merchant.id),
                 order_id: req.order_id.clone(),
                 protocol: req.protocol,
@@ -137,16 +231,16 @@ pub async fn create_order(
                 request_hash: hash.clone(),
                 block_transaction_id: None,
                 paid_amount: None,
-                callback_state: callback_state::PENDING,
+                callback_state: place.callback_state,
                 callback_attempts: 0,
                 callback_due_at: None,
                 created_at: now,
                 updated_at: now,
                 expires_at: now + ttl,
                 paid_at: None,
-                sign_alg: String::new(),
-                epay_type: String::new(),
-                parent_trade_id: None,
+                sign_alg: place.sign_alg.clone(),
+                epay_type: place.epay_type.clone(),
+                parent_trade_id: place.parent_trade_id.clone(),
             };
             match store::order::new_row(&draft).insert(db).await {
                 Ok(row) => {
@@ -173,10 +267,7 @@ pub async fn create_order(
                         }
                         return Err(e.into());
                     }
-                    return Ok(Created {
-                        order,
-                        repeated: false,
-                    });
+                    return Ok(order);
                 }
                 Err(e)
                     if store::is_unique_violation(
@@ -192,14 +283,17 @@ pub async fn create_order(
                         &e,
                         "orders_merchant_order_id_key",
                         "orders.merchant_id, orders.order_id",
+                    ) || store::is_unique_violation(
+                        &e,
+                        "orders_trade_id_key",
+                        "orders.trade_id",
+                    ) || store::is_unique_violation(
+                        &e,
+                        "orders_parent_trade_id_key",
+                        "orders.parent_trade_id",
                     ) =>
                 {
-                    // A concurrent identical request won the race.
-                    let existing =
-                        find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id)
-                            .await?
-                            .ok_or(OrderError::NotFound)?;
-                    return repeat_or_conflict(existing, &hash, &req.order_id);
+                    return Err(Placed::Exists);
                 }
                 Err(e) if store::is_transient(&e) && transient < store::TRANSIENT_ATTEMPTS => {
                     // A deadlock with a concurrent credit (MySQL locks the unique index's gap on a
@@ -212,7 +306,7 @@ pub async fn create_order(
             }
         }
     }
-    Err(OrderError::NoFreeSlot(req.network))
+    Err(OrderError::NoFreeSlot(req.network).into())
 }
 
 /// (address, amount) slots among `candidates` that waiting orders hold on these wallets.
@@ -235,7 +329,11 @@ async fn live_slots(
         .await
 }
 
-fn repeat_or_conflict(existing: Order, hash: &str, order_id: &str) -> Result<Created, OrderError> {
+pub(super) fn repeat_or_conflict(
+    existing: Order,
+    hash: &str,
+    order_id: &str,
+) -> Result<Created, OrderError> {
     let live = existing.effective_status(now()) == OrderStatus::Waiting;
     if live && existing.request_hash == hash {
         Ok(Created {

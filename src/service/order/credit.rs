@@ -200,9 +200,25 @@ pub async fn credit_transfer_in(
                     o.trade_id, t.tx_hash
                 ))));
             }
-            CreditOutcome::Paid {
-                order_id: o.id.get(),
-                trade_id: o.trade_id.to_string(),
+            match &o.parent_trade_id {
+                // A child of a payer's network switch pays its parent (`switch`).
+                Some(parent) => {
+                    super::switch::settle_parent(txn, o, parent, t, &amount_text).await?
+                }
+                None => {
+                    let hold = rules.slot_reuse_grace_secs > 0;
+                    super::switch::end_children(
+                        txn,
+                        o.trade_id.as_str(),
+                        OrderStatus::Expired,
+                        hold,
+                    )
+                    .await?;
+                    CreditOutcome::Paid {
+                        order_id: o.id.get(),
+                        trade_id: o.trade_id.to_string(),
+                    }
+                }
             }
         }
         Pick::Late(o) if o.status == OrderStatus::Paid => {
@@ -232,7 +248,7 @@ pub async fn credit_transfer_in(
 /// The orders with these ids as they are now, locked until the transaction ends (in id order,
 /// so two crediting transactions cannot deadlock). Locking by primary key takes no gap locks
 /// on MySQL, so concurrent order creation is not blocked.
-async fn lock_orders(
+pub(super) async fn lock_orders(
     txn: &sea_orm::DatabaseTransaction,
     ids: &[i64],
 ) -> Result<Vec<Order>, OrderError> {
@@ -332,7 +348,11 @@ fn pick_order(cands: &[Order], block_time: i64, tolerance: i64) -> Pick<'_> {
 }
 
 /// `flags = flags | flag` in one statement (a read-then-write could lose a concurrent bit).
-async fn set_flag(txn: &impl ConnectionTrait, order_id: OrderId, flag: i32) -> Result<(), DbErr> {
+pub(super) async fn set_flag(
+    txn: &impl ConnectionTrait,
+    order_id: OrderId,
+    flag: i32,
+) -> Result<(), DbErr> {
     order::Entity::update_many()
         .col_expr(
             order::Column::Flags,
@@ -410,6 +430,32 @@ pub async fn queue_callback(
         .exec(db)
         .await?;
     Ok(())
+}
+
+/// Whether transaction `tx_hash` is already recorded on `network` (a transfer of it) or names
+/// the payment of any order (orders imported from upstream carry only that column): a payer
+/// must not submit it again, for this order or another one.
+pub async fn tx_hash_used(
+    db: &impl ConnectionTrait,
+    network: crate::domain::network::Network,
+    tx_hash: &str,
+) -> Result<bool, OrderError> {
+    let recorded = transfer::Entity::find()
+        .filter(transfer::Column::Network.eq(network.as_str()))
+        .filter(transfer::Column::TxHash.eq(tx_hash))
+        .one(db)
+        .await?;
+    if recorded.is_some() {
+        return Ok(true);
+    }
+    let paid = order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
+        .filter(order::Column::BlockTransactionId.eq(tx_hash))
+        .into_tuple::<i64>()
+        .one(db)
+        .await?;
+    Ok(paid.is_some())
 }
 
 #[cfg(test)]

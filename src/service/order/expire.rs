@@ -62,6 +62,7 @@ pub async fn cancel_order(
         }
         .into());
     }
+    super::switch::end_children(db, trade_id, OrderStatus::Cancelled, hold).await?;
     find_by_trade_id(db, trade_id)
         .await?
         .ok_or(OrderError::NotFound)
@@ -95,6 +96,7 @@ pub async fn expire_order(
     Ok(
         if change_status(db, o.id, o.status, OrderStatus::Expired, hold).await? {
             tracing::info!(trade_id, "order expired");
+            super::switch::end_children(db, trade_id, OrderStatus::Expired, hold).await?;
             ExpireOutcome::Expired
         } else {
             ExpireOutcome::Settled

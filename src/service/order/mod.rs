@@ -12,18 +12,21 @@
 //! Rooms: [`create`] (creation, repeats), [`credit`] (transfers → payments, callbacks queued),
 //! [`expire`] (the status compare-and-swap, cancel, expiry, the sweeper). This module holds the
 //! shared types, the error and the finders; every public item is re-exported here.
+pub mod choice;
 mod create;
 mod credit;
 mod expire;
 pub mod search;
+pub mod switch;
 
 use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::{
     create::{Created, create_order},
-    credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback},
+    credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback, tx_hash_used},
     expire::{ExpireOutcome, Swept, cancel_order, expire_order, sweep},
+    switch::{Switched, children, supported_networks, switch_network},
 };
 use super::merchant::Merchant;
 pub use crate::domain::{protocol::Protocol, transfer::IncomingTransfer};
@@ -45,6 +48,9 @@ pub mod callback_state {
     pub const DELIVERED: i16 = 2;
     /// Gave up after `notify_max_attempts`; an admin can resend.
     pub const FAILED: i16 = 3;
+    /// A child order made by a payer's network switch: never called back itself (its parent
+    /// is, see `switch`).
+    pub const NONE: i16 = 4;
 }
 
 /// The configurable rules of order matching and slot reuse (see `Config`).
@@ -89,6 +95,11 @@ pub struct NewOrder {
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
+    /// The algorithm the create request was signed with (`orders.sign_alg`; empty = the
+    /// protocol's own): the callback is signed the same way.
+    pub sign_alg: String,
+    /// EPay's `type` as sent (empty for other protocols).
+    pub epay_type: String,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -111,6 +122,18 @@ pub enum OrderError {
     NotFound,
     #[error("order is not paid; only paid orders have callbacks")]
     NotPaid,
+    /// Switch-network: the asset is not offered here (upstream 10016).
+    #[error("supported asset not found: {0}; see /payments/gmpay/v1/config")]
+    UnsupportedAsset(String),
+    /// Switch-network: the order already has its one child (upstream 10011).
+    #[error("exceeded maximum sub-order limit: this order was already switched to another network")]
+    SubOrderLimit,
+    /// Switch-network on a child order (upstream 10012).
+    #[error("cannot switch network on a sub-order; switch the original order")]
+    CannotSwitchChild,
+    /// Switch-network on an order that is not waiting for payment (upstream 10013).
+    #[error("order is not awaiting payment")]
+    NotWaiting,
     #[error("{0}")]
     Transition(#[from] TransitionError),
     #[error("database: {0}")]

@@ -7,6 +7,7 @@ pub mod callback_attempt;
 pub mod chain_cursor;
 pub mod merchant;
 pub mod order;
+pub mod order_choice;
 pub mod setting;
 pub mod transfer;
 pub mod wallet;

@@ -1,6 +1,7 @@
 //! A TRON FullNode HTTP API double (axum) answering the endpoints the watcher uses with bodies
 //! shaped exactly like java-tron's (FullNode `Wallet` + servlets): `getnowblock`, `getblock`,
-//! `getblockbynum`, `gettransactioninfobyblocknum`, `triggerconstantcontract` under `/wallet/`
+//! `getblockbynum`, `gettransactioninfobyblocknum`, `gettransactioninfobyid`,
+//! `triggerconstantcontract` under `/wallet/`
 //! and `/walletsolidity/`, hex without `0x`, log addresses without the `41` prefix.
 //!
 //! Like java-tron, a height the node does not have answers `[]` for its receipts (the servlet
@@ -452,6 +453,19 @@ async fn handle(
             Some(n) if n > 0 => json!([]),
             _ => json!({}),
         },
+        // GetTransactionInfoByIdServlet: `{"value": id}`; `{}` for an id the node does not
+        // have (the solidity API only has solidified blocks).
+        "gettransactioninfobyid" => {
+            let id = body["value"].as_str().unwrap_or_default();
+            chain
+                .blocks
+                .iter()
+                .filter(|(n, _)| has(**n))
+                .flat_map(|(_, txs)| txs.iter())
+                .find(|t| t["id"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(id)))
+                .cloned()
+                .unwrap_or_else(|| json!({}))
+        }
         "triggerconstantcontract" if chain.no_constant_calls => json!({"result": {
             "code": "CONTRACT_VALIDATE_ERROR",
             "message": "this node does not support constant"}}),

@@ -339,6 +339,7 @@ pub struct Merchant {
 
 #[derive(Debug, Clone)]
 pub struct Received {
+    pub method: String,
     pub uri: String,
     pub body: String,
     pub accepted: bool,
@@ -386,7 +387,12 @@ impl Merchant {
     }
 }
 
-async fn receive(State(m): State<Merchant>, uri: Uri, body: Bytes) -> String {
+async fn receive(
+    State(m): State<Merchant>,
+    method: axum::http::Method,
+    uri: Uri,
+    body: Bytes,
+) -> String {
     let failing = m
         .fail_first
         .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
@@ -397,6 +403,7 @@ async fn receive(State(m): State<Merchant>, uri: Uri, body: Bytes) -> String {
         m.answer.lock().expect("lock").clone()
     };
     m.calls.lock().expect("lock").push(Received {
+        method: method.to_string(),
         uri: uri.to_string(),
         body: String::from_utf8_lossy(&body).into_owned(),
         accepted: !failing,

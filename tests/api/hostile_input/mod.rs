@@ -238,11 +238,9 @@ async fn amounts_with_underscores_or_other_spellings_are_refused_naming_the_fiel
         .into_iter()
         .enumerate()
     {
-        // v1 and GMPay sign the amount in its decimal reading, so the request is signed the
-        // way the gateway reads it and only the amount's spelling is wrong.
-        let signed_as = rust_decimal::Decimal::from_str_exact(amount)
-            .map(|d| d.normalize().to_string())
-            .unwrap_or_else(|_| amount.to_string());
+        // v1 and GMPay sign text as sent (upstream's rule), so the request is signed right
+        // and only the amount's spelling is wrong.
+        let signed_as = amount.to_string();
         // v1: the amount as a JSON string.
         let mut p: BTreeMap<&str, String> = BTreeMap::new();
         p.insert("order_id", format!("U-{i}"));

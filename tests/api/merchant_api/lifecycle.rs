@@ -93,7 +93,7 @@ async fn epay_redirects_and_notifies(backend: Backend) {
     let got: BTreeMap<String, String> = url.query_pairs().into_owned().collect();
     assert_eq!(got["trade_status"], "TRADE_SUCCESS");
     assert_eq!(got["out_trade_no"], "E-1");
-    assert_eq!(got["money"], "1.00");
+    assert_eq!(got["money"], "1.0000");
     assert_eq!(got["sign"], common::epay_sign(&borrow(&got), &key));
     // The gateway records the delivery right after the merchant answered.
     let o = app.wait_delivered(&trade_id, 10).await;

@@ -374,10 +374,11 @@ async fn validation_errors_say_what_to_fix(backend: Backend) {
         let r: Value = resp.json().await.unwrap();
         assert!(r["status_code"] == 10009 || r["status_code"] == 401, "{r}");
     }
-    // Form bodies are accepted like upstream (same signature rules).
+    // Form bodies are accepted like upstream (same signature rules: form values are text,
+    // signed as sent, so `10.00` is signed as `10.00`).
     let mut p: BTreeMap<&str, String> = BTreeMap::new();
     p.insert("order_id", "F-1".into());
-    p.insert("amount", "10".into());
+    p.insert("amount", "10.00".into());
     p.insert("notify_url", n.into());
     let sig = common::v1_sign(&p, common::TOKEN);
     let r: Value = app
@@ -481,8 +482,20 @@ async fn gmpay_round_trip(backend: Backend) {
     .await;
     assert_eq!(r2["status_code"], 10009, "{r2}");
     assert!(r2["message"].as_str().unwrap().contains("timestamp"));
-    // MD5 (v1 style) signature is not accepted for GMPay.
+    // An MD5 signature (upstream's algorithm) passes a `dual` merchant's signature check (the
+    // stale timestamp still refuses it); one made with another secret does not.
     sb.insert("signature".into(), json!(common::v1_sign(&stale, &secret)));
+    let r3: Value = common::post_json(
+        &app.client,
+        &app.url("/payments/gmpay/v1/order/create-transaction"),
+        &sb,
+    )
+    .await;
+    assert_eq!(r3["status_code"], 10009, "{r3}");
+    sb.insert(
+        "signature".into(),
+        json!(common::v1_sign(&stale, common::TOKEN)),
+    );
     let r3: Value = common::post_json(
         &app.client,
         &app.url("/payments/gmpay/v1/order/create-transaction"),
@@ -491,11 +504,19 @@ async fn gmpay_round_trip(backend: Backend) {
     .await;
     assert_eq!(r3["status_code"], 401, "{r3}");
 
-    let t = transfer_for(d, "0xtx", "25.5", Network::Ethereum);
+    // GMPay's `token` is the coin; the address is `receive_address`.
+    assert_eq!(d["token"], "USDT");
+    let t = transfer_for(
+        &json!({"token": d["receive_address"]}),
+        "0xtx",
+        "25.5",
+        Network::Ethereum,
+    );
     app.credit(&t).await;
     let calls = merchant.wait_for(1, 15).await;
     let cb: Value = serde_json::from_str(&calls[0].body).unwrap();
-    assert_eq!(cb["pid"], m.pid);
+    // Upstream's OrderNotifyResponse: pid as a string.
+    assert_eq!(cb["pid"], m.pid.to_string());
     assert_eq!(cb["status"], 2);
     let params = json_params(&cb);
     assert_eq!(
