@@ -184,6 +184,27 @@ async fn wallets_merchants_orders(backend: Backend) {
     )
     .await;
     assert_eq!(s, 422, "pid 1000 follows api_auth_token");
+    let (s, m3) = call(
+        &app,
+        "PATCH",
+        &format!("/admin/api/v1/merchants/{pid}"),
+        t,
+        Some(json!({ "sign_mode": "md5" })),
+    )
+    .await;
+    assert_eq!((s, m3["sign_mode"].as_str()), (200, Some("md5")), "{m3}");
+    let (s, e) = call(
+        &app,
+        "PATCH",
+        &format!("/admin/api/v1/merchants/{pid}"),
+        t,
+        Some(json!({ "sign_mode": "sha1" })),
+    )
+    .await;
+    assert_eq!(
+        (s, e["error"]["code"].as_str()),
+        (422, Some("invalid_field"))
+    );
     assert_eq!(
         call(
             &app,

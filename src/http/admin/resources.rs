@@ -203,29 +203,54 @@ pub struct MerchantPatch {
     name: Option<String>,
     #[serde(default)]
     enabled: Option<bool>,
+    /// GMPay verification: `dual`, `md5` or `hmac_sha256`.
+    #[serde(default)]
+    sign_mode: Option<String>,
 }
 
-/// Renames, disables or re-enables a merchant.
+/// Renames, disables / re-enables a merchant or sets its GMPay sign mode.
 pub async fn update_merchant(
     State(state): State<AppState>,
     who: CanWrite,
     Path(pid): Path<i64>,
     AdminJson(req): AdminJson<MerchantPatch>,
 ) -> Result<Json<Value>, AdminApiError> {
-    if req.name.is_none() && req.enabled.is_none() {
+    if req.name.is_none() && req.enabled.is_none() && req.sign_mode.is_none() {
         return Err(AdminApiError::invalid(
-            "nothing to change: send name and/or enabled",
+            "nothing to change: send name, enabled and/or sign_mode",
         ));
     }
-    let m = merchant::update(&state.db, pid, req.name.as_deref(), req.enabled)
+    let not_found = || AdminApiError::not_found(format!("no merchant with pid {pid}"));
+    let mode =
+        match req.sign_mode.as_deref() {
+            None => None,
+            Some(m) => Some(crate::crypto::sign::SignMode::parse(m).ok_or_else(|| {
+                AdminApiError::invalid("sign_mode must be dual, md5 or hmac_sha256")
+            })?),
+        };
+    if req.name.is_some() || req.enabled.is_some() {
+        merchant::update(&state.db, pid, req.name.as_deref(), req.enabled)
+            .await?
+            .ok_or_else(not_found)?;
+    }
+    if let Some(mode) = mode {
+        merchant::set_sign_mode(&state.db, pid, mode)
+            .await?
+            .ok_or_else(not_found)?;
+    }
+    let m = merchant::list(&state.db)
         .await?
-        .ok_or_else(|| AdminApiError::not_found(format!("no merchant with pid {pid}")))?;
+        .into_iter()
+        .find(|m| m.pid == pid)
+        .ok_or_else(not_found)?;
     state
         .audit
         .record(
             who.admin
                 .event(actions::MERCHANT_UPDATE, format!("merchant:{pid}"))
-                .with_details(json!({ "name": req.name, "enabled": req.enabled })),
+                .with_details(
+                    json!({ "name": req.name, "enabled": req.enabled, "sign_mode": req.sign_mode }),
+                ),
         )
         .await?;
     Ok(Json(merchant_json(&m)))
