@@ -60,6 +60,8 @@ pub struct App {
     state: AppState,
     listener: TcpListener,
     port: u16,
+    /// The `admin_listen` listener and its port, when configured.
+    admin: Option<(TcpListener, u16)>,
 }
 
 /// Opens the database named by the config, creating the data dir for SQLite, and migrates it.
@@ -221,6 +223,19 @@ impl App {
                 source,
             })?
             .port();
+        let admin = match config.admin_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                let port = l
+                    .local_addr()
+                    .map_err(|source| AppError::Bind { addr, source })?
+                    .port();
+                Some((l, port))
+            }
+        };
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -238,11 +253,17 @@ impl App {
             state,
             listener,
             port,
+            admin,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin API's own port (`admin_listen`), if configured.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(_, p)| *p)
     }
 
     pub fn state(&self) -> &AppState {
@@ -256,7 +277,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let App {
-            state, listener, ..
+            state,
+            listener,
+            admin,
+            ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -311,6 +335,15 @@ impl App {
         );
         let server_stop = stopped(stop_rx.clone());
         let limits = crate::http::serve::ConnLimits::from_config(&state.config);
+        let admin_server = admin.map(|(l, _)| {
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            tokio::spawn(crate::http::serve::serve(
+                l,
+                crate::http::admin_router(state.clone()),
+                limits.clone(),
+                stopped(stop_rx.clone()),
+            ))
+        });
         let server = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
@@ -329,6 +362,19 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(h) = admin_server {
+            // Stopped together with the public listener above, so this wait is short.
+            match tokio::time::timeout(grace, h).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "admin API listener stopped with an error")
+                }
+                Ok(Err(join)) => tracing::warn!(error = %join, "admin API listener task failed"),
+                Err(_) => {
+                    tracing::warn!("admin API requests did not finish within the grace period")
+                }
+            }
+        }
         match tokio::time::timeout(grace, workers).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),
             Err(_) => tracing::warn!("job workers did not stop within the grace period"),

@@ -102,6 +102,9 @@ pub struct Config {
     pub allow_private_callbacks: bool,
     /// Every admin must have TOTP: an admin without it can only set it up (admin API).
     pub admin_require_totp: bool,
+    /// A separate listener for the admin API (e.g. `127.0.0.1:8001`), which is then absent from
+    /// `http_listen`; unset: the admin API is served on `http_listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Seconds a transfer's block time may precede an order's creation and still pay it (block
     /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
     /// order: it was meant for whoever held the slot before.
@@ -177,6 +180,7 @@ impl Default for Config {
             notify_timeout_secs: 10,
             allow_private_callbacks: false,
             admin_require_totp: false,
+            admin_listen: None,
             payment_clock_tolerance_secs: 5,
             slot_reuse_grace_secs: 600,
             callback_requeue_after_secs: 900,

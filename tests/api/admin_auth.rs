@@ -904,3 +904,60 @@ async fn rate_limited_admin_requests_get_the_admin_error_shape() {
     assert!(v.get("status_code").is_none(), "{v}");
     app.stop().await;
 }
+
+/// `admin_listen`: the admin API moves to its own listener and is gone from the public one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_moves_the_admin_api_off_the_public_listener() {
+    epusdt::net::install_crypto_provider();
+    let Some((mut config, _dir)) = common::test_config(Backend::Sqlite).await else {
+        return;
+    };
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = epusdt::App::build(config).await.expect("app builds");
+    let (public, admin) = (app.port(), app.admin_port().expect("admin port"));
+    assert_ne!(public, admin);
+    let state = app.state().clone();
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("app runs");
+    });
+    epusdt::service::admin::add(
+        &state.db,
+        "alice",
+        &Secret::new(OWNER_PW),
+        Role::Owner,
+        false,
+    )
+    .await
+    .unwrap();
+    let client = reqwest::Client::new();
+    let body = json!({ "username": "alice", "password": OWNER_PW });
+    let on = |port: u16, path: &str| format!("http://127.0.0.1:{port}{path}");
+    let r = client
+        .post(on(public, "/admin/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404, "not on the public listener");
+    let r = client
+        .post(on(admin, "/admin/api/v1/auth/login"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let r = client.get(on(admin, "/health")).send().await.unwrap();
+    assert_eq!(r.status(), 404, "only the admin API on the admin listener");
+    let r = client.get(on(public, "/health")).send().await.unwrap();
+    assert!(r.status().is_success() || r.status() == 503);
+    let _ = tx.send(());
+    tokio::time::timeout(Duration::from_secs(20), handle)
+        .await
+        .expect("stops")
+        .unwrap();
+}
