@@ -44,6 +44,8 @@ pub enum AppError {
     Merchant(#[from] service::merchant::MerchantError),
     #[error("audit log: {0}")]
     Audit(String),
+    #[error("admin accounts: {0}")]
+    Admin(#[from] service::admin::AdminError),
     #[error("server: {0}")]
     Serve(std::io::Error),
     /// The target database holds an upstream epusdt's tables: migrating would mix our schema
@@ -58,6 +60,8 @@ pub struct App {
     state: AppState,
     listener: TcpListener,
     port: u16,
+    /// The `admin_listen` listener and its port, when configured.
+    admin: Option<(TcpListener, u16)>,
 }
 
 /// Opens the database named by the config, creating the data dir for SQLite, and migrates it.
@@ -147,11 +151,12 @@ pub async fn open_secured(
             tracing::info!(source = %src, key_id = %keys.current_key_id(), "master key loaded");
         }
     }
-    let resealed = service::merchant::secure_secrets(&db, &keys).await?;
+    let resealed = service::merchant::secure_secrets(&db, &keys).await?
+        + service::admin::reseal_all(&db, &keys).await?;
     if resealed > 0 {
         tracing::warn!(
             resealed,
-            "merchant secrets re-sealed under the current master key"
+            "stored secrets (merchants, admin TOTP, admin token key) re-sealed under the current master key"
         );
         audit
             .record(
@@ -172,6 +177,8 @@ impl App {
         let queue = open_queue(&config, &db).await?;
         service::merchant::sync_default_merchant(&db, &keys, config.api_auth_token.as_ref())
             .await?;
+        let admin_tokens = service::admin::tokens::load_or_create_keys(&db, &keys).await?;
+        tokio::task::spawn_blocking(service::admin::password::warm_up);
         // The callback client: its resolver refuses names resolving to forbidden addresses and
         // is the only lookup before connecting (no DNS rebinding between check and connect); no
         // proxy from the environment, which would resolve and connect past that check.
@@ -216,6 +223,19 @@ impl App {
                 source,
             })?
             .port();
+        let admin = match config.admin_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                let port = l
+                    .local_addr()
+                    .map_err(|source| AppError::Bind { addr, source })?
+                    .port();
+                Some((l, port))
+            }
+        };
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -226,17 +246,24 @@ impl App {
             rate_limit,
             replay,
             chains,
+            admin_tokens,
             tx_lookup,
         };
         Ok(Self {
             state,
             listener,
             port,
+            admin,
         })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The admin API's own port (`admin_listen`), if configured.
+    pub fn admin_port(&self) -> Option<u16> {
+        self.admin.as_ref().map(|(_, p)| *p)
     }
 
     pub fn state(&self) -> &AppState {
@@ -250,7 +277,10 @@ impl App {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> Result<(), AppError> {
         let App {
-            state, listener, ..
+            state,
+            listener,
+            admin,
+            ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -305,6 +335,15 @@ impl App {
         );
         let server_stop = stopped(stop_rx.clone());
         let limits = crate::http::serve::ConnLimits::from_config(&state.config);
+        let admin_server = admin.map(|(l, _)| {
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "admin API listening");
+            tokio::spawn(crate::http::serve::serve(
+                l,
+                crate::http::admin_router(state.clone()),
+                limits.clone(),
+                stopped(stop_rx.clone()),
+            ))
+        });
         let server = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
@@ -323,6 +362,19 @@ impl App {
                 Ok(())
             }
         };
+        if let Some(h) = admin_server {
+            // Stopped together with the public listener above, so this wait is short.
+            match tokio::time::timeout(grace, h).await {
+                Ok(Ok(Ok(()))) => {}
+                Ok(Ok(Err(e))) => {
+                    tracing::warn!(error = %e, "admin API listener stopped with an error")
+                }
+                Ok(Err(join)) => tracing::warn!(error = %join, "admin API listener task failed"),
+                Err(_) => {
+                    tracing::warn!("admin API requests did not finish within the grace period")
+                }
+            }
+        }
         match tokio::time::timeout(grace, workers).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),
             Err(_) => tracing::warn!("job workers did not stop within the grace period"),

@@ -30,6 +30,9 @@ use crate::store::entities::audit_log;
 /// What replaces a redacted value.
 pub const REDACTED: &str = "[redacted]";
 
+mod admin_actions;
+pub mod query;
+
 /// Actions recorded today, each emitted somewhere (add one here when its emitter lands). An
 /// action is a `&'static str` so the set stays greppable.
 pub mod actions {
@@ -49,6 +52,7 @@ pub mod actions {
     /// A recorded transfer's block is no longer on the chain (reorg deeper than the
     /// confirmations): the order needs an operator's review.
     pub const CHAIN_TRANSFER_REORGED: &str = "chain.transfer_reorged";
+    pub use super::admin_actions::*;
     /// `epusdt import upstream` ran (source URL redacted, counts).
     pub const UPSTREAM_IMPORT: &str = "upstream.import";
 }

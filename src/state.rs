@@ -30,6 +30,8 @@ pub struct AppState {
     pub replay: ReplayGuard,
     /// Chain watchers' status, for `/health` (see `chain`).
     pub chains: chain::Registry,
+    /// The admin API's JWT signing key (sealed in `settings`, loaded at start-up).
+    pub admin_tokens: crate::service::admin::tokens::TokenKeys,
     /// Payer-submitted transaction lookups (`/pay/submit-tx-hash`), one per network.
     pub tx_lookup: chain::TxLookup,
 }

@@ -13,6 +13,7 @@ mod m20261129_000004_orders_amount_index;
 mod m20261202_000005_callback_due;
 mod m20261202_000006_compat_columns;
 mod m20261202_000007_order_choices;
+mod m20261202_000008_admins;
 
 pub struct Migrator;
 
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000005_callback_due::Migration),
             Box::new(m20261202_000006_compat_columns::Migration),
             Box::new(m20261202_000007_order_choices::Migration),
+            Box::new(m20261202_000008_admins::Migration),
         ]
     }
 }

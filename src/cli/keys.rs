@@ -63,7 +63,8 @@ async fn rotate_keys(
     }
     let next = KeyStore::from_keyring(keys.rotated(new.clone()));
     let txn = epusdt::store::begin_write(db).await?;
-    let rows = service::merchant::reseal_all(&txn, &next).await?;
+    let rows = service::merchant::reseal_all(&txn, &next).await?
+        + service::admin::reseal_all(&txn, &next).await?;
     service::merchant::set_fingerprint(&txn, &new.fingerprint()).await?;
     match KeyStore::file_paths(config) {
         Some((current, previous)) => {

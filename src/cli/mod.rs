@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand};
 use epusdt::config::Config;
 
+mod admin;
 mod config;
 mod import;
 mod keys;
@@ -90,6 +91,11 @@ pub enum Command {
         #[command(subcommand)]
         action: rate::RateAction,
     },
+    /// Admin accounts of the admin API (no default credentials: add the first owner here).
+    Admin {
+        #[command(subcommand)]
+        action: admin::AdminAction,
+    },
     /// Bring a shop over from another epusdt (`import upstream --from <database url>`).
     Import {
         #[command(subcommand)]
@@ -112,6 +118,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Order { action } => order::run(action, &config).await,
         Command::Keys { action } => keys::run(action, &config).await,
         Command::Rate { action } => rate::run(action, &config).await,
+        Command::Admin { action } => admin::run(action, &config).await,
         Command::Import { action } => import::run(action, &config).await,
     }
 }

@@ -39,6 +39,8 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "notify_retry_base_secs",
     "notify_timeout_secs",
     "allow_private_callbacks",
+    "admin_require_totp",
+    "admin_listen",
     "payment_clock_tolerance_secs",
     "slot_reuse_grace_secs",
     "callback_requeue_after_secs",
@@ -195,7 +197,7 @@ impl DotEnv {
             }
             let v = match k.as_str() {
                 // Upstream Go style `:8000` means every interface.
-                "http_listen" if v.starts_with(':') => format!("0.0.0.0{v}"),
+                "http_listen" | "admin_listen" if v.starts_with(':') => format!("0.0.0.0{v}"),
                 // Secrets and free text stay strings even if they look like numbers.
                 "api_auth_token"
                 | "tg_bot_token"

@@ -100,6 +100,11 @@ pub struct Config {
     pub notify_timeout_secs: u64,
     /// Allow callbacks to loopback/private/link-local addresses (development only).
     pub allow_private_callbacks: bool,
+    /// Every admin must have TOTP: an admin without it can only set it up (admin API).
+    pub admin_require_totp: bool,
+    /// A separate listener for the admin API (e.g. `127.0.0.1:8001`), which is then absent from
+    /// `http_listen`; unset: the admin API is served on `http_listen`.
+    pub admin_listen: Option<SocketAddr>,
     /// Seconds a transfer's block time may precede an order's creation and still pay it (block
     /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
     /// order: it was meant for whoever held the slot before.
@@ -174,6 +179,8 @@ impl Default for Config {
             notify_retry_base_secs: 180,
             notify_timeout_secs: 10,
             allow_private_callbacks: false,
+            admin_require_totp: false,
+            admin_listen: None,
             payment_clock_tolerance_secs: 5,
             slot_reuse_grace_secs: 600,
             callback_requeue_after_secs: 900,

@@ -13,13 +13,18 @@ use super::{
     middleware::ratelimit::{secs_ceil, set_headers},
     reply::{code, envelope},
 };
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+
 use crate::{
     chain::SubmitError,
     security::{
         ratelimit::{RateLimited, Source},
         replay::ReplayError,
     },
-    service::{epay_return::ReturnError, order::OrderError},
+    service::{
+        admin::AdminError, epay_return::ReturnError, merchant::MerchantError, order::OrderError,
+        wallet::WalletError,
+    },
 };
 
 /// A protocol-level failure: code + message the merchant sees.
@@ -148,6 +153,37 @@ impl IntoResponse for ApiError {
     }
 }
 
+impl RateLimited {
+    /// The same refusal for the admin API: `{"error":{"code":"rate_limited"|"rate_limiter_unavailable"}}`
+    /// with the same status and headers, never the merchant envelope.
+    pub fn into_admin_response(self) -> Response {
+        let merchant = self.clone().into_response();
+        let (status, headers) = (merchant.status(), merchant.headers().clone());
+        let code = if status == StatusCode::SERVICE_UNAVAILABLE {
+            "rate_limiter_unavailable"
+        } else {
+            "rate_limited"
+        };
+        let retry = headers
+            .get(header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("1")
+            .to_string();
+        let mut resp = AdminApiError::new(
+            status,
+            code,
+            format!("too many requests: retry after {retry} s"),
+        )
+        .into_response();
+        for (k, v) in &headers {
+            if k != header::CONTENT_TYPE && k != header::CONTENT_LENGTH {
+                resp.headers_mut().insert(k.clone(), v.clone());
+            }
+        }
+        resp
+    }
+}
+
 impl IntoResponse for RateLimited {
     fn into_response(self) -> Response {
         let binding = self.0.binding().copied();
@@ -176,6 +212,166 @@ impl IntoResponse for RateLimited {
         h.insert(header::RETRY_AFTER, HeaderValue::from(retry));
         set_headers(h, &self.0);
         resp
+    }
+}
+
+/// An admin API failure: an honest HTTP status and `{"error": {"code", "message"}}` — never the
+/// merchant envelope. Internal causes are logged here; the reply says only `internal_error`.
+#[derive(Debug)]
+pub struct AdminApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    /// Seconds, for `429` (`Retry-After`).
+    pub retry_after: Option<u64>,
+}
+
+impl AdminApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "a valid access token is required (Authorization: Bearer …)",
+        )
+    }
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn invalid(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message)
+    }
+    pub fn internal(cause: &dyn std::fmt::Display) -> Self {
+        tracing::error!(error = %cause, "admin API internal error");
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "internal error; see the server log",
+        )
+    }
+}
+
+impl IntoResponse for AdminApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs.max(1)));
+        }
+        if self.status == StatusCode::UNAUTHORIZED {
+            resp.headers_mut()
+                .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        resp
+    }
+}
+
+impl From<AdminError> for AdminApiError {
+    fn from(e: AdminError) -> Self {
+        use StatusCode as S;
+        let msg = e.to_string();
+        match e {
+            AdminError::Credential(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", msg),
+            AdminError::Role(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", msg),
+            AdminError::UsernameTaken(_) => Self::new(S::CONFLICT, "username_taken", msg),
+            AdminError::NotFound(_) => Self::new(S::NOT_FOUND, "not_found", msg),
+            AdminError::LastOwner => Self::new(S::CONFLICT, "last_owner", msg),
+            AdminError::BadCredentials => Self::new(S::UNAUTHORIZED, "invalid_credentials", msg),
+            AdminError::TotpRequired => Self::new(S::UNAUTHORIZED, "totp_required", msg),
+            AdminError::TotpInvalid => Self::new(S::UNAUTHORIZED, "totp_invalid", msg),
+            AdminError::Locked { retry_after } => Self {
+                retry_after: Some(retry_after),
+                ..Self::new(S::TOO_MANY_REQUESTS, "locked", msg)
+            },
+            AdminError::InvalidToken => Self::new(S::UNAUTHORIZED, "invalid_token", msg),
+            AdminError::TotpAlreadyEnabled => Self::new(S::CONFLICT, "totp_already_enabled", msg),
+            AdminError::TotpNotStarted => Self::new(S::CONFLICT, "totp_not_started", msg),
+            AdminError::Sealed(_)
+            | AdminError::Jwt(_)
+            | AdminError::Hash(_)
+            | AdminError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<WalletError> for AdminApiError {
+    fn from(e: WalletError) -> Self {
+        let msg = e.to_string();
+        match e {
+            WalletError::Network(_) | WalletError::Address(_) => Self::invalid(msg),
+            WalletError::Exists { .. } => Self::new(StatusCode::CONFLICT, "wallet_exists", msg),
+            WalletError::NotFound(_) => Self::not_found(msg),
+            WalletError::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
+impl From<MerchantError> for AdminApiError {
+    fn from(e: MerchantError) -> Self {
+        let msg = e.to_string();
+        match e {
+            MerchantError::PidTaken(_) => Self::new(StatusCode::CONFLICT, "pid_taken", msg),
+            MerchantError::Invalid(_) => Self::invalid(msg),
+            _ => Self::internal(&e),
+        }
+    }
+}
+
+impl From<OrderError> for AdminApiError {
+    fn from(e: OrderError) -> Self {
+        let msg = e.to_string();
+        match e {
+            OrderError::NotFound => Self::not_found(msg),
+            OrderError::NotPaid => Self::new(StatusCode::CONFLICT, "order_not_paid", msg),
+            OrderError::Transition(_) => Self::new(StatusCode::CONFLICT, "invalid_transition", msg),
+            _ => Self::internal(&e),
+        }
+    }
+}
+
+impl From<sea_orm::DbErr> for AdminApiError {
+    fn from(e: sea_orm::DbErr) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<crate::audit::AuditError> for AdminApiError {
+    fn from(e: crate::audit::AuditError) -> Self {
+        Self::internal(&e)
+    }
+}
+
+impl From<JsonRejection> for AdminApiError {
+    fn from(e: JsonRejection) -> Self {
+        let status = match e.status() {
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            StatusCode::UNPROCESSABLE_ENTITY => StatusCode::UNPROCESSABLE_ENTITY,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        Self::new(status, "invalid_body", e.body_text())
+    }
+}
+
+impl From<QueryRejection> for AdminApiError {
+    fn from(e: QueryRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_query", e.body_text())
+    }
+}
+
+impl From<PathRejection> for AdminApiError {
+    fn from(e: PathRejection) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "invalid_path", e.body_text())
     }
 }
 

@@ -1,6 +1,7 @@
 //! HTTP: axum routers. Handlers are thin — parse, authenticate, call a service function, shape
 //! the reply. Errors are mapped to the protocol's reply in one place ([`error`]); internal causes
 //! are logged, never sent to clients.
+pub mod admin;
 pub mod checkout;
 pub mod checkout_choose;
 pub mod checkout_page;
@@ -19,13 +20,28 @@ use tower_http::trace::TraceLayer;
 
 use crate::state::AppState;
 
+/// The public listener's router. The admin API is on it unless `admin_listen` gives it its own
+/// listener ([`admin_router`]).
 pub fn router(state: AppState) -> Router {
-    Router::new()
+    let mut routes = Router::new()
         .merge(ops::router())
         .merge(merchant::router())
         .merge(checkout::router())
         .merge(submit_tx::router())
-        .merge(switch::router())
+        .merge(switch::router());
+    if state.config.admin_listen.is_none() {
+        routes = routes.merge(admin::router());
+    }
+    with_layers(routes, state)
+}
+
+/// The `admin_listen` listener's router: the admin API only, with the same rate limits.
+pub fn admin_router(state: AppState) -> Router {
+    with_layers(admin::router(), state)
+}
+
+fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
+    routes
         .layer(axum::middleware::from_fn_with_state(
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,

@@ -445,3 +445,70 @@ pub async fn set_fingerprint(
         .await?;
     Ok(())
 }
+
+/// Replaces a merchant's secret with a fresh random one and returns the merchant with it (shown
+/// once). The old secret stops working at once. Refuses the default merchant (pid 1000), whose
+/// secret is `api_auth_token` and would be restored from the config at the next start.
+pub async fn rotate_secret(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    pid: i64,
+) -> Result<Option<Merchant>, MerchantError> {
+    if pid == DEFAULT_PID {
+        return Err(MerchantError::Invalid(
+            "the secret of merchant 1000 is api_auth_token; change it in the config".into(),
+        ));
+    }
+    let Some(m) = merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let secret = generate_secret();
+    let mut am: merchant::ActiveModel = m.into();
+    am.secret = Set(keys.encrypt(&secret, &aad(pid)));
+    am.updated_at = Set(super::now());
+    let m = am.update(db).await?;
+    Merchant::open(m, keys).map(Some)
+}
+
+/// Renames and/or enables/disables a merchant (admin API). A disabled merchant's requests are
+/// refused; its orders still complete. Refuses pid 1000, which mirrors `api_auth_token`.
+pub async fn update(
+    db: &DatabaseConnection,
+    pid: i64,
+    name: Option<&str>,
+    enabled: Option<bool>,
+) -> Result<Option<merchant::Model>, MerchantError> {
+    if pid == DEFAULT_PID {
+        return Err(MerchantError::Invalid(
+            "merchant 1000 follows api_auth_token; change it in the config".into(),
+        ));
+    }
+    let Some(m) = merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await?
+    else {
+        return Ok(None);
+    };
+    let mut am: merchant::ActiveModel = m.into();
+    if let Some(n) = name {
+        let n = n.trim();
+        if n.is_empty() || n.chars().count() > 64 {
+            return Err(MerchantError::Invalid(
+                "name must be 1 to 64 characters".into(),
+            ));
+        }
+        am.name = Set(n.to_string());
+    }
+    if let Some(e) = enabled {
+        am.enabled = Set(e);
+    }
+    am.updated_at = Set(super::now());
+    let mut m = am.update(db).await?;
+    m.secret = String::new();
+    Ok(Some(m))
+}

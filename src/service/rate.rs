@@ -65,3 +65,48 @@ pub async fn set_rate(
         .await?;
     Ok(())
 }
+
+/// Where a rate comes from, in the order [`usdt_rate`] looks.
+pub const SOURCE_FORCED: &str = "forced_usdt_rate";
+pub const SOURCE_ADMIN: &str = "admin";
+pub const SOURCE_CONFIG: &str = "config";
+
+/// Every fiat rate the gateway knows (admin-set, configured, forced CNY) with the one in effect
+/// and its source, sorted by currency.
+pub async fn list(
+    db: &impl ConnectionTrait,
+    config: &Config,
+) -> Result<Vec<(String, Decimal, &'static str)>, DbErr> {
+    use sea_orm::{ColumnTrait, QueryFilter};
+    let admin_set: std::collections::BTreeMap<String, Decimal> = setting::Entity::find()
+        .filter(setting::Column::Key.starts_with("rate."))
+        .all(db)
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            let cur = s.key.strip_prefix("rate.")?.to_string();
+            let r = Decimal::from_str_exact(s.value.trim()).ok()?;
+            (r > Decimal::ZERO).then_some((cur, r))
+        })
+        .collect();
+    let mut currencies: std::collections::BTreeSet<String> =
+        config.usdt_rates.keys().cloned().collect();
+    currencies.extend(admin_set.keys().cloned());
+    if config.forced_usdt_rate.is_some() {
+        currencies.insert("CNY".into());
+    }
+    let mut out = Vec::new();
+    for c in currencies {
+        let found = match (c.as_str(), config.forced_usdt_rate) {
+            ("CNY", Some(r)) => Some((r, SOURCE_FORCED)),
+            _ => admin_set
+                .get(&c)
+                .map(|r| (*r, SOURCE_ADMIN))
+                .or_else(|| config.usdt_rates.get(&c).map(|r| (*r, SOURCE_CONFIG))),
+        };
+        if let Some((r, source)) = found {
+            out.push((c, r, source));
+        }
+    }
+    Ok(out)
+}

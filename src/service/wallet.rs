@@ -124,3 +124,23 @@ pub async fn receiving(
         .all(db)
         .await
 }
+
+/// Changes a wallet's label and/or enabled flag by id (admin API). `None` leaves a field as is.
+pub async fn update(
+    db: &DatabaseConnection,
+    id: i64,
+    label: Option<&str>,
+    enabled: Option<bool>,
+) -> Result<wallet::Model, WalletError> {
+    let Some(row) = wallet::Entity::find_by_id(id).one(db).await? else {
+        return Err(WalletError::NotFound(id.to_string()));
+    };
+    let mut am: wallet::ActiveModel = row.into();
+    if let Some(l) = label {
+        am.label = Set(l.trim().chars().take(64).collect());
+    }
+    if let Some(e) = enabled {
+        am.enabled = Set(e);
+    }
+    Ok(am.update(db).await?)
+}

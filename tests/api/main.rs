@@ -6,6 +6,8 @@ mod common;
 #[macro_use]
 mod chain_support;
 
+mod admin_api;
+mod admin_auth;
 mod audit;
 mod bepusdt_compat;
 mod chain_evm;

@@ -89,8 +89,13 @@ pub async fn middleware(State(rl): State<RateLimit>, mut req: Request, next: Nex
     req.extensions_mut().insert(ClientAddr(client));
     let verdict = rl.check_request(client, &route).await;
     if !verdict.allowed {
+        let admin = req.uri().path().starts_with("/admin/api/");
         let drained = drain_body(req).await;
-        let mut resp = RateLimited(verdict).into_response();
+        let mut resp = if admin {
+            RateLimited(verdict).into_admin_response()
+        } else {
+            RateLimited(verdict).into_response()
+        };
         if !drained {
             resp.headers_mut()
                 .insert(header::CONNECTION, HeaderValue::from_static("close"));

@@ -1,0 +1,23 @@
+//! Actions of the admin API and `epusdt admin` (issue 12), re-exported by `audit::actions`.
+pub const ADMIN_LOGIN: &str = "admin.login";
+pub const ADMIN_LOGIN_FAILED: &str = "admin.login_failed";
+/// A username reached the failed-login limit and is locked for the window.
+pub const ADMIN_LOCKED: &str = "admin.locked";
+pub const ADMIN_LOGIN_REFUSED_LOCKED: &str = "admin.login_refused_locked";
+pub const ADMIN_LOGOUT: &str = "admin.logout";
+/// An already-rotated refresh token was presented: its whole family was revoked.
+pub const ADMIN_REFRESH_REPLAYED: &str = "admin.refresh_replayed";
+pub const ADMIN_ADD: &str = "admin.add";
+pub const ADMIN_DISABLE: &str = "admin.disable";
+pub const ADMIN_ENABLE: &str = "admin.enable";
+pub const ADMIN_ROLE: &str = "admin.role";
+pub const ADMIN_PASSWORD_RESET: &str = "admin.password_reset";
+pub const ADMIN_PASSWORD_CHANGE: &str = "admin.password_change";
+pub const ADMIN_TOTP_STARTED: &str = "admin.totp_started";
+pub const ADMIN_TOTP_ENABLED: &str = "admin.totp_enabled";
+pub const ADMIN_TOTP_RESET: &str = "admin.totp_reset";
+pub const MERCHANT_ROTATE_SECRET: &str = "merchant.rotate_secret";
+pub const WALLET_UPDATE: &str = "wallet.update";
+pub const ORDER_RESEND: &str = "order.resend";
+pub const RATE_SET: &str = "rate.set";
+pub const MERCHANT_UPDATE: &str = "merchant.update";

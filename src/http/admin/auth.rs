@@ -1,0 +1,220 @@
+//! `/admin/api/v1/auth/*` and `/admin/api/v1/me*`: login, refresh, logout, the current admin,
+//! TOTP set-up and password change.
+use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::guard::{AdminJson, ClientIp, Session};
+use crate::{
+    audit::actions,
+    http::error::AdminApiError,
+    secret::Secret,
+    service::admin::{self, auth, password, tokens, totp},
+    state::AppState,
+};
+
+#[derive(Deserialize)]
+pub struct LoginRequest {
+    username: String,
+    password: String,
+    #[serde(default)]
+    totp: Option<String>,
+}
+
+fn token_reply(t: &tokens::TokenPair, extra: Value) -> Json<Value> {
+    let mut v = json!({
+        "access_token": t.access_token.expose(),
+        "token_type": t.token_type,
+        "expires_in": t.expires_in,
+        "refresh_token": t.refresh_token.expose(),
+    });
+    if let (Some(obj), Value::Object(more)) = (v.as_object_mut(), extra) {
+        obj.extend(more);
+    }
+    Json(v)
+}
+
+pub async fn login(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AdminJson(req): AdminJson<LoginRequest>,
+) -> Result<Json<Value>, AdminApiError> {
+    let done = auth::login(
+        &state.db,
+        &state.keys,
+        &state.admin_tokens,
+        &state.audit,
+        auth::Login {
+            username: &req.username,
+            password: Secret::new(req.password),
+            totp: req.totp.as_deref(),
+            ip: ip.as_deref(),
+        },
+    )
+    .await?;
+    let a = &done.admin;
+    Ok(token_reply(
+        &done.tokens,
+        json!({
+            "must_change_password": a.must_change_password,
+            "totp_setup_required": state.config.admin_require_totp && !a.totp_enabled,
+        }),
+    ))
+}
+
+#[derive(Deserialize)]
+pub struct RefreshRequest {
+    refresh_token: String,
+}
+
+pub async fn refresh(
+    State(state): State<AppState>,
+    ClientIp(ip): ClientIp,
+    AdminJson(req): AdminJson<RefreshRequest>,
+) -> Result<Json<Value>, AdminApiError> {
+    match tokens::refresh(&state.db, &state.admin_tokens, &req.refresh_token).await? {
+        tokens::Refreshed::Ok(pair) => Ok(token_reply(&pair, json!({}))),
+        tokens::Refreshed::Replayed { admin_id, family } => {
+            tracing::warn!(
+                admin_id,
+                "a rotated admin refresh token was reused: its login is revoked"
+            );
+            let mut e = crate::audit::AuditEvent::new(
+                format!("admin_id:{admin_id}"),
+                actions::ADMIN_REFRESH_REPLAYED,
+                format!("admin_id:{admin_id}"),
+            )
+            .with_details(json!({ "family": family }));
+            if let Some(ip) = ip {
+                e = e.with_ip(ip);
+            }
+            state.audit.record(e).await?;
+            Err(admin::AdminError::InvalidToken.into())
+        }
+        tokens::Refreshed::Invalid => Err(admin::AdminError::InvalidToken.into()),
+    }
+}
+
+/// Ends the login the access token belongs to: its refresh tokens are revoked and the access
+/// token stops working at once.
+pub async fn logout(
+    State(state): State<AppState>,
+    who: Session,
+) -> Result<StatusCode, AdminApiError> {
+    tokens::revoke_family(&state.db, &who.session.claims.fam).await?;
+    state
+        .audit
+        .record(who.event(actions::ADMIN_LOGOUT, format!("admin:{}", who.username())))
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn me(State(state): State<AppState>, who: Session) -> Json<Value> {
+    let a = &who.session.admin;
+    Json(json!({
+        "id": a.id,
+        "username": a.username,
+        "role": who.session.role.as_str(),
+        "totp_enabled": a.totp_enabled,
+        "totp_setup_required": who.totp_setup_required(&state),
+        "must_change_password": a.must_change_password,
+        "created_at": a.created_at,
+    }))
+}
+
+/// Starts TOTP set-up: a new secret, shown once; TOTP is off until confirmed.
+pub async fn totp_begin(
+    State(state): State<AppState>,
+    who: Session,
+) -> Result<Json<Value>, AdminApiError> {
+    let e = totp::begin(&state.db, &state.keys, who.session.admin.id).await?;
+    state
+        .audit
+        .record(who.event(
+            actions::ADMIN_TOTP_STARTED,
+            format!("admin:{}", who.username()),
+        ))
+        .await?;
+    Ok(Json(json!({
+        "secret": e.secret.expose(),
+        "otpauth_url": e.otpauth_url.expose(),
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct CodeRequest {
+    code: String,
+}
+
+pub async fn totp_confirm(
+    State(state): State<AppState>,
+    who: Session,
+    AdminJson(req): AdminJson<CodeRequest>,
+) -> Result<Json<Value>, AdminApiError> {
+    match totp::confirm(&state.db, &state.keys, who.session.admin.id, &req.code).await {
+        Ok(()) => {}
+        // A wrong code here is a bad field of a valid session, not a failed authentication.
+        Err(admin::AdminError::TotpInvalid) => {
+            return Err(AdminApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "totp_invalid",
+                "the code does not match the new secret (or was already used); check the device's clock",
+            ));
+        }
+        Err(e) => return Err(e.into()),
+    }
+    state
+        .audit
+        .record(who.event(
+            actions::ADMIN_TOTP_ENABLED,
+            format!("admin:{}", who.username()),
+        ))
+        .await?;
+    Ok(Json(json!({ "totp_enabled": true })))
+}
+
+#[derive(Deserialize)]
+pub struct PasswordRequest {
+    current_password: String,
+    new_password: String,
+}
+
+/// Changes the caller's password. Every session ends (this one too); the reply carries a new one.
+pub async fn change_password(
+    State(state): State<AppState>,
+    who: Session,
+    AdminJson(req): AdminJson<PasswordRequest>,
+) -> Result<impl IntoResponse, AdminApiError> {
+    let a = &who.session.admin;
+    if !password::verify(
+        Secret::new(req.current_password),
+        Some(a.password_hash.clone()),
+    )
+    .await
+    {
+        return Err(AdminApiError::new(
+            StatusCode::FORBIDDEN,
+            "wrong_password",
+            "current_password is wrong",
+        ));
+    }
+    admin::set_password(
+        &state.db,
+        &a.username,
+        &Secret::new(req.new_password),
+        false,
+    )
+    .await?;
+    let fresh = admin::find_by_username(&state.db, &a.username)
+        .await?
+        .ok_or(admin::AdminError::InvalidToken)?;
+    let pair = tokens::issue(&state.db, &state.admin_tokens, &fresh).await?;
+    state
+        .audit
+        .record(who.event(
+            actions::ADMIN_PASSWORD_CHANGE,
+            format!("admin:{}", a.username),
+        ))
+        .await?;
+    Ok(token_reply(&pair, json!({ "must_change_password": false })))
+}

@@ -1,0 +1,184 @@
+//! Orders: search, detail (transfers and every callback attempt), resend the callback.
+use axum::{
+    Json,
+    extract::{Path, Query, State},
+    http::StatusCode,
+};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::guard::{CanRead, CanWrite};
+use crate::{
+    audit::actions,
+    domain::order::OrderStatus,
+    http::error::AdminApiError,
+    service::{
+        notify,
+        order::search::{self, OrderQuery},
+    },
+    state::AppState,
+    store::entities::order,
+};
+
+fn status_word(code: i16) -> &'static str {
+    match OrderStatus::from_code(code) {
+        Some(OrderStatus::Waiting) => "waiting",
+        Some(OrderStatus::Paid) => "paid",
+        Some(OrderStatus::Expired) => "expired",
+        Some(OrderStatus::Cancelled) => "cancelled",
+        None => "unknown",
+    }
+}
+
+fn parse_status(s: &str) -> Option<OrderStatus> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "waiting" | "1" => Some(OrderStatus::Waiting),
+        "paid" | "2" => Some(OrderStatus::Paid),
+        "expired" | "3" => Some(OrderStatus::Expired),
+        "cancelled" | "canceled" | "4" => Some(OrderStatus::Cancelled),
+        _ => None,
+    }
+}
+
+fn order_json(o: &order::Model) -> Value {
+    json!({
+        "trade_id": o.trade_id,
+        "order_id": o.order_id,
+        "merchant_id": o.merchant_id,
+        "protocol": o.protocol,
+        "network": o.network,
+        "token": o.token,
+        "currency": o.currency,
+        "amount": o.amount,
+        "rate": o.rate,
+        "actual_amount": o.actual_amount,
+        "address": o.address,
+        "status": status_word(o.status),
+        "flags": o.flags,
+        "block_transaction_id": o.block_transaction_id,
+        "paid_amount": o.paid_amount,
+        "callback_state": o.callback_state,
+        "callback_attempts": o.callback_attempts,
+        "created_at": o.created_at,
+        "expires_at": o.expires_at,
+        "paid_at": o.paid_at,
+    })
+}
+
+#[derive(Deserialize)]
+pub struct ListQuery {
+    status: Option<String>,
+    network: Option<String>,
+    merchant_id: Option<i64>,
+    merchant: Option<i64>,
+    address: Option<String>,
+    q: Option<String>,
+    from: Option<i64>,
+    to: Option<i64>,
+    cursor: Option<String>,
+    limit: Option<u64>,
+}
+
+pub async fn list_orders(
+    State(state): State<AppState>,
+    _: CanRead,
+    Query(p): Query<ListQuery>,
+) -> Result<Json<Value>, AdminApiError> {
+    let status = match p.status.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(s) => Some(parse_status(s).ok_or_else(|| {
+            AdminApiError::invalid("status must be waiting, paid, expired or cancelled")
+        })?),
+    };
+    let network = match p.network.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(n) => Some(
+            crate::domain::network::Network::parse(n)
+                .ok_or_else(|| AdminApiError::invalid(format!("unknown network `{n}`")))?
+                .as_str()
+                .to_string(),
+        ),
+    };
+    let cursor = match p.cursor.as_deref().filter(|s| !s.is_empty()) {
+        None => None,
+        Some(c) => Some(c.parse::<i64>().map_err(|_| {
+            AdminApiError::invalid("cursor must be the next_cursor of a previous page")
+        })?),
+    };
+    let page = search::search(
+        &state.db,
+        &OrderQuery {
+            status,
+            network,
+            merchant_id: p.merchant_id,
+            merchant_pid: p.merchant,
+            address: p.address,
+            q: p.q,
+            created_from: p.from,
+            created_to: p.to,
+            cursor,
+            limit: p.limit.unwrap_or(50),
+        },
+    )
+    .await?;
+    Ok(Json(json!({
+        "orders": page.orders.iter().map(order_json).collect::<Vec<_>>(),
+        "next_cursor": page.next_cursor.map(|c| c.to_string()),
+    })))
+}
+
+pub async fn get_order(
+    State(state): State<AppState>,
+    _: CanRead,
+    Path(trade_id): Path<String>,
+) -> Result<Json<Value>, AdminApiError> {
+    let d = search::detail(&state.db, &trade_id)
+        .await?
+        .ok_or_else(|| AdminApiError::not_found(format!("no order with trade_id {trade_id}")))?;
+    let mut v = order_json(&d.order);
+    v["notify_url"] = json!(d.order.notify_url);
+    v["redirect_url"] = json!(d.order.redirect_url);
+    v["transfers"] = d
+        .transfers
+        .iter()
+        .map(|t| {
+            json!({
+                "network": t.network, "tx_hash": t.tx_hash, "log_index": t.log_index,
+                "block_number": t.block_number, "from": t.from_address, "to": t.to_address,
+                "amount": t.amount, "block_time": t.block_time, "kind": t.kind,
+            })
+        })
+        .collect();
+    v["callback_attempts_log"] = d
+        .attempts
+        .iter()
+        .map(|a| {
+            json!({
+                "attempt": a.attempt, "at": a.attempted_at, "http_status": a.http_status,
+                "latency_ms": a.latency_ms, "success": a.success, "body_excerpt": a.body_excerpt,
+                "error": a.error,
+            })
+        })
+        .collect();
+    Ok(Json(v))
+}
+
+/// Queues a fresh callback delivery for a paid order.
+pub async fn resend_callback(
+    State(state): State<AppState>,
+    who: CanWrite,
+    Path(trade_id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), AdminApiError> {
+    notify::resend(&state.db, &state.queue, &trade_id).await?;
+    state
+        .audit
+        .record(
+            who.admin
+                .event(actions::ORDER_RESEND, format!("order:{trade_id}")),
+        )
+        .await?;
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "trade_id": trade_id, "callback": "queued" })),
+    ))
+}
