@@ -105,7 +105,7 @@ pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQ
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
                     .busy_timeout(Duration::from_secs(10));
-                let pool = sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+                let pool = crate::store::sqlite_pool_options()
                     .max_connections(4)
                     .connect_with(opts)
                     .await

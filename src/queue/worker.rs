@@ -26,6 +26,8 @@ pub(super) async fn setup_sqlite(pool: &SqlitePool) -> Result<(), JobError> {
     })?;
     let options = (*pool.connect_options()).clone();
     let setup_pool = SqlitePoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
         .max_connections(1)
         .min_connections(0)
         .connect_with(options)

@@ -27,6 +27,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
         .sqlx_logging(false);
+    no_reaper(&mut opts);
     if url.starts_with("sqlite:") {
         // WAL for concurrent readers; synchronous=NORMAL is durable across process crashes in WAL
         // mode; busy_timeout so concurrent writers wait instead of failing. journal_size_limit is
@@ -41,6 +42,24 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         });
     }
     Database::connect(opts).await
+}
+
+/// Turns off sqlx's idle/lifetime reaper. Its periodic task walks `0..num_idle()` without ever
+/// awaiting, and `num_idle` can wrap to `usize::MAX` when a connection is released while another
+/// is taken (launchbadge/sqlx#3645, still in sqlx-core 0.9.0): the task then spins at 100 % CPU
+/// and a runtime shutdown hangs forever (seen once in CI). Connections are checked before use
+/// (`test_before_acquire`, sqlx's default), so a connection the server dropped is replaced
+/// without the reaper.
+pub fn no_reaper(opts: &mut ConnectOptions) {
+    opts.idle_timeout(None::<Duration>)
+        .max_lifetime(None::<Duration>);
+}
+
+/// The same for a pool built with sqlx directly.
+pub fn sqlite_pool_options() -> sea_orm::sqlx::sqlite::SqlitePoolOptions {
+    sea_orm::sqlx::sqlite::SqlitePoolOptions::new()
+        .idle_timeout(None)
+        .max_lifetime(None)
 }
 
 /// Begins a transaction that will write. On SQLite it is `BEGIN IMMEDIATE`: the write lock is

@@ -118,7 +118,10 @@ pub async fn open(url: &str, prefix: &str) -> Result<Upstream, DbErr> {
     } else {
         url.to_string()
     };
-    let db = sea_orm::Database::connect(url).await?;
+    let mut opts = sea_orm::ConnectOptions::new(url);
+    opts.sqlx_logging(false);
+    super::no_reaper(&mut opts);
+    let db = sea_orm::Database::connect(opts).await?;
     let variant = detect(&db, prefix).await?.ok_or_else(|| {
         DbErr::Custom(format!(
             "no upstream epusdt tables found (looked for `{prefix}orders` with trade_id and block_transaction_id); pass --table-prefix if upstream used one"
