@@ -1,7 +1,7 @@
 // The epusdt admin panel: a small client over /admin/api/v1 (wiki/ADMIN.md).
 // The access token is kept in memory only; the refresh token is an HttpOnly cookie scoped to
-// /admin/api/v1/auth, used with the X-Requested-With header (CSRF). Nothing is written with
-// innerHTML: every value goes through textContent.
+// /admin/api/v1/auth, used with the X-Requested-With header (CSRF). Nothing is written as
+// HTML markup: every value goes through textContent.
 'use strict';
 
 (function () {
