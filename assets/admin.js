@@ -29,6 +29,11 @@
     return el;
   }
 
+  // Replaces el's children, skipping absent ones (replaceChildren would print "null").
+  function fill(el, ...kids) {
+    el.replaceChildren(...kids.flat().filter((k) => k !== null && k !== undefined && k !== false));
+  }
+
   const canWrite = () => S.me && S.me.role !== 'viewer';
   const isOwner = () => S.me && S.me.role === 'owner';
   const when = (unix) => (unix ? new Date(unix * 1000).toISOString().replace('T', ' ').slice(0, 19) : '—');
@@ -109,7 +114,7 @@
   }
 
   function banner(node, kind, text) {
-    node.replaceChildren(h('p', { class: kind, role: kind === 'error' ? 'alert' : 'status', text }));
+    fill(node, h('p', { class: kind, role: kind === 'error' ? 'alert' : 'status', text }));
   }
 
   function fail(box) {
@@ -131,7 +136,7 @@
     const root = $('page');
     root.hidden = false;
     root.dataset.page = page;
-    root.replaceChildren(h('p', { class: 'muted', text: 'Loading…' }));
+    fill(root, h('p', { class: 'muted', text: 'Loading…' }));
     try {
       await PAGES[page](root);
     } catch (e) {
@@ -204,7 +209,7 @@
     const rate = (p) => (p.callback_success_rate === null || p.callback_success_rate === undefined ? '—' : Math.round(p.callback_success_rate * 100) + '%');
     const card = (t, v) => h('div', { class: 'card stat' }, h('span', { class: 'muted', text: t }), h('strong', { text: v }));
     const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
-    root.replaceChildren(
+    fill(root, 
       h('h1', { text: 'Dashboard' }),
       h('div', { class: 'cards', id: 'stat-cards' },
         card('Orders today', sum(statusCounts(s.today))),
@@ -241,12 +246,12 @@
         ['Status', (o) => h('span', { class: 'badge ' + o.status, text: o.status })],
         ['Created', (o) => when(o.created_at)],
       ], r.orders);
-      list.replaceChildren(r.orders.length ? t : h('p', { class: 'muted', text: 'No orders match.' }),
+      fill(list, r.orders.length ? t : h('p', { class: 'muted', text: 'No orders match.' }),
         cursor ? h('button', { type: 'button', onclick: () => load(true).catch(fail(list)), text: 'Next page' }) : null);
     };
-    const form = h('form', { class: 'filters', id: 'orders-filter', onsubmit: (e) => { e.preventDefault(); detail.replaceChildren(); load(false).catch(fail(list)); } },
+    const form = h('form', { class: 'filters', id: 'orders-filter', onsubmit: (e) => { e.preventDefault(); fill(detail, ); load(false).catch(fail(list)); } },
       field('Search', q), field('Status', status), field('Network', network), h('button', { type: 'submit', text: 'Search' }));
-    root.replaceChildren(h('h1', { text: 'Orders' }), form, detail, list);
+    fill(root, h('h1', { text: 'Orders' }), form, detail, list);
     await load(false);
   }
 
@@ -263,7 +268,7 @@
         try { await api('POST', '/orders/' + encodeURIComponent(tradeId) + '/resend'); banner(msg, 'ok', 'Callback queued.'); } catch (e) { fail(msg)(e); }
       }, text: 'Resend callback' })
       : null;
-    box.replaceChildren(h('section', { class: 'card detail', id: 'order-' + tradeId },
+    fill(box, h('section', { class: 'card detail', id: 'order-' + tradeId },
       h('h2', { text: 'Order ' + o.order_id }), dl, resend, msg,
       h('h3', { text: 'Transfers' }),
       (o.transfers || []).length ? table([['Tx', (t) => t.tx_hash], ['Amount', (t) => t.amount], ['Kind', (t) => t.kind], ['Block', (t) => t.block_number]], o.transfers) : h('p', { class: 'muted', text: 'none' }),
@@ -280,18 +285,18 @@
       try {
         const m = await api('POST', '/merchants', { name: name.value.trim() });
         await merchants(root);
-        $('merchant-message').replaceChildren(secretBox('merchant-secret', 'Merchant ' + m.pid + ' secret', m.secret, 'Shown once: copy it now. It is not stored readable and will not be shown again.'));
+        fill($('merchant-message'), secretBox('merchant-secret', 'Merchant ' + m.pid + ' secret', m.secret, 'Shown once: copy it now. It is not stored readable and will not be shown again.'));
       } catch (err) { fail(msg)(err); }
     } }, field('New merchant name', name), h('button', { type: 'submit', text: 'Create merchant' })) : null;
     const act = (m) => (canWrite() && m.pid !== 1000 ? h('span', { class: 'actions write' },
       h('button', { type: 'button', class: 'rotate', onclick: async () => {
         if (!confirm('Rotate the secret of merchant ' + m.pid + '? The old one stops working at once.')) return;
-        try { const s = await api('POST', '/merchants/' + m.pid + '/rotate-secret'); msg.replaceChildren(secretBox('merchant-secret', 'Merchant ' + m.pid + ' new secret', s.secret, 'Shown once: copy it now.')); } catch (err) { fail(msg)(err); }
+        try { const s = await api('POST', '/merchants/' + m.pid + '/rotate-secret'); fill(msg, secretBox('merchant-secret', 'Merchant ' + m.pid + ' new secret', s.secret, 'Shown once: copy it now.')); } catch (err) { fail(msg)(err); }
       }, text: 'Rotate secret' }),
       h('button', { type: 'button', onclick: async () => {
         try { await api('PATCH', '/merchants/' + m.pid, { enabled: !m.enabled }); await merchants(root); } catch (err) { fail(msg)(err); }
       }, text: m.enabled ? 'Disable' : 'Enable' })) : '');
-    root.replaceChildren(h('h1', { text: 'Merchants' }), create, msg,
+    fill(root, h('h1', { text: 'Merchants' }), create, msg,
       table([['PID', (m) => m.pid], ['Name', (m) => m.name], ['Enabled', (m) => (m.enabled ? 'yes' : 'no')], ['Sign mode', (m) => m.sign_mode || '—'], ['', act]], r.merchants));
   }
 
@@ -310,7 +315,7 @@
     const act = (w) => (canWrite() ? h('button', { type: 'button', class: 'write', onclick: async () => {
       try { await api('PATCH', '/wallets/' + w.id, { enabled: !w.enabled }); await wallets(root); } catch (err) { fail(msg)(err); }
     }, text: w.enabled ? 'Disable' : 'Enable' }) : '');
-    root.replaceChildren(h('h1', { text: 'Wallets' }), add, msg,
+    fill(root, h('h1', { text: 'Wallets' }), add, msg,
       table([['Network', (w) => w.network], ['Address', (w) => h('code', { text: w.address })], ['Label', (w) => w.label || ''], ['Enabled', (w) => (w.enabled ? 'yes' : 'no')], ['', act]], r.wallets));
   }
 
@@ -323,7 +328,7 @@
       e.preventDefault();
       try { await api('PUT', '/rates/' + encodeURIComponent(cur.value.trim().toLowerCase()), { rate: val.value.trim() }); await rates(root); banner($('rate-message'), 'ok', 'Rate set.'); } catch (err) { fail(msg)(err); }
     } }, field('Currency', cur), field('Rate (per 1 USDT)', val), h('button', { type: 'submit', text: 'Set rate' })) : null;
-    root.replaceChildren(h('h1', { text: 'Rates' }), set, msg,
+    fill(root, h('h1', { text: 'Rates' }), set, msg,
       table([['Currency', (x) => x.currency], ['Rate', (x) => x.rate], ['Source', (x) => x.source]], r.rates));
   }
 
@@ -337,7 +342,7 @@
       try {
         const a = await api('POST', '/admins', { username: name.value.trim(), role: role.value });
         await admins(root);
-        if (a.password) $('admin-message').replaceChildren(secretBox('admin-password', 'Initial password for ' + a.admin.username, a.password, 'Shown once; it must be changed at first sign-in.'));
+        if (a.password) fill($('admin-message'), secretBox('admin-password', 'Initial password for ' + a.admin.username, a.password, 'Shown once; it must be changed at first sign-in.'));
       } catch (err) { fail(msg)(err); }
     } }, field('Username', name), field('Role', role), h('button', { type: 'submit', text: 'Add admin' }));
     const act = (a) => h('span', { class: 'actions write' },
@@ -347,7 +352,7 @@
       a.totp_enabled ? h('button', { type: 'button', onclick: async () => {
         try { await api('POST', '/admins/' + encodeURIComponent(a.username) + '/reset-totp'); await admins(root); } catch (err) { fail(msg)(err); }
       }, text: 'Reset TOTP' }) : null);
-    root.replaceChildren(h('h1', { text: 'Admins' }), create, msg,
+    fill(root, h('h1', { text: 'Admins' }), create, msg,
       table([['Username', (a) => a.username], ['Role', (a) => a.role], ['TOTP', (a) => (a.totp_enabled ? 'on' : 'off')], ['Disabled', (a) => (a.disabled ? 'yes' : 'no')], ['', act]], r.admins));
   }
 
@@ -363,10 +368,10 @@
       if (more && cursor) p.set('cursor', cursor);
       const r = await api('GET', '/audit?' + p);
       cursor = r.next_cursor;
-      list.replaceChildren(table([['At', (e) => when(e.at)], ['Actor', (e) => e.actor], ['Action', (e) => e.action], ['Target', (e) => e.target], ['IP', (e) => e.ip || '']], r.events),
+      fill(list, table([['At', (e) => when(e.at)], ['Actor', (e) => e.actor], ['Action', (e) => e.action], ['Target', (e) => e.target], ['IP', (e) => e.ip || '']], r.events),
         cursor ? h('button', { type: 'button', onclick: () => load(true).catch(fail(list)), text: 'Next page' }) : null);
     };
-    root.replaceChildren(h('h1', { text: 'Audit log' }),
+    fill(root, h('h1', { text: 'Audit log' }),
       h('form', { class: 'filters', onsubmit: (e) => { e.preventDefault(); load(false).catch(fail(list)); } }, field('Action', action), field('Actor', actor), h('button', { type: 'submit', text: 'Filter' })), list);
     await load(false);
   }
@@ -375,7 +380,7 @@
     const r = await api('GET', '/chains');
     const rows = Object.entries(r.chains).map(([net, c]) => Object.assign({ network: net }, c));
     const n = (v) => (v === null || v === undefined ? '—' : String(v));
-    root.replaceChildren(h('h1', { text: 'Chain status' }),
+    fill(root, h('h1', { text: 'Chain status' }),
       rows.length ? table([['Network', (c) => c.network], ['Role', (c) => n(c.role)], ['Head', (c) => n(c.head)], ['Confirmed', (c) => n(c.confirmed_head)], ['Cursor', (c) => n(c.cursor)], ['Lag', (c) => n(c.lag_blocks)], ['Last OK', (c) => when(c.last_ok_unix)], ['Error', (c) => c.error || '']], rows)
         : h('p', { class: 'muted', text: 'No network is being watched.' }));
   }
@@ -401,14 +406,14 @@
         h('button', { type: 'button', id: 'totp-begin', onclick: async () => {
           try {
             const t = await api('POST', '/me/totp');
-            totpBox.replaceChildren(secretBox('totp-secret', 'Secret (enter it in your authenticator app)', t.secret, t.otpauth_url),
+            fill(totpBox, secretBox('totp-secret', 'Secret (enter it in your authenticator app)', t.secret, t.otpauth_url),
               h('form', { class: 'inline', onsubmit: async (e) => {
                 e.preventDefault();
                 try { await api('POST', '/me/totp/confirm', { code: code.value.trim() }); await afterLogin(); } catch (err) { fail(msg)(err); }
               } }, field('Code', code), h('button', { type: 'submit', text: 'Turn on' })));
           } catch (err) { fail(msg)(err); }
         }, text: 'Start set-up' }), totpBox);
-    root.replaceChildren(h('h1', { text: 'Account' }), msg, me.must_change_password ? pw : totp, me.must_change_password ? null : pw);
+    fill(root, h('h1', { text: 'Account' }), msg, me.must_change_password ? pw : totp, me.must_change_password ? null : pw);
   }
 
   const PAGES = { dashboard, orders, merchants, wallets, rates, admins, audit, chains, account };

@@ -176,6 +176,16 @@ async fn panel_in_headless_chromium() {
     add_admin(&app, "alice", Role::Owner, OWNER_PW).await;
     add_admin(&app, "vera", Role::Viewer, VIEWER_PW).await;
     add_admin(&app, "victor", Role::Admin, OWNER_PW).await;
+    // An initial (generated-style) password that must be changed at first sign-in.
+    admin::add(
+        &app.state.db,
+        "nadia",
+        &epusdt::config::Secret::new(VIEWER_PW),
+        Role::Admin,
+        true,
+    )
+    .await
+    .unwrap();
     let alice = admin::find_by_username(&app.state.db, "alice")
         .await
         .unwrap()
@@ -278,6 +288,12 @@ async fn panel_in_headless_chromium() {
     )
     .await;
     assert_eq!(status, 403);
+    // nadia's new password from the forced-change screen works; the initial one does not.
+    assert_eq!(
+        login(&app, "nadia", "my-own-choice-2026!", None).await.status(),
+        200
+    );
+    assert_eq!(login(&app, "nadia", VIEWER_PW, None).await.status(), 401);
     // The lockout the browser saw is real: victor is locked even with the right password.
     assert_eq!(login(&app, "victor", OWNER_PW, None).await.status(), 429);
     app.stop().await;

@@ -227,6 +227,21 @@ async function main() {
     }
     await v.context.close();
 
+    // --- an initial password must be changed first ----------------------------------------------
+    const n = await newPage(browser, host, problems, false);
+    await n.page.goto(url, { waitUntil: 'load' });
+    await login(n.page, 'nadia', VIEWER_PASSWORD);
+    await n.page.waitForSelector('#page[data-page="account"] #password-form', { timeout: T });
+    if (!(await text(n.page, '#password-form h2')).includes('Choose your own password')) fail('no forced password change');
+    await n.page.click('#nav a[data-page="orders"]');
+    await n.page.waitForSelector('#page[data-page="account"] #password-form', { timeout: T });
+    await shot(n.page, 'change-password');
+    await n.page.fill('#pw-current', VIEWER_PASSWORD);
+    await n.page.fill('#pw-new', 'my-own-choice-2026!');
+    await n.page.click('#password-form button[type="submit"]');
+    await n.page.waitForSelector('#page[data-page="orders"] #orders-filter', { timeout: T });
+    await n.context.close();
+
     // --- lockout after 5 bad passwords ---------------------------------------------------------
     const l = await newPage(browser, host, problems, false);
     await l.page.goto(url, { waitUntil: 'load' });
