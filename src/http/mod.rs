@@ -30,9 +30,7 @@ pub fn router(state: AppState) -> Router {
         .merge(submit_tx::router())
         .merge(switch::router());
     if state.config.admin_listen.is_none() {
-        routes = routes
-            .merge(admin::router())
-            .merge(admin::panel::router());
+        routes = routes.merge(admin::router()).merge(admin::panel::router());
     }
     with_layers(routes, state)
 }

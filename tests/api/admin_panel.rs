@@ -62,7 +62,12 @@ async fn shell_and_assets_are_served_with_a_strict_csp() {
         .await
         .unwrap();
     assert_eq!(js.status(), 200);
-    assert!(js.headers()["content-type"].to_str().unwrap().starts_with("text/javascript"));
+    assert!(
+        js.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/javascript")
+    );
     let js = js.text().await.unwrap();
     assert!(!js.contains("eval(") && !js.contains("innerHTML"));
     let css = app
@@ -71,7 +76,12 @@ async fn shell_and_assets_are_served_with_a_strict_csp() {
         .send()
         .await
         .unwrap();
-    assert!(css.headers()["content-type"].to_str().unwrap().starts_with("text/css"));
+    assert!(
+        css.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/css")
+    );
     app.stop().await;
 }
 
@@ -97,7 +107,10 @@ async fn refresh_cookie_is_httponly_strict_and_needs_the_csrf_header() {
     // The JSON reply is unchanged: the same refresh token is in the body and in the cookie.
     assert_eq!(
         cookie_pair(&sc),
-        format!("epusdt_admin_refresh={}", body["refresh_token"].as_str().unwrap())
+        format!(
+            "epusdt_admin_refresh={}",
+            body["refresh_token"].as_str().unwrap()
+        )
     );
     let cookie = cookie_pair(&sc);
     let refresh = |cookie: String, marked: bool| {
@@ -123,7 +136,12 @@ async fn refresh_cookie_is_httponly_strict_and_needs_the_csrf_header() {
     assert_ne!(next, cookie);
     let t: serde_json::Value = r.json().await.unwrap();
     let access = t["access_token"].as_str().unwrap().to_string();
-    assert_eq!(call(&app, "GET", "/admin/api/v1/me", Some(&access), None).await.0, 200);
+    assert_eq!(
+        call(&app, "GET", "/admin/api/v1/me", Some(&access), None)
+            .await
+            .0,
+        200
+    );
     // The rotated cookie is a replay: refused, and the whole login is revoked.
     assert_eq!(refresh(cookie, true).await.unwrap().status(), 401);
     assert_eq!(refresh(next, true).await.unwrap().status(), 401);
@@ -137,7 +155,11 @@ async fn refresh_cookie_is_httponly_strict_and_needs_the_csrf_header() {
         .unwrap();
     assert_eq!(r.status(), 422);
     // Logout clears the cookie.
-    let t: serde_json::Value = login(&app, "alice", OWNER_PW, None).await.json().await.unwrap();
+    let t: serde_json::Value = login(&app, "alice", OWNER_PW, None)
+        .await
+        .json()
+        .await
+        .unwrap();
     let r = app
         .client
         .post(app.url("/admin/api/v1/auth/logout"))
@@ -147,7 +169,10 @@ async fn refresh_cookie_is_httponly_strict_and_needs_the_csrf_header() {
         .unwrap();
     assert_eq!(r.status(), 204);
     let sc = set_cookie(&r);
-    assert!(sc.starts_with("epusdt_admin_refresh=;") && sc.contains("Max-Age=0"), "{sc}");
+    assert!(
+        sc.starts_with("epusdt_admin_refresh=;") && sc.contains("Max-Age=0"),
+        "{sc}"
+    );
     app.stop().await;
 }
 
@@ -290,7 +315,9 @@ async fn panel_in_headless_chromium() {
     assert_eq!(status, 403);
     // nadia's new password from the forced-change screen works; the initial one does not.
     assert_eq!(
-        login(&app, "nadia", "my-own-choice-2026!", None).await.status(),
+        login(&app, "nadia", "my-own-choice-2026!", None)
+            .await
+            .status(),
         200
     );
     assert_eq!(login(&app, "nadia", VIEWER_PW, None).await.status(), 401);

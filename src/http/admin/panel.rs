@@ -79,7 +79,11 @@ async fn page(Path(page): Path<String>) -> Response {
 
 async fn js() -> Response {
     secured(
-        ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], JS).into_response(),
+        (
+            [(header::CONTENT_TYPE, "text/javascript; charset=utf-8")],
+            JS,
+        )
+            .into_response(),
         "no-cache",
     )
 }
