@@ -296,8 +296,18 @@
       h('button', { type: 'button', onclick: async () => {
         try { await api('PATCH', '/merchants/' + m.pid, { enabled: !m.enabled }); await merchants(root); } catch (err) { fail(msg)(err); }
       }, text: m.enabled ? 'Disable' : 'Enable' })) : '');
+    const signMode = (m) => {
+      if (!canWrite()) return m.sign_mode || '—';
+      const sel = select('sign-' + m.pid, ['dual', 'md5', 'hmac_sha256']);
+      sel.value = m.sign_mode || 'dual';
+      sel.setAttribute('aria-label', 'GMPay sign mode of ' + m.pid);
+      sel.addEventListener('change', async () => {
+        try { await api('PATCH', '/merchants/' + m.pid, { sign_mode: sel.value }); banner(msg, 'ok', 'Sign mode of ' + m.pid + ' set to ' + sel.value + '.'); } catch (err) { fail(msg)(err); sel.value = m.sign_mode || 'dual'; }
+      });
+      return sel;
+    };
     fill(root, h('h1', { text: 'Merchants' }), create, msg,
-      table([['PID', (m) => m.pid], ['Name', (m) => m.name], ['Enabled', (m) => (m.enabled ? 'yes' : 'no')], ['Sign mode', (m) => m.sign_mode || '—'], ['', act]], r.merchants));
+      table([['PID', (m) => m.pid], ['Name', (m) => m.name], ['Enabled', (m) => (m.enabled ? 'yes' : 'no')], ['GMPay sign mode', signMode], ['', act]], r.merchants));
   }
 
   async function wallets(root) {
@@ -345,7 +355,17 @@
         if (a.password) fill($('admin-message'), secretBox('admin-password', 'Initial password for ' + a.admin.username, a.password, 'Shown once; it must be changed at first sign-in.'));
       } catch (err) { fail(msg)(err); }
     } }, field('Username', name), field('Role', role), h('button', { type: 'submit', text: 'Add admin' }));
+    const roleSel = (a) => {
+      const sel = select('role-' + a.username, ['viewer', 'admin', 'owner']);
+      sel.value = a.role;
+      sel.setAttribute('aria-label', 'Role of ' + a.username);
+      sel.addEventListener('change', async () => {
+        try { await api('PATCH', '/admins/' + encodeURIComponent(a.username), { role: sel.value }); await admins(root); } catch (err) { fail(msg)(err); sel.value = a.role; }
+      });
+      return sel;
+    };
     const act = (a) => h('span', { class: 'actions write' },
+      roleSel(a),
       h('button', { type: 'button', onclick: async () => {
         try { await api('PATCH', '/admins/' + encodeURIComponent(a.username), { disabled: !a.disabled }); await admins(root); } catch (err) { fail(msg)(err); }
       }, text: a.disabled ? 'Enable' : 'Disable' }),

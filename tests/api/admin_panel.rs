@@ -300,7 +300,7 @@ async fn panel_in_headless_chromium() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["name"] == "Panel Shop"),
+            .any(|m| m["name"] == "Panel Shop" && m["sign_mode"] == "md5"),
         "{merchants}"
     );
     // The viewer's writes are refused by the API too, not only hidden.
@@ -324,4 +324,35 @@ async fn panel_in_headless_chromium() {
     // The lockout the browser saw is real: victor is locked even with the right password.
     assert_eq!(login(&app, "victor", OWNER_PW, None).await.status(), 429);
     app.stop().await;
+}
+
+/// With `admin_listen` the panel moves to the admin listener with the API.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_listen_serves_the_panel_and_not_the_public_listener() {
+    epusdt::net::install_crypto_provider();
+    let Some((mut config, _dir)) = common::test_config(Backend::Sqlite).await else {
+        return;
+    };
+    config.admin_listen = Some("127.0.0.1:0".parse().unwrap());
+    let app = epusdt::App::build(config).await.expect("app builds");
+    let (public, admin) = (app.port(), app.admin_port().expect("admin port"));
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let handle = tokio::spawn(async move {
+        app.run_until_stopped(async {
+            let _ = rx.await;
+        })
+        .await
+        .expect("app runs");
+    });
+    let client = reqwest::Client::new();
+    for path in ["/admin/", "/admin/orders", "/admin/assets/admin.js"] {
+        let on = |port: u16| format!("http://127.0.0.1:{port}{path}");
+        assert_eq!(client.get(on(admin)).send().await.unwrap().status(), 200);
+        assert_eq!(client.get(on(public)).send().await.unwrap().status(), 404);
+    }
+    let _ = tx.send(());
+    tokio::time::timeout(std::time::Duration::from_secs(20), handle)
+        .await
+        .expect("stops")
+        .expect("app task");
 }

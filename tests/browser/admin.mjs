@@ -171,6 +171,8 @@ async function main() {
     await shot(page, 'merchants');
     await nav(page, 'wallets');
     await nav(page, 'merchants');
+    await page.selectOption('#page table tr:last-child select[id^="sign-"]', 'md5');
+    await page.waitForFunction(() => /set to md5/.test(document.querySelector('#merchant-message')?.textContent || ''), null, { timeout: T });
     if (await page.$('#merchant-secret')) fail('the merchant secret is shown again');
     if ((await page.content()).includes(secret)) fail('the merchant secret is still in the page');
 
@@ -221,7 +223,7 @@ async function main() {
     if (await v.page.$('#resend-callback')) fail('a viewer sees "Resend callback"');
     for (const p of ['merchants', 'wallets', 'rates']) {
       await nav(v.page, p);
-      const writes = await v.page.$$('#page .write, #page form.inline');
+      const writes = await v.page.$$('#page .write, #page form.inline, #page table select');
       if (writes.length) fail(`a viewer sees ${writes.length} write control(s) on ${p}`);
       if (p === 'merchants') await shot(v.page, 'viewer-merchants');
     }
