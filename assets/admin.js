@@ -227,14 +227,24 @@
     const q = h('input', { id: 'orders-q', type: 'search', placeholder: 'order_id, trade_id, address, tx hash' });
     const status = select('orders-status', STATUSES, 'any status');
     const network = select('orders-network', NETWORKS, 'any network');
+    const given = new URLSearchParams(location.search);
+    const merchant = h('input', { id: 'orders-merchant', inputmode: 'numeric', placeholder: 'pid', size: 6, value: given.get('merchant') || '' });
+    const address = h('input', { id: 'orders-address', placeholder: 'exact address', value: given.get('address') || '' });
+    const from = h('input', { id: 'orders-from', type: 'date' });
+    const to = h('input', { id: 'orders-to', type: 'date' });
     const list = h('div', { id: 'orders-list' });
     const detail = h('div', { id: 'order-detail' });
     let cursor = null;
+    const day = (input, end) => String(Math.floor(Date.parse(input.value + 'T00:00:00Z') / 1000) + (end ? 86400 : 0));
     const load = async (more) => {
       const p = new URLSearchParams();
       if (q.value.trim()) p.set('q', q.value.trim());
       if (status.value) p.set('status', status.value);
       if (network.value) p.set('network', network.value);
+      if (merchant.value.trim()) p.set('merchant', merchant.value.trim());
+      if (address.value.trim()) p.set('address', address.value.trim());
+      if (from.value) p.set('from', day(from, false));
+      if (to.value) p.set('to', day(to, true));
       if (more && cursor) p.set('cursor', cursor);
       const r = await api('GET', '/orders?' + p);
       cursor = r.next_cursor;
@@ -250,7 +260,8 @@
         cursor ? h('button', { type: 'button', onclick: () => load(true).catch(fail(list)), text: 'Next page' }) : null);
     };
     const form = h('form', { class: 'filters', id: 'orders-filter', onsubmit: (e) => { e.preventDefault(); fill(detail, ); load(false).catch(fail(list)); } },
-      field('Search', q), field('Status', status), field('Network', network), h('button', { type: 'submit', text: 'Search' }));
+      field('Search', q), field('Status', status), field('Network', network), field('Merchant', merchant),
+      field('Address', address), field('From (UTC)', from), field('To (UTC)', to), h('button', { type: 'submit', text: 'Search' }));
     fill(root, h('h1', { text: 'Orders' }), form, detail, list);
     await load(false);
   }
@@ -322,11 +333,22 @@
       if (label.value.trim()) body.label = label.value.trim();
       try { await api('POST', '/wallets', body); await wallets(root); banner($('wallet-message'), 'ok', 'Wallet added.'); } catch (err) { fail(msg)(err); }
     } }, field('Network', network), field('Address', address), field('Label', label), h('button', { type: 'submit', text: 'Add wallet' })) : null;
-    const act = (w) => (canWrite() ? h('button', { type: 'button', class: 'write', onclick: async () => {
-      try { await api('PATCH', '/wallets/' + w.id, { enabled: !w.enabled }); await wallets(root); } catch (err) { fail(msg)(err); }
-    }, text: w.enabled ? 'Disable' : 'Enable' }) : '');
+    const usedBy = (w) => h('a', { href: '/admin/orders?address=' + encodeURIComponent(w.address), onclick: (e) => {
+      e.preventDefault();
+      history.pushState(null, '', '/admin/orders?address=' + encodeURIComponent(w.address));
+      route();
+    }, text: 'Orders' });
+    const act = (w) => (canWrite() ? h('span', { class: 'actions write' },
+      h('button', { type: 'button', onclick: async () => {
+        try { await api('PATCH', '/wallets/' + w.id, { enabled: !w.enabled }); await wallets(root); } catch (err) { fail(msg)(err); }
+      }, text: w.enabled ? 'Disable' : 'Enable' }),
+      h('button', { type: 'button', onclick: async () => {
+        const label = prompt('Label for ' + w.address, w.label || '');
+        if (label === null) return;
+        try { await api('PATCH', '/wallets/' + w.id, { label: label.trim() }); await wallets(root); } catch (err) { fail(msg)(err); }
+      }, text: 'Rename' })) : '');
     fill(root, h('h1', { text: 'Wallets' }), add, msg,
-      table([['Network', (w) => w.network], ['Address', (w) => h('code', { text: w.address })], ['Label', (w) => w.label || ''], ['Enabled', (w) => (w.enabled ? 'yes' : 'no')], ['', act]], r.wallets));
+      table([['Network', (w) => w.network], ['Address', (w) => h('code', { text: w.address })], ['Label', (w) => w.label || ''], ['Enabled', (w) => (w.enabled ? 'yes' : 'no')], ['Used by', usedBy], ['', act]], r.wallets));
   }
 
   async function rates(root) {

@@ -159,6 +159,10 @@ async function main() {
     await page.waitForFunction(() => document.querySelector('#wallet-message')?.textContent.includes('Wallet added'), null, { timeout: T });
     if (!(await text(page, '#page table')).includes('panel wallet')) fail('the new wallet is not listed');
     await shot(page, 'wallets');
+    // "Used by": the orders of one wallet.
+    await page.click('#page tr:has-text("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t") a[href^="/admin/orders?address="]');
+    await page.waitForFunction(() => document.querySelector('#orders-address')?.value === 'TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t'
+      && (document.querySelector('#orders-list')?.textContent || '').includes('PANEL-ORDER-42'), null, { timeout: T });
 
     // Merchants: create one, the secret is shown once.
     await nav(page, 'merchants');
