@@ -204,8 +204,39 @@
     return out;
   }
 
+  // Orders created per UTC day over the last 7 days, and the paid volume of those orders (USDT),
+  // read from /orders (at most 1000 orders; the caption says when there were more).
+  async function perDay() {
+    const days = {};
+    const volume = {};
+    const today = Math.floor(Date.now() / 86400000);
+    for (let d = today - 6; d <= today; d++) {
+      const k = new Date(d * 86400000).toISOString().slice(5, 10);
+      days[k] = 0;
+      volume[k] = 0;
+    }
+    let cursor = null;
+    let truncated = false;
+    for (let page = 0; page < 5; page++) {
+      const p = new URLSearchParams({ from: String((today - 6) * 86400), limit: '200' });
+      if (cursor) p.set('cursor', cursor);
+      const r = await api('GET', '/orders?' + p);
+      for (const o of r.orders) {
+        const k = new Date(o.created_at * 1000).toISOString().slice(5, 10);
+        if (!(k in days)) continue;
+        days[k] += 1;
+        if (o.status === 'paid') volume[k] = Math.round((volume[k] + Number(o.paid_amount || o.actual_amount)) * 100) / 100;
+      }
+      cursor = r.next_cursor;
+      if (!cursor) break;
+      truncated = page === 4;
+    }
+    return { days, volume, note: truncated ? ' (first 1000 orders)' : '' };
+  }
+
   async function dashboard(root) {
     const s = await api('GET', '/stats');
+    const daily = await perDay();
     const rate = (p) => (p.callback_success_rate === null || p.callback_success_rate === undefined ? '—' : Math.round(p.callback_success_rate * 100) + '%');
     const card = (t, v) => h('div', { class: 'card stat' }, h('span', { class: 'muted', text: t }), h('strong', { text: v }));
     const sum = (o) => Object.values(o).reduce((a, b) => a + b, 0);
@@ -219,6 +250,8 @@
       h('div', { class: 'charts' },
         barChart('Paid volume per network, today (USDT)', volumes(s.today)),
         barChart('Paid volume per network, 7 days (USDT)', volumes(s.last_7_days)),
+        barChart('Orders per day (UTC)' + daily.note, daily.days),
+        barChart('Paid volume per day (USDT)' + daily.note, daily.volume),
         barChart('Orders by status, 7 days', statusCounts(s.last_7_days)),
         barChart('Scanner lag (blocks)', s.scanner_lag_blocks || {})));
   }
@@ -235,6 +268,7 @@
     const list = h('div', { id: 'orders-list' });
     const detail = h('div', { id: 'order-detail' });
     let cursor = null;
+    let seq = 0; // only the latest search may draw the list
     const day = (input, end) => String(Math.floor(Date.parse(input.value + 'T00:00:00Z') / 1000) + (end ? 86400 : 0));
     const load = async (more) => {
       const p = new URLSearchParams();
@@ -246,7 +280,9 @@
       if (from.value) p.set('from', day(from, false));
       if (to.value) p.set('to', day(to, true));
       if (more && cursor) p.set('cursor', cursor);
+      const mine = ++seq;
       const r = await api('GET', '/orders?' + p);
+      if (mine !== seq) return;
       cursor = r.next_cursor;
       const t = table([
         ['Order', (o) => h('a', { href: '#', class: 'order-link', 'data-trade': o.trade_id, onclick: (e) => { e.preventDefault(); showOrder(o.trade_id, detail); }, text: o.order_id })],
@@ -403,12 +439,15 @@
     const actor = h('input', { id: 'audit-actor', placeholder: 'e.g. admin:alice' });
     const list = h('div', { id: 'audit-list' });
     let cursor = null;
+    let seq = 0; // only the latest search may draw the list
     const load = async (more) => {
       const p = new URLSearchParams();
       if (action.value.trim()) p.set('action', action.value.trim());
       if (actor.value.trim()) p.set('actor', actor.value.trim());
       if (more && cursor) p.set('cursor', cursor);
+      const mine = ++seq;
       const r = await api('GET', '/audit?' + p);
+      if (mine !== seq) return;
       cursor = r.next_cursor;
       fill(list, table([['At', (e) => when(e.at)], ['Actor', (e) => e.actor], ['Action', (e) => e.action], ['Target', (e) => e.target], ['IP', (e) => e.ip || '']], r.events),
         cursor ? h('button', { type: 'button', onclick: () => load(true).catch(fail(list)), text: 'Next page' }) : null);

@@ -187,6 +187,7 @@ async function main() {
     if (!(await text(page, '#page table')).includes('vera')) fail('admins page lacks vera');
     await shot(page, 'admins');
     await nav(page, 'audit');
+    await page.waitForSelector('#audit-list table', { timeout: T });
     const audit = await text(page, '#audit-list');
     for (const a of ['wallet.add', 'merchant.add', 'order.resend']) if (!audit.includes(a)) fail(`audit log lacks ${a}`);
     await shot(page, 'audit');
