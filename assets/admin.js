@@ -487,7 +487,8 @@
         h('button', { type: 'button', id: 'totp-begin', onclick: async () => {
           try {
             const t = await api('POST', '/me/totp');
-            fill(totpBox, secretBox('totp-secret', 'Secret (enter it in your authenticator app)', t.secret, t.otpauth_url),
+            fill(totpBox, t.otpauth_qr ? h('img', { id: 'totp-qr', src: t.otpauth_qr, width: 200, height: 200, alt: 'QR code for your authenticator app' }) : null,
+              secretBox('totp-secret', 'Or enter this secret in your authenticator app', t.secret, t.otpauth_url),
               h('form', { class: 'inline', onsubmit: async (e) => {
                 e.preventDefault();
                 try { await api('POST', '/me/totp/confirm', { code: code.value.trim() }); await afterLogin(); } catch (err) { fail(msg)(err); }

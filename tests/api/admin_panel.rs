@@ -313,14 +313,15 @@ async fn panel_in_headless_chromium() {
     )
     .await;
     assert_eq!(status, 403);
-    // nadia's new password from the forced-change screen works; the initial one does not.
-    assert_eq!(
-        login(&app, "nadia", "my-own-choice-2026!", None)
-            .await
-            .status(),
-        200
-    );
-    assert_eq!(login(&app, "nadia", VIEWER_PW, None).await.status(), 401);
+    // nadia's new password from the forced-change screen is accepted (her TOTP, enrolled in the
+    // panel, is asked for next); the initial one is not.
+    let r = login(&app, "nadia", "my-own-choice-2026!", None).await;
+    assert_eq!(r.status(), 401);
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "totp_required");
+    let r = login(&app, "nadia", VIEWER_PW, None).await;
+    let e: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(e["error"]["code"], "invalid_credentials");
     // The lockout the browser saw is real: victor is locked even with the right password.
     assert_eq!(login(&app, "victor", OWNER_PW, None).await.status(), 429);
     app.stop().await;

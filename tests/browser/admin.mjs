@@ -247,6 +247,16 @@ async function main() {
     await n.page.fill('#pw-new', 'my-own-choice-2026!');
     await n.page.click('#password-form button[type="submit"]');
     await n.page.waitForSelector('#page[data-page="orders"] #orders-filter', { timeout: T });
+    // TOTP set-up: a QR code (a data: image, allowed by the CSP) and the secret; confirm a code.
+    await nav(n.page, 'account');
+    await n.page.click('#totp-begin');
+    await n.page.waitForSelector('#totp-qr', { timeout: T });
+    if (!(await n.page.evaluate(() => document.querySelector('#totp-qr').complete && document.querySelector('#totp-qr').naturalWidth > 0))) fail('the TOTP QR code did not load');
+    const nadiaSecret = (await text(n.page, '#totp-secret .secret-value')).trim();
+    await shot(n.page, 'totp-setup');
+    await n.page.fill('#totp-code', totp(nadiaSecret, Date.now() / 1000));
+    await n.page.click('#totp-box button[type="submit"]');
+    await n.page.waitForFunction(() => (document.querySelector('#page')?.textContent || '').includes('Two-factor authentication is on'), null, { timeout: T });
     await n.context.close();
 
     // --- lockout after 5 bad passwords ---------------------------------------------------------

@@ -220,7 +220,23 @@ pub async fn totp_begin(
     Ok(Json(json!({
         "secret": e.secret.expose(),
         "otpauth_url": e.otpauth_url.expose(),
+        "otpauth_qr": otpauth_qr(e.otpauth_url.expose()),
     })))
+}
+
+/// The `otpauth://` URL as a QR code: an SVG `data:` URI for an `<img>` (the panel's CSP allows
+/// `data:` images), or `null` if it does not fit.
+fn otpauth_qr(url: &str) -> Option<String> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    let svg = qrcode::QrCode::new(url.as_bytes())
+        .ok()?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        STANDARD.encode(svg.as_bytes())
+    ))
 }
 
 #[derive(Deserialize)]
