@@ -30,14 +30,14 @@ pub fn router(state: AppState) -> Router {
         .merge(submit_tx::router())
         .merge(switch::router());
     if state.config.admin_listen.is_none() {
-        routes = routes.merge(admin::router());
+        routes = routes.merge(admin::router()).merge(admin::panel::router());
     }
     with_layers(routes, state)
 }
 
-/// The `admin_listen` listener's router: the admin API only, with the same rate limits.
+/// The `admin_listen` listener's router: the admin API and panel only, with the same rate limits.
 pub fn admin_router(state: AppState) -> Router {
-    with_layers(admin::router(), state)
+    with_layers(admin::router().merge(admin::panel::router()), state)
 }
 
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {

@@ -25,6 +25,10 @@ use sha2::{Digest, Sha256};
 const TEMPLATES: &[(&str, &str)] = &[
     ("base.html", include_str!("../../templates/base.html")),
     (
+        "admin/shell.html",
+        include_str!("../../templates/admin/shell.html"),
+    ),
+    (
         "checkout.html",
         include_str!("../../templates/checkout.html"),
     ),

@@ -12,7 +12,7 @@ use epusdt::{
 };
 
 /// Node + chromium + playwright-core, or `None` (skip) unless services are required.
-fn browser_tools() -> Option<PathBuf> {
+pub fn browser_tools() -> Option<PathBuf> {
     let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/browser");
     let chromium = std::env::var("CHROMIUM").unwrap_or_else(|_| "/usr/bin/chromium".into());
     let node_ok = Command::new("node")
@@ -32,7 +32,7 @@ fn browser_tools() -> Option<PathBuf> {
     }
 }
 
-fn screenshot_dir() -> PathBuf {
+pub fn screenshot_dir() -> PathBuf {
     let d = PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
     std::fs::create_dir_all(&d).expect("screenshot dir");
     d

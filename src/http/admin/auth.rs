@@ -1,6 +1,11 @@
 //! `/admin/api/v1/auth/*` and `/admin/api/v1/me*`: login, refresh, logout, the current admin,
 //! TOTP set-up and password change.
-use axum::{Json, extract::State, http::StatusCode, response::IntoResponse};
+use axum::{
+    Json,
+    extract::State,
+    http::{HeaderMap, HeaderValue, StatusCode, header},
+    response::IntoResponse,
+};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -34,11 +39,54 @@ fn token_reply(t: &tokens::TokenPair, extra: Value) -> Json<Value> {
     Json(v)
 }
 
+/// Name of the cookie that carries the refresh token for the web panel.
+pub const REFRESH_COOKIE: &str = "epusdt_admin_refresh";
+/// The header a cookie-authenticated refresh must carry (a cross-site form cannot set it).
+pub const CSRF_HEADER: &str = "x-requested-with";
+/// Its value.
+pub const CSRF_VALUE: &str = "epusdt-admin";
+/// The cookie is sent to the auth routes only.
+const COOKIE_PATH: &str = "/admin/api/v1/auth";
+/// Refresh tokens live 14 days (`service::admin::tokens`); the cookie as long.
+const COOKIE_MAX_AGE: u64 = 14 * 24 * 3600;
+
+/// `Set-Cookie` for the refresh token (or, with `None`, one that clears it): HttpOnly,
+/// SameSite=Strict, scoped to the auth path, `Secure` when `app_uri` is https.
+fn refresh_cookie(state: &AppState, token: Option<&str>) -> [(header::HeaderName, HeaderValue); 1] {
+    let secure = if state.config.app_uri.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    let (value, age) = match token {
+        Some(t) => (t, COOKIE_MAX_AGE),
+        None => ("", 0),
+    };
+    let cookie = format!(
+        "{REFRESH_COOKIE}={value}; Path={COOKIE_PATH}; Max-Age={age}; HttpOnly; SameSite=Strict{secure}"
+    );
+    // Hex token and fixed text: always a valid header value.
+    let v = HeaderValue::from_str(&cookie).unwrap_or_else(|_| HeaderValue::from_static(""));
+    [(header::SET_COOKIE, v)]
+}
+
+/// The refresh token from the request's cookie, if any.
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, v)| *k == REFRESH_COOKIE && !v.is_empty())
+        .map(|(_, v)| v.to_string())
+}
+
 pub async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
     AdminJson(req): AdminJson<LoginRequest>,
-) -> Result<Json<Value>, AdminApiError> {
+) -> Result<impl IntoResponse, AdminApiError> {
     let done = auth::login(
         &state.db,
         &state.keys,
@@ -53,27 +101,61 @@ pub async fn login(
     )
     .await?;
     let a = &done.admin;
-    Ok(token_reply(
-        &done.tokens,
-        json!({
-            "must_change_password": a.must_change_password,
-            "totp_setup_required": state.config.admin_require_totp && !a.totp_enabled,
-        }),
+    Ok((
+        refresh_cookie(&state, Some(done.tokens.refresh_token.expose())),
+        token_reply(
+            &done.tokens,
+            json!({
+                "must_change_password": a.must_change_password,
+                "totp_setup_required": state.config.admin_require_totp && !a.totp_enabled,
+            }),
+        ),
     ))
 }
 
 #[derive(Deserialize)]
 pub struct RefreshRequest {
-    refresh_token: String,
+    #[serde(default)]
+    refresh_token: Option<String>,
 }
 
+/// Rotates a refresh token: the body's, or else the panel's cookie — which is accepted only with
+/// `X-Requested-With: epusdt-admin` (CSRF: a cross-site form or simple request cannot set it).
 pub async fn refresh(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
+    headers: HeaderMap,
     AdminJson(req): AdminJson<RefreshRequest>,
-) -> Result<Json<Value>, AdminApiError> {
-    match tokens::refresh(&state.db, &state.admin_tokens, &req.refresh_token).await? {
-        tokens::Refreshed::Ok(pair) => Ok(token_reply(&pair, json!({}))),
+) -> Result<impl IntoResponse, AdminApiError> {
+    let token = match req.refresh_token {
+        Some(t) => t,
+        None => {
+            let Some(t) = cookie_token(&headers) else {
+                return Err(AdminApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "invalid_body",
+                    "refresh_token is missing (in the body or the panel's cookie)",
+                ));
+            };
+            let marked = headers
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .is_some_and(|v| v == CSRF_VALUE);
+            if !marked {
+                return Err(AdminApiError::new(
+                    StatusCode::FORBIDDEN,
+                    "csrf",
+                    "a cookie refresh needs the header X-Requested-With: epusdt-admin",
+                ));
+            }
+            t
+        }
+    };
+    match tokens::refresh(&state.db, &state.admin_tokens, &token).await? {
+        tokens::Refreshed::Ok(pair) => Ok((
+            refresh_cookie(&state, Some(pair.refresh_token.expose())),
+            token_reply(&pair, json!({})),
+        )),
         tokens::Refreshed::Replayed { admin_id, family } => {
             tracing::warn!(
                 admin_id,
@@ -100,13 +182,13 @@ pub async fn refresh(
 pub async fn logout(
     State(state): State<AppState>,
     who: Session,
-) -> Result<StatusCode, AdminApiError> {
+) -> Result<impl IntoResponse, AdminApiError> {
     tokens::revoke_family(&state.db, &who.session.claims.fam).await?;
     state
         .audit
         .record(who.event(actions::ADMIN_LOGOUT, format!("admin:{}", who.username())))
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok((StatusCode::NO_CONTENT, refresh_cookie(&state, None)))
 }
 
 pub async fn me(State(state): State<AppState>, who: Session) -> Json<Value> {
@@ -138,7 +220,23 @@ pub async fn totp_begin(
     Ok(Json(json!({
         "secret": e.secret.expose(),
         "otpauth_url": e.otpauth_url.expose(),
+        "otpauth_qr": otpauth_qr(e.otpauth_url.expose()),
     })))
+}
+
+/// The `otpauth://` URL as a QR code: an SVG `data:` URI for an `<img>` (the panel's CSP allows
+/// `data:` images), or `null` if it does not fit.
+fn otpauth_qr(url: &str) -> Option<String> {
+    use base64::{Engine as _, engine::general_purpose::STANDARD};
+    let svg = qrcode::QrCode::new(url.as_bytes())
+        .ok()?
+        .render::<qrcode::render::svg::Color>()
+        .min_dimensions(200, 200)
+        .build();
+    Some(format!(
+        "data:image/svg+xml;base64,{}",
+        STANDARD.encode(svg.as_bytes())
+    ))
 }
 
 #[derive(Deserialize)]
@@ -216,5 +314,8 @@ pub async fn change_password(
             format!("admin:{}", a.username),
         ))
         .await?;
-    Ok(token_reply(&pair, json!({ "must_change_password": false })))
+    Ok((
+        refresh_cookie(&state, Some(pair.refresh_token.expose())),
+        token_reply(&pair, json!({ "must_change_password": false })),
+    ))
 }

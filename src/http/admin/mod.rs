@@ -9,6 +9,7 @@ pub mod admins;
 pub mod auth;
 pub mod guard;
 pub mod orders;
+pub mod panel;
 pub mod rates;
 pub mod resources;
 pub mod status;
