@@ -9,6 +9,7 @@ mod chain_support;
 mod admin_api;
 mod admin_auth;
 mod admin_resolve;
+mod admin_status;
 mod audit;
 mod bepusdt_compat;
 mod chain_evm;
