@@ -134,6 +134,15 @@ async fn authenticate(
         MerchantRef::Default => default_merchant(state).await?,
         MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
     };
+    // The merchant's IP allow-list: refused like a bad signature, as upstream does.
+    if !m.allows(client.parse().ok()) {
+        tracing::warn!(
+            pid = m.pid,
+            client,
+            "refused: client address not in the merchant's ip_allowlist (answered as a signature error)"
+        );
+        return Err(ApiError::signature());
+    }
     let canonical = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
         Ok(alg) => return Ok((m, alg)),
         Err(Verification::Valid) => return Ok((m, None)),
@@ -141,6 +150,14 @@ async fn authenticate(
         Err(Verification::Mismatch { canonical }) => canonical,
         Err(Verification::Refused { reason }) => reason,
     };
+    // Within `secret_overlap_secs` of a rotation the previous secret still verifies.
+    if let Some(old) = &m.previous_secret {
+        match proto.verify_mode(p, action, old.expose(), m.sign_mode) {
+            Ok(alg) => return Ok((m, alg)),
+            Err(Verification::Valid) => return Ok((m, None)),
+            Err(_) => {}
+        }
+    }
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
     let throttle = format!("audit:signature:{}:{client}", m.pid);
     let first = state

@@ -8,6 +8,7 @@ mod chain_support;
 
 mod admin_api;
 mod admin_auth;
+mod admin_merchant_access;
 mod admin_resolve;
 mod admin_status;
 mod audit;
