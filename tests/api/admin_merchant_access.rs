@@ -122,7 +122,7 @@ async fn allowlist_and_overlap(backend: Backend, overlap: u32) {
     let old = create(&app, pid, &secret, "B-2").await;
     if overlap > 0 {
         assert!(ok(&old), "old secret within the overlap: {old}");
-        assert!(r["previous_secret_valid_until"].as_i64().is_some(), "{r}");
+        assert!(r["rotation_overlap_until"].as_i64().is_some(), "{r}");
         let (_, list) = call(&app, "GET", "/admin/api/v1/merchants", t, None).await;
         assert!(!list.to_string().contains(&secret), "never listed");
         // A second rotation: the first secret is gone, the second overlaps.
@@ -137,7 +137,7 @@ async fn allowlist_and_overlap(backend: Backend, overlap: u32) {
             bad_sig,
             "without an overlap the old secret stops at once"
         );
-        assert!(r["previous_secret_valid_until"].is_null(), "{r}");
+        assert!(r["rotation_overlap_until"].is_null(), "{r}");
     }
     app.stop().await;
 }

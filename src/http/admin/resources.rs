@@ -118,7 +118,7 @@ fn merchant_json(m: &merchant_row::Model) -> Value {
         "strict_replay": m.strict_replay,
         "sign_mode": m.sign_mode,
         "ip_allowlist": m.ip_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
-        "previous_secret_valid_until": m.previous_secret_until.filter(|u| *u > crate::service::now()),
+        "rotation_overlap_until": m.previous_secret_until.filter(|u| *u > crate::service::now()),
         "created_at": m.created_at,
         "updated_at": m.updated_at,
     })
@@ -196,7 +196,7 @@ pub async fn rotate_merchant_secret(
                     actions::MERCHANT_ROTATE_SECRET,
                     format!("merchant:{}", m.pid),
                 )
-                .with_details(json!({ "previous_secret_valid_secs": overlap })),
+                .with_details(json!({ "overlap_secs": overlap })),
         )
         .await?;
     let until = (overlap > 0).then(|| crate::service::now() + i64::from(overlap));
@@ -204,7 +204,7 @@ pub async fn rotate_merchant_secret(
         "pid": m.pid,
         "name": m.name,
         "secret": m.secret.expose(),
-        "previous_secret_valid_until": until,
+        "rotation_overlap_until": until,
     })))
 }
 
