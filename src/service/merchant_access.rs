@@ -138,3 +138,43 @@ pub async fn set_ip_allowlist(
     m.previous_secret = None;
     Ok(Some(m))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_parse_normalise_and_match() {
+        let nets = parse_allowlist("10.0.0.0/8, 192.0.2.7 2001:db8::/32").unwrap();
+        assert_eq!(
+            nets.iter().map(ToString::to_string).collect::<Vec<_>>(),
+            ["10.0.0.0/8", "192.0.2.7/32", "2001:db8::/32"]
+        );
+        assert!(parse_allowlist("").unwrap().is_empty());
+        assert!(parse_allowlist("10.0.0.0/33").is_err());
+        assert!(parse_allowlist("example.com").is_err());
+        let many = vec!["10.0.0.1"; ALLOWLIST_MAX + 1].join(",");
+        assert!(parse_allowlist(&many).is_err());
+
+        let m = |list: &str| Merchant {
+            id: 1,
+            pid: 1001,
+            name: "shop".into(),
+            secret: Secret::new("s"),
+            strict_replay: false,
+            sign_mode: crate::crypto::sign::SignMode::Dual,
+            enabled: true,
+            ip_allowlist: parse_allowlist(list).unwrap(),
+            previous_secret: None,
+        };
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        assert!(m("").allows(None), "empty = any, even an unknown address");
+        let listed = m("10.0.0.0/8,2001:db8::1");
+        assert!(listed.allows(ip("10.1.2.3")));
+        assert!(listed.allows(ip("::ffff:10.1.2.3")), "IPv4-mapped IPv6");
+        assert!(listed.allows(ip("2001:db8::1")));
+        assert!(!listed.allows(ip("11.0.0.1")));
+        assert!(!listed.allows(ip("2001:db8::2")));
+        assert!(!listed.allows(None), "an unknown client address is refused");
+    }
+}
