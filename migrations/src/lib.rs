@@ -14,6 +14,7 @@ mod m20261202_000005_callback_due;
 mod m20261202_000006_compat_columns;
 mod m20261202_000007_order_choices;
 mod m20261202_000008_admins;
+mod m20261202_000009_merchant_admin;
 
 pub struct Migrator;
 
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000006_compat_columns::Migration),
             Box::new(m20261202_000007_order_choices::Migration),
             Box::new(m20261202_000008_admins::Migration),
+            Box::new(m20261202_000009_merchant_admin::Migration),
         ]
     }
 }

@@ -21,3 +21,7 @@ pub const WALLET_UPDATE: &str = "wallet.update";
 pub const ORDER_RESEND: &str = "order.resend";
 pub const RATE_SET: &str = "rate.set";
 pub const MERCHANT_UPDATE: &str = "merchant.update";
+/// An operator credited a late/partial/overpaid/unmatched transfer to an order (reason in details).
+pub const ORDER_RESOLVE_CREDIT: &str = "order.resolve_credit";
+/// An operator dismissed such a transfer (reason in details).
+pub const ORDER_RESOLVE_DISMISS: &str = "order.resolve_dismiss";

@@ -104,6 +104,10 @@ pub trait Scanner: Send + Sync + 'static {
     fn prepare(&self) -> impl Future<Output = Result<(), ScanError>> + Send {
         async { Ok(()) }
     }
+    /// The RPC URL in use now, redacted (`redact::rpc_url`), for the admin `/chains` view.
+    fn active_endpoint(&self) -> Option<String> {
+        None
+    }
     /// The current heads.
     fn heads(&self) -> impl Future<Output = Result<Heads, ScanError>> + Send;
     /// Hash of block `number` (at or below the finalized head).

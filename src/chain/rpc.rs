@@ -75,6 +75,16 @@ impl<C: Clone> Endpoints<C> {
         }
     }
 
+    /// The redacted URL calls go to first now (the last one that worked).
+    pub(crate) fn active_label(&self) -> Option<String> {
+        let n = self.items.len();
+        (n > 0).then(|| {
+            self.items[self.preferred.load(Ordering::Relaxed) % n]
+                .label
+                .clone()
+        })
+    }
+
     /// Order of attempts: the preferred endpoint, then the rest; cooling ones last.
     fn order(&self) -> Vec<usize> {
         let n = self.items.len();

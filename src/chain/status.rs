@@ -27,6 +27,9 @@ pub struct ChainStatus {
     /// Unix seconds of the last round that reached the confirmed head without error.
     pub last_ok_unix: Option<i64>,
     pub error: Option<String>,
+    /// The RPC URL the watcher uses now, redacted (admin `/chains`; not in `/health`).
+    #[serde(skip)]
+    pub rpc_url: Option<String>,
     /// Poll interval, so `/health` can tell a stalled watcher from an idle one.
     #[serde(skip)]
     pub poll_interval: Duration,

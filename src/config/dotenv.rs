@@ -42,6 +42,7 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "admin_require_totp",
     "admin_listen",
     "payment_clock_tolerance_secs",
+    "secret_overlap_secs",
     "slot_reuse_grace_secs",
     "callback_requeue_after_secs",
     "queue_workers",

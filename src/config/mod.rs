@@ -109,6 +109,10 @@ pub struct Config {
     /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
     /// order: it was meant for whoever held the slot before.
     pub payment_clock_tolerance_secs: u32,
+    /// Seconds a merchant's old secret keeps verifying its requests after a rotation (admin
+    /// API `rotate-secret`), so its servers can switch without refused requests; 0 = none, the
+    /// old secret stops at once. Callbacks are always signed with the new secret.
+    pub secret_overlap_secs: u32,
     /// Seconds an expired or cancelled order keeps its (network, address, amount) slot before
     /// another order may take it, so a late payer cannot pay a newer order by mistake.
     pub slot_reuse_grace_secs: u32,
@@ -182,6 +186,7 @@ impl Default for Config {
             admin_require_totp: false,
             admin_listen: None,
             payment_clock_tolerance_secs: 5,
+            secret_overlap_secs: 0,
             slot_reuse_grace_secs: 600,
             callback_requeue_after_secs: 900,
             queue_workers: 4,

@@ -106,6 +106,15 @@ impl Config {
                 ),
             );
         }
+        if self.secret_overlap_secs > 7 * 24 * 3600 {
+            return bad(
+                "secret_overlap_secs",
+                format!(
+                    "{} seconds is out of range; use 0..=604800 (an old secret should not live on for long)",
+                    self.secret_overlap_secs
+                ),
+            );
+        }
         if self.slot_reuse_grace_secs > 7 * 24 * 3600 {
             return bad(
                 "slot_reuse_grace_secs",

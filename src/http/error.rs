@@ -340,6 +340,21 @@ impl From<OrderError> for AdminApiError {
     }
 }
 
+impl From<crate::service::order::resolve::ResolveError> for AdminApiError {
+    fn from(e: crate::service::order::resolve::ResolveError) -> Self {
+        use crate::service::order::resolve::ResolveError as R;
+        let msg = e.to_string();
+        match e {
+            R::OrderNotFound | R::TransferNotFound => Self::not_found(msg),
+            R::Ambiguous(_) | R::NotForOrder(_) => Self::invalid(msg),
+            R::Resolved { .. } => Self::new(StatusCode::CONFLICT, "transfer_resolved", msg),
+            R::AlreadyPaid => Self::new(StatusCode::CONFLICT, "order_already_paid", msg),
+            R::Order(o) => o.into(),
+            R::Db(_) => Self::internal(&e),
+        }
+    }
+}
+
 impl From<sea_orm::DbErr> for AdminApiError {
     fn from(e: sea_orm::DbErr) -> Self {
         Self::internal(&e)

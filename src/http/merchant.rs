@@ -134,13 +134,35 @@ async fn authenticate(
         MerchantRef::Default => default_merchant(state).await?,
         MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
     };
+    // The merchant's IP allow-list, checked once the signature is known good (the same work
+    // either way): refused like a bad signature, as upstream does. A valid signature from
+    // elsewhere may mean a leaked secret, so it is logged as such.
+    let allowed = |m: Merchant, alg: Option<SignAlg>| {
+        if m.allows(client.parse().ok()) {
+            return Ok((m, alg));
+        }
+        tracing::warn!(
+            pid = m.pid,
+            client,
+            "refused: valid signature from an address outside the merchant's ip_allowlist (answered as a signature error)"
+        );
+        Err(ApiError::signature())
+    };
     let canonical = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
-        Ok(alg) => return Ok((m, alg)),
-        Err(Verification::Valid) => return Ok((m, None)),
+        Ok(alg) => return allowed(m, alg),
+        Err(Verification::Valid) => return allowed(m, None),
         Err(Verification::Missing) => return Err(signature_required()),
         Err(Verification::Mismatch { canonical }) => canonical,
         Err(Verification::Refused { reason }) => reason,
     };
+    // Within `secret_overlap_secs` of a rotation the previous secret still verifies.
+    if let Some(old) = &m.previous_secret {
+        match proto.verify_mode(p, action, old.expose(), m.sign_mode) {
+            Ok(alg) => return allowed(m.clone(), alg),
+            Err(Verification::Valid) => return allowed(m.clone(), None),
+            Err(_) => {}
+        }
+    }
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
     let throttle = format!("audit:signature:{}:{client}", m.pid);
     let first = state

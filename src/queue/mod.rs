@@ -376,6 +376,47 @@ impl JobQueue {
         Ok(backend)
     }
 
+    /// Jobs of this queue waiting to run: due or scheduled, including failed ones that will be
+    /// retried (the admin `/stats` queue depth). Running jobs are not counted.
+    pub async fn pending_jobs(&self) -> Result<u64, JobError> {
+        let backend = self.backend_name();
+        let unavailable = |message: String| JobError::Unavailable { backend, message };
+        // apalis' own definition of its queue length (`queue_length.sql`), for this queue
+        // (`job_type`).
+        let n: i64 = match &self.store {
+            Store::Sqlite(pool) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM Jobs WHERE job_type = ?1 AND (status = 'Pending' \
+                     OR (status = 'Failed' AND attempts < max_attempts))",
+            )
+            .bind(&*self.queue_name)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?,
+            Store::Postgres(pool) => sqlx::query_scalar(
+                "SELECT COUNT(*) FROM apalis.jobs WHERE job_type = $1 AND (status = 'Pending' \
+                     OR (status = 'Failed' AND attempts < max_attempts))",
+            )
+            .bind(&*self.queue_name)
+            .fetch_one(pool)
+            .await
+            .map_err(|e| unavailable(e.to_string()))?,
+            Store::Redis(conn) => {
+                let c = self.redis_config();
+                let mut conn = conn.clone();
+                let (active, scheduled): (i64, i64) = redis::pipe()
+                    .cmd("LLEN")
+                    .arg(c.active_jobs_list())
+                    .cmd("ZCARD")
+                    .arg(c.scheduled_jobs_set())
+                    .query_async(&mut conn)
+                    .await
+                    .map_err(|e| unavailable(e.to_string()))?;
+                active + scheduled
+            }
+        };
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
     fn sqlite_config(&self) -> apalis_sqlite::Config {
         apalis_sqlite::Config::default()
             .queue(&*self.queue_name)

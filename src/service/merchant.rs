@@ -22,7 +22,7 @@ use crate::{
 /// Settings key holding the fingerprint of the master key that seals the secrets.
 pub const FINGERPRINT_KEY: &str = "master_key_fingerprint";
 
-fn aad(pid: i64) -> String {
+pub(super) fn aad(pid: i64) -> String {
     format!("merchant:{pid}:secret")
 }
 
@@ -41,6 +41,10 @@ pub struct Merchant {
     /// How this merchant's GMPay requests are verified.
     pub sign_mode: SignMode,
     pub enabled: bool,
+    /// Where its signed requests may come from; empty = anywhere (`merchant_access`).
+    pub ip_allowlist: Vec<crate::config::ratelimit::Cidr>,
+    /// The secret before the last rotation, while `secret_overlap_secs` still accepts it.
+    pub previous_secret: Option<Secret>,
 }
 
 impl fmt::Debug for Merchant {
@@ -51,6 +55,8 @@ impl fmt::Debug for Merchant {
             .field("name", &self.name)
             .field("secret", &self.secret)
             .field("sign_mode", &self.sign_mode)
+            .field("ip_allowlist", &self.ip_allowlist)
+            .field("previous_secret", &self.previous_secret)
             .finish()
     }
 }
@@ -70,6 +76,9 @@ impl Merchant {
                 SignMode::NAMES
             ))
         })?;
+        let ip_allowlist = super::merchant_access::parse_allowlist(&m.ip_allowlist)
+            .map_err(|e| MerchantError::Invalid(format!("merchant {}: {e}", m.pid)))?;
+        let previous_secret = super::merchant_access::open_previous(&m, keys);
         Ok(Self {
             id: m.id,
             pid: m.pid,
@@ -78,6 +87,8 @@ impl Merchant {
             strict_replay: m.strict_replay,
             sign_mode,
             enabled: m.enabled,
+            ip_allowlist,
+            previous_secret,
         })
     }
 }
@@ -350,6 +361,7 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<merchant::Model>, DbErr
         .await?;
     for r in &mut rows {
         r.secret = String::new();
+        r.previous_secret = None;
     }
     Ok(rows)
 }
@@ -423,6 +435,7 @@ pub async fn reseal_all(
                 .await?;
             n += res.rows_affected as usize;
         }
+        n += super::merchant_access::reseal_previous(db, keys, &m).await?;
     }
     Ok(n)
 }
@@ -447,12 +460,14 @@ pub async fn set_fingerprint(
 }
 
 /// Replaces a merchant's secret with a fresh random one and returns the merchant with it (shown
-/// once). The old secret stops working at once. Refuses the default merchant (pid 1000), whose
-/// secret is `api_auth_token` and would be restored from the config at the next start.
+/// once). The old secret keeps verifying requests for `overlap_secs` (0 = it stops at once;
+/// `secret_overlap_secs`). Refuses the default merchant (pid 1000), whose secret is
+/// `api_auth_token` and would be restored from the config at the next start.
 pub async fn rotate_secret(
     db: &DatabaseConnection,
     keys: &KeyStore,
     pid: i64,
+    overlap_secs: u32,
 ) -> Result<Option<Merchant>, MerchantError> {
     if pid == DEFAULT_PID {
         return Err(MerchantError::Invalid(
@@ -467,7 +482,10 @@ pub async fn rotate_secret(
         return Ok(None);
     };
     let secret = generate_secret();
+    let (previous, until) = super::merchant_access::previous_for_rotation(&m, keys, overlap_secs)?;
     let mut am: merchant::ActiveModel = m.into();
+    am.previous_secret = Set(previous);
+    am.previous_secret_until = Set(until);
     am.secret = Set(keys.encrypt(&secret, &aad(pid)));
     am.updated_at = Set(super::now());
     let m = am.update(db).await?;

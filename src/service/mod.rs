@@ -5,6 +5,7 @@ pub mod admin;
 pub mod epay_return;
 pub mod import;
 pub mod merchant;
+pub mod merchant_access;
 pub mod notify;
 pub mod order;
 pub mod rate;

@@ -8,7 +8,10 @@ mod chain_support;
 
 mod admin_api;
 mod admin_auth;
+mod admin_merchant_access;
 mod admin_panel;
+mod admin_resolve;
+mod admin_status;
 mod audit;
 mod bepusdt_compat;
 mod chain_evm;

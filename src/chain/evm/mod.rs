@@ -241,6 +241,9 @@ async fn header(p: &RootProvider, number: u64) -> Result<Header, CallError> {
 }
 
 impl Scanner for EvmScanner {
+    fn active_endpoint(&self) -> Option<String> {
+        self.endpoints.active_label()
+    }
     async fn prepare(&self) -> Result<(), ScanError> {
         self.check_contract().await
     }

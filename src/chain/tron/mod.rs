@@ -361,6 +361,9 @@ fn topic_address(topic: &str) -> Option<String> {
 }
 
 impl Scanner for TronScanner {
+    fn active_endpoint(&self) -> Option<String> {
+        self.endpoints.active_label()
+    }
     async fn prepare(&self) -> Result<(), ScanError> {
         self.check_contract().await
     }

@@ -134,7 +134,10 @@ impl<S: Scanner> Watcher<S> {
             if *stop.borrow() {
                 break;
             }
-            let delay = match self.round(&mut stop).await {
+            let outcome = self.round(&mut stop).await;
+            let active = self.scanner.active_endpoint();
+            self.registry.update(network, |s| s.rpc_url = active);
+            let delay = match outcome {
                 Ok(Round::CaughtUp) => {
                     failures = 0;
                     self.settings.poll_interval

@@ -148,6 +148,14 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             post(orders::resend_callback),
         ),
         (
+            r(
+                Method::POST,
+                "/admin/api/v1/orders/{trade_id}/resolve",
+                write(Role::Admin),
+            ),
+            post(orders::resolve_transfer),
+        ),
+        (
             r(Method::GET, "/admin/api/v1/rates", read(Role::Viewer)),
             get(rates::list_rates),
         ),

@@ -7,7 +7,7 @@ use axum::{
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::guard::{CanRead, CanWrite};
+use super::guard::{AdminJson, CanRead, CanWrite};
 use crate::{
     audit::actions,
     domain::order::OrderStatus,
@@ -143,7 +143,7 @@ pub async fn get_order(
         .iter()
         .map(|t| {
             json!({
-                "network": t.network, "tx_hash": t.tx_hash, "log_index": t.log_index,
+                "id": t.id, "network": t.network, "tx_hash": t.tx_hash, "log_index": t.log_index,
                 "block_number": t.block_number, "from": t.from_address, "to": t.to_address,
                 "amount": t.amount, "block_time": t.block_time, "kind": t.kind,
             })
@@ -181,4 +181,88 @@ pub async fn resend_callback(
         StatusCode::ACCEPTED,
         Json(json!({ "trade_id": trade_id, "callback": "queued" })),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResolveRequest {
+    action: String,
+    transfer_id: Option<i64>,
+    tx: Option<String>,
+    reason: String,
+}
+
+/// Longest accepted `reason` of a resolve, in characters.
+const REASON_MAX: usize = 500;
+
+/// Credits a late/partial/overpaid/unmatched transfer to the order, or dismisses it; once per
+/// transfer (`409 transfer_resolved` after), audited with the reason.
+pub async fn resolve_transfer(
+    State(state): State<AppState>,
+    who: CanWrite,
+    Path(trade_id): Path<String>,
+    AdminJson(body): AdminJson<ResolveRequest>,
+) -> Result<Json<Value>, AdminApiError> {
+    use crate::service::order::{
+        OrderRules,
+        resolve::{self, Action, TransferRef},
+    };
+    let action = match body.action.as_str() {
+        "credit" => Action::Credit,
+        "dismiss" => Action::Dismiss,
+        _ => return Err(AdminApiError::invalid("action must be credit or dismiss")),
+    };
+    let reason = body.reason.trim();
+    if reason.is_empty() {
+        return Err(AdminApiError::invalid("reason is required"));
+    }
+    if reason.chars().count() > REASON_MAX {
+        return Err(AdminApiError::invalid(format!(
+            "reason must be at most {REASON_MAX} characters"
+        )));
+    }
+    let tx = body
+        .tx
+        .map(|t| t.trim().to_string())
+        .filter(|t| !t.is_empty());
+    let done = resolve::resolve(
+        &state.db,
+        &state.queue,
+        &OrderRules::from_config(&state.config),
+        &trade_id,
+        &TransferRef {
+            id: body.transfer_id,
+            tx,
+        },
+        action,
+    )
+    .await?;
+    let name = match action {
+        Action::Credit => actions::ORDER_RESOLVE_CREDIT,
+        Action::Dismiss => actions::ORDER_RESOLVE_DISMISS,
+    };
+    state
+        .audit
+        .record(
+            who.admin
+                .event(name, format!("order:{trade_id}"))
+                .with_details(json!({
+                    "reason": reason,
+                    "transfer_id": done.transfer_id,
+                    "tx_hash": done.tx_hash,
+                    "amount": done.amount,
+                    "previous_kind": done.previous_kind,
+                })),
+        )
+        .await?;
+    Ok(Json(json!({
+        "trade_id": trade_id,
+        "transfer_id": done.transfer_id,
+        "tx_hash": done.tx_hash,
+        "amount": done.amount,
+        "previous_kind": done.previous_kind,
+        "kind": done.kind,
+        "paid_order": done.paid_order,
+        "callback": if done.paid_order.is_some() { "queued" } else { "none" },
+    })))
 }

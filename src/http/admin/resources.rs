@@ -117,6 +117,8 @@ fn merchant_json(m: &merchant_row::Model) -> Value {
         "enabled": m.enabled,
         "strict_replay": m.strict_replay,
         "sign_mode": m.sign_mode,
+        "ip_allowlist": m.ip_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
+        "rotation_overlap_until": m.previous_secret_until.filter(|u| *u > crate::service::now()),
         "created_at": m.created_at,
         "updated_at": m.updated_at,
     })
@@ -175,25 +177,35 @@ pub async fn add_merchant(
     ))
 }
 
-/// A new random secret; the old one stops working at once. Shown once.
+/// A new random secret, shown once; the old one keeps verifying requests for
+/// `secret_overlap_secs` (0: it stops at once).
 pub async fn rotate_merchant_secret(
     State(state): State<AppState>,
     who: CanWrite,
     Path(pid): Path<i64>,
 ) -> Result<Json<Value>, AdminApiError> {
-    let m = merchant::rotate_secret(&state.db, &state.keys, pid)
+    let overlap = state.config.secret_overlap_secs;
+    let m = merchant::rotate_secret(&state.db, &state.keys, pid, overlap)
         .await?
         .ok_or_else(|| AdminApiError::not_found(format!("no merchant with pid {pid}")))?;
     state
         .audit
-        .record(who.admin.event(
-            actions::MERCHANT_ROTATE_SECRET,
-            format!("merchant:{}", m.pid),
-        ))
+        .record(
+            who.admin
+                .event(
+                    actions::MERCHANT_ROTATE_SECRET,
+                    format!("merchant:{}", m.pid),
+                )
+                .with_details(json!({ "overlap_secs": overlap })),
+        )
         .await?;
-    Ok(Json(
-        json!({ "pid": m.pid, "name": m.name, "secret": m.secret.expose() }),
-    ))
+    let until = (overlap > 0).then(|| crate::service::now() + i64::from(overlap));
+    Ok(Json(json!({
+        "pid": m.pid,
+        "name": m.name,
+        "secret": m.secret.expose(),
+        "rotation_overlap_until": until,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -206,6 +218,9 @@ pub struct MerchantPatch {
     /// GMPay verification: `dual`, `md5` or `hmac_sha256`.
     #[serde(default)]
     sign_mode: Option<String>,
+    /// IPs/CIDRs its signed requests may come from; `[]` = any.
+    #[serde(default)]
+    ip_allowlist: Option<Vec<String>>,
 }
 
 /// Renames, disables / re-enables a merchant or sets its GMPay sign mode.
@@ -215,10 +230,19 @@ pub async fn update_merchant(
     Path(pid): Path<i64>,
     AdminJson(req): AdminJson<MerchantPatch>,
 ) -> Result<Json<Value>, AdminApiError> {
-    if req.name.is_none() && req.enabled.is_none() && req.sign_mode.is_none() {
+    if req.name.is_none()
+        && req.enabled.is_none()
+        && req.sign_mode.is_none()
+        && req.ip_allowlist.is_none()
+    {
         return Err(AdminApiError::invalid(
-            "nothing to change: send name, enabled and/or sign_mode",
+            "nothing to change: send name, enabled, sign_mode and/or ip_allowlist",
         ));
+    }
+    // Validated before anything is written, so a bad list changes nothing.
+    if let Some(list) = &req.ip_allowlist {
+        crate::service::merchant_access::parse_allowlist(&list.join(","))
+            .map_err(AdminApiError::invalid)?;
     }
     let not_found = || AdminApiError::not_found(format!("no merchant with pid {pid}"));
     let mode =
@@ -238,6 +262,11 @@ pub async fn update_merchant(
             .await?
             .ok_or_else(not_found)?;
     }
+    if let Some(list) = &req.ip_allowlist {
+        crate::service::merchant_access::set_ip_allowlist(&state.db, pid, list)
+            .await?
+            .ok_or_else(not_found)?;
+    }
     let m = merchant::list(&state.db)
         .await?
         .into_iter()
@@ -249,7 +278,7 @@ pub async fn update_merchant(
             who.admin
                 .event(actions::MERCHANT_UPDATE, format!("merchant:{pid}"))
                 .with_details(
-                    json!({ "name": req.name, "enabled": req.enabled, "sign_mode": req.sign_mode }),
+                    json!({ "name": req.name, "enabled": req.enabled, "sign_mode": req.sign_mode, "ip_allowlist": req.ip_allowlist }),
                 ),
         )
         .await?;

@@ -13,7 +13,8 @@ use crate::{
     state::AppState,
 };
 
-/// Per network: watcher role, head, confirmed head, cursor, lag, last good round, last error.
+/// Per network: watcher role, head, confirmed head, cursor, lag, last good round, last error,
+/// and the RPC URL in use (redacted: providers put API keys in paths and queries).
 pub async fn chains(State(state): State<AppState>, _: CanRead) -> Json<Value> {
     let persisted = crate::chain::cursors(&state.db).await.unwrap_or_default();
     let mut out = serde_json::Map::new();
@@ -33,6 +34,7 @@ pub async fn chains(State(state): State<AppState>, _: CanRead) -> Json<Value> {
                 "lag_blocks": lag,
                 "last_ok_unix": s.last_ok_unix,
                 "error": s.error,
+                "rpc_url": s.rpc_url,
             }),
         );
     }
@@ -115,7 +117,18 @@ pub async fn stats(
             (network.to_string(), json!(lag))
         })
         .collect();
-    Ok(Json(
-        json!({ "today": day, "last_7_days": week, "scanner_lag_blocks": lag }),
-    ))
+    // A queue that cannot be read must not take the dashboard down: `null` and the error logged.
+    let queue_depth = match state.queue.pending_jobs().await {
+        Ok(n) => Some(n),
+        Err(e) => {
+            tracing::warn!(error = %e, "admin /stats: job queue depth unavailable");
+            None
+        }
+    };
+    Ok(Json(json!({
+        "today": day,
+        "last_7_days": week,
+        "scanner_lag_blocks": lag,
+        "queue": { "backend": state.queue.backend_name(), "pending_jobs": queue_depth },
+    })))
 }

@@ -175,29 +175,7 @@ pub async fn credit_transfer_in(
     let candidates = lock_orders(txn, &slot_ids).await?;
 
     let outcome = match pick_order(&candidates, t.block_time, rules.clock_tolerance_secs) {
-        Pick::Credit(o) => {
-            mark_paid(txn, o, t, &amount_text).await?;
-            match &o.parent_trade_id {
-                // A child of a payer's network switch pays its parent (`switch`).
-                Some(parent) => {
-                    super::switch::settle_parent(txn, o, parent, t, &amount_text).await?
-                }
-                None => {
-                    let hold = rules.slot_reuse_grace_secs > 0;
-                    super::switch::end_children(
-                        txn,
-                        o.trade_id.as_str(),
-                        OrderStatus::Expired,
-                        hold,
-                    )
-                    .await?;
-                    CreditOutcome::Paid {
-                        order_id: o.id.get(),
-                        trade_id: o.trade_id.to_string(),
-                    }
-                }
-            }
-        }
+        Pick::Credit(o) => pay(txn, rules, o, t, &amount_text).await?,
         Pick::Late(o) if o.status == OrderStatus::Paid => {
             set_flag(txn, o.id, flags::PAID_TWICE).await?;
             CreditOutcome::PaidTwice {
@@ -220,6 +198,32 @@ pub async fn credit_transfer_in(
         .await?;
     tracing::info!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, amount = %amount_text, outcome = outcome.kind(), order_id = ?outcome.order_ref(), "transfer recorded");
     Ok(outcome)
+}
+
+/// Pays `o` (locked by this transaction) with `t`: the paid compare-and-swap, then a switched
+/// child settles its parent, or a parent ends its waiting children. Shared by the watcher's
+/// match and an admin's resolve (`resolve`), so both take the same path.
+pub(super) async fn pay(
+    txn: &sea_orm::DatabaseTransaction,
+    rules: &OrderRules,
+    o: &Order,
+    t: &IncomingTransfer,
+    amount_text: &str,
+) -> Result<CreditOutcome, OrderError> {
+    mark_paid(txn, o, t, amount_text).await?;
+    Ok(match &o.parent_trade_id {
+        // A child of a payer's network switch pays its parent (`switch`).
+        Some(parent) => super::switch::settle_parent(txn, o, parent, t, amount_text).await?,
+        None => {
+            let hold = rules.slot_reuse_grace_secs > 0;
+            super::switch::end_children(txn, o.trade_id.as_str(), OrderStatus::Expired, hold)
+                .await?;
+            CreditOutcome::Paid {
+                order_id: o.id.get(),
+                trade_id: o.trade_id.to_string(),
+            }
+        }
+    })
 }
 
 /// The orders with these ids as they are now, locked until the transaction ends (in id order,

@@ -16,6 +16,7 @@ pub mod choice;
 mod create;
 mod credit;
 mod expire;
+pub mod resolve;
 pub mod search;
 pub mod switch;
 

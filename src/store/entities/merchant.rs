@@ -13,6 +13,12 @@ pub struct Model {
     /// GMPay verification: `dual` (HMAC-SHA256 or MD5), `md5` or `hmac_sha256`.
     pub sign_mode: String,
     pub enabled: bool,
+    /// Comma-separated IPs/CIDRs the merchant's signed requests may come from; empty = any.
+    pub ip_allowlist: String,
+    /// The secret before the last rotation (sealed, AAD `merchant:<pid>:previous_secret`),
+    /// accepted until `previous_secret_until` (`secret_overlap_secs`).
+    pub previous_secret: Option<String>,
+    pub previous_secret_until: Option<i64>,
     pub created_at: i64,
     pub updated_at: i64,
 }

@@ -17,7 +17,8 @@ pub struct Model {
     pub amount: String,
     pub block_time: i64,
     pub order_id: Option<i64>,
-    /// `matched`, `unmatched`, `late`, `partial`, `overpaid`, `duplicate`.
+    /// `matched`, `unmatched`, `late`, `partial`, `overpaid`, `paid_twice`, `duplicate`; after an
+    /// operator's resolve (`service::order::resolve`) `credited` or `dismissed`.
     pub kind: String,
     pub created_at: i64,
 }
