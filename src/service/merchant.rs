@@ -116,10 +116,7 @@ pub async fn sync_default_merchant(
     token: Option<&Secret>,
 ) -> Result<(), MerchantError> {
     let now = super::now();
-    let existing = merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(DEFAULT_PID))
-        .one(db)
-        .await?;
+    let existing = row_by_pid(db, DEFAULT_PID).await?;
     match (existing, token) {
         (None, Some(t)) => {
             let row = merchant::ActiveModel {
@@ -168,14 +165,23 @@ pub async fn sync_default_merchant(
     Ok(())
 }
 
+/// The `merchants` row with this pid, if any.
+pub(super) async fn row_by_pid(
+    db: &DatabaseConnection,
+    pid: i64,
+) -> Result<Option<merchant::Model>, DbErr> {
+    merchant::Entity::find()
+        .filter(merchant::Column::Pid.eq(pid))
+        .one(db)
+        .await
+}
+
 pub async fn find_by_pid(
     db: &DatabaseConnection,
     keys: &KeyStore,
     pid: i64,
 ) -> Result<Option<Merchant>, MerchantError> {
-    merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(pid))
-        .one(db)
+    row_by_pid(db, pid)
         .await?
         .map(|m| Merchant::open(m, keys))
         .transpose()
@@ -338,11 +344,7 @@ pub async fn set_sign_mode(
     pid: i64,
     mode: SignMode,
 ) -> Result<Option<String>, MerchantError> {
-    let Some(m) = merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(pid))
-        .one(db)
-        .await?
-    else {
+    let Some(m) = row_by_pid(db, pid).await? else {
         return Ok(None);
     };
     let previous = m.sign_mode.clone();
@@ -474,11 +476,7 @@ pub async fn rotate_secret(
             "the secret of merchant 1000 is api_auth_token; change it in the config".into(),
         ));
     }
-    let Some(m) = merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(pid))
-        .one(db)
-        .await?
-    else {
+    let Some(m) = row_by_pid(db, pid).await? else {
         return Ok(None);
     };
     let secret = generate_secret();
@@ -505,11 +503,7 @@ pub async fn update(
             "merchant 1000 follows api_auth_token; change it in the config".into(),
         ));
     }
-    let Some(m) = merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(pid))
-        .one(db)
-        .await?
-    else {
+    let Some(m) = row_by_pid(db, pid).await? else {
         return Ok(None);
     };
     let mut am: merchant::ActiveModel = m.into();

@@ -118,11 +118,7 @@ pub async fn set_ip_allowlist(
     raw: &[String],
 ) -> Result<Option<merchant::Model>, MerchantError> {
     let nets = parse_allowlist(&raw.join(",")).map_err(MerchantError::Invalid)?;
-    let Some(m) = merchant::Entity::find()
-        .filter(merchant::Column::Pid.eq(pid))
-        .one(db)
-        .await?
-    else {
+    let Some(m) = super::merchant::row_by_pid(db, pid).await? else {
         return Ok(None);
     };
     let text = nets
