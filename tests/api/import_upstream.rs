@@ -56,7 +56,11 @@ async fn upstream_db_prefixed(
 
 async fn tables(url: &str) -> Vec<String> {
     let db = Database::connect(url).await.expect("db");
-    epusdt::store::upstream::tables(&db).await.expect("tables")
+    let t = epusdt::store::upstream::tables(&db).await.expect("tables");
+    // Closed before the binary runs: a pool merely dropped closes its SQLite connection later,
+    // and the binary's switch to WAL then finds the file busy ("database is locked").
+    db.close().await.ok();
+    t
 }
 
 fn run(dir: &Path, db_url: &str, env: &[(&str, &str)], args: &[&str]) -> Output {
