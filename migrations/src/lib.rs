@@ -15,6 +15,7 @@ mod m20261202_000006_compat_columns;
 mod m20261202_000007_order_choices;
 mod m20261202_000008_admins;
 mod m20261202_000009_merchant_admin;
+mod m20261202_000010_merchant_rate_limit;
 
 pub struct Migrator;
 
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000007_order_choices::Migration),
             Box::new(m20261202_000008_admins::Migration),
             Box::new(m20261202_000009_merchant_admin::Migration),
+            Box::new(m20261202_000010_merchant_rate_limit::Migration),
         ]
     }
 }

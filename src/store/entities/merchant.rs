@@ -19,6 +19,9 @@ pub struct Model {
     /// accepted until `previous_secret_until` (`secret_overlap_secs`).
     pub previous_secret: Option<String>,
     pub previous_secret_until: Option<i64>,
+    /// Signed requests per minute for this merchant; None = `rate_limit_merchant_per_minute`,
+    /// 0 = unlimited.
+    pub rate_limit_per_minute: Option<i32>,
     pub created_at: i64,
     pub updated_at: i64,
 }
