@@ -26,7 +26,7 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 pub use self::{
     create::{Created, create_order},
     credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback, tx_hash_used},
-    expire::{ExpireOutcome, Swept, cancel_order, expire_order, sweep},
+    expire::{ExpireOutcome, Swept, cancel_order, expire_due, expire_order, sweep},
     switch::{Switched, children, supported_networks, switch_network},
 };
 use super::merchant::Merchant;
