@@ -9,6 +9,10 @@ use std::{
     os::unix::fs::PermissionsExt,
     path::{Path, PathBuf},
     process::{Child, Command, Output, Stdio},
+    sync::{
+        Arc,
+        atomic::{AtomicBool, AtomicUsize, Ordering},
+    },
 };
 
 use common::Backend;
@@ -94,24 +98,7 @@ struct Server {
 impl Server {
     /// A GMPay order signed with the merchant's secret; the reply.
     async fn create(&self, order_id: &str) -> Value {
-        let mut p: BTreeMap<&str, String> = BTreeMap::new();
-        p.insert("pid", PID.into());
-        p.insert("order_id", order_id.into());
-        p.insert("currency", "USD".into());
-        p.insert("amount", "5".into());
-        p.insert("notify_url", "https://shop.example.com/n".into());
-        p.insert("token", "USDT".into());
-        p.insert("network", "tron".into());
-        let sig = common::gmpay_sign(&p, SECRET);
-        let body = json!({"pid": 3001, "order_id": order_id, "currency": "USD", "amount": 5,
-            "notify_url": "https://shop.example.com/n", "token": "USDT", "network": "tron",
-            "signature": sig});
-        common::post_json(
-            &reqwest::Client::new(),
-            &format!("{}/payments/gmpay/v1/order/create-transaction", self.base),
-            &body,
-        )
-        .await
+        create_at(&self.base, order_id).await
     }
 
     async fn status(&self, trade_id: &str) -> Value {
@@ -129,6 +116,28 @@ impl Server {
             .status();
         self.child.wait().unwrap();
     }
+}
+
+/// A GMPay order at the gateway `base`, signed with the merchant's secret; the reply.
+async fn create_at(base: &str, order_id: &str) -> Value {
+    let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    p.insert("pid", PID.into());
+    p.insert("order_id", order_id.into());
+    p.insert("currency", "USD".into());
+    p.insert("amount", "5".into());
+    p.insert("notify_url", "https://shop.example.com/n".into());
+    p.insert("token", "USDT".into());
+    p.insert("network", "tron".into());
+    let sig = common::gmpay_sign(&p, SECRET);
+    let body = json!({"pid": 3001, "order_id": order_id, "currency": "USD", "amount": 5,
+            "notify_url": "https://shop.example.com/n", "token": "USDT", "network": "tron",
+            "signature": sig});
+    common::post_json(
+        &reqwest::Client::new(),
+        &format!("{base}/payments/gmpay/v1/order/create-transaction"),
+        &body,
+    )
+    .await
 }
 
 impl Drop for Server {
@@ -165,10 +174,36 @@ async fn backup_while_serving_then_restore(backend: Backend) {
     let server = src.serve().await;
     let before = trade_id(&server.create("B1").await);
 
-    // Both backups are taken while the gateway serves.
+    // Both backups are taken while the gateway serves; the first one while orders are being
+    // created.
     let with_key = src.root.path().join("bk-key");
-    let (out, err) = src.ok(&["backup", "--to", path(&with_key), "--include-key"]);
-    assert!(out.contains("backup written"), "{out}");
+    let stop = Arc::new(AtomicBool::new(false));
+    let made = Arc::new(AtomicUsize::new(0));
+    let creator = tokio::spawn({
+        let (base, stop, made) = (server.base.clone(), stop.clone(), made.clone());
+        async move {
+            let mut ids = Vec::new();
+            while !stop.load(Ordering::SeqCst) && ids.len() < 40 {
+                let reply = create_at(&base, &format!("C{}", ids.len())).await;
+                ids.push(trade_id(&reply));
+                made.store(ids.len(), Ordering::SeqCst);
+            }
+            ids
+        }
+    });
+    common::eventually(30, "orders being created", || async {
+        (made.load(Ordering::SeqCst) >= 3).then_some(())
+    })
+    .await;
+    let mut cmd = src.cmd();
+    cmd.args(["backup", "--to", path(&with_key), "--include-key"]);
+    let out = tokio::task::spawn_blocking(move || cmd.output().unwrap())
+        .await
+        .unwrap();
+    stop.store(true, Ordering::SeqCst);
+    let during = creator.await.unwrap();
+    let (out, err) = text(&out);
+    assert!(out.contains("backup written"), "{out}\n{err}");
     assert!(
         err.contains("WARNING") && err.contains("MASTER KEY"),
         "--include-key warns on stderr: {err}"
@@ -203,8 +238,13 @@ async fn backup_while_serving_then_restore(backend: Backend) {
     let Some(dst) = Site::new(backend).await else {
         return;
     };
-    let (out, err) = dst.ok(&["restore", "--from", path(&with_key)]);
-    assert!(out.contains("1 order(s)"), "{out}\n{err}");
+    let (out, _) = dst.ok(&["restore", "--from", path(&with_key)]);
+    let restored: usize = out
+        .split(" order(s)")
+        .next()
+        .and_then(|s| s.rsplit(' ').next())
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("order count in {out}"));
     let key_mode = std::fs::metadata(dst.data().join("master.key"))
         .unwrap()
         .permissions()
@@ -213,6 +253,30 @@ async fn backup_while_serving_then_restore(backend: Backend) {
     let server = dst.serve().await;
     let found = server.status(&before).await;
     assert_eq!(found["data"]["status"], 1, "the order is back: {found}");
+    // A snapshot: the orders created during the backup are each whole or absent, and the
+    // database holds exactly the orders found (B1 and a prefix of them).
+    let mut present = Vec::new();
+    for id in &during {
+        let r = server.status(id).await;
+        present.push(r["status_code"] == 200);
+        if r["status_code"] == 200 {
+            assert_eq!(r["data"]["status"], 1, "{r}");
+        }
+    }
+    assert!(
+        present.windows(2).all(|w| w[0] || !w[1]),
+        "orders created one after another appear as a prefix: {present:?}"
+    );
+    eprintln!(
+        "{backend:?}: {} order(s) created around the backup, {} in it",
+        during.len(),
+        restored - 1
+    );
+    assert_eq!(
+        restored,
+        1 + present.iter().filter(|p| **p).count(),
+        "{present:?}"
+    );
     let missing = server.status(&after).await;
     assert_ne!(missing["status_code"], 200, "{missing}");
     // The merchant's secret still signs: the same order again is the same order, a new one works.
@@ -245,7 +309,10 @@ async fn backup_while_serving_then_restore(backend: Backend) {
     )
     .unwrap();
     let (out, _) = bare.ok(&["restore", "--from", path(&without_key)]);
-    assert!(out.contains("1 order(s)"), "{out}");
+    assert!(
+        out.contains(&format!(" {} order(s)", 1 + during.len())),
+        "the second backup, after the creates, holds them all: {out}"
+    );
     let server = bare.serve().await;
     assert_eq!(server.status(&before).await["data"]["status"], 1);
     trade_id(&server.create("B4").await);

@@ -121,14 +121,6 @@ pub async fn create(
     if std::fs::read_dir(to).is_ok_and(|mut d| d.next().is_some()) {
         return Err(BackupError::TargetNotEmpty(to.display().to_string()));
     }
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new()
-            .recursive(true)
-            .mode(0o700)
-            .create(to)
-            .map_err(io)?;
-    }
     let url = config.effective_database_url();
     let backend = backend_of(&url);
     if backend == "sqlite" {
@@ -137,9 +129,35 @@ pub async fn create(
             return Err(BackupError::NoDatabase(path.display().to_string()));
         }
     }
+    let existed = to.exists();
+    {
+        use std::os::unix::fs::DirBuilderExt;
+        std::fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(to)
+            .map_err(io)?;
+    }
     let db = store::connect(&url).await?;
     let result = copy_all(config, &db, &url, backend, to, include_key).await;
     db.close().await.ok();
+    if result.is_err() {
+        // No half-written backup (and no stray key copy) is left behind: the directory was
+        // empty or absent before.
+        if let Ok(entries) = std::fs::read_dir(to) {
+            for e in entries.flatten() {
+                let p = e.path();
+                let _ = if p.is_dir() {
+                    std::fs::remove_dir_all(&p)
+                } else {
+                    std::fs::remove_file(&p)
+                };
+            }
+        }
+        if !existed {
+            let _ = std::fs::remove_dir(to);
+        }
+    }
     result
 }
 
