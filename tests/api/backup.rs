@@ -230,6 +230,24 @@ async fn backup_while_serving_then_restore(backend: Backend) {
             .any(|f| f["path"].as_str().unwrap().starts_with("audit/")),
         "audit files are copied: {manifest}"
     );
+    // A second backup into the same directory is refused; a failed one leaves nothing behind.
+    let again = src.run(&["backup", "--to", path(&without_key)]);
+    assert_eq!(again.status.code(), Some(1));
+    assert!(text(&again).1.contains("not empty"), "{:?}", text(&again));
+    if backend != Backend::Sqlite {
+        let no_tools = tempfile::tempdir().unwrap();
+        let failed = src.root.path().join("bk-failed");
+        let out = src
+            .cmd()
+            .env("PATH", no_tools.path())
+            .args(["backup", "--to", path(&failed)])
+            .output()
+            .unwrap();
+        let (_, err) = text(&out);
+        assert_eq!(out.status.code(), Some(1), "{err}");
+        assert!(err.contains("is not on PATH; install it"), "{err}");
+        assert!(!failed.exists(), "no half-written backup");
+    }
     // An order made after the backup is not in it.
     let after = trade_id(&server.create("B2").await);
     server.stop();
