@@ -79,11 +79,25 @@ fn libpq_url(url: &str) -> Result<(String, Option<String>), BackupError> {
     Ok((u.to_string(), password))
 }
 
+/// Decodes `%XX` escapes of a URL component (user, password, database name).
 fn percent_decode(s: &str) -> String {
-    url::form_urlencoded::parse(format!("p={}", s.replace('+', "%2B")).as_bytes())
-        .next()
-        .map(|(_, v)| v.into_owned())
-        .unwrap_or_default()
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        match (b[i], b.get(i + 1).copied(), b.get(i + 2).copied()) {
+            (b'%', Some(h), Some(l)) if hex(h).is_some() && hex(l).is_some() => {
+                out.push((hex(h).unwrap_or(0) * 16 + hex(l).unwrap_or(0)) as u8);
+                i += 3;
+            }
+            (c, _, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// Connection arguments for the MySQL client tools and the password.
@@ -277,11 +291,11 @@ mod tests {
     #[test]
     fn libpq_url_moves_the_password_out_and_keeps_libpq_parameters() {
         let (url, pw) = libpq_url(
-            "postgres://app:p%40ss@db:5432/shop?sslmode=require&statement-cache-capacity=0",
+            "postgres://app:p%40s&s+@db:5432/shop?sslmode=require&statement-cache-capacity=0",
         )
         .unwrap();
         assert_eq!(url, "postgres://app@db:5432/shop?sslmode=require");
-        assert_eq!(pw.as_deref(), Some("p@ss"));
+        assert_eq!(pw.as_deref(), Some("p@s&s+"));
     }
 
     #[test]

@@ -81,7 +81,12 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreSummary, Bac
     let data_dir = &config.data_dir;
     make_private_dir(data_dir)?;
     match db_file {
-        Some(path) => copy_synced(&from.join(manifest::SQLITE_FILE), &path)?,
+        Some(path) => {
+            if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+                make_private_dir(parent)?;
+            }
+            copy_synced(&from.join(manifest::SQLITE_FILE), &path)?
+        }
         None if backend == "postgres" => {
             dump::pg_load(&url, &from.join(manifest::SQL_DUMP_FILE)).await?
         }
