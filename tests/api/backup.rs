@@ -395,6 +395,39 @@ async fn a_tampered_backup_is_refused_before_anything_is_written() {
     let err = restore_into_fresh(&escape);
     assert!(err.contains("never writes"), "{err}");
 
+    // Without the key in the backup: a database change with the manifest's checksum rewritten
+    // to match is caught by the manifest's tag (restore has the key to check it).
+    let bare = src.root.path().join("bk-nokey");
+    src.ok(&["backup", "--to", path(&bare)]);
+    let forged = src.root.path().join("bad-forged");
+    copy_dir(&bare, &forged);
+    let db = forged.join("database.sqlite");
+    let mut bytes = std::fs::read(&db).unwrap();
+    let old_sum = sha256_hex(&bytes);
+    let mid = bytes.len() / 2;
+    bytes[mid] ^= 0x01;
+    std::fs::write(&db, &bytes).unwrap();
+    let m = forged.join("manifest.json");
+    let edited = std::fs::read_to_string(&m)
+        .unwrap()
+        .replace(&old_sum, &sha256_hex(&bytes));
+    std::fs::write(&m, edited).unwrap();
+    let dst = tempfile::tempdir().unwrap();
+    std::fs::create_dir(dst.path().join("data")).unwrap();
+    std::fs::copy(
+        src.data().join("master.key"),
+        dst.path().join("data").join("master.key"),
+    )
+    .unwrap();
+    let out = common::epusdt(dst.path())
+        .args(["restore", "--from", path(&forged)])
+        .output()
+        .unwrap();
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("authentication tag does not match"), "{err}");
+    assert!(!dst.path().join("data").join("epusdt.db").exists());
+
     // The untouched backup restores.
     let ok = tempfile::tempdir().unwrap();
     let out = common::epusdt(ok.path())
@@ -414,4 +447,12 @@ fn copy_dir(from: &Path, to: &Path) {
             std::fs::copy(&p, to.join(e.file_name())).unwrap();
         }
     }
+}
+
+fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest;
+    sha2::Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
 }

@@ -14,6 +14,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::BackupError;
+use crate::crypto::master_key::MasterKey;
 
 /// Name of the manifest inside a backup directory.
 pub const MANIFEST: &str = "manifest.json";
@@ -58,9 +59,63 @@ pub struct Manifest {
     /// Whether `master.key` is in the backup (`--include-key`).
     pub key_included: bool,
     pub files: Vec<FileEntry>,
+    /// HMAC-SHA256 of the rest of the manifest under a key derived from the master key (hex),
+    /// present whenever `key_fingerprint` is: a restore, which needs that key anyway, refuses a
+    /// manifest rewritten to match changed files. (With `--include-key` the key travels with
+    /// the backup, so the tag then only catches accidents.)
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mac: Option<String>,
+}
+
+type HmacSha256 = hmac::Hmac<Sha256>;
+
+fn mac_key(key: &MasterKey) -> Vec<u8> {
+    let mut h = Sha256::new();
+    h.update(b"epusdt-backup-manifest-v1");
+    h.update(key.to_hex().expose().as_bytes());
+    h.finalize().to_vec()
 }
 
 impl Manifest {
+    /// The HMAC over the manifest without its tag.
+    fn tagger(&self, key: &MasterKey) -> Result<HmacSha256, BackupError> {
+        use hmac::Mac;
+        let body = serde_json::to_vec(&Manifest {
+            mac: None,
+            ..self.clone()
+        })
+        .map_err(|e| BackupError::Io(format!("manifest: {e}")))?;
+        let mut m = HmacSha256::new_from_slice(&mac_key(key))
+            .map_err(|e| BackupError::Io(format!("manifest tag: {e}")))?;
+        m.update(&body);
+        Ok(m)
+    }
+
+    /// Sets [`Manifest::mac`] under `key`.
+    pub fn seal(&mut self, key: &MasterKey) -> Result<(), BackupError> {
+        use hmac::Mac;
+        self.mac = Some(hex::encode(self.tagger(key)?.finalize().into_bytes()));
+        Ok(())
+    }
+
+    /// Checks the tag under `key` (constant time). A manifest that records a key fingerprint
+    /// must carry a tag.
+    pub fn check_mac(&self, key: &MasterKey) -> Result<(), BackupError> {
+        use hmac::Mac;
+        let tag = self
+            .mac
+            .as_deref()
+            .and_then(|t| hex::decode(t).ok())
+            .ok_or_else(|| {
+                BackupError::Tampered("the manifest has no authentication tag".into())
+            })?;
+        self.tagger(key)?.verify_slice(&tag).map_err(|_| {
+            BackupError::Tampered(
+                "the manifest's authentication tag does not match (the manifest was edited)".into(),
+            )
+        })
+    }
+
     pub fn write(&self, dir: &Path) -> Result<(), BackupError> {
         let text = serde_json::to_string_pretty(self)
             .map_err(|e| BackupError::Io(format!("manifest: {e}")))?;
@@ -212,7 +267,37 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<(), BackupError> {
 
 #[cfg(test)]
 mod tests {
-    use super::allowed_path;
+    use super::{Manifest, MasterKey, allowed_path};
+
+    #[test]
+    fn the_tag_covers_every_field_and_needs_the_key() {
+        let key = MasterKey::from_bytes([7; 32]);
+        let mut m = Manifest {
+            format: super::FORMAT.into(),
+            created_at: "2026-12-02T00:00:00Z".into(),
+            epusdt_version: "0.1.0".into(),
+            schema_version: "m1".into(),
+            backend: "sqlite".into(),
+            dump_tool: "sqlite VACUUM INTO".into(),
+            key_fingerprint: Some(key.fingerprint()),
+            key_included: false,
+            files: vec![super::FileEntry {
+                path: "database.sqlite".into(),
+                bytes: 1,
+                sha256: "00".into(),
+            }],
+            mac: None,
+        };
+        assert!(m.check_mac(&key).is_err(), "no tag");
+        m.seal(&key).unwrap();
+        // Through JSON and back, as restore reads it.
+        let read: Manifest = serde_json::from_str(&serde_json::to_string(&m).unwrap()).unwrap();
+        read.check_mac(&key).unwrap();
+        assert!(read.check_mac(&MasterKey::from_bytes([8; 32])).is_err());
+        let mut edited = read.clone();
+        edited.files[0].sha256 = "01".into();
+        assert!(edited.check_mac(&key).is_err());
+    }
 
     #[test]
     fn only_backup_names_are_allowed() {

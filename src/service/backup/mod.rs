@@ -4,9 +4,10 @@
 //! A backup directory holds the database copy (SQLite `VACUUM INTO`, or a `pg_dump` /
 //! `mysqldump` SQL file), the MySQL job-queue file when there is one, the audit JSONL files
 //! (complete lines only), the master key only when asked (`--include-key`), and
-//! `manifest.json` (checksums, epusdt and schema versions, backend, key fingerprint).
+//! `manifest.json` (checksums, epusdt and schema versions, backend, key fingerprint, and an HMAC
+//! tag under the master key, so a manifest rewritten to match changed files is refused).
 //!
-//! Restore changes nothing until everything is checked: the manifest and every checksum, the
+//! Restore changes nothing until everything is checked: the manifest, its tag and every checksum, the
 //! schema version (not newer than this binary), the backend, the master key (in the backup or
 //! supplied, with the fingerprint the backup records) and that the target is empty. Those
 //! refusals are [`BackupError::is_refusal`] (exit code 2).
@@ -44,7 +45,7 @@ pub enum BackupError {
         tool: &'static str,
         package: &'static str,
     },
-    #[error("--include-key: {0}")]
+    #[error("master key: {0}")]
     KeyUnavailable(String),
     #[error("database copy: {0}")]
     Dump(String),
@@ -170,12 +171,14 @@ async fn copy_all(
     include_key: bool,
 ) -> Result<BackupSummary, BackupError> {
     let fingerprint = stored_fingerprint(db).await?;
-    let key = if include_key {
+    // The key authenticates the manifest (and is copied only with --include-key): needed
+    // whenever the database holds sealed secrets, and it must be theirs.
+    let key = if include_key || fingerprint.is_some() {
         let key = configured_key(config)
             .map_err(|e| BackupError::KeyUnavailable(e.to_string()))?
             .ok_or_else(|| {
                 BackupError::KeyUnavailable(format!(
-                    "no master key is configured and {} does not exist",
+                    "no master key is configured and {} does not exist; run backup with the gateway's configuration (the key authenticates the backup and is copied only with --include-key)",
                     key_file_path(config).display()
                 ))
             })?;
@@ -225,12 +228,12 @@ async fn copy_all(
         }
     };
     files.extend(copy_audit(&config.data_dir.join("audit"), to)?);
-    if let Some(key) = &key {
+    if let Some(key) = key.as_ref().filter(|_| include_key) {
         master_key::write_key_file(&to.join(manifest::KEY_FILE), key)
             .map_err(|e| BackupError::Io(e.to_string()))?;
         files.push(manifest::entry(to, manifest::KEY_FILE)?);
     }
-    let manifest = Manifest {
+    let mut manifest = Manifest {
         format: manifest::FORMAT.into(),
         created_at,
         epusdt_version: env!("CARGO_PKG_VERSION").into(),
@@ -238,9 +241,13 @@ async fn copy_all(
         backend: backend.into(),
         dump_tool,
         key_fingerprint: fingerprint,
-        key_included: key.is_some(),
+        key_included: include_key,
         files,
+        mac: None,
     };
+    if let (Some(key), Some(_)) = (&key, &manifest.key_fingerprint) {
+        manifest.seal(key)?;
+    }
     manifest.write(to)?;
     Ok(BackupSummary {
         dir: to.to_path_buf(),

@@ -53,7 +53,13 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreSummary, Bac
             manifest.backend, manifest.backend
         )));
     }
-    let key_to_write = check_key(config, from, &manifest)?;
+    let key_to_write = match check_key(config, from, &manifest)? {
+        Some((key, write)) => {
+            manifest.check_mac(&key)?;
+            write.then_some(key)
+        }
+        None => None,
+    };
     check_data_dir_empty(config)?;
     let db_file = if backend == "sqlite" {
         let path = dump::sqlite_path(&url)?;
@@ -115,13 +121,14 @@ pub async fn restore(config: &Config, from: &Path) -> Result<RestoreSummary, Bac
     })
 }
 
-/// The key the restored secrets need: the backup's (written after the database), or the one
-/// already configured. `Ok(Some)` = write this key; refuses a missing or different key.
+/// The key the restored secrets need: the backup's (written after the database) or the one
+/// already configured, and whether to write it; `None` when the backup has no sealed secret.
+/// Refuses a missing or different key.
 fn check_key(
     config: &Config,
     from: &Path,
     manifest: &Manifest,
-) -> Result<Option<MasterKey>, BackupError> {
+) -> Result<Option<(MasterKey, bool)>, BackupError> {
     let configured =
         configured_key(config).map_err(|e| BackupError::Refused(format!("master key: {e}")))?;
     let Some(wanted) = &manifest.key_fingerprint else {
@@ -140,8 +147,8 @@ fn check_key(
             ));
         }
         return match configured {
-            None => Ok(Some(key)),
-            Some(c) if c.fingerprint() == *wanted => Ok(None),
+            None => Ok(Some((key, true))),
+            Some(c) if c.fingerprint() == *wanted => Ok(Some((c, false))),
             Some(c) => Err(BackupError::Refused(format!(
                 "a different master key (fingerprint {}) is configured; the backup's secrets are sealed with the key in the backup (fingerprint {wanted}): remove master_key / master_key_file (or {}) and run restore again",
                 c.fingerprint(),
@@ -150,7 +157,7 @@ fn check_key(
         };
     }
     match configured {
-        Some(c) if c.fingerprint() == *wanted => Ok(None),
+        Some(c) if c.fingerprint() == *wanted => Ok(Some((c, false))),
         Some(c) => Err(BackupError::Refused(format!(
             "the configured master key (fingerprint {}) is not the key that sealed the backup's secrets (fingerprint {wanted}); supply the original master key",
             c.fingerprint()
