@@ -7,10 +7,10 @@
 //! `manifest.json` (checksums, epusdt and schema versions, backend, key fingerprint, and an HMAC
 //! tag under the master key, so a manifest rewritten to match changed files is refused).
 //!
-//! Restore changes nothing until everything is checked: the manifest, its tag and every checksum, the
-//! schema version (not newer than this binary), the backend, the master key (in the backup or
-//! supplied, with the fingerprint the backup records) and that the target is empty. Those
-//! refusals are [`BackupError::is_refusal`] (exit code 2).
+//! Restore changes nothing until everything is checked: the manifest, its tag and every
+//! checksum, the schema version (not newer than this binary), the backend, the master key (in
+//! the backup or supplied, with the fingerprint the backup records) and that the target is
+//! empty. Those refusals are [`BackupError::is_refusal`] (exit code 2).
 //!
 //! Must never: overwrite a database or data directory with content, print or log a key, or
 //! restore a file the manifest does not list with a matching checksum.
