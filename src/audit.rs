@@ -55,6 +55,10 @@ pub mod actions {
     pub use super::admin_actions::*;
     /// `epusdt import upstream` ran (source URL redacted, counts).
     pub const UPSTREAM_IMPORT: &str = "upstream.import";
+    /// `epusdt backup` wrote a backup (directory, backend, whether the master key is in it).
+    pub const BACKUP_CREATE: &str = "backup.create";
+    /// `epusdt restore` brought a backup back.
+    pub const BACKUP_RESTORE: &str = "backup.restore";
 }
 
 /// Actor of events started by the command line.

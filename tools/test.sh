@@ -27,6 +27,20 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwrigh
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# pg_dump/psql and mysqldump/mysql for the backup/restore tests (Debian packages).
+for pair in "pg_dump postgresql-client" "mysqldump mariadb-client"; do
+  set -- $pair
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      say "installing Debian $2 (backup tests)"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+      echo "$1 not installed and cannot apt-get $2: the backup tests on that database fail" >&2
+    fi
+  fi
+done
+
 # anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned.
 . tools/anvil.sh
 

@@ -13,6 +13,7 @@ mod admin_panel;
 mod admin_resolve;
 mod admin_status;
 mod audit;
+mod backup;
 mod bepusdt_compat;
 mod chain_evm;
 mod chain_lease;
