@@ -11,6 +11,7 @@ use crate::{
     queue::{Job, JobQueue},
     service::{merchant::Merchant, now},
     store::entities::order,
+    telemetry::metrics,
 };
 
 /// The compare-and-swap every status change goes through. Returns `false` when another actor
@@ -62,6 +63,12 @@ pub async fn cancel_order(
         }
         .into());
     }
+    metrics::order_event(
+        metrics::OrderEvent::Cancelled,
+        o.network,
+        &o.token,
+        o.actual_amount,
+    );
     super::switch::end_children(db, trade_id, OrderStatus::Cancelled, hold).await?;
     find_by_trade_id(db, trade_id)
         .await?
@@ -96,6 +103,12 @@ pub async fn expire_order(
     Ok(
         if change_status(db, o.id, o.status, OrderStatus::Expired, hold).await? {
             tracing::info!(trade_id, "order expired");
+            metrics::order_event(
+                metrics::OrderEvent::Expired,
+                o.network,
+                &o.token,
+                o.actual_amount,
+            );
             super::switch::end_children(db, trade_id, OrderStatus::Expired, hold).await?;
             ExpireOutcome::Expired
         } else {
@@ -154,6 +167,10 @@ pub async fn sweep(
         .await?
         {
             swept.expired += 1;
+            if let Some(network) = crate::domain::network::Network::parse(&o.network) {
+                let amount = o.actual_amount.parse().unwrap_or_default();
+                metrics::order_event(metrics::OrderEvent::Expired, network, &o.token, amount);
+            }
         }
     }
     let unqueued = order::Entity::find()
