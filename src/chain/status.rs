@@ -61,7 +61,12 @@ impl Registry {
             s.role = "starting";
             s.poll_interval = settings.poll_interval;
         });
-        crate::telemetry::metrics::chain_registered(settings.network);
+        let urls: Vec<String> = settings
+            .rpc_urls
+            .iter()
+            .map(|u| crate::redact::rpc_url(u.as_str()))
+            .collect();
+        crate::telemetry::metrics::chain_registered(settings.network, &urls);
     }
 }
 

@@ -428,8 +428,30 @@ pub fn rate_limit_burst(rule: &'static str) {
 
 // --- chain --------------------------------------------------------------------------------
 
-/// A configured network: its series start at zero before the watcher's first round.
-pub fn chain_registered(network: Network) {
+/// The kinds of [`TRANSFERS`] (`CreditOutcome::kind`, plus `unrepresentable`: an amount the
+/// scanner could not represent).
+pub const TRANSFER_KINDS: [&str; 8] = [
+    "matched",
+    "duplicate",
+    "late",
+    "paid_twice",
+    "partial",
+    "overpaid",
+    "unmatched",
+    "unrepresentable",
+];
+
+/// The kinds of [`CHAIN_RPC_ERRORS`].
+pub const RPC_ERROR_KINDS: [&str; 3] = ["failed", "rate_limited", "wrong_chain"];
+
+/// A configured network and its (redacted) RPC URLs: their series start at zero before the
+/// watcher's first round.
+pub fn chain_registered(network: Network, urls: &[String]) {
+    for url in urls {
+        for kind in RPC_ERROR_KINDS {
+            counter!(CHAIN_RPC_ERRORS, "url" => url.clone(), "kind" => kind).absolute(0);
+        }
+    }
     let n = network.as_str();
     for name in [
         CHAIN_HEAD,
@@ -441,6 +463,9 @@ pub fn chain_registered(network: Network) {
         gauge!(name, "network" => n).set(0.0);
     }
     gauge!(CHAIN_UP, "network" => n).set(1.0);
+    for kind in TRANSFER_KINDS {
+        counter!(TRANSFERS, "network" => n, "kind" => kind).absolute(0);
+    }
     for name in [CHAIN_ERRORS, CHAIN_REORGS, REORGED_TRANSFERS] {
         counter!(name, "network" => n).absolute(0);
     }

@@ -496,6 +496,28 @@ mod tests {
     }
 
     #[test]
+    fn every_outcome_kind_is_a_zeroed_transfer_series() {
+        for o in [
+            CreditOutcome::Paid {
+                order_id: 1,
+                trade_id: String::new(),
+            },
+            CreditOutcome::Duplicate,
+            CreditOutcome::Late { order_id: 1 },
+            CreditOutcome::PaidTwice { order_id: 1 },
+            CreditOutcome::Partial { order_id: 1 },
+            CreditOutcome::Overpaid { order_id: 1 },
+            CreditOutcome::Unmatched,
+        ] {
+            assert!(
+                crate::telemetry::metrics::TRANSFER_KINDS.contains(&o.kind()),
+                "{}",
+                o.kind()
+            );
+        }
+    }
+
+    #[test]
     fn a_reused_slot_credits_the_order_whose_window_holds_the_payment() {
         use OrderStatus::*;
         let tol = 5;
