@@ -52,8 +52,9 @@ fn exported(text: &str) -> std::collections::BTreeMap<String, String> {
         .collect()
 }
 
-/// The value of the sample `name{labels…}` (labels compared as a set, all must match), or 0.
+/// The sum of the samples `name{labels…}` that carry all of `labels` (0 when none does).
 fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
     for line in text.lines().filter(|l| !l.starts_with('#')) {
         let Some((series, v)) = line.rsplit_once(' ') else {
             continue;
@@ -74,10 +75,10 @@ fn value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
             .iter()
             .all(|(k, v)| have.contains(&format!("{k}=\"{v}\"")))
         {
-            return v.parse().expect("sample value");
+            sum += v.parse::<f64>().expect("sample value");
         }
     }
-    0.0
+    sum
 }
 
 async fn scrape(client: &reqwest::Client, url: &str) -> String {
@@ -95,7 +96,11 @@ async fn every_metric_of_the_alerts_and_dashboard_is_on_a_running_instance() {
     let child = common::epusdt(dir.path())
         .arg("serve")
         .env("EPUSDT_HTTP_LISTEN", format!("127.0.0.1:{port}"))
-        .env("EPUSDT_NETWORKS__TRON__RPC_URLS", &mock.url)
+        // A dead first URL: the watcher fails over to the mock, counting the dead one's errors.
+        .env(
+            "EPUSDT_NETWORKS__TRON__RPC_URLS",
+            format!("http://127.0.0.1:{},{}", common::free_port(), mock.url),
+        )
         .env("EPUSDT_NETWORKS__TRON__POLL_INTERVAL_MS", "100")
         .env("EPUSDT_LOG_LEVEL", "warn")
         .stdout(Stdio::null())
@@ -166,6 +171,15 @@ async fn every_metric_of_the_alerts_and_dashboard_is_on_a_running_instance() {
     assert!(
         value(
             &text,
+            "epusdt_chain_rpc_errors_total",
+            &[("kind", "failed")]
+        ) >= 1.0,
+        "the dead RPC URL's errors are counted:\n{text}"
+    );
+
+    assert!(
+        value(
+            &text,
             "epusdt_http_requests_total",
             &[("route", "/health"), ("method", "GET"), ("status", "200")]
         ) >= 1.0,
@@ -206,7 +220,8 @@ fn alert_rules_pass_promtool() {
 /// Orders, callbacks, refused signatures and requests move their series (the recorder is
 /// process-wide, so the checks are on increases).
 async fn events_move_their_counters(backend: Backend) {
-    let Some(app) = common::spawn_app(backend).await else {
+    // One attempt per callback, so a refused one gives up at once.
+    let Some(app) = common::spawn_app_with(backend, |c| c.notify_max_attempts = 1).await else {
         return;
     };
     let url = app.url("/metrics");
@@ -234,6 +249,25 @@ async fn events_move_their_counters(backend: Backend) {
     app.wait_delivered(data["trade_id"].as_str().expect("trade_id"), 20)
         .await;
     merchant.wait_for(1, 5).await;
+    // A merchant that answers, but not `ok`: rejected, and with one attempt allowed, given up.
+    let (_refusing, rurl) = Merchant::start(0, "nope").await;
+    let order = app
+        .create_v1(&[
+            ("order_id", "metrics-3"),
+            ("amount", "14.4"),
+            ("notify_url", &format!("{rurl}/notify")),
+        ])
+        .await;
+    let data = &order["data"];
+    app.pay(data, &data["actual_amount"].to_string()).await;
+    let trade_id = data["trade_id"].as_str().expect("trade_id").to_string();
+    common::eventually(20, "the refused callback given up", || async {
+        let o = epusdt::service::order::find_by_trade_id(&app.state.db, &trade_id)
+            .await
+            .ok()??;
+        (o.callback_state == 3).then_some(())
+    })
+    .await;
     // A wrong signature.
     let bad = serde_json::json!({
         "order_id": "metrics-2", "amount": 1, "notify_url": format!("{murl}/notify"),
@@ -261,6 +295,8 @@ async fn events_move_their_counters(backend: Backend) {
     );
     grew("epusdt_signatures_refused_total", &mismatch);
     grew("epusdt_callback_attempts_total", &delivered);
+    grew("epusdt_callback_attempts_total", &[("outcome", "rejected")]);
+    grew("epusdt_callbacks_gave_up_total", &[]);
     grew("epusdt_callback_duration_seconds_count", &[]);
     grew("epusdt_http_requests_total", &create_route);
     grew(
