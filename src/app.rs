@@ -320,12 +320,22 @@ impl App {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(30));
+                // Expiry on time to the second, from the orders themselves (no job per order).
+                let mut expiry = tokio::time::interval(Duration::from_secs(1));
+                expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
+                    let sweep = tokio::select! {
+                        _ = tick.tick() => true,
+                        _ = expiry.tick() => false,
                         _ = stop.wait_for(|s| *s) => break,
-                    }
+                    };
                     let rules = service::order::OrderRules::from_config(&state.config);
+                    if !sweep {
+                        if let Err(e) = service::order::expire_due(&state.db, &rules).await {
+                            tracing::error!(error = %e, "expiring due orders failed; retrying in a second");
+                        }
+                        continue;
+                    }
                     match service::order::sweep(&state.db, &state.queue, &rules).await {
                         Ok(s) if s.repaired() => tracing::warn!(
                             expired = s.expired,

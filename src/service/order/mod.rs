@@ -29,7 +29,7 @@ pub use self::{
         CreditOutcome, credit_transfer, credit_transfer_in, observe_credit, queue_callback,
         tx_hash_used,
     },
-    expire::{ExpireOutcome, Swept, cancel_order, expire_order, sweep},
+    expire::{ExpireOutcome, Swept, cancel_order, expire_due, expire_order, sweep},
     switch::{Switched, children, supported_networks, switch_network},
 };
 use super::merchant::Merchant;
