@@ -268,6 +268,57 @@ async fn events_move_their_counters(backend: Backend) {
         (o.callback_state == 3).then_some(())
     })
     .await;
+    // Cancelled by the merchant.
+    let order = app
+        .create_v1(&[
+            ("order_id", "metrics-4"),
+            ("amount", "21.6"),
+            ("notify_url", &format!("{murl}/notify")),
+        ])
+        .await;
+    let trade_id = order["data"]["trade_id"].as_str().expect("trade_id");
+    let mut p = std::collections::BTreeMap::new();
+    p.insert("trade_id", trade_id.to_string());
+    let cancel = serde_json::json!({ "trade_id": trade_id, "signature": common::v1_sign(&p, common::TOKEN) });
+    let r = common::post_json(
+        &app.client,
+        &app.url("/api/v1/order/cancel-transaction"),
+        &cancel,
+    )
+    .await;
+    assert_eq!(r["status_code"], 200, "{r}");
+    // Expired by the every-second pass once its window is over.
+    let order = app
+        .create_v1(&[
+            ("order_id", "metrics-5"),
+            ("amount", "28.8"),
+            ("notify_url", &format!("{murl}/notify")),
+        ])
+        .await;
+    let trade_id = order["data"]["trade_id"]
+        .as_str()
+        .expect("trade_id")
+        .to_string();
+    {
+        use epusdt::store::entities::order;
+        use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
+        order::Entity::update_many()
+            .col_expr(
+                order::Column::ExpiresAt,
+                Expr::value(epusdt::service::now() - 1),
+            )
+            .filter(order::Column::TradeId.eq(trade_id.as_str()))
+            .exec(&app.state.db)
+            .await
+            .expect("age the order");
+    }
+    common::eventually(15, "the order expired", || async {
+        let o = epusdt::service::order::find_by_trade_id(&app.state.db, &trade_id)
+            .await
+            .ok()??;
+        (o.status.code() == 3).then_some(())
+    })
+    .await;
     // A wrong signature.
     let bad = serde_json::json!({
         "order_id": "metrics-2", "amount": 1, "notify_url": format!("{murl}/notify"),
@@ -287,6 +338,14 @@ async fn events_move_their_counters(backend: Backend) {
     };
     grew("epusdt_orders_total", &created);
     grew("epusdt_orders_total", &paid);
+    grew(
+        "epusdt_orders_total",
+        &[("event", "cancelled"), ("network", "tron")],
+    );
+    grew(
+        "epusdt_orders_total",
+        &[("event", "expired"), ("network", "tron")],
+    );
     grew("epusdt_order_amount_count", &paid);
     assert!(
         value(&after, "epusdt_order_amount_sum", &paid)
