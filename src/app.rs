@@ -62,6 +62,8 @@ pub struct App {
     port: u16,
     /// The `admin_listen` listener and its port, when configured.
     admin: Option<(TcpListener, u16)>,
+    /// The `metrics_listen` listener and its port, when configured.
+    metrics: Option<(TcpListener, u16)>,
 }
 
 /// Opens the database named by the config, creating the data dir for SQLite, and migrates it.
@@ -203,7 +205,7 @@ impl App {
         let replay =
             crate::security::replay::ReplayGuard::new(redis, db.clone(), &config.queue_name);
         // Chain settings resolve and EVM token decimals match, or we refuse to start.
-        crate::http::ops::install_metrics_recorder();
+        crate::telemetry::metrics::install();
         let chains = crate::chain::Registry::default();
         crate::chain::check_startup(&config, &chains)
             .await
@@ -236,6 +238,19 @@ impl App {
                 Some((l, port))
             }
         };
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                let port = l
+                    .local_addr()
+                    .map_err(|source| AppError::Bind { addr, source })?
+                    .port();
+                Some((l, port))
+            }
+        };
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -254,6 +269,7 @@ impl App {
             listener,
             port,
             admin,
+            metrics,
         })
     }
 
@@ -264,6 +280,11 @@ impl App {
     /// The admin API's own port (`admin_listen`), if configured.
     pub fn admin_port(&self) -> Option<u16> {
         self.admin.as_ref().map(|(_, p)| *p)
+    }
+
+    /// The `/metrics` listener's port (`metrics_listen`), if configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, p)| *p)
     }
 
     pub fn state(&self) -> &AppState {
@@ -280,6 +301,7 @@ impl App {
             state,
             listener,
             admin,
+            metrics,
             ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -354,6 +376,15 @@ impl App {
                 stopped(stop_rx.clone()),
             ))
         });
+        let metrics_server = metrics.map(|(l, _)| {
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
+            tokio::spawn(crate::http::serve::serve(
+                l,
+                crate::http::monitor::listener_router(state.clone()),
+                limits.clone(),
+                stopped(stop_rx.clone()),
+            ))
+        });
         let server = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
@@ -384,6 +415,11 @@ impl App {
                     tracing::warn!("admin API requests did not finish within the grace period")
                 }
             }
+        }
+        if let Some(h) = metrics_server
+            && !matches!(tokio::time::timeout(grace, h).await, Ok(Ok(Ok(()))))
+        {
+            tracing::warn!("the metrics listener did not stop cleanly");
         }
         match tokio::time::timeout(grace, workers).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),

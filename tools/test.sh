@@ -41,6 +41,24 @@ for pair in "pg_dump postgresql-client" "mysqldump mariadb-client"; do
   fi
 done
 
+# promtool (Debian package `prometheus`) for the alert-rule test (tests/api/monitoring.rs). The
+# package's server is not wanted: no recommends, and policy-rc.d keeps apt from starting it.
+if ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian prometheus (promtool, for the alert rules test)"
+    policy_added=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      policy_added=1
+    fi
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  else
+    echo "promtool not installed and cannot apt-get it: the alert rules test will fail under EPUSDT_TEST_REQUIRE_SERVICES=1" >&2
+  fi
+fi
+
 # anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned.
 . tools/anvil.sh
 

@@ -31,6 +31,7 @@ mod import_upstream;
 mod keys;
 mod merchant_api;
 mod money_path;
+mod monitoring;
 mod queue;
 mod ratelimit;
 mod redaction;

@@ -103,6 +103,12 @@ pub async fn create_order(
                 .await?;
                 return Err(OrderError::Exists(req.order_id.clone()));
             }
+            crate::telemetry::metrics::order_event(
+                crate::telemetry::metrics::OrderEvent::Created,
+                order.network,
+                &order.token,
+                order.actual_amount,
+            );
             Ok(Created {
                 order,
                 repeated: false,
@@ -215,7 +221,7 @@ pub(super) async fn place_order(
                 order_id: req.order_id.clone(),
                 protocol: req.protocol,
                 network: req.network,
-                token: "USDT".into(),
+                token: super::TOKEN.into(),
                 currency: req.currency.clone(),
                 amount: req.amount.normalize(),
                 rate: rate.normalize(),

@@ -12,6 +12,7 @@ use crate::{
     queue::{Job, JobQueue},
     service::{merchant::Merchant, now},
     store::entities::order,
+    telemetry::metrics,
 };
 
 /// The compare-and-swap every status change goes through. Returns `false` when another actor
@@ -63,6 +64,12 @@ pub async fn cancel_order(
         }
         .into());
     }
+    metrics::order_event(
+        metrics::OrderEvent::Cancelled,
+        o.network,
+        &o.token,
+        o.actual_amount,
+    );
     super::switch::end_children(db, trade_id, OrderStatus::Cancelled, hold).await?;
     find_by_trade_id(db, trade_id)
         .await?
@@ -97,6 +104,12 @@ pub async fn expire_order(
     Ok(
         if change_status(db, o.id, o.status, OrderStatus::Expired, hold).await? {
             tracing::info!(trade_id, "order expired");
+            metrics::order_event(
+                metrics::OrderEvent::Expired,
+                o.network,
+                &o.token,
+                o.actual_amount,
+            );
             super::switch::end_children(db, trade_id, OrderStatus::Expired, hold).await?;
             ExpireOutcome::Expired
         } else {
@@ -115,11 +128,14 @@ pub const EXPIRE_BATCH: u64 = 1000;
 /// it expired.
 pub async fn expire_due(db: &DatabaseConnection, rules: &OrderRules) -> Result<usize, OrderError> {
     let now = now();
-    let due: Vec<(i64, String, Option<String>)> = order::Entity::find()
+    let due: Vec<(i64, String, Option<String>, String, String, String)> = order::Entity::find()
         .select_only()
         .column(order::Column::Id)
         .column(order::Column::TradeId)
         .column(order::Column::ParentTradeId)
+        .column(order::Column::Network)
+        .column(order::Column::Token)
+        .column(order::Column::ActualAmount)
         .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
         .filter(order::Column::ExpiresAt.lte(now))
         .order_by_asc(order::Column::ExpiresAt)
@@ -129,7 +145,7 @@ pub async fn expire_due(db: &DatabaseConnection, rules: &OrderRules) -> Result<u
         .await?;
     let hold = rules.slot_reuse_grace_secs > 0;
     let mut expired = 0;
-    for (id, trade_id, parent) in due {
+    for (id, trade_id, parent, network, token, amount) in due {
         if change_status(
             db,
             OrderId(id),
@@ -141,9 +157,14 @@ pub async fn expire_due(db: &DatabaseConnection, rules: &OrderRules) -> Result<u
         {
             expired += 1;
             tracing::info!(trade_id, "order expired");
-            // Only a parent (an order without one) can have switched children.
+            // Only a parent (an order without one) can have switched children. A child is
+            // not counted: its parent is (as for created orders).
             if parent.is_none() {
                 super::switch::end_children(db, &trade_id, OrderStatus::Expired, hold).await?;
+                if let Some(network) = crate::domain::network::Network::parse(&network) {
+                    let amount = amount.parse().unwrap_or_default();
+                    metrics::order_event(metrics::OrderEvent::Expired, network, &token, amount);
+                }
             }
         }
     }

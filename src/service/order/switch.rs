@@ -299,6 +299,13 @@ async fn complete_choice(
         return Err(OrderError::NotWaiting);
     }
     tracing::info!(trade_id = %o.trade_id, network = %n, "placeholder completed by the payer's choice");
+    // The merchant's order gets its network only now: counted as created here.
+    crate::telemetry::metrics::order_event(
+        crate::telemetry::metrics::OrderEvent::Created,
+        o.network,
+        &o.token,
+        o.actual_amount,
+    );
     Ok(Switched {
         order: o,
         is_selected: false,
