@@ -131,9 +131,34 @@ fn format_countdown(secs: i64) -> String {
     format!("{:02}:{:02}", secs / 60, secs % 60)
 }
 
+/// Most QR codes [`qr_svg`] keeps (one per receive address; there are few): when full it
+/// starts over, so a flood of distinct addresses costs memory once, never without bound.
+const QR_CACHE_MAX: usize = 4096;
+
+/// [`qr_svg_uncached`] of `data`, remembered: the same receive address shows on every page of
+/// its orders, and drawing the code is most of a page's cost.
+fn qr_svg(data: &str) -> Option<String> {
+    use std::{
+        collections::HashMap,
+        sync::{Arc, LazyLock, Mutex},
+    };
+    type Cache = Mutex<HashMap<String, Option<Arc<str>>>>;
+    static CACHE: LazyLock<Cache> = LazyLock::new(Cache::default);
+    if let Some(hit) = CACHE.lock().unwrap_or_else(|e| e.into_inner()).get(data) {
+        return hit.as_deref().map(str::to_owned);
+    }
+    let svg = qr_svg_uncached(data).map(Arc::<str>::from);
+    let mut cache = CACHE.lock().unwrap_or_else(|e| e.into_inner());
+    if cache.len() >= QR_CACHE_MAX {
+        cache.clear();
+    }
+    cache.insert(data.to_owned(), svg.clone());
+    svg.as_deref().map(str::to_owned)
+}
+
 /// Inline SVG QR code of `data`, without the XML prolog and namespace (not
 /// needed inline in HTML5). `None` if the data does not fit in a QR code.
-fn qr_svg(data: &str) -> Option<String> {
+fn qr_svg_uncached(data: &str) -> Option<String> {
     let code = qrcode::QrCode::new(data.as_bytes()).ok()?;
     let svg = code
         .render::<qrcode::render::svg::Color>()
