@@ -32,6 +32,7 @@ pub const REDACTED: &str = "[redacted]";
 
 mod admin_actions;
 pub mod query;
+mod retention;
 
 /// Actions recorded today, each emitted somewhere (add one here when its emitter lands). An
 /// action is a `&'static str` so the set stays greppable.
@@ -55,6 +56,7 @@ pub mod actions {
     pub use super::admin_actions::*;
     /// `epusdt import upstream` ran (source URL redacted, counts).
     pub const UPSTREAM_IMPORT: &str = "upstream.import";
+    pub const CONFIG_RELOADED: &str = "config.reloaded"; // SIGHUP: applied and restart-only keys
 }
 
 /// Actor of events started by the command line.

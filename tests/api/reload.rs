@@ -1,0 +1,270 @@
+//! SIGHUP reload against the real binary: a changed `epusdt.toml` is applied while serving (a
+//! forced rate shows in the next order's amount, a lowered route limit answers 429, a
+//! restart-only key is reported and not applied), and a broken file is refused with the running
+//! configuration kept. Also the `Gateway` harness `retention` uses: the binary in its own
+//! directory, its JSON log lines collected for polling.
+use crate::common;
+
+use std::{
+    collections::BTreeMap,
+    path::{Path, PathBuf},
+    process::{Child, Stdio},
+    sync::{Arc, Mutex},
+    time::Duration,
+};
+
+use serde_json::Value;
+
+/// `epusdt serve` in a temp dir with `epusdt.toml` there; killed on drop.
+pub struct Gateway {
+    child: Child,
+    pub port: u16,
+    lines: Arc<Mutex<Vec<String>>>,
+    pub dir: tempfile::TempDir,
+    pub client: reqwest::Client,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Gateway {
+    /// Writes `toml` (plus `http_listen` on port 0 and `log_level = "info"` when absent) to
+    /// `epusdt.toml`, lets `prepare` run CLI commands on the data dir, then starts `serve` and
+    /// waits for the address it logs.
+    pub async fn start(toml: &str, prepare: impl FnOnce(&Path)) -> Gateway {
+        epusdt::net::install_crypto_provider();
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut full = String::new();
+        if !toml.contains("http_listen") {
+            full.push_str("http_listen = \"127.0.0.1:0\"\n");
+        }
+        if !toml.contains("log_level") {
+            full.push_str("log_level = \"info\"\n");
+        }
+        full.push_str(toml);
+        std::fs::write(dir.path().join("epusdt.toml"), full).expect("write toml");
+        prepare(dir.path());
+        let mut child = common::epusdt(dir.path())
+            .arg("serve")
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn");
+        let stdout = child.stdout.take().expect("stdout");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        std::thread::spawn(move || {
+            use std::io::BufRead;
+            // Keeps draining the log so the gateway never blocks on a full pipe.
+            for line in std::io::BufReader::new(stdout)
+                .lines()
+                .map_while(Result::ok)
+            {
+                sink.lock().expect("lines").push(line);
+            }
+        });
+        let mut gw = Gateway {
+            child,
+            port: 0,
+            lines,
+            dir,
+            client: reqwest::Client::new(),
+        };
+        let line = gw.wait_log("epusdt listening", 0).await;
+        let v: Value = serde_json::from_str(&line).expect("json log line");
+        gw.port = v["fields"]["addr"]
+            .as_str()
+            .and_then(|a| a.rsplit_once(':'))
+            .and_then(|(_, p)| p.parse().ok())
+            .expect("port in the listening line");
+        common::wait_listening(gw.port).await;
+        gw
+    }
+
+    pub fn path(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    /// How many log lines were collected so far (a mark for [`Gateway::wait_log`]).
+    pub fn log_mark(&self) -> usize {
+        self.lines.lock().expect("lines").len()
+    }
+
+    /// The first log line at or after `from` containing `needle` (30 s at most).
+    pub async fn wait_log(&mut self, needle: &str, from: usize) -> String {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            {
+                let lines = self.lines.lock().expect("lines");
+                if let Some(l) = lines[from.min(lines.len())..]
+                    .iter()
+                    .find(|l| l.contains(needle))
+                {
+                    return l.clone();
+                }
+            }
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!("the gateway exited ({status}) before logging `{needle}`");
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no log line with `{needle}`; log:\n{}",
+                self.lines.lock().expect("lines").join("\n")
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub fn hup(&self) {
+        let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
+        // SAFETY: kill(2) with a pid we spawned and a valid signal number.
+        assert_eq!(unsafe { libc::kill(pid, libc::SIGHUP) }, 0);
+    }
+
+    /// Still running (not exited, e.g. on SIGHUP's default action).
+    pub fn alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn write_config(&self, toml: &str) {
+        std::fs::write(self.path("epusdt.toml"), toml).expect("write toml");
+    }
+}
+
+/// Runs `epusdt <args>` in `dir` (the same `epusdt.toml`); panics unless it succeeds.
+pub fn cli(dir: &Path, args: &[&str]) {
+    let out = common::epusdt(dir).args(args).output().expect("run");
+    assert!(
+        out.status.success(),
+        "epusdt {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A v1 order for 70 CNY; returns the reply's `data`.
+async fn create_order(gw: &Gateway, order_id: &str) -> Value {
+    let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    p.insert("order_id", order_id.into());
+    p.insert("amount", "70".into());
+    p.insert("notify_url", "http://127.0.0.1:9/notify".into());
+    let sig = common::v1_sign(&p, common::TOKEN);
+    p.insert("signature", sig);
+    let reply: Value = gw
+        .client
+        .post(gw.url("/api/v1/order/create-transaction"))
+        .json(&p)
+        .send()
+        .await
+        .expect("create")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    reply["data"].clone()
+}
+
+/// The payable amount of a new 70 CNY order, as the reply writes it.
+async fn amount(gw: &Gateway, order_id: &str) -> String {
+    common::shortest(&create_order(gw, order_id).await["actual_amount"].to_string())
+}
+
+async fn status(gw: &Gateway, path: &str) -> u16 {
+    gw.client
+        .get(gw.url(path))
+        .send()
+        .await
+        .expect("request")
+        .status()
+        .as_u16()
+}
+
+fn config(rate: &str, extra: &str) -> String {
+    format!(
+        "http_listen = \"127.0.0.1:0\"\nlog_level = \"info\"\napi_auth_token = \"{}\"\nforced_usdt_rate = \"{rate}\"\n{extra}",
+        common::TOKEN
+    )
+}
+
+fn with_wallet(dir: &Path) {
+    cli(
+        dir,
+        &[
+            "wallet",
+            "add",
+            "--network",
+            "tron",
+            "--address",
+            common::TRON_WALLET,
+        ],
+    );
+}
+
+#[tokio::test]
+async fn sighup_applies_rates_and_limits_reports_restart_keys_and_keeps_serving() {
+    let mut gw = Gateway::start(&config("7", ""), with_wallet).await;
+    assert_eq!(amount(&gw, "r1").await, "10");
+    for _ in 0..3 {
+        assert_eq!(status(&gw, "/pay/check-status/nope").await, 200);
+    }
+
+    // A new rate, a route limit of 2 per minute, and a new listen address (restart only).
+    let mut toml = config("3.5", "rate_limit_route_per_minute = 2\n");
+    toml = toml.replace("127.0.0.1:0", "127.0.0.1:1");
+    gw.write_config(&toml);
+    let mark = gw.log_mark();
+    gw.hup();
+    let line = gw.wait_log("configuration reloaded", mark).await;
+    let v: Value = serde_json::from_str(&line).expect("json");
+    let applied = v["fields"]["applied"].as_str().unwrap_or_default();
+    assert!(applied.contains("forced_usdt_rate"), "{line}");
+    assert!(applied.contains("rate_limit_route_per_minute"), "{line}");
+    assert_eq!(v["fields"]["needs_restart"], "http_listen", "{line}");
+    assert!(gw.alive(), "SIGHUP must not end the process");
+
+    // Still serving on the old port, with the new rate and the new limit.
+    assert_eq!(amount(&gw, "r2").await, "20");
+    let codes = [
+        status(&gw, "/pay/check-status/other").await,
+        status(&gw, "/pay/check-status/other").await,
+        status(&gw, "/pay/check-status/other").await,
+    ];
+    assert_eq!(codes, [200, 200, 429], "route limit 2/min after the reload");
+    assert_eq!(status(&gw, "/health").await, 200);
+}
+
+#[tokio::test]
+async fn a_broken_config_on_sighup_is_refused_and_the_running_one_kept() {
+    let mut gw = Gateway::start(&config("7", ""), with_wallet).await;
+    for broken in [
+        // A value out of range, a syntax error, an unknown key.
+        config("7.5", "order_expiration_time = 0\n"),
+        "forced_usdt_rate = \"8\"\nthis is not toml".to_string(),
+        config("8", "forced_usdt_raet = \"9\"\n"),
+    ] {
+        gw.write_config(&broken);
+        let mark = gw.log_mark();
+        gw.hup();
+        let line = gw.wait_log("configuration reload refused", mark).await;
+        assert!(gw.alive(), "a refused reload must not end the process");
+        assert!(
+            !line.contains(common::TOKEN),
+            "no secret in the log: {line}"
+        );
+    }
+    assert_eq!(amount(&gw, "b1").await, "10");
+
+    // The reloader still works after refusals.
+    gw.write_config(&config("14", ""));
+    let mark = gw.log_mark();
+    gw.hup();
+    gw.wait_log("configuration reloaded", mark).await;
+    assert_eq!(amount(&gw, "b2").await, "5");
+}
