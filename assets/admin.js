@@ -8,6 +8,7 @@
   const API = '/admin/api/v1';
   const NETWORKS = ['tron', 'ethereum', 'bsc', 'polygon'];
   const STATUSES = ['waiting', 'paid', 'expired', 'cancelled'];
+  const RESOLVABLE = ['late', 'partial', 'overpaid', 'paid_twice', 'unmatched'];
   const S = { token: null, me: null };
 
   const $ = (id) => document.getElementById(id);
@@ -287,6 +288,7 @@
       const t = table([
         ['Order', (o) => h('a', { href: '#', class: 'order-link', 'data-trade': o.trade_id, onclick: (e) => { e.preventDefault(); showOrder(o.trade_id, detail); }, text: o.order_id })],
         ['Trade', (o) => o.trade_id],
+        ['Merchant', (o) => (o.merchant_pid ?? '—')],
         ['Network', (o) => o.network],
         ['Amount', (o) => o.actual_amount + ' ' + o.token],
         ['Status', (o) => h('span', { class: 'badge ' + o.status, text: o.status })],
@@ -305,7 +307,7 @@
   async function showOrder(tradeId, box) {
     const o = await api('GET', '/orders/' + encodeURIComponent(tradeId));
     const dl = h('dl', { class: 'kv' });
-    for (const k of ['order_id', 'trade_id', 'merchant_id', 'protocol', 'network', 'token', 'amount', 'currency', 'rate', 'actual_amount', 'address', 'status', 'block_transaction_id', 'paid_amount', 'callback_state', 'callback_attempts', 'notify_url', 'redirect_url']) {
+    for (const k of ['order_id', 'trade_id', 'merchant_pid', 'protocol', 'network', 'token', 'amount', 'currency', 'rate', 'actual_amount', 'address', 'status', 'block_transaction_id', 'paid_amount', 'callback_state', 'callback_attempts', 'notify_url', 'redirect_url']) {
       dl.append(h('dt', { text: k }), h('dd', { text: o[k] === null || o[k] === undefined ? '—' : String(o[k]) }));
     }
     dl.append(h('dt', { text: 'created / paid' }), h('dd', { text: when(o.created_at) + ' / ' + when(o.paid_at) }));
@@ -318,9 +320,65 @@
     fill(box, h('section', { class: 'card detail', id: 'order-' + tradeId },
       h('h2', { text: 'Order ' + o.order_id }), dl, resend, msg,
       h('h3', { text: 'Transfers' }),
-      (o.transfers || []).length ? table([['Tx', (t) => t.tx_hash], ['Amount', (t) => t.amount], ['Kind', (t) => t.kind], ['Block', (t) => t.block_number]], o.transfers) : h('p', { class: 'muted', text: 'none' }),
+      (o.transfers || []).length ? table([['Tx', (t) => t.tx_hash], ['Amount', (t) => t.amount], ['Kind', (t) => h('span', { class: 'badge ' + t.kind, text: t.kind })], ['Block', (t) => t.block_number]], o.transfers) : h('p', { class: 'muted', text: 'none' }),
+      resolveForm(o, tradeId, box),
       h('h3', { text: 'Callback attempts' }),
       (o.callback_attempts_log || []).length ? table([['#', (a) => a.attempt], ['At', (a) => when(a.at)], ['HTTP', (a) => a.http_status ?? '—'], ['OK', (a) => (a.success ? 'yes' : 'no')], ['Error', (a) => a.error || '']], o.callback_attempts_log) : h('p', { class: 'muted', text: 'none' })));
+  }
+
+  // Credit a late / partial / over-paid / unmatched transfer to this order, or dismiss it
+  // (POST /orders/{trade_id}/resolve); the reason is required and goes to the audit log.
+  function resolveForm(o, tradeId, box) {
+    const open = (o.transfers || []).filter((t) => RESOLVABLE.includes(t.kind));
+    if (!canWrite()) return null;
+    const pick = h('select', { id: 'resolve-transfer' },
+      open.map((t) => h('option', { value: String(t.id), text: t.kind + ' · ' + t.amount + ' · ' + t.tx_hash.slice(0, 18) + '…' })),
+      h('option', { value: '', text: 'another transfer, by tx hash' }));
+    const tx = h('input', { id: 'resolve-tx', placeholder: 'tx hash (when not listed)', size: 30 });
+    const reason = h('input', { id: 'resolve-reason', required: true, maxlength: 500, placeholder: 'why (kept in the audit log)', size: 30 });
+    const out = h('div', { id: 'resolve-message' });
+    const send = (action) => async () => {
+      if (!reason.value.trim()) { banner(out, 'error', 'A reason is required.'); reason.focus(); return; }
+      const body = { action, reason: reason.value.trim() };
+      if (pick.value) body.transfer_id = Number(pick.value); else body.tx = tx.value.trim();
+      if (!pick.value && !body.tx) { banner(out, 'error', 'Pick a transfer or give its tx hash.'); return; }
+      const verb = action === 'credit' ? 'Credit this transfer to order ' + o.order_id + '?' : 'Dismiss this transfer?';
+      if (!confirm(verb)) return;
+      try {
+        const r = await api('POST', '/orders/' + encodeURIComponent(tradeId) + '/resolve', body);
+        await showOrder(tradeId, box);
+        banner($('resolve-message') || out, 'ok', 'Transfer ' + r.transfer_id + ' ' + r.kind + (r.callback === 'queued' ? '; order paid, callback queued.' : '.'));
+      } catch (e) { fail(out)(e); }
+    };
+    return h('form', { class: 'inline write', id: 'resolve-form', onsubmit: (e) => e.preventDefault() },
+      h('strong', { text: 'Resolve a transfer' }),
+      field('Transfer', pick), field('Tx hash', tx), field('Reason', reason),
+      h('button', { type: 'button', id: 'resolve-credit', onclick: send('credit'), text: 'Credit to this order' }),
+      h('button', { type: 'button', id: 'resolve-dismiss', class: 'secondary', onclick: send('dismiss'), text: 'Dismiss' }),
+      out);
+  }
+
+  // Edits one merchant's IP allow-list and own rate limit (PATCH /merchants/{pid}).
+  function merchantSettings(m, root, msg) {
+    const list = h('textarea', { id: 'merchant-allowlist', rows: 3, cols: 30, placeholder: 'one IP or CIDR per line; empty = any address' });
+    list.value = (m.ip_allowlist || []).join('\n');
+    const limit = h('input', { id: 'merchant-rate-limit', inputmode: 'numeric', size: 8, placeholder: 'default', value: m.rate_limit_per_minute ?? '' });
+    const save = async (e) => {
+      e.preventDefault();
+      const n = limit.value.trim();
+      if (n !== '' && !/^\d+$/.test(n)) { banner(out, 'error', 'Rate limit must be a whole number (0 = unlimited) or empty for the default.'); return; }
+      const body = {
+        ip_allowlist: list.value.split(/[\s,]+/).map((s) => s.trim()).filter(Boolean),
+        rate_limit_per_minute: n === '' ? null : Number(n),
+      };
+      try { await api('PATCH', '/merchants/' + m.pid, body); await merchants(root); banner($('merchant-message'), 'ok', 'Settings of ' + m.pid + ' saved.'); } catch (err) { fail(out)(err); }
+    };
+    const out = h('div', { id: 'merchant-settings-message' });
+    return h('form', { class: 'inline write', id: 'merchant-settings', onsubmit: save },
+      h('strong', { text: 'Merchant ' + m.pid + ' (' + m.name + ')' }),
+      field('IP allow-list', list), field('Requests / minute', limit),
+      h('button', { type: 'submit', text: 'Save' }),
+      h('button', { type: 'button', class: 'secondary', onclick: () => merchants(root), text: 'Cancel' }), out);
   }
 
   async function merchants(root) {
@@ -337,9 +395,17 @@
     } }, field('New merchant name', name), h('button', { type: 'submit', text: 'Create merchant' })) : null;
     const act = (m) => (canWrite() && m.pid !== 1000 ? h('span', { class: 'actions write' },
       h('button', { type: 'button', class: 'rotate', onclick: async () => {
-        if (!confirm('Rotate the secret of merchant ' + m.pid + '? The old one stops working at once.')) return;
-        try { const s = await api('POST', '/merchants/' + m.pid + '/rotate-secret'); fill(msg, secretBox('merchant-secret', 'Merchant ' + m.pid + ' new secret', s.secret, 'Shown once: copy it now.')); } catch (err) { fail(msg)(err); }
+        const overlap = r.secret_overlap_secs || 0;
+        const ask = overlap > 0 ? 'The old one keeps working for ' + overlap + ' s.' : 'The old one stops working at once.';
+        if (!confirm('Rotate the secret of merchant ' + m.pid + '? ' + ask)) return;
+        try {
+          const s = await api('POST', '/merchants/' + m.pid + '/rotate-secret');
+          await merchants(root);
+          const until = s.rotation_overlap_until ? 'The old secret is accepted until ' + when(s.rotation_overlap_until) + ' UTC.' : 'The old secret no longer works.';
+          fill($('merchant-message'), secretBox('merchant-secret', 'Merchant ' + m.pid + ' new secret', s.secret, 'Shown once: copy it now. ' + until));
+        } catch (err) { fail(msg)(err); }
       }, text: 'Rotate secret' }),
+      h('button', { type: 'button', class: 'settings', onclick: () => fill(msg, merchantSettings(m, root, msg)), text: 'Settings' }),
       h('button', { type: 'button', onclick: async () => {
         try { await api('PATCH', '/merchants/' + m.pid, { enabled: !m.enabled }); await merchants(root); } catch (err) { fail(msg)(err); }
       }, text: m.enabled ? 'Disable' : 'Enable' })) : '');
@@ -354,7 +420,11 @@
       return sel;
     };
     fill(root, h('h1', { text: 'Merchants' }), create, msg,
-      table([['PID', (m) => m.pid], ['Name', (m) => m.name], ['Enabled', (m) => (m.enabled ? 'yes' : 'no')], ['GMPay sign mode', signMode], ['', act]], r.merchants));
+      table([['PID', (m) => m.pid], ['Name', (m) => m.name], ['Enabled', (m) => (m.enabled ? 'yes' : 'no')], ['GMPay sign mode', signMode],
+        ['IP allow-list', (m) => ((m.ip_allowlist || []).length ? m.ip_allowlist.join(', ') : 'any')],
+        ['Req/min', (m) => (m.rate_limit_per_minute === null || m.rate_limit_per_minute === undefined ? 'default (' + (r.default_rate_limit_per_minute ?? '?') + ')' : m.rate_limit_per_minute === 0 ? 'unlimited' : String(m.rate_limit_per_minute))],
+        ['Old secret until', (m) => (m.rotation_overlap_until ? when(m.rotation_overlap_until) : '—')],
+        ['', act]], r.merchants));
   }
 
   async function wallets(root) {

@@ -319,7 +319,7 @@ async fn create(
         // Before the merchant lookup, so the answer cannot tell a known pid from an unknown one.
         proto.check_envelope(&p)?;
         let (m, alg) = authenticate(state, &client, proto, &p, Action::Create).await?;
-        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+        if let Err(limited) = state.rate_limit.check_merchant(m.pid, m.rate_limit_per_minute).await {
             return Ok(limited.into_response());
         }
         let r = proto.parse_create(&p, &field_rules(state))?;
@@ -402,7 +402,11 @@ async fn cancel(
     async {
         let client = client_name(client.as_ref());
         let (m, _) = authenticate(&state, &client, proto, &p, Action::Cancel).await?;
-        if let Err(limited) = state.rate_limit.check_merchant(m.pid).await {
+        if let Err(limited) = state
+            .rate_limit
+            .check_merchant(m.pid, m.rate_limit_per_minute)
+            .await
+        {
             return Ok(limited.into_response());
         }
         let trade_id = fields::text(&p, "trade_id", 64, true)?;

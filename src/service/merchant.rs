@@ -45,6 +45,8 @@ pub struct Merchant {
     pub ip_allowlist: Vec<crate::config::ratelimit::Cidr>,
     /// The secret before the last rotation, while `secret_overlap_secs` still accepts it.
     pub previous_secret: Option<Secret>,
+    /// Its own signed-requests-per-minute limit; None = `rate_limit_merchant_per_minute`.
+    pub rate_limit_per_minute: Option<u32>,
 }
 
 impl fmt::Debug for Merchant {
@@ -57,6 +59,7 @@ impl fmt::Debug for Merchant {
             .field("sign_mode", &self.sign_mode)
             .field("ip_allowlist", &self.ip_allowlist)
             .field("previous_secret", &self.previous_secret)
+            .field("rate_limit_per_minute", &self.rate_limit_per_minute)
             .finish()
     }
 }
@@ -79,6 +82,18 @@ impl Merchant {
         let ip_allowlist = super::merchant_access::parse_allowlist(&m.ip_allowlist)
             .map_err(|e| MerchantError::Invalid(format!("merchant {}: {e}", m.pid)))?;
         let previous_secret = super::merchant_access::open_previous(&m, keys);
+        // A negative value (a hand-edited row) fails closed like an unknown sign mode.
+        let rate_limit_per_minute = m
+            .rate_limit_per_minute
+            .map(|n| {
+                u32::try_from(n).map_err(|_| {
+                    MerchantError::Invalid(format!(
+                        "merchant {} has a negative rate_limit_per_minute ({n})",
+                        m.pid
+                    ))
+                })
+            })
+            .transpose()?;
         Ok(Self {
             id: m.id,
             pid: m.pid,
@@ -89,6 +104,7 @@ impl Merchant {
             enabled: m.enabled,
             ip_allowlist,
             previous_secret,
+            rate_limit_per_minute,
         })
     }
 }
@@ -366,6 +382,21 @@ pub async fn list(db: &DatabaseConnection) -> Result<Vec<merchant::Model>, DbErr
         r.previous_secret = None;
     }
     Ok(rows)
+}
+
+/// Every merchant's pid by internal id (orders store the id; operators know the pid).
+pub async fn pids_by_id(
+    db: &DatabaseConnection,
+) -> Result<std::collections::HashMap<i64, i64>, DbErr> {
+    use sea_orm::QuerySelect;
+    let rows: Vec<(i64, i64)> = merchant::Entity::find()
+        .select_only()
+        .column(merchant::Column::Id)
+        .column(merchant::Column::Pid)
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
 }
 
 /// Start-up check: the configured master key must be the one recorded in the database (or the

@@ -135,6 +135,34 @@ pub async fn set_ip_allowlist(
     Ok(Some(m))
 }
 
+/// Highest per-merchant limit accepted (requests per minute); above it, use 0 = unlimited.
+pub const RATE_LIMIT_MAX: u32 = 1_000_000;
+
+/// Sets a merchant's own signed-requests-per-minute limit (`None` = the configured
+/// `rate_limit_merchant_per_minute`, `Some(0)` = unlimited). `Ok(None)`: no such merchant.
+pub async fn set_rate_limit(
+    db: &DatabaseConnection,
+    pid: i64,
+    per_minute: Option<u32>,
+) -> Result<Option<merchant::Model>, MerchantError> {
+    if let Some(n) = per_minute.filter(|n| *n > RATE_LIMIT_MAX) {
+        return Err(MerchantError::Invalid(format!(
+            "rate_limit_per_minute {n} is above {RATE_LIMIT_MAX}; use 0 for unlimited or null for the default"
+        )));
+    }
+    let Some(m) = super::merchant::row_by_pid(db, pid).await? else {
+        return Ok(None);
+    };
+    let mut am: merchant::ActiveModel = m.into();
+    // Fits: checked against RATE_LIMIT_MAX above.
+    am.rate_limit_per_minute = Set(per_minute.map(|n| n as i32));
+    am.updated_at = Set(super::now());
+    let mut m = am.update(db).await?;
+    m.secret = String::new();
+    m.previous_secret = None;
+    Ok(Some(m))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -162,6 +190,7 @@ mod tests {
             enabled: true,
             ip_allowlist: parse_allowlist(list).unwrap(),
             previous_secret: None,
+            rate_limit_per_minute: None,
         };
         let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
         assert!(m("").allows(None), "empty = any, even an unknown address");

@@ -150,3 +150,132 @@ async fn with_overlap(backend: Backend) {
 }
 on_all_backends!(no_overlap);
 on_all_backends!(with_overlap);
+
+/// A merchant's own rate limit set through the admin API binds its signed requests (and only
+/// its own), `null` returns it to `rate_limit_merchant_per_minute`, 0 lifts it; orders name
+/// their merchant by pid.
+async fn own_rate_limit(backend: Backend) {
+    let Some(app) = common::spawn_app_with(backend, |c| {
+        c.rate_limit.rate_limit_merchant_per_minute = 4;
+    })
+    .await
+    else {
+        return;
+    };
+    add_admin(&app, "alice", Role::Admin, OWNER_PW).await;
+    let token = access(&app, "alice", OWNER_PW).await;
+    let t = Some(token.as_str());
+    let mut shops = Vec::new();
+    for name in ["slow", "other"] {
+        let (s, m) = call(
+            &app,
+            "POST",
+            "/admin/api/v1/merchants",
+            t,
+            Some(json!({"name": name})),
+        )
+        .await;
+        assert_eq!(s, 201, "{m}");
+        shops.push((
+            m["pid"].as_i64().unwrap(),
+            m["secret"].as_str().unwrap().to_string(),
+        ));
+    }
+    let (pid, secret) = shops[0].clone();
+    let path = format!("/admin/api/v1/merchants/{pid}");
+    for bad in [json!(-1), json!("ten"), json!(2_000_000), json!(1.5)] {
+        let (s, e) = call(
+            &app,
+            "PATCH",
+            &path,
+            t,
+            Some(json!({ "rate_limit_per_minute": bad })),
+        )
+        .await;
+        assert!(s == 400 || s == 422, "{bad}: {s} {e}");
+        assert!(e["error"]["message"].as_str().is_some(), "{e}");
+    }
+    let (s, v) = call(
+        &app,
+        "PATCH",
+        &path,
+        t,
+        Some(json!({"rate_limit_per_minute": 2})),
+    )
+    .await;
+    assert_eq!((s, &v["rate_limit_per_minute"]), (200, &json!(2)), "{v}");
+    assert!(ok(&create(&app, pid, &secret, "L-1").await));
+    assert!(ok(&create(&app, pid, &secret, "L-2").await));
+    let r = create(&app, pid, &secret, "L-3").await;
+    assert_eq!(
+        r["status_code"], 429,
+        "third request over its own limit: {r}"
+    );
+    // Another merchant keeps the configured default (4).
+    let (other, other_secret) = &shops[1];
+    for i in 0..3 {
+        assert!(ok(
+            &create(&app, *other, other_secret, &format!("O-{i}")).await
+        ));
+    }
+    // 0 lifts the limit; null returns to the configured default (4 per minute, 2 used).
+    let (_, v) = call(
+        &app,
+        "PATCH",
+        &path,
+        t,
+        Some(json!({"rate_limit_per_minute": 0})),
+    )
+    .await;
+    assert_eq!(v["rate_limit_per_minute"], 0, "{v}");
+    assert!(ok(&create(&app, pid, &secret, "L-4").await));
+    let (_, v) = call(
+        &app,
+        "PATCH",
+        &path,
+        t,
+        Some(json!({"rate_limit_per_minute": null})),
+    )
+    .await;
+    assert!(v["rate_limit_per_minute"].is_null(), "{v}");
+    let (_, list) = call(&app, "GET", "/admin/api/v1/merchants", t, None).await;
+    assert_eq!(list["default_rate_limit_per_minute"], 4, "{list}");
+    // Unlimited requests were not counted: L-1 and L-2 leave two of the default's four.
+    assert!(ok(&create(&app, pid, &secret, "L-5").await));
+    assert!(ok(&create(&app, pid, &secret, "L-6").await));
+    let r = create(&app, pid, &secret, "L-7").await;
+    assert_eq!(r["status_code"], 429, "back on the default of 4: {r}");
+
+    // The audit trail has the change; orders show the merchant's pid.
+    let (_, audit) = call(&app, "GET", "/admin/api/v1/audit", t, None).await;
+    assert!(
+        audit.to_string().contains("rate_limit_per_minute"),
+        "{audit}"
+    );
+    let placed = app
+        .create_v1(&[
+            ("order_id", "PID-SHOWN-1"),
+            ("amount", "10"),
+            ("notify_url", "http://127.0.0.1:9/n"),
+        ])
+        .await;
+    assert_eq!(placed["status_code"], 200, "{placed}");
+    let (_, orders) = call(&app, "GET", "/admin/api/v1/orders?q=PID-SHOWN-1", t, None).await;
+    assert_eq!(orders["orders"][0]["merchant_pid"], 1000, "{orders}");
+    let trade = orders["orders"][0]["trade_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, detail) = call(
+        &app,
+        "GET",
+        &format!("/admin/api/v1/orders/{trade}"),
+        t,
+        None,
+    )
+    .await;
+    assert_eq!(detail["merchant_pid"], 1000, "{detail}");
+    assert!(detail["merchant_id"].is_i64(), "{detail}");
+    app.stop().await;
+}
+on_all_backends!(own_rate_limit);

@@ -194,7 +194,9 @@ async fn secure_cookie_when_app_uri_is_https() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn panel_in_headless_chromium() {
     let Some(dir) = browser_tools() else { return };
-    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+    // A rotated secret stays valid an hour: the panel tells until when.
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| c.secret_overlap_secs = 3600).await
+    else {
         return;
     };
     // Accounts as an operator creates them: an owner with TOTP, a viewer, a victim to lock out.
@@ -240,14 +242,26 @@ async fn panel_in_headless_chromium() {
         .await;
     assert_eq!(reply["status_code"], 200, "{reply}");
     let data = reply["data"].clone();
-    let _ = app
+    let other = app
         .create_v1(&[
             ("order_id", "PANEL-OTHER-7"),
             ("amount", "20.00"),
             ("notify_url", &format!("{murl}/notify")),
         ])
-        .await;
+        .await["data"]
+        .clone();
     app.pay(&data, &data["actual_amount"].to_string()).await;
+    // Paid short by 0.5: left for an operator to resolve in the panel.
+    let due: rust_decimal::Decimal = other["actual_amount"]
+        .to_string()
+        .trim_matches('"')
+        .parse()
+        .unwrap();
+    let short = (due - rust_decimal::Decimal::new(5, 1)).to_string();
+    assert!(matches!(
+        app.pay(&other, &short).await,
+        epusdt::service::order::CreditOutcome::Partial { .. }
+    ));
     let trade_id = data["trade_id"].as_str().unwrap().to_string();
     app.wait_delivered(&trade_id, 30).await;
 
@@ -280,7 +294,20 @@ async fn panel_in_headless_chromium() {
     eprintln!("admin panel screenshots: {}", shots.display());
 
     // What the browser did, checked on the server side.
-    merchant.wait_for(2, 30).await; // the first delivery and the resent one
+    // The first delivery, the resent one and the resolved order's.
+    merchant.wait_for(3, 30).await;
+    let resolved = epusdt::service::order::find_by_trade_id(
+        &app.state.db,
+        other["trade_id"].as_str().unwrap(),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert_eq!(
+        resolved.status,
+        epusdt::domain::order::OrderStatus::Paid,
+        "credited in the panel"
+    );
     let viewer = crate::admin_auth::access(&app, "vera", VIEWER_PW).await;
     let (status, wallets) = call(&app, "GET", "/admin/api/v1/wallets", Some(&viewer), None).await;
     assert_eq!(status, 200);
@@ -300,7 +327,11 @@ async fn panel_in_headless_chromium() {
             .as_array()
             .unwrap()
             .iter()
-            .any(|m| m["name"] == "Panel Shop" && m["sign_mode"] == "md5"),
+            .any(|m| m["name"] == "Panel Shop"
+                && m["sign_mode"] == "md5"
+                && m["ip_allowlist"] == json!(["10.0.0.0/8", "192.0.2.7/32"])
+                && m["rate_limit_per_minute"] == 30
+                && m["rotation_overlap_until"].is_i64()),
         "{merchants}"
     );
     // The viewer's writes are refused by the API too, not only hidden.

@@ -199,6 +199,26 @@ fn migrate_merchant_and_wallet_commands() {
             .any(|l| l.contains("tron") && l.contains("false")),
         "{out}"
     );
+    // A forced rate from the CLI is audited like one set in the admin API.
+    let (code, out, err) = run(&["rate", "set", "cny", "7.25"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("7.25 CNY"), "{out}");
+    let (code, _, err) = run(&["rate", "set", "CNY", "-1"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("-1"), "{err}");
+    let audit_dir = dir.path().join("data").join("audit");
+    let trail: String = std::fs::read_dir(&audit_dir)
+        .unwrap_or_else(|e| panic!("{}: {e}", audit_dir.display()))
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    let line = trail
+        .lines()
+        .find(|l| l.contains("\"rate.set\""))
+        .unwrap_or_else(|| panic!("no rate.set in the audit trail: {trail}"));
+    assert!(
+        line.contains("rate:CNY") && line.contains("7.25") && line.contains("cli"),
+        "{line}"
+    );
 }
 
 /// `.env.example` is a valid configuration as shipped (documentation stays true), and every key

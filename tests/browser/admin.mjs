@@ -149,6 +149,24 @@ async function main() {
     await page.click('#resend-callback');
     await page.waitForFunction(() => document.querySelector('#order-message')?.textContent.includes('Callback queued'), null, { timeout: T });
     await shot(page, 'orders');
+    if (!(await text(page, '#orders-list')).includes('1000')) fail('the orders list does not show the merchant pid');
+
+    // Resolve: PANEL-OTHER-7 was paid short; credit that transfer with a reason.
+    await page.fill('#orders-q', 'PANEL-OTHER-7');
+    await page.click('#orders-filter button[type="submit"]');
+    await page.waitForFunction(() => {
+      const rows = document.querySelectorAll('#orders-list tbody tr');
+      return rows.length === 1 && rows[0].textContent.includes('PANEL-OTHER-7');
+    }, null, { timeout: T });
+    await page.click('#orders-list a.order-link');
+    await page.waitForSelector('#resolve-form #resolve-transfer option[value]:not([value=""])', { state: 'attached', timeout: T });
+    await page.click('#resolve-credit');
+    await page.waitForFunction(() => /reason is required/i.test(document.querySelector('#resolve-message')?.textContent || ''), null, { timeout: T });
+    await page.fill('#resolve-reason', 'payer sent the rest by bank transfer (ticket 981)');
+    await page.click('#resolve-credit');
+    await page.waitForFunction(() => /credited; order paid, callback queued/.test(document.querySelector('#resolve-message')?.textContent || ''), null, { timeout: T });
+    if (!(await text(page, '#order-detail')).includes('credited')) fail('the transfer is not shown as credited');
+    await shot(page, 'order-resolve');
 
     // Wallets: add one.
     await nav(page, 'wallets');
@@ -179,6 +197,25 @@ async function main() {
     await page.waitForFunction(() => /set to md5/.test(document.querySelector('#merchant-message')?.textContent || ''), null, { timeout: T });
     if (await page.$('#merchant-secret')) fail('the merchant secret is shown again');
     if ((await page.content()).includes(secret)) fail('the merchant secret is still in the page');
+    // Settings: an IP allow-list and its own rate limit; a bad entry is refused with the reason.
+    await page.click('#page table tr:has-text("Panel Shop") button.settings');
+    await page.fill('#merchant-allowlist', '10.0.0.0/8\n999.1.1.1');
+    await page.click('#merchant-settings button[type="submit"]');
+    await page.waitForFunction(() => /999\.1\.1\.1/.test(document.querySelector('#merchant-settings-message')?.textContent || ''), null, { timeout: T });
+    await page.fill('#merchant-allowlist', '10.0.0.0/8\n192.0.2.7');
+    await page.fill('#merchant-rate-limit', '30');
+    await shot(page, 'merchant-settings');
+    await page.click('#merchant-settings button[type="submit"]');
+    await page.waitForFunction(() => /saved/.test(document.querySelector('#merchant-message')?.textContent || ''), null, { timeout: T });
+    const row = await text(page, '#page table tr:has-text("Panel Shop")');
+    if (!row.includes('10.0.0.0/8') || !row.includes('192.0.2.7/32') || !row.includes('30')) fail(`merchant settings not shown: ${row}`);
+    // Rotate with an overlap: the new secret once, and until when the old one still works.
+    await page.click('#page table tr:has-text("Panel Shop") button.rotate');
+    await page.waitForSelector('#merchant-secret .secret-value', { timeout: T });
+    const rotated = await text(page, '#merchant-secret');
+    if (!/old secret is accepted until \d{4}-\d\d-\d\d/.test(rotated)) fail(`rotation does not tell the overlap: ${rotated}`);
+    if (!(await text(page, '#page table tr:has-text("Panel Shop")')).match(/\d{4}-\d\d-\d\d \d\d:/)) fail('the old secret\'s end is not listed');
+    await shot(page, 'merchant-rotated');
 
     // Every other page renders.
     await nav(page, 'rates');
@@ -189,7 +226,7 @@ async function main() {
     await nav(page, 'audit');
     await page.waitForSelector('#audit-list table', { timeout: T });
     const audit = await text(page, '#audit-list');
-    for (const a of ['wallet.add', 'merchant.add', 'order.resend']) if (!audit.includes(a)) fail(`audit log lacks ${a}`);
+    for (const a of ['wallet.add', 'merchant.add', 'order.resend', 'order.resolve_credit', 'merchant.update', 'merchant.rotate']) if (!audit.includes(a)) fail(`audit log lacks ${a}`);
     await shot(page, 'audit');
     await nav(page, 'chains');
     await shot(page, 'chains');

@@ -4,6 +4,8 @@ use axum::{
     extract::{Path, Query, State},
     http::StatusCode,
 };
+use std::collections::HashMap;
+
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -13,7 +15,7 @@ use crate::{
     domain::order::OrderStatus,
     http::error::AdminApiError,
     service::{
-        notify,
+        merchant, notify,
         order::search::{self, OrderQuery},
     },
     state::AppState,
@@ -40,11 +42,14 @@ fn parse_status(s: &str) -> Option<OrderStatus> {
     }
 }
 
-fn order_json(o: &order::Model) -> Value {
+/// An order as the admin API shows it; `pids` maps the stored merchant id to the merchant's
+/// pid (what operators and merchants know it by).
+fn order_json(o: &order::Model, pids: &HashMap<i64, i64>) -> Value {
     json!({
         "trade_id": o.trade_id,
         "order_id": o.order_id,
         "merchant_id": o.merchant_id,
+        "merchant_pid": pids.get(&o.merchant_id),
         "protocol": o.protocol,
         "network": o.network,
         "token": o.token,
@@ -121,8 +126,9 @@ pub async fn list_orders(
         },
     )
     .await?;
+    let pids = merchant::pids_by_id(&state.db).await?;
     Ok(Json(json!({
-        "orders": page.orders.iter().map(order_json).collect::<Vec<_>>(),
+        "orders": page.orders.iter().map(|o| order_json(o, &pids)).collect::<Vec<_>>(),
         "next_cursor": page.next_cursor.map(|c| c.to_string()),
     })))
 }
@@ -135,7 +141,8 @@ pub async fn get_order(
     let d = search::detail(&state.db, &trade_id)
         .await?
         .ok_or_else(|| AdminApiError::not_found(format!("no order with trade_id {trade_id}")))?;
-    let mut v = order_json(&d.order);
+    let pids = merchant::pids_by_id(&state.db).await?;
+    let mut v = order_json(&d.order, &pids);
     v["notify_url"] = json!(d.order.notify_url);
     v["redirect_url"] = json!(d.order.redirect_url);
     v["transfers"] = d

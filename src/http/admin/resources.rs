@@ -119,6 +119,7 @@ fn merchant_json(m: &merchant_row::Model) -> Value {
         "sign_mode": m.sign_mode,
         "ip_allowlist": m.ip_allowlist.split(',').filter(|s| !s.is_empty()).collect::<Vec<_>>(),
         "rotation_overlap_until": m.previous_secret_until.filter(|u| *u > crate::service::now()),
+        "rate_limit_per_minute": m.rate_limit_per_minute,
         "created_at": m.created_at,
         "updated_at": m.updated_at,
     })
@@ -129,9 +130,12 @@ pub async fn list_merchants(
     _: CanRead,
 ) -> Result<Json<Value>, AdminApiError> {
     let rows = merchant::list(&state.db).await?;
-    Ok(Json(
-        json!({ "merchants": rows.iter().map(merchant_json).collect::<Vec<_>>() }),
-    ))
+    Ok(Json(json!({
+        "merchants": rows.iter().map(merchant_json).collect::<Vec<_>>(),
+        // What a merchant without its own limit gets, and how long an old secret lives on.
+        "default_rate_limit_per_minute": state.config.rate_limit.rate_limit_merchant_per_minute,
+        "secret_overlap_secs": state.config.secret_overlap_secs,
+    })))
 }
 
 #[derive(Deserialize)]
@@ -221,6 +225,18 @@ pub struct MerchantPatch {
     /// IPs/CIDRs its signed requests may come from; `[]` = any.
     #[serde(default)]
     ip_allowlist: Option<Vec<String>>,
+    /// Its own signed requests per minute: a number (0 = unlimited) or `null` for the default.
+    #[serde(default, deserialize_with = "present")]
+    rate_limit_per_minute: Option<Option<u32>>,
+}
+
+/// Tells an absent field (`None`) from an explicit `null` (`Some(None)`).
+fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(d).map(Some)
 }
 
 /// Renames, disables / re-enables a merchant or sets its GMPay sign mode.
@@ -234,10 +250,19 @@ pub async fn update_merchant(
         && req.enabled.is_none()
         && req.sign_mode.is_none()
         && req.ip_allowlist.is_none()
+        && req.rate_limit_per_minute.is_none()
     {
         return Err(AdminApiError::invalid(
-            "nothing to change: send name, enabled, sign_mode and/or ip_allowlist",
+            "nothing to change: send name, enabled, sign_mode, ip_allowlist and/or rate_limit_per_minute",
         ));
+    }
+    if let Some(Some(n)) = req.rate_limit_per_minute
+        && n > crate::service::merchant_access::RATE_LIMIT_MAX
+    {
+        return Err(AdminApiError::invalid(format!(
+            "rate_limit_per_minute must be at most {}; use 0 for unlimited or null for the default",
+            crate::service::merchant_access::RATE_LIMIT_MAX
+        )));
     }
     // Validated before anything is written, so a bad list changes nothing.
     if let Some(list) = &req.ip_allowlist {
@@ -267,6 +292,11 @@ pub async fn update_merchant(
             .await?
             .ok_or_else(not_found)?;
     }
+    if let Some(limit) = req.rate_limit_per_minute {
+        crate::service::merchant_access::set_rate_limit(&state.db, pid, limit)
+            .await?
+            .ok_or_else(not_found)?;
+    }
     let m = merchant::list(&state.db)
         .await?
         .into_iter()
@@ -278,7 +308,7 @@ pub async fn update_merchant(
             who.admin
                 .event(actions::MERCHANT_UPDATE, format!("merchant:{pid}"))
                 .with_details(
-                    json!({ "name": req.name, "enabled": req.enabled, "sign_mode": req.sign_mode, "ip_allowlist": req.ip_allowlist }),
+                    json!({ "name": req.name, "enabled": req.enabled, "sign_mode": req.sign_mode, "ip_allowlist": req.ip_allowlist, "rate_limit_per_minute": req.rate_limit_per_minute }),
                 ),
         )
         .await?;

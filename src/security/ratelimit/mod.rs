@@ -193,12 +193,18 @@ impl RateLimit {
 
     /// Counts one authenticated request of merchant `pid`. Call it in the handler after the
     /// signature is verified and before the work; on `Err`, return the error as the response.
-    pub async fn check_merchant(&self, pid: i64) -> Result<Decision, RateLimited> {
+    /// `own_limit` is the merchant's own per-minute limit (admin API); None = the configured
+    /// `rate_limit_merchant_per_minute`; 0 = unlimited.
+    pub async fn check_merchant(
+        &self,
+        pid: i64,
+        own_limit: Option<u32>,
+    ) -> Result<Decision, RateLimited> {
         let s = self.settings();
         let rule = Rule {
             name: "merchant",
             key: format!("merchant:{pid}"),
-            limit: s.rate_limit_merchant_per_minute,
+            limit: own_limit.unwrap_or(s.rate_limit_merchant_per_minute),
             window: s.window,
         };
         let verdict = self.limiter.check_all(std::slice::from_ref(&rule)).await;
@@ -216,8 +222,12 @@ impl RateLimit {
 }
 
 /// Free-function form of [`RateLimit::check_merchant`].
-pub async fn check_merchant(rl: &RateLimit, pid: i64) -> Result<Decision, RateLimited> {
-    rl.check_merchant(pid).await
+pub async fn check_merchant(
+    rl: &RateLimit,
+    pid: i64,
+    own_limit: Option<u32>,
+) -> Result<Decision, RateLimited> {
+    rl.check_merchant(pid, own_limit).await
 }
 
 /// A refused request; its response (built in `http::error`) is `429` (or `503` when Redis is

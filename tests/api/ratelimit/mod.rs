@@ -47,7 +47,7 @@ async fn check_status(Path(trade_id): Path<String>) -> String {
 
 /// Stands in for a merchant handler: "verifies the signature", then counts the merchant.
 async fn create(State(rl): State<RateLimit>) -> Response {
-    match rl.check_merchant(1000).await {
+    match rl.check_merchant(1000, None).await {
         Ok(_) => (StatusCode::OK, "created").into_response(),
         Err(limited) => limited.into_response(),
     }
