@@ -36,22 +36,26 @@ fn default_filter(level: &str) -> Result<EnvFilter, tracing_subscriber::filter::
     EnvFilter::try_new(format!("sqlx=warn,sea_orm=warn,{level}"))
 }
 
-/// Installs the global subscriber with `log_level`, `log_dir`, `log_max_size_mb` and
-/// `log_max_files` from `config`; `RUST_LOG` overrides the level.
-pub fn init(config: &Config) -> std::io::Result<LogGuard> {
+/// `<log_dir>/epusdt.log`, rotated daily and at `log_max_size_mb`, `log_max_files` in all.
+fn file_appender(config: &Config) -> std::io::Result<BasicRollingFileAppender> {
     let log_dir = config.effective_log_dir();
     std::fs::create_dir_all(&log_dir)?;
     let mut condition = RollingConditionBasic::new().daily();
     if config.log_max_size_mb > 0 {
         condition = condition.max_size(config.log_max_size_mb.saturating_mul(1024 * 1024));
     }
-    // `max_files` counts the rotated files besides the current one.
-    let appender = BasicRollingFileAppender::new(
+    // The crate's `max_files` counts the rotated files besides the current one.
+    BasicRollingFileAppender::new(
         log_dir.join("epusdt.log"),
         condition,
         config.log_max_files.saturating_sub(1).max(1),
-    )?;
-    let (file_writer, guard) = tracing_appender::non_blocking(appender);
+    )
+}
+
+/// Installs the global subscriber with `log_level`, `log_dir`, `log_max_size_mb` and
+/// `log_max_files` from `config`; `RUST_LOG` overrides the level.
+pub fn init(config: &Config) -> std::io::Result<LogGuard> {
+    let (file_writer, guard) = tracing_appender::non_blocking(file_appender(config)?);
     let (filter, handle) = match EnvFilter::try_from_env("RUST_LOG") {
         Ok(f) => (f, None),
         Err(_) => {
@@ -76,4 +80,39 @@ pub fn init(config: &Config) -> std::io::Result<LogGuard> {
         _file: guard,
         filter: handle.map(|()| reload_handle),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::io::Write;
+
+    use super::*;
+
+    #[test]
+    fn the_log_file_rotates_by_size_and_keeps_log_max_files() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let config = Config {
+            log_max_size_mb: 1,
+            log_max_files: 3,
+            ..Config::for_tests(dir.path())
+        };
+        let mut file = file_appender(&config).expect("appender");
+        let line = [b'x'; 1023];
+        for _ in 0..(5 * 1024) {
+            file.write_all(&line).expect("write");
+            file.write_all(b"\n").expect("write");
+        }
+        file.flush().expect("flush");
+        let logs = config.effective_log_dir();
+        let mut names: Vec<String> = std::fs::read_dir(&logs)
+            .expect("log dir")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["epusdt.log", "epusdt.log.1", "epusdt.log.2"]);
+        for n in &names {
+            let len = std::fs::metadata(logs.join(n)).expect("meta").len();
+            assert!(len <= 1024 * 1024, "{n}: {len} bytes");
+        }
+    }
 }

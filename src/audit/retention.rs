@@ -36,3 +36,37 @@ impl AuditLog {
         Ok(removed)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn files_past_the_retention_are_removed_others_kept() {
+        let tmp = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}?mode=rwc", tmp.path().join("a.db").display());
+        let db = crate::store::connect(&url).await.expect("db");
+        let dir = tmp.path().join("audit");
+        let log = AuditLog::open(db, &dir).expect("open");
+        let today = NaiveDate::from_ymd_opt(2026, 12, 2).expect("date");
+        for day in ["2026-10-01", "2026-11-01", "2026-11-02", "2026-12-01"] {
+            std::fs::write(dir.join(format!("audit-{day}.jsonl")), "{}\n").expect("write");
+        }
+        std::fs::write(dir.join("audit-notes.txt"), "").expect("write");
+        assert!(
+            log.prune_files(0, today).expect("prune").is_empty(),
+            "0 keeps all"
+        );
+        let removed = log.prune_files(30, today).expect("prune");
+        assert_eq!(
+            removed,
+            [
+                dir.join("audit-2026-10-01.jsonl"),
+                dir.join("audit-2026-11-01.jsonl")
+            ]
+        );
+        assert!(dir.join("audit-2026-11-02.jsonl").exists());
+        assert!(dir.join("audit-2026-12-01.jsonl").exists());
+        assert!(dir.join("audit-notes.txt").exists());
+    }
+}

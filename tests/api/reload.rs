@@ -280,3 +280,35 @@ async fn a_broken_config_on_sighup_is_refused_and_the_running_one_kept() {
     gw.wait_log("configuration reloaded", mark).await;
     assert_eq!(amount(&gw, "b2").await, "5");
 }
+
+#[tokio::test]
+async fn sighup_restarts_chain_watchers_with_new_rpc_urls_and_confirmations() {
+    let chain = |rpc: &str, confirmations: u32| {
+        config(
+            "7",
+            &format!(
+                "[networks.ethereum]\nrpc_urls = [\"http://{rpc}:9\"]\nconfirmations = {confirmations}\n"
+            ),
+        )
+    };
+    let mut gw = Gateway::start(&chain("127.0.0.1", 3), |_| {}).await;
+    let line = gw.wait_log("chain watcher started", 0).await;
+    assert!(
+        line.contains("127.0.0.1:9") && line.contains("\"confirmations\":3"),
+        "{line}"
+    );
+
+    gw.write_config(&chain("127.0.0.2", 5));
+    let mark = gw.log_mark();
+    gw.hup();
+    let line = gw.wait_log("configuration reloaded", mark).await;
+    assert!(line.contains("networks.ethereum"), "{line}");
+    gw.wait_log("chain watchers restarting", mark).await;
+    let line = gw.wait_log("chain watcher started", mark).await;
+    assert!(
+        line.contains("127.0.0.2:9") && line.contains("\"confirmations\":5"),
+        "{line}"
+    );
+    assert_eq!(status(&gw, "/health").await, 200);
+    assert!(gw.alive());
+}
