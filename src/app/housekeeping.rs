@@ -54,6 +54,11 @@ pub(super) async fn chain_watchers(state: AppState, mut stop: watch::Receiver<bo
         if !restart {
             return;
         }
+        let next = *config_rx.borrow();
+        if let Ok(chains) = next.chains() {
+            let keep: Vec<_> = chains.iter().map(|c| c.network).collect();
+            state.chains.retain(&keep);
+        }
         tracing::info!("chain settings changed: chain watchers restarting");
     }
 }

@@ -123,6 +123,12 @@ impl Gateway {
         }
     }
 
+    /// The log lines collected since `mark`.
+    pub fn lines_since(&self, mark: usize) -> Vec<String> {
+        let lines = self.lines.lock().expect("lines");
+        lines[mark.min(lines.len())..].to_vec()
+    }
+
     pub fn hup(&self) {
         let pid = libc::pid_t::try_from(self.child.id()).expect("pid");
         // SAFETY: kill(2) with a pid we spawned and a valid signal number.
@@ -311,4 +317,54 @@ async fn sighup_restarts_chain_watchers_with_new_rpc_urls_and_confirmations() {
     );
     assert_eq!(status(&gw, "/health").await, 200);
     assert!(gw.alive());
+
+    // Removing the network stops its watcher and drops it from /health.
+    let health = |gw: &Gateway| {
+        let req = gw.client.get(gw.url("/health"));
+        async move {
+            req.send()
+                .await
+                .expect("health")
+                .json::<Value>()
+                .await
+                .expect("json")
+        }
+    };
+    assert!(health(&gw).await["chains"].get("ethereum").is_some());
+    gw.write_config(&config("7", ""));
+    let mark = gw.log_mark();
+    gw.hup();
+    gw.wait_log("chain watchers restarting", mark).await;
+    let h = health(&gw).await;
+    assert!(h["chains"].get("ethereum").is_none(), "{h}");
+}
+
+#[tokio::test]
+async fn sighup_changes_the_log_level() {
+    let mut gw = Gateway::start(&config("7", ""), |_| {}).await;
+    let quiet = config("7", "").replace("log_level = \"info\"", "log_level = \"warn\"");
+    gw.write_config(&quiet);
+    let mark = gw.log_mark();
+    gw.hup();
+    // Logged at info before the new level is in force; nothing at info after it.
+    gw.wait_log("SIGHUP: reloading the configuration", mark)
+        .await;
+
+    // A refused reload logs its error, but no longer the info line before it.
+    gw.write_config("not = [toml");
+    let mark = gw.log_mark();
+    gw.hup();
+    gw.wait_log("configuration reload refused", mark).await;
+    let since = gw.lines_since(mark);
+    assert!(
+        !since.iter().any(|l| l.contains("\"level\":\"INFO\"")),
+        "info lines at log_level warn: {since:?}"
+    );
+
+    // Back to info: the reload's own summary line shows again.
+    gw.write_config(&config("7", ""));
+    let mark = gw.log_mark();
+    gw.hup();
+    let line = gw.wait_log("configuration reloaded", mark).await;
+    assert!(line.contains("log_level"), "{line}");
 }
