@@ -116,7 +116,11 @@ pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQ
                     .create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma(
+                        "journal_size_limit",
+                        store::SQLITE_JOURNAL_SIZE_LIMIT.to_string(),
+                    );
                 let pool = crate::store::sqlite_pool_options()
                     .max_connections(4)
                     .connect_with(opts)

@@ -96,7 +96,7 @@ pub(super) async fn retention(state: AppState, mut stop: watch::Receiver<bool>) 
             last_trim = Some(Instant::now());
         }
         if next_checkpoint.is_some_and(|c| now >= c) {
-            service::retention::checkpoint(&state.db).await;
+            service::retention::checkpoint(&state.db, &state.queue).await;
             last_checkpoint = Instant::now();
         }
     }

@@ -33,6 +33,22 @@ return deleted
 "#;
 
 impl JobQueue {
+    /// `PRAGMA wal_checkpoint(TRUNCATE)` on the queue's own SQLite file (MySQL without Redis
+    /// keeps the queue in `<data_dir>/queue.db`); `Ok(false)` on other backends or when busy.
+    pub async fn checkpoint_own_file(&self) -> Result<bool, JobError> {
+        let Store::Sqlite(pool) = &self.store else {
+            return Ok(false);
+        };
+        let busy: i64 = sqlx::query_scalar("PRAGMA wal_checkpoint(TRUNCATE)")
+            .fetch_one(pool)
+            .await
+            .map_err(|e| JobError::Unavailable {
+                backend: self.backend_name(),
+                message: e.to_string(),
+            })?;
+        Ok(busy == 0)
+    }
+
     /// Deletes this queue's jobs that finished (done, killed, or failed with no attempt left)
     /// more than `older_than` ago. Pending, scheduled, running and retrying jobs are never
     /// touched. Returns how many were removed.

@@ -42,13 +42,19 @@ pub async fn trim(queue: &JobQueue, audit: &AuditLog, config: &Config) -> Trimme
     out
 }
 
-/// Truncates the SQLite WAL (no-op on other backends); a busy checkpoint is retried next time.
-pub async fn checkpoint(db: &DatabaseConnection) {
+/// Truncates the SQLite WAL of the database, or of the queue's own SQLite file when the
+/// database is not SQLite (MySQL without Redis); a busy checkpoint is retried next time.
+pub async fn checkpoint(db: &DatabaseConnection, queue: &JobQueue) {
     match store::checkpoint(db).await {
         Ok(Some(c)) if c.busy => {
             tracing::debug!("WAL checkpoint could not finish (database busy); next time")
         }
-        Ok(_) => {}
+        Ok(Some(_)) => {}
+        Ok(None) => {
+            if let Err(e) = queue.checkpoint_own_file().await {
+                tracing::warn!(error = %e, "queue file WAL checkpoint failed");
+            }
+        }
         Err(e) => tracing::warn!(error = %e, "WAL checkpoint failed"),
     }
 }
