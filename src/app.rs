@@ -282,6 +282,7 @@ impl App {
             rate_limit: self.state.rate_limit.clone(),
             allow_private: self.allow_private.clone(),
             chains: self.state.chains.clone(),
+            tx_lookup: self.state.tx_lookup.clone(),
             db: self.state.db.clone(),
             keys: self.state.keys.clone(),
             audit: self.state.audit.clone(),

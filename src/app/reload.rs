@@ -2,7 +2,8 @@
 //! validated by the caller exactly as at start-up, is checked against what only a running
 //! process can check (chain settings against their RPCs, the default merchant's token), then
 //! put in force: [`LiveConfig`] swaps, and the parts built once at start are pushed the new
-//! values (rate-limit rules, the callback resolver's private-address policy). Chain watchers
+//! values (rate-limit rules, the callback resolver's private-address policy, the payer
+//! transaction lookups' RPC clients). Chain watchers
 //! restart themselves when their settings changed (`run_until_stopped` subscribes). Keys read
 //! only at start-up keep their running value and are reported as needing a restart.
 //!
@@ -42,6 +43,7 @@ pub struct Reloader {
     pub(super) rate_limit: RateLimit,
     pub(super) allow_private: Arc<AtomicBool>,
     pub(super) chains: chain::Registry,
+    pub(super) tx_lookup: chain::TxLookup,
     pub(super) db: DatabaseConnection,
     pub(super) keys: Arc<KeyStore>,
     pub(super) audit: AuditLog,
@@ -63,12 +65,15 @@ impl Reloader {
         }
         let new = keep_restart_keys(old, new);
         let changed = |key: &str| changes.iter().any(|c| c.key == key);
+        let mut lookups = None;
         if changes.iter().any(|c| c.key.starts_with("networks.")) {
             // Token contract and chain id must match, as at start-up (an unreachable RPC is
             // only logged: the watcher checks again before scanning).
             chain::check_startup(&new, &self.chains)
                 .await
                 .map_err(|e| ReloadError::Chain(e.to_string()))?;
+            lookups =
+                Some(chain::TxLookup::new(&new).map_err(|e| ReloadError::Chain(e.to_string()))?);
         }
         if changed("api_auth_token") {
             service::merchant::sync_default_merchant(
@@ -77,6 +82,9 @@ impl Reloader {
                 new.api_auth_token.as_ref(),
             )
             .await?;
+        }
+        if let Some(fresh) = &lookups {
+            self.tx_lookup.replace_with(fresh);
         }
         self.rate_limit.set_settings(new.rate_limit.clone());
         self.allow_private

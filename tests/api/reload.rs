@@ -157,7 +157,19 @@ pub fn cli(dir: &Path, args: &[&str]) {
 
 /// A signed v1 create request for 70 CNY; returns the whole reply.
 async fn create(gw: &Gateway, order_id: &str, notify_url: &str) -> Value {
+    create_on(gw, order_id, notify_url, None).await
+}
+
+async fn create_on(
+    gw: &Gateway,
+    order_id: &str,
+    notify_url: &str,
+    trade_type: Option<&str>,
+) -> Value {
     let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    if let Some(t) = trade_type {
+        p.insert("trade_type", t.into());
+    }
     p.insert("order_id", order_id.into());
     p.insert("amount", "70".into());
     p.insert("notify_url", notify_url.into());
@@ -297,7 +309,42 @@ async fn sighup_restarts_chain_watchers_with_new_rpc_urls_and_confirmations() {
             ),
         )
     };
-    let mut gw = Gateway::start(&chain("127.0.0.1", 3), |_| {}).await;
+    let mut gw = Gateway::start(&chain("127.0.0.1", 3), |dir| {
+        cli(
+            dir,
+            &[
+                "wallet",
+                "add",
+                "--network",
+                "ethereum",
+                "--address",
+                common::EVM_WALLET,
+            ],
+        )
+    })
+    .await;
+    let order = create_on(&gw, "e1", "https://m.example.com/n", Some("usdt.erc20")).await;
+    assert_eq!(order["status_code"], 200, "{order}");
+    let trade_id = order["data"]["trade_id"]
+        .as_str()
+        .expect("trade_id")
+        .to_owned();
+    let submit = |gw: &Gateway| {
+        let req = gw
+            .client
+            .post(gw.url(&format!("/pay/submit-tx-hash/{trade_id}")))
+            .json(&serde_json::json!({ "block_transaction_id": format!("0x{}", "ab".repeat(32)) }));
+        async move {
+            req.send()
+                .await
+                .expect("submit")
+                .text()
+                .await
+                .expect("body")
+        }
+    };
+    let before = submit(&gw).await;
+    assert!(before.contains("could not be asked"), "{before}");
     let line = gw.wait_log("chain watcher started", 0).await;
     assert!(
         line.contains("127.0.0.1:9") && line.contains("\"confirmations\":3"),
@@ -337,6 +384,11 @@ async fn sighup_restarts_chain_watchers_with_new_rpc_urls_and_confirmations() {
     gw.wait_log("chain watchers restarting", mark).await;
     let h = health(&gw).await;
     assert!(h["chains"].get("ethereum").is_none(), "{h}");
+    let after = submit(&gw).await;
+    assert!(
+        after.contains("not watched"),
+        "payer lookups follow the reload: {after}"
+    );
 }
 
 #[tokio::test]
