@@ -87,7 +87,6 @@ pub const RESTART_KEYS: &[&str] = &[
     "master_key_previous",
     "queue_workers",
     "queue_name",
-    "notify_timeout_secs",
     "rate_limit_redis_failure",
     "tg_bot_token",
 ];
@@ -167,7 +166,6 @@ pub fn keep_restart_keys(old: &Config, new: Config) -> Config {
         master_key_previous: old.master_key_previous.clone(),
         queue_workers: old.queue_workers,
         queue_name: old.queue_name.clone(),
-        notify_timeout_secs: old.notify_timeout_secs,
         tg_bot_token: old.tg_bot_token.clone(),
         rate_limit,
         ..new
