@@ -74,6 +74,8 @@ pub struct App {
     admin: Option<(TcpListener, u16)>,
     /// `allow_private_callbacks` as the callback client's resolver reads it (reloadable).
     allow_private: Arc<AtomicBool>,
+    /// The `metrics_listen` listener and its port, when configured.
+    metrics: Option<(TcpListener, u16)>,
 }
 
 /// Opens the database named by the config, creating the data dir for SQLite, and migrates it.
@@ -220,7 +222,7 @@ impl App {
         let replay =
             crate::security::replay::ReplayGuard::new(redis, db.clone(), &config.queue_name);
         // Chain settings resolve and EVM token decimals match, or we refuse to start.
-        crate::http::ops::install_metrics_recorder();
+        crate::telemetry::metrics::install();
         let chains = crate::chain::Registry::default();
         crate::chain::check_startup(&config, &chains)
             .await
@@ -253,6 +255,19 @@ impl App {
                 Some((l, port))
             }
         };
+        let metrics = match config.metrics_listen {
+            None => None,
+            Some(addr) => {
+                let l = TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| AppError::Bind { addr, source })?;
+                let port = l
+                    .local_addr()
+                    .map_err(|source| AppError::Bind { addr, source })?
+                    .port();
+                Some((l, port))
+            }
+        };
         let state = AppState {
             config: crate::config::LiveConfig::new(config),
             db,
@@ -272,6 +287,7 @@ impl App {
             port,
             admin,
             allow_private,
+            metrics,
         })
     }
 
@@ -298,6 +314,11 @@ impl App {
         self.admin.as_ref().map(|(_, p)| *p)
     }
 
+    /// The `/metrics` listener's port (`metrics_listen`), if configured.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, p)| *p)
+    }
+
     pub fn state(&self) -> &AppState {
         &self.state
     }
@@ -312,6 +333,7 @@ impl App {
             state,
             listener,
             admin,
+            metrics,
             ..
         } = self;
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -330,12 +352,22 @@ impl App {
             let mut stop = stop_rx.clone();
             tokio::spawn(async move {
                 let mut tick = tokio::time::interval(Duration::from_secs(30));
+                // Expiry on time to the second, from the orders themselves (no job per order).
+                let mut expiry = tokio::time::interval(Duration::from_secs(1));
+                expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
-                    tokio::select! {
-                        _ = tick.tick() => {}
+                    let sweep = tokio::select! {
+                        _ = tick.tick() => true,
+                        _ = expiry.tick() => false,
                         _ = stop.wait_for(|s| *s) => break,
-                    }
+                    };
                     let rules = service::order::OrderRules::from_config(&state.config);
+                    if !sweep {
+                        if let Err(e) = service::order::expire_due(&state.db, &rules).await {
+                            tracing::error!(error = %e, "expiring due orders failed; retrying in a second");
+                        }
+                        continue;
+                    }
                     match service::order::sweep(&state.db, &state.queue, &rules).await {
                         Ok(s) if s.repaired() => tracing::warn!(
                             expired = s.expired,
@@ -376,6 +408,15 @@ impl App {
                 stopped(stop_rx.clone()),
             ))
         });
+        let metrics_server = metrics.map(|(l, _)| {
+            tracing::info!(addr = %l.local_addr().map(|a| a.to_string()).unwrap_or_default(), "metrics listening");
+            tokio::spawn(crate::http::serve::serve(
+                l,
+                crate::http::monitor::listener_router(state.clone()),
+                limits.clone(),
+                stopped(stop_rx.clone()),
+            ))
+        });
         let server = tokio::spawn(crate::http::serve::serve(
             listener,
             router,
@@ -406,6 +447,11 @@ impl App {
                     tracing::warn!("admin API requests did not finish within the grace period")
                 }
             }
+        }
+        if let Some(h) = metrics_server
+            && !matches!(tokio::time::timeout(grace, h).await, Ok(Ok(Ok(()))))
+        {
+            tracing::warn!("the metrics listener did not stop cleanly");
         }
         match tokio::time::timeout(grace, workers).await {
             Ok(Ok(Err(e))) => tracing::error!(error = %e, "job workers stopped with an error"),

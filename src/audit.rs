@@ -32,7 +32,6 @@ pub const REDACTED: &str = "[redacted]";
 
 mod admin_actions;
 pub mod query;
-mod retention;
 
 /// Actions recorded today, each emitted somewhere (add one here when its emitter lands). An
 /// action is a `&'static str` so the set stays greppable.
@@ -56,7 +55,10 @@ pub mod actions {
     pub use super::admin_actions::*;
     /// `epusdt import upstream` ran (source URL redacted, counts).
     pub const UPSTREAM_IMPORT: &str = "upstream.import";
-    pub const CONFIG_RELOADED: &str = "config.reloaded"; // SIGHUP: applied and restart-only keys
+    /// `epusdt backup` wrote a backup (directory, backend, whether the master key is in it).
+    pub const BACKUP_CREATE: &str = "backup.create";
+    /// `epusdt restore` brought a backup back.
+    pub const BACKUP_RESTORE: &str = "backup.restore";
 }
 
 /// Actor of events started by the command line.

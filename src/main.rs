@@ -58,6 +58,12 @@ fn main() -> ExitCode {
             ) {
                 return ExitCode::from(2);
             }
+            // A restore refused before changing anything (bad backup, target in use, no key).
+            if e.downcast_ref::<epusdt::service::backup::BackupError>()
+                .is_some_and(|e| e.is_refusal())
+            {
+                return ExitCode::from(2);
+            }
             ExitCode::FAILURE
         }
     }

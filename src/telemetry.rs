@@ -4,6 +4,8 @@
 //!
 //! Never log a secret: secrets are `secret::Secret`, whose `Debug` is redacted. sqlx is capped at
 //! `warn` by default because it logs every statement at `info`.
+pub mod metrics;
+
 use rolling_file::{BasicRollingFileAppender, RollingConditionBasic};
 use tracing_appender::non_blocking::WorkerGuard;
 use tracing_subscriber::{

@@ -6,15 +6,25 @@
 # Every request is a distinct, correctly signed epusdt v1 create-transaction (unique order_id,
 # random amount), generated up front by python3 so wrk only replays bodies. Prints wrk's summary
 # (requests/s, latency percentiles incl. p99) and how many replies were `status_code: 200`.
+# In the same run: /health (the yardstick), check-status and the checkout page of one order,
+# and the gateway's RSS idle and after the creates; `BENCH ...` lines feed tools/bench.sh.
 # PostgreSQL: uses postgres://postgres@127.0.0.1:5432 (override with EPUSDT_BENCH_POSTGRES_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 backend="${1:-sqlite}"; duration="${2:-15}"; conns="${3:-32}"
-export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-release}"
+# PROFILE=debug uses the test build (tools/bench.sh --short); the figures are the release's.
+profile="${PROFILE:-release}"
+if [ "$profile" = release ]; then
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-release}"
+else
+  export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-target}"
+fi
 
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
-[ "${EPUSDT_BENCH_NO_BUILD:-0}" = 1 ] || cargo build --release --locked --bin epusdt
-bin="$CARGO_TARGET_DIR/release/epusdt"
+# (debug: the same build as the tests, so a warm test build is reused as is)
+if [ "$profile" = release ]; then build=(--release --bin epusdt); dir=release; else build=(--workspace --all-targets); dir=debug; fi
+[ "${EPUSDT_BENCH_NO_BUILD:-0}" = 1 ] || cargo build "${build[@]}" --locked
+bin="$CARGO_TARGET_DIR/$dir/epusdt"
 
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -91,10 +101,42 @@ function done(summary, latency, requests)
   io.write(string.format("p50 %.2f ms, p99 %.2f ms\n", latency:percentile(50) / 1000, latency:percentile(99) / 1000))
 end
 LUA
+rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+# One machine-readable line per figure for tools/bench.sh: BENCH <name> key=value ...
+report() { # name, wrk output file
+  local rps p50 p99
+  rps=$(awk '/^Requests\/sec/ {print $2}' "$2")
+  p50=$(awk '/^ *50%/ {print $2; exit}' "$2"); p99=$(awk '/^ *99%/ {print $2; exit}' "$2")
+  echo "BENCH $1 backend=$backend rps=$rps p50=$p50 p99=$p99"
+}
+plain() { # name, url: wrk with a plain GET
+  wrk -t2 -c"$conns" -d"${duration}s" --latency "$2" > "$work/$1.txt"
+  report "$1" "$work/$1.txt"
+}
+echo "BENCH rss_idle backend=$backend kb=$(rss_kb)"
 echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
+# The same run measures /health (a database and queue ping) as the yardstick.
+plain health "http://127.0.0.1:$port/health"
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
-  "http://127.0.0.1:$port/api/v1/order/create-transaction"
+  "http://127.0.0.1:$port/api/v1/order/create-transaction" | tee "$work/create.txt"
+report create "$work/create.txt"
+live=$(grep -o 'replies status_code 200: [0-9]*' "$work/create.txt" | awk '{print $4}')
+echo "BENCH rss_live backend=$backend kb=$(rss_kb) live_orders=${live:-0}"
+# Read path: the status poll and the payer's page of one order (waiting, then paid when a
+# test payment helper is available — the page of a waiting order is the common case).
+trade=$(python3 - "$port" <<'PY'
+import hashlib, json, sys, urllib.request
+port, token = sys.argv[1], "bench-token-0123456789"
+p = {"order_id": "READ-1", "amount": "42", "notify_url": "http://127.0.0.1:9/notify"}
+p["signature"] = hashlib.md5(("&".join(f"{k}={p[k]}" for k in sorted(p)) + token).encode()).hexdigest()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/order/create-transaction",
+                             data=json.dumps(p).encode(), headers={"Content-Type": "application/json"})
+print(json.load(urllib.request.urlopen(req))["data"]["trade_id"])
+PY
+)
+plain check_status "http://127.0.0.1:$port/pay/check-status/$trade"
+plain checkout_page "http://127.0.0.1:$port/pay/checkout-counter/$trade"
 kill -TERM $pid; wait $pid || true
 errors=$(grep -c '"level":"ERROR"' "$work/serve.log" || true)
-echo "gateway ERROR log lines: $errors"; grep '"level":"ERROR"' "$work/serve.log" | head -3
+echo "gateway ERROR log lines: $errors"; grep '"level":"ERROR"' "$work/serve.log" | head -3 || true
 if [ "$backend" = postgres ]; then psql "$base/postgres" -qc "DROP DATABASE $db WITH (FORCE)" >/dev/null || true; fi

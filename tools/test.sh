@@ -27,6 +27,38 @@ if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwrigh
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
 fi
 
+# pg_dump/psql and mysqldump/mysql for the backup/restore tests (Debian packages).
+for pair in "pg_dump postgresql-client" "mysqldump mariadb-client"; do
+  set -- $pair
+  if ! command -v "$1" >/dev/null 2>&1; then
+    if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+      say "installing Debian $2 (backup tests)"
+      apt-get update -qq >/dev/null
+      DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+    else
+      echo "$1 not installed and cannot apt-get $2: the backup tests on that database fail" >&2
+    fi
+  fi
+done
+
+# promtool (Debian package `prometheus`) for the alert-rule test (tests/api/monitoring.rs). The
+# package's server is not wanted: no recommends, and policy-rc.d keeps apt from starting it.
+if ! command -v promtool >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian prometheus (promtool, for the alert rules test)"
+    policy_added=
+    if [ ! -e /usr/sbin/policy-rc.d ]; then
+      printf '#!/bin/sh\nexit 101\n' > /usr/sbin/policy-rc.d && chmod 755 /usr/sbin/policy-rc.d
+      policy_added=1
+    fi
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null
+    if [ -n "$policy_added" ]; then rm -f /usr/sbin/policy-rc.d; fi
+  else
+    echo "promtool not installed and cannot apt-get it: the alert rules test will fail under EPUSDT_TEST_REQUIRE_SERVICES=1" >&2
+  fi
+fi
+
 # anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned.
 . tools/anvil.sh
 

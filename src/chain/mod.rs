@@ -40,7 +40,7 @@ use std::{collections::HashSet, future::Future, time::Duration};
 
 pub use lease::{InstanceId, Lease};
 pub use startup::{Deps, check_startup, spawn_all};
-pub use status::{ChainStatus, Registry, age_secs, stalled_after};
+pub use status::{ChainStatus, Registry, age_secs, is_stalled, stalled_after};
 pub use verify::{SubmitError, Submitted, TxFound, TxLookup};
 pub use watcher::{Watcher, cursors};
 

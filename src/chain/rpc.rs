@@ -137,6 +137,7 @@ impl<C: Clone> Endpoints<C> {
                     all_rate_limited = false;
                     let msg = scrub(&msg, &ep.raw, &ep.label);
                     lock(&ep.state).cool_until = Some(Instant::now() + WRONG_CHAIN_COOL_DOWN);
+                    crate::telemetry::metrics::rpc_error(&ep.label, "wrong_chain");
                     tracing::error!(endpoint = %ep.label, call = what, error = %msg, "RPC URL refused: it serves another chain; nothing is read from it");
                     errors.push(format!("{} refused: {msg}", ep.label));
                 }
@@ -155,6 +156,10 @@ impl<C: Clone> Endpoints<C> {
                         | CallError::RangeTooLarge { message: m, .. } => (m, false),
                     };
                     all_rate_limited &= limited;
+                    crate::telemetry::metrics::rpc_error(
+                        &ep.label,
+                        if limited { "rate_limited" } else { "failed" },
+                    );
                     let msg = scrub(&msg, &ep.raw, &ep.label);
                     {
                         let mut h = lock(&ep.state);

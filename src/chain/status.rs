@@ -71,11 +71,13 @@ impl Registry {
             s.role = "starting";
             s.poll_interval = settings.poll_interval;
         });
+        let urls: Vec<String> = settings
+            .rpc_urls
+            .iter()
+            .map(|u| crate::redact::rpc_url(u.as_str()))
+            .collect();
+        crate::telemetry::metrics::chain_registered(settings.network, &urls);
     }
-}
-
-pub(super) fn set_gauge(name: &'static str, network: Network, value: f64) {
-    metrics::gauge!(name, "network" => network.as_str()).set(value);
 }
 
 /// A stalled watcher: no successful round for this long is reported as degraded.
@@ -84,6 +86,17 @@ pub fn stalled_after(status: &ChainStatus) -> Duration {
         .poll_interval
         .saturating_mul(10)
         .max(Duration::from_secs(120))
+}
+
+/// Whether a watcher is down: it failed (configuration), or it holds the lease and its last
+/// error is older news than its last success by more than [`stalled_after`]. `/health` and the
+/// `epusdt_chain_watcher_up` gauge use this one rule.
+pub fn is_stalled(status: &ChainStatus) -> bool {
+    let limit = i64::try_from(stalled_after(status).as_secs()).unwrap_or(i64::MAX);
+    status.role == "failed"
+        || (status.role == "active"
+            && status.error.is_some()
+            && age_secs(status.last_ok_unix).is_none_or(|a| a > limit))
 }
 
 /// Seconds since `unix`, or `None`.

@@ -8,6 +8,7 @@ use clap::{Parser, Subcommand};
 use epusdt::config::{Config, Sources};
 
 mod admin;
+mod backup;
 mod config;
 mod import;
 mod keys;
@@ -103,6 +104,23 @@ pub enum Command {
         #[command(subcommand)]
         action: import::ImportAction,
     },
+    /// Copy the database, audit files and (with --include-key) the master key into a new
+    /// directory while the gateway keeps serving.
+    Backup {
+        /// A new or empty directory for the backup.
+        #[arg(long)]
+        to: PathBuf,
+        /// Also copy the master key: whoever holds the backup can then read every merchant
+        /// secret. Without it, keep the key safe apart; a restore needs it.
+        #[arg(long)]
+        include_key: bool,
+    },
+    /// Restore a backup into an empty data directory and an empty database (exit 2 if not).
+    Restore {
+        /// The backup directory (`epusdt backup --to`).
+        #[arg(long)]
+        from: PathBuf,
+    },
 }
 
 /// Runs one parsed command to completion. `sources` are where `config` came from (`serve`
@@ -123,6 +141,8 @@ pub async fn run(command: Command, config: Config, sources: Sources) -> CliResul
         Command::Rate { action } => rate::run(action, &config).await,
         Command::Admin { action } => admin::run(action, &config).await,
         Command::Import { action } => import::run(action, &config).await,
+        Command::Backup { to, include_key } => backup::backup(&config, &to, include_key).await,
+        Command::Restore { from } => backup::restore(&config, &from).await,
     }
 }
 

@@ -47,6 +47,8 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "allow_private_callbacks",
     "admin_require_totp",
     "admin_listen",
+    "metrics_listen",
+    "metrics_token",
     "payment_clock_tolerance_secs",
     "secret_overlap_secs",
     "slot_reuse_grace_secs",
@@ -204,7 +206,9 @@ impl DotEnv {
             }
             let v = match k.as_str() {
                 // Upstream Go style `:8000` means every interface.
-                "http_listen" | "admin_listen" if v.starts_with(':') => format!("0.0.0.0{v}"),
+                "http_listen" | "admin_listen" | "metrics_listen" if v.starts_with(':') => {
+                    format!("0.0.0.0{v}")
+                }
                 // Secrets and free text stay strings even if they look like numbers.
                 "api_auth_token"
                 | "tg_bot_token"
@@ -212,7 +216,8 @@ impl DotEnv {
                 | "database_url"
                 | "redis_url"
                 | "master_key"
-                | "master_key_previous" => {
+                | "master_key_previous"
+                | "metrics_token" => {
                     // Empty means unset, as upstream's own `.env.example` ships `api_auth_token=`.
                     if !v.trim().is_empty() {
                         dict.insert(k.clone(), Value::from(v.clone()));

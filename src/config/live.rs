@@ -72,6 +72,7 @@ impl Deref for LiveConfig {
 pub const RESTART_KEYS: &[&str] = &[
     "http_listen",
     "admin_listen",
+    "metrics_listen",
     "http_header_timeout_secs",
     "http_idle_timeout_secs",
     "http_max_connections",
@@ -113,6 +114,7 @@ pub fn diff(old: &Config, new: &Config) -> Vec<Change> {
     let raw = [
         ("api_auth_token", old.api_auth_token != new.api_auth_token),
         ("tg_bot_token", old.tg_bot_token != new.tg_bot_token),
+        ("metrics_token", old.metrics_token != new.metrics_token),
         ("master_key", old.master_key != new.master_key),
         (
             "master_key_previous",
@@ -151,6 +153,7 @@ pub fn keep_restart_keys(old: &Config, new: Config) -> Config {
     Config {
         http_listen: old.http_listen,
         admin_listen: old.admin_listen,
+        metrics_listen: old.metrics_listen,
         http_header_timeout_secs: old.http_header_timeout_secs,
         http_idle_timeout_secs: old.http_idle_timeout_secs,
         http_max_connections: old.http_max_connections,

@@ -121,6 +121,11 @@ pub struct Config {
     /// A separate listener for the admin API (e.g. `127.0.0.1:8001`), which is then absent from
     /// `http_listen`; unset: the admin API is served on `http_listen`.
     pub admin_listen: Option<SocketAddr>,
+    /// A separate listener for `GET /metrics` (e.g. `127.0.0.1:9100`), which is then absent
+    /// from `http_listen`; unset: `/metrics` is served on `http_listen`.
+    pub metrics_listen: Option<SocketAddr>,
+    /// Bearer token `GET /metrics` requires (`Authorization: Bearer <token>`); unset: none.
+    pub metrics_token: Option<Secret>,
     /// Seconds a transfer's block time may precede an order's creation and still pay it (block
     /// timestamps are accurate to seconds). A transfer mined earlier than that never pays the
     /// order: it was meant for whoever held the slot before.
@@ -207,6 +212,8 @@ impl Default for Config {
             allow_private_callbacks: false,
             admin_require_totp: false,
             admin_listen: None,
+            metrics_listen: None,
+            metrics_token: None,
             payment_clock_tolerance_secs: 5,
             secret_overlap_secs: 0,
             slot_reuse_grace_secs: 600,

@@ -1,6 +1,8 @@
 //! [`Config::validate`]: every value in range, every URL of the right scheme, every network
 //! resolvable; an error names the key and says how to fix it.
 
+use std::net::SocketAddr;
+
 use rust_decimal::Decimal;
 
 use super::{Config, ConfigError};
@@ -245,6 +247,25 @@ impl Config {
         self.chains()?;
         if let Err((key, message)) = self.rate_limit.validate() {
             return bad(key, message);
+        }
+        if let Some(t) = &self.metrics_token
+            && t.expose().trim().len() < 16
+        {
+            return bad(
+                "metrics_token",
+                "must be at least 16 characters (e.g. `openssl rand -hex 32`); remove it to serve /metrics without a token".into(),
+            );
+        }
+        if let Some(m) = self.metrics_listen {
+            let clash = |other: SocketAddr| m.port() != 0 && m.port() == other.port();
+            if clash(self.http_listen) || self.admin_listen.is_some_and(clash) {
+                return bad(
+                    "metrics_listen",
+                    format!(
+                        "{m} uses the port of http_listen or admin_listen; pick another port (e.g. 127.0.0.1:9100) or remove it to serve /metrics on http_listen"
+                    ),
+                );
+            }
         }
         if tracing_subscriber::EnvFilter::try_new(&self.log_level).is_err() {
             return bad(

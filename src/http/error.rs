@@ -390,6 +390,29 @@ impl From<PathRejection> for AdminApiError {
     }
 }
 
+/// `/metrics` without the `metrics_token` bearer token: 401 with a `WWW-Authenticate`
+/// challenge, and nothing else said.
+impl IntoResponse for super::monitor::MetricsUnauthorized {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            "metrics_token is set: send Authorization: Bearer <metrics_token>\n",
+        )
+            .into_response()
+    }
+}
+
+impl IntoResponse for super::monitor::MetricsUnavailable {
+    fn into_response(self) -> Response {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "metrics recorder unavailable: another recorder was installed in this process\n",
+        )
+            .into_response()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

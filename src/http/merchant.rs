@@ -26,12 +26,13 @@ use crate::{
         self, Action, FieldRules, MerchantProtocol, MerchantRef, OrderView, Params, ProtocolError,
         ReplayStamp, Reply, Verification, fields,
     },
-    security::ssrf::check_callback_url,
+    security::{replay::ReplayError, ssrf::check_callback_url},
     service::{
         merchant::{self, DEFAULT_PID, Merchant},
         order::{self, NewOrder},
     },
     state::AppState,
+    telemetry::metrics::{self, SignatureRefusal},
 };
 
 pub fn router() -> Router<AppState> {
@@ -130,8 +131,16 @@ async fn authenticate(
     p: &Params,
     action: Action,
 ) -> Result<(Merchant, Option<SignAlg>), ApiError> {
-    let m = match proto.merchant(p)? {
-        MerchantRef::Default => default_merchant(state).await?,
+    let refused = |reason| metrics::signature_refused(proto.id(), reason);
+    let named = proto.merchant(p).inspect_err(|e| {
+        if matches!(e, ProtocolError::NoMerchant(_)) {
+            refused(SignatureRefusal::UnknownMerchant);
+        }
+    })?;
+    let m = match named {
+        MerchantRef::Default => default_merchant(state)
+            .await
+            .inspect_err(|_| refused(SignatureRefusal::UnknownMerchant))?,
         MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
     };
     // The merchant's IP allow-list, checked once the signature is known good (the same work
@@ -146,12 +155,16 @@ async fn authenticate(
             client,
             "refused: valid signature from an address outside the merchant's ip_allowlist (answered as a signature error)"
         );
+        refused(SignatureRefusal::IpAllowlist);
         Err(ApiError::signature())
     };
     let canonical = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
         Ok(alg) => return allowed(m, alg),
         Err(Verification::Valid) => return allowed(m, None),
-        Err(Verification::Missing) => return Err(signature_required()),
+        Err(Verification::Missing) => {
+            refused(SignatureRefusal::Missing);
+            return Err(signature_required());
+        }
         Err(Verification::Mismatch { canonical }) => canonical,
         Err(Verification::Refused { reason }) => reason,
     };
@@ -164,6 +177,7 @@ async fn authenticate(
         }
     }
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
+    refused(SignatureRefusal::Mismatch);
     let throttle = format!("audit:signature:{}:{client}", m.pid);
     let first = state
         .rate_limit
@@ -224,8 +238,10 @@ async fn merchant_by_pid(
     if proto.verify_mode(p, action, UNKNOWN_MERCHANT_KEY, SignMode::Dual)
         == Err(Verification::Missing)
     {
+        metrics::signature_refused(proto.id(), SignatureRefusal::Missing);
         return Err(signature_required());
     }
+    metrics::signature_refused(proto.id(), SignatureRefusal::UnknownMerchant);
     tracing::warn!(
         pid,
         client,
@@ -273,6 +289,7 @@ pub(super) fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
 /// nonce. A refusal is audited.
 async fn check_replay(
     state: &AppState,
+    proto: &dyn MerchantProtocol,
     client: &str,
     m: &Merchant,
     stamp: ReplayStamp<'_>,
@@ -291,6 +308,9 @@ async fn check_replay(
     else {
         return Ok(());
     };
+    if !matches!(e, ReplayError::StoreUnavailable(_)) {
+        metrics::signature_refused(proto.id(), SignatureRefusal::Replay);
+    }
     let event = AuditEvent::new(
         format!("ip:{client}"),
         actions::REPLAY_REJECTED,
@@ -324,7 +344,7 @@ async fn create(
         }
         let r = proto.parse_create(&p, &field_rules(state))?;
         if let Some(stamp) = proto.replay_stamp(&p) {
-            check_replay(state, &client, &m, stamp, &r.order_id).await?;
+            check_replay(state, proto, &client, &m, stamp, &r.order_id).await?;
         }
         let req = NewOrder {
             order_id: r.order_id,
@@ -345,7 +365,7 @@ async fn create(
         if proto.placeholder(&p)? {
             return super::switch::create_placeholder(state, proto, req).await;
         }
-        let created = order::create_order(&state.db, &state.config, &state.queue, req).await?;
+        let created = order::create_order(&state.db, &state.config, req).await?;
         let o = created.order;
         tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
         Ok::<_, ApiError>(match proto.reply(&order_view(state, &o)) {

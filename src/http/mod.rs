@@ -8,6 +8,7 @@ pub mod checkout_page;
 pub mod error;
 pub mod merchant;
 pub mod middleware;
+pub mod monitor;
 pub mod ops;
 pub mod render;
 pub mod reply;
@@ -29,6 +30,9 @@ pub fn router(state: AppState) -> Router {
         .merge(checkout::router())
         .merge(submit_tx::router())
         .merge(switch::router());
+    if state.config.metrics_listen.is_none() {
+        routes = routes.merge(monitor::router());
+    }
     if state.config.admin_listen.is_none() {
         routes = routes.merge(admin::router()).merge(admin::panel::router());
     }
@@ -46,6 +50,7 @@ fn with_layers(routes: Router<AppState>, state: AppState) -> Router {
             state.rate_limit.clone(),
             middleware::ratelimit::middleware,
         ))
+        .layer(axum::middleware::from_fn(monitor::track))
         .layer(TraceLayer::new_for_http())
         .with_state(state)
 }

@@ -1,11 +1,7 @@
-//! Operations endpoints: `GET /health` (database, queue and each chain watcher's head, cursor
-//! and lag; 503 when the database is down) and `GET /metrics` (Prometheus text format).
-//!
-//! The Prometheus recorder is process-global (the `metrics` facade allows one): it is installed
-//! once per process by [`install_metrics_recorder`] and its handle kept in a `OnceLock`, so
-//! several `App`s in one process (tests) share it. These handlers only read; they never change
-//! state.
-use std::{sync::OnceLock, time::Duration};
+//! Operations endpoint `GET /health` (database, queue and each chain watcher's head, cursor
+//! and lag; 503 when the database is down). `GET /metrics` is [`super::monitor`]'s. This
+//! handler only reads; it never changes state.
+use std::time::Duration;
 
 use axum::{
     Json, Router,
@@ -19,50 +15,7 @@ use serde_json::json;
 use crate::{state::AppState, store};
 
 pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/health", get(health))
-        .route("/metrics", get(metrics_text))
-}
-
-static PROMETHEUS: OnceLock<Option<metrics_exporter_prometheus::PrometheusHandle>> =
-    OnceLock::new();
-
-/// Installs the Prometheus recorder as the process's `metrics` recorder, once. If another
-/// recorder was installed first, `/metrics` answers 503 saying so.
-pub fn install_metrics_recorder() {
-    PROMETHEUS.get_or_init(|| {
-        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
-        let handle = recorder.handle();
-        match metrics::set_global_recorder(recorder) {
-            Ok(()) => Some(handle),
-            Err(e) => {
-                tracing::warn!(error = %e, "another metrics recorder is installed: /metrics is disabled");
-                None
-            }
-        }
-    });
-}
-
-async fn metrics_text() -> Response {
-    install_metrics_recorder();
-    match PROMETHEUS.get().and_then(Option::as_ref) {
-        Some(handle) => {
-            handle.run_upkeep();
-            (
-                [(
-                    axum::http::header::CONTENT_TYPE,
-                    "text/plain; version=0.0.4; charset=utf-8",
-                )],
-                handle.render(),
-            )
-                .into_response()
-        }
-        None => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            "metrics recorder unavailable: another recorder was installed in this process\n",
-        )
-            .into_response(),
-    }
+    Router::new().route("/health", get(health))
 }
 
 /// Each configured chain: this instance's view, with the cursor read from the database (so a
@@ -89,10 +42,7 @@ async fn chains_health(state: &AppState, db_ok: bool) -> (serde_json::Value, boo
             (Some(c), Some(k)) => Some((c - k).max(0)),
             _ => s.lag_blocks,
         };
-        let age = crate::chain::age_secs(s.last_ok_unix);
-        let limit = i64::try_from(crate::chain::stalled_after(&s).as_secs()).unwrap_or(i64::MAX);
-        let is_stalled = s.role == "failed"
-            || (s.role == "active" && s.error.is_some() && age.is_none_or(|a| a > limit));
+        let is_stalled = crate::chain::is_stalled(&s);
         stalled |= is_stalled;
         out.insert(
             network.to_string(),

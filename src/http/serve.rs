@@ -267,7 +267,7 @@ pub async fn serve(
             .serve_connection(io, service);
         let conn = graceful.watch(conn);
         let idle = limits.idle_timeout;
-        metrics::gauge!("epusdt_http_connections").increment(1.0);
+        crate::telemetry::metrics::http_connection_opened();
         tokio::spawn(async move {
             tokio::pin!(conn);
             let check = (idle / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -282,7 +282,7 @@ pub async fn serve(
                     }
                 }
             }
-            metrics::gauge!("epusdt_http_connections").decrement(1.0);
+            crate::telemetry::metrics::http_connection_closed();
             drop(slot);
             drop(permit);
         });
@@ -295,7 +295,7 @@ pub async fn serve(
 /// Answers a connection over a cap with a complete 503 (best effort, never blocking) and closes it.
 fn refuse(stream: TcpStream, cap: &'static str) {
     let _ = stream.try_write(OVER_CAPACITY);
-    metrics::counter!("epusdt_http_connections_refused_total", "cap" => cap).increment(1);
+    crate::telemetry::metrics::http_connection_refused(cap);
     drop(stream);
 }
 

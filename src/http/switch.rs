@@ -195,7 +195,6 @@ async fn switch_network(
         let s = order::switch_network(
             &state.db,
             &state.config,
-            &state.queue,
             &state.keys,
             &trade_id,
             &token,

@@ -1,13 +1,17 @@
-//! The durable job queue: callback delivery ([`Job::Notify`]) and order expiry
-//! ([`Job::Expire`]) are stored in SQLite, PostgreSQL or Redis through apalis before
+//! The durable job queue: callback delivery ([`Job::Notify`]) (and, from earlier versions,
+//! order expiry [`Job::Expire`]) are stored in SQLite, PostgreSQL or Redis through apalis before
 //! [`JobQueue::push`] returns, and are worked off by [`JobQueue::run_workers`].
 //! Nothing that must happen lives only in memory: a job whose worker dies (crash, kill,
 //! shutdown timeout) is re-queued by apalis' orphan recovery and runs again, so delivery
 //! is *at least once* and handlers must be idempotent.
 //!
 //! Timings (see the constants below for the reasoning):
-//! - a due job is picked up within [`POLL_INTERVAL`] (0.5 s) plus up to 1 s, because
-//!   apalis stores `run_at` in whole seconds and we round *up* so that nothing runs early;
+//! - a job pushed for now by this process wakes this process' idle workers at once (an
+//!   in-memory nudge after the job is stored; the stored job is what runs, so nothing is lost
+//!   when the nudge is), e.g. a callback right after the payment commits;
+//! - any other due job (a later `run_at`, or pushed by another instance) is picked up within
+//!   [`POLL_INTERVAL`] (0.5 s) plus up to 1 s, because apalis stores `run_at` in whole
+//!   seconds and we round *up* so that nothing runs early;
 //! - a worker heartbeats every [`HEARTBEAT_INTERVAL`] (5 s) and is declared dead after
 //!   [`MISSED_HEARTBEATS`] × 5 s = 20 s of silence; its jobs are then re-queued by the next
 //!   heartbeat of any live worker of the same queue, i.e. ≈ 20–26 s after the crash;
@@ -25,7 +29,7 @@ use std::{
 };
 
 use apalis::prelude::{
-    Attempt, BackendExt, Data, TaskBuilder, TaskSink, WorkerBuilder, WorkerBuilderExt,
+    Attempt, Data, PollWith, Strategy, TaskBuilder, TaskSink, WorkerBuilder, WorkerBuilderExt,
     WorkerContext, WorkerError,
 };
 use apalis_postgres::PostgresStorage;
@@ -42,6 +46,7 @@ use tokio::{sync::watch, task::JoinSet};
 /// apalis defaults to `std::any::type_name::<Job>()`, which would silently orphan stored
 /// jobs when the Rust type is renamed or moved; this name is part of the storage format.
 mod retention;
+mod stats;
 mod worker;
 use worker::*;
 
@@ -89,7 +94,9 @@ pub enum Job {
         /// Delivery attempt, starting at 1.
         attempt: u32,
     },
-    /// Expire an order at its expiration time if still waiting.
+    /// Expire an order at its expiration time if still waiting. No longer pushed (orders
+    /// expire from their own `expires_at`, `service::order::expire_due`); still run, for jobs
+    /// stored by an earlier version.
     Expire {
         /// The order's trade id.
         trade_id: String,
@@ -166,6 +173,8 @@ pub struct JobQueue {
     store: Store,
     queue_name: Arc<str>,
     shutdown_timeout: Duration,
+    /// Nudges this process' idle workers when a job for now is pushed (one channel per worker).
+    wakers: Arc<std::sync::Mutex<Vec<futures::channel::mpsc::Sender<()>>>>,
 }
 
 impl fmt::Debug for JobQueue {
@@ -204,6 +213,7 @@ impl JobQueue {
             store,
             queue_name: Arc::from(DEFAULT_QUEUE_NAME),
             shutdown_timeout: DEFAULT_SHUTDOWN_TIMEOUT,
+            wakers: Arc::default(),
         })
     }
 
@@ -254,7 +264,35 @@ impl JobQueue {
         if let Some(secs) = run_at.and_then(unix_seconds_ceil) {
             builder = builder.run_at_timestamp(secs);
         }
-        let task = builder.build();
+        let due_now = run_at.is_none_or(|at| at <= Utc::now());
+        self.store_task(builder.build()).await?;
+        if due_now {
+            self.wake_workers();
+        }
+        Ok(())
+    }
+
+    /// Nudges every idle worker of this process to fetch now (best effort: a full channel
+    /// already holds a nudge; a closed one belongs to a worker that ended).
+    fn wake_workers(&self) {
+        let mut wakers = self.wakers.lock().unwrap_or_else(|e| e.into_inner());
+        wakers.retain_mut(|tx| match tx.try_send(()) {
+            Ok(()) => true,
+            Err(e) => !e.is_disconnected(),
+        });
+    }
+
+    /// A worker's nudge channel: [`JobQueue::push`] sends on it; the worker fetches on receipt.
+    fn wake_stream(&self) -> futures::channel::mpsc::Receiver<()> {
+        let (tx, rx) = futures::channel::mpsc::channel(1);
+        self.wakers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .push(tx);
+        rx
+    }
+
+    async fn store_task(&self, task: apalis::prelude::Task<Job>) -> Result<(), JobError> {
         let backend = self.backend_name();
         let push_err = |message: String| JobError::Push { backend, message };
         match &self.store {
@@ -470,22 +508,25 @@ impl JobQueue {
                     .boxed()
             };
         }
+        // Fetch when nudged by a push of this process, and every POLL_INTERVAL regardless.
+        let strategy = || {
+            Strategy::new()
+                .stream(self.wake_stream())
+                .interval(POLL_INTERVAL)
+        };
         match &self.store {
-            Store::Sqlite(pool) => run_worker!(
-                SqliteStorage::<Job>::new(pool)
-                    .with_config(self.sqlite_config())
-                    .poll_with_interval(POLL_INTERVAL)
-            ),
-            Store::Postgres(pool) => run_worker!(
-                PostgresStorage::<Job>::new(pool)
-                    .with_config(self.postgres_config())
-                    .poll_with_interval(POLL_INTERVAL)
-            ),
-            Store::Redis(conn) => run_worker!(
-                RedisStorage::<Job>::new(conn.clone())
-                    .with_config(self.redis_config())
-                    .poll_with_interval(POLL_INTERVAL)
-            ),
+            Store::Sqlite(pool) => run_worker!(PollWith::new(
+                SqliteStorage::<Job>::new(pool).with_config(self.sqlite_config()),
+                strategy()
+            )),
+            Store::Postgres(pool) => run_worker!(PollWith::new(
+                PostgresStorage::<Job>::new(pool).with_config(self.postgres_config()),
+                strategy()
+            )),
+            Store::Redis(conn) => run_worker!(PollWith::new(
+                RedisStorage::<Job>::new(conn.clone()).with_config(self.redis_config()),
+                strategy()
+            )),
         }
     }
 }

@@ -2,6 +2,7 @@
 //! they never see axum types, and they never change an order's status except through
 //! `domain::order::OrderStatus::transition` + a compare-and-swap update.
 pub mod admin;
+pub mod backup;
 pub mod epay_return;
 pub mod import;
 pub mod merchant;

@@ -23,6 +23,7 @@ use crate::{
     protocol::{self, CallbackOrder, ProtocolError},
     security::ssrf::check_callback_url,
     store::entities::{callback_attempt, order},
+    telemetry::metrics,
 };
 
 /// What the job should do after an attempt.
@@ -162,7 +163,8 @@ pub async fn deliver(
         Ok((code, text, req.expect))
     }
     .await;
-    let latency = started.elapsed().as_millis() as i64;
+    let elapsed = started.elapsed();
+    let latency = elapsed.as_millis() as i64;
     let (status, body, error, success) = match &result {
         Ok((code, text, expect)) => {
             let ok = acknowledged(&o, *code, text, expect);
@@ -175,6 +177,14 @@ pub async fn deliver(
         }
         Err(e) => (None, String::new(), excerpt(e), false),
     };
+    metrics::callback_attempt(
+        match (success, status) {
+            (true, _) => metrics::CallbackOutcome::Delivered,
+            (false, Some(_)) => metrics::CallbackOutcome::Rejected,
+            (false, None) => metrics::CallbackOutcome::Failed,
+        },
+        elapsed,
+    );
     callback_attempt::Entity::update_many()
         .col_expr(callback_attempt::Column::HttpStatus, Expr::value(status))
         .col_expr(callback_attempt::Column::LatencyMs, Expr::value(latency))
@@ -187,6 +197,7 @@ pub async fn deliver(
     let (state, outcome, due) = if success {
         (callback_state::DELIVERED, NotifyOutcome::Delivered, None)
     } else if attempt >= config.notify_max_attempts {
+        metrics::callback_gave_up();
         (callback_state::FAILED, NotifyOutcome::GaveUp, None)
     } else {
         let wait = backoff_secs(config.notify_retry_base_secs, attempt);

@@ -136,6 +136,34 @@ pub async fn ping(db: &DatabaseConnection) -> Result<(), DbErr> {
     db.execute_unprepared("SELECT 1").await.map(|_| ())
 }
 
+/// The pool's open connections, idle ones among them, and its limit (`/metrics`).
+pub fn pool_stats(db: &DatabaseConnection) -> Option<PoolStats> {
+    fn of<D: sea_orm::sqlx::Database>(p: &sea_orm::sqlx::Pool<D>) -> PoolStats {
+        let size = p.size();
+        // `num_idle` can wrap while a connection is released (see [`no_reaper`]).
+        let idle = u32::try_from(p.num_idle()).unwrap_or(u32::MAX).min(size);
+        PoolStats {
+            size,
+            idle,
+            max: p.options().get_max_connections(),
+        }
+    }
+    match db.get_database_backend() {
+        DbBackend::Sqlite => Some(of(db.get_sqlite_connection_pool())),
+        DbBackend::Postgres => Some(of(db.get_postgres_connection_pool())),
+        DbBackend::MySql => Some(of(db.get_mysql_connection_pool())),
+        _ => None,
+    }
+}
+
+/// See [`pool_stats`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 pub fn backend_name(db: &DatabaseConnection) -> &'static str {
     match db.get_database_backend() {
         DbBackend::Sqlite => "sqlite",

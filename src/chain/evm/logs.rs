@@ -64,7 +64,7 @@ pub(super) fn to_transfer(
         .and_then(|units| amount::from_base_units(units, decimals));
     let Some(amount) = amount else {
         tracing::error!(%network, %tx, log_index, %value, to = %to_address, "transfer value does not fit the amount type; skipped (not credited) — review it by hand");
-        metrics::counter!("epusdt_transfers_total", "network" => network.as_str(), "kind" => "unrepresentable").increment(1);
+        crate::telemetry::metrics::transfer(network, "unrepresentable");
         return Ok(None);
     };
     Ok(Some(IncomingTransfer {

@@ -330,7 +330,7 @@ impl TronScanner {
                     .and_then(|units| amount::from_base_units(units, self.decimals));
                 let Some(amount) = amount else {
                     tracing::error!(network = %self.network, tx = %tx.id, log_index = index, data = %truncate(&log.data, 80), to = %to, "transfer value is malformed or does not fit the amount type; skipped (not credited) — review it by hand");
-                    metrics::counter!("epusdt_transfers_total", "network" => self.network.as_str(), "kind" => "unrepresentable").increment(1);
+                    crate::telemetry::metrics::transfer(self.network, "unrepresentable");
                     continue;
                 };
                 out.push(IncomingTransfer {

@@ -78,7 +78,7 @@ impl<S: Scanner> Watcher<S> {
             new_cursor = next.block,
             "reorg below the cursor: the cursor block changed hash; stepping back to rescan (replay is a no-op). Consider raising networks.{network}.confirmations"
         );
-        metrics::counter!("epusdt_chain_reorgs_total", "network" => network.as_str()).increment(1);
+        crate::telemetry::metrics::chain_reorg(network);
 
         // Transfers already recorded above the new cursor: still on the chain?
         let recorded = transfer::Entity::find()
@@ -151,8 +151,7 @@ impl<S: Scanner> Watcher<S> {
             kind = %t.kind,
             "transfer was recorded from a block that is no longer on the chain (reorg deeper than the confirmations): review this order by hand and raise networks.{network}.confirmations"
         );
-        metrics::counter!("epusdt_reorged_transfers_total", "network" => network.as_str())
-            .increment(1);
+        crate::telemetry::metrics::reorged_transfers(network, 1);
         let event = AuditEvent::new(
             ACTOR_SYSTEM,
             actions::CHAIN_TRANSFER_REORGED,

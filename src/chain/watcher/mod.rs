@@ -15,7 +15,6 @@ pub use cursor::cursors;
 
 use super::{
     Deps, Heads, InstanceId, Lease, MAX_BACKOFF, MAX_RETRY_AFTER, Registry, ScanError, Scanner,
-    status::set_gauge,
 };
 use crate::{
     audit::AuditLog,
@@ -168,8 +167,7 @@ impl<S: Scanner> Watcher<S> {
                         s.role = "failed";
                         s.error = Some(msg);
                     });
-                    metrics::counter!("epusdt_chain_errors_total", "network" => network.as_str())
-                        .increment(1);
+                    crate::telemetry::metrics::chain_error(network);
                     // Stop renewing: an instance with a working configuration may scan.
                     if let Err(e) = self.lease.release(&self.db).await {
                         tracing::warn!(%network, error = %e, "could not release the scanning lease; it expires on its own");
@@ -189,8 +187,7 @@ impl<S: Scanner> Watcher<S> {
                         tracing::warn!(%network, error = %msg, failures, retry_in_ms = u64::try_from(delay.as_millis()).unwrap_or(u64::MAX), "chain scan round failed; nothing advanced, retrying");
                     }
                     self.registry.update(network, |s| s.error = Some(msg));
-                    metrics::counter!("epusdt_chain_errors_total", "network" => network.as_str())
-                        .increment(1);
+                    crate::telemetry::metrics::chain_error(network);
                     delay
                 }
             };
@@ -300,13 +297,8 @@ impl<S: Scanner> Watcher<S> {
             };
             let outcomes = self.commit(&cursor, &next, &batch.transfers).await?;
             cursor = next;
-            for outcome in &outcomes {
-                metrics::counter!(
-                    "epusdt_transfers_total",
-                    "network" => network.as_str(),
-                    "kind" => outcome.kind()
-                )
-                .increment(1);
+            for (t, outcome) in batch.transfers.iter().zip(&outcomes) {
+                service::order::observe_credit(t, outcome);
                 if let CreditOutcome::Paid { order_id, trade_id } = outcome {
                     tracing::info!(%network, trade_id, "order paid on chain; queueing callback");
                     if let Err(e) =
@@ -330,11 +322,7 @@ impl<S: Scanner> Watcher<S> {
             s.last_ok_unix = Some(service::now());
             s.error = None;
         });
-        set_gauge(
-            "epusdt_chain_last_ok_timestamp_seconds",
-            network,
-            service::now() as f64,
-        );
+        crate::telemetry::metrics::chain_caught_up(network, service::now());
         Ok(Round::CaughtUp)
     }
 
@@ -370,10 +358,7 @@ impl<S: Scanner> Watcher<S> {
             s.cursor = Some(cursor.block);
             s.lag_blocks = Some(lag);
         });
-        set_gauge("epusdt_chain_head", network, heads.head as f64);
-        set_gauge("epusdt_chain_confirmed_head", network, confirmed as f64);
-        set_gauge("epusdt_chain_cursor", network, cursor.block as f64);
-        set_gauge("epusdt_chain_lag_blocks", network, lag as f64);
+        crate::telemetry::metrics::chain_heights(network, heads.head, confirmed, cursor.block, lag);
     }
 
     /// Every wallet address of the network, enabled or not: an order created before its wallet

@@ -185,7 +185,7 @@ impl RateLimit {
                 }
             }
             if let Some(d) = verdict.binding() {
-                metrics::counter!("epusdt_rate_limited_total", "rule" => d.name).increment(1);
+                crate::telemetry::metrics::rate_limited(d.name);
             }
         }
         verdict
@@ -216,6 +216,7 @@ impl RateLimit {
                 .next()
                 .unwrap_or_else(|| uncounted(&rule, Source::Unlimited)))
         } else {
+            crate::telemetry::metrics::rate_limited(rule.name);
             Err(RateLimited(verdict))
         }
     }
@@ -238,7 +239,7 @@ pub struct RateLimited(pub Verdict);
 fn audit_bursts(verdict: &Verdict, rules: &[Rule], who: &str) {
     for (d, r) in verdict.decisions.iter().zip(rules) {
         if d.first_denial {
-            metrics::counter!("epusdt_rate_limit_bursts_total", "rule" => d.name).increment(1);
+            crate::telemetry::metrics::rate_limit_burst(d.name);
             tracing::warn!(
                 target: "epusdt::audit",
                 action = "rate_limit.burst",

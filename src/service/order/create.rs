@@ -1,5 +1,6 @@
 //! Creating an order: the rate, the payable amount, a free (network, address, amount) slot
-//! claimed by the unique index `orders_live_slot_key`, the expiry job; and the repeat rule (an
+//! claimed by the unique index `orders_live_slot_key` (its `expires_at` is the expiry
+//! schedule, swept every second); and the repeat rule (an
 //! identical live request returns the same order, anything else with that `order_id` is refused).
 use rust_decimal::Decimal;
 use sea_orm::{
@@ -15,7 +16,6 @@ use crate::{
         network::Network,
         order::{MerchantId, Order, OrderId, OrderStatus, TradeId},
     },
-    queue::{Job, JobQueue},
     service::{now, rate, wallet},
     store::{self, entities::order},
 };
@@ -58,7 +58,6 @@ pub(super) fn new_trade_id() -> TradeId {
 pub async fn create_order(
     db: &DatabaseConnection,
     config: &Config,
-    queue: &JobQueue,
     req: NewOrder,
 ) -> Result<Created, OrderError> {
     let hash = request_hash(&req, req.network.as_str());
@@ -77,7 +76,6 @@ pub async fn create_order(
     let order = place_order(
         db,
         config,
-        queue,
         &req,
         Placement {
             request_hash: hash.clone(),
@@ -105,6 +103,12 @@ pub async fn create_order(
                 .await?;
                 return Err(OrderError::Exists(req.order_id.clone()));
             }
+            crate::telemetry::metrics::order_event(
+                crate::telemetry::metrics::OrderEvent::Created,
+                order.network,
+                &order.token,
+                order.actual_amount,
+            );
             Ok(Created {
                 order,
                 repeated: false,
@@ -149,12 +153,13 @@ impl<E: Into<OrderError>> From<E> for Placed {
     }
 }
 
-/// Finds a free (network, address, amount) slot for `req` and inserts the waiting order there,
-/// with its expiry job (DESIGN §5).
+/// Finds a free (network, address, amount) slot for `req` and inserts the waiting order there
+/// (DESIGN §5): one statement, one write transaction. Expiry needs no job of its own: the
+/// order's `expires_at` is its durable schedule, and [`super::expire_due`] (every second, on
+/// every instance, over the `orders_status_expires_idx` index) expires it on time.
 pub(super) async fn place_order(
     db: &DatabaseConnection,
     config: &Config,
-    queue: &JobQueue,
     req: &NewOrder,
     place: Placement,
 ) -> Result<Order, Placed> {
@@ -216,7 +221,7 @@ pub(super) async fn place_order(
                 order_id: req.order_id.clone(),
                 protocol: req.protocol,
                 network: req.network,
-                token: "USDT".into(),
+                token: super::TOKEN.into(),
                 currency: req.currency.clone(),
                 amount: req.amount.normalize(),
                 rate: rate.normalize(),
@@ -243,32 +248,7 @@ pub(super) async fn place_order(
                 parent_trade_id: place.parent_trade_id.clone(),
             };
             match store::order::new_row(&draft).insert(db).await {
-                Ok(row) => {
-                    let order = Order::try_from(row)?;
-                    let at = chrono::DateTime::from_timestamp(order.expires_at, 0);
-                    if let Err(e) = queue
-                        .push(
-                            Job::Expire {
-                                trade_id: order.trade_id.to_string(),
-                            },
-                            at,
-                        )
-                        .await
-                    {
-                        // Without its expiry job the slot would stay reserved: give it back
-                        // (nobody saw this order, so no grace period). If even that fails the
-                        // sweeper expires it once overdue; either way the caller gets the error.
-                        tracing::error!(trade_id = %order.trade_id, error = %e, "could not schedule the expiry job; the order is cancelled and the request fails");
-                        if let Err(c) =
-                            change_status(db, order.id, order.status, OrderStatus::Cancelled, false)
-                                .await
-                        {
-                            tracing::error!(trade_id = %order.trade_id, error = %c, "could not cancel the order whose expiry job failed; the sweeper expires it when overdue");
-                        }
-                        return Err(e.into());
-                    }
-                    return Ok(order);
-                }
+                Ok(row) => return Ok(Order::try_from(row)?),
                 Err(e)
                     if store::is_unique_violation(
                         &e,

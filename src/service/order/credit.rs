@@ -350,6 +350,16 @@ pub(super) async fn set_flag(
     Ok(())
 }
 
+/// Counts a committed credit in the metrics: the transfer by what it did, and a newly paid
+/// order with the amount received. Call it after the transaction that recorded it commits.
+pub fn observe_credit(t: &IncomingTransfer, outcome: &CreditOutcome) {
+    use crate::telemetry::metrics;
+    metrics::transfer(t.network, outcome.kind());
+    if matches!(outcome, CreditOutcome::Paid { .. }) {
+        metrics::order_event(metrics::OrderEvent::Paid, t.network, super::TOKEN, t.amount);
+    }
+}
+
 /// [`credit_transfer_in`] in its own transaction (retried whole on a deadlock), then queues the
 /// callback.
 pub async fn credit_transfer(
@@ -378,6 +388,7 @@ pub async fn credit_transfer(
             other => break other?,
         }
     };
+    observe_credit(t, &outcome);
     if let CreditOutcome::Paid { order_id, .. } = &outcome {
         queue_callback(db, queue, *order_id).await?;
     }
@@ -482,6 +493,28 @@ mod tests {
 
     fn row(id: i64, status: OrderStatus, created_at: i64, expires_at: i64) -> Order {
         crate::domain::order::fixture::order(id, status, created_at, expires_at)
+    }
+
+    #[test]
+    fn every_outcome_kind_is_a_zeroed_transfer_series() {
+        for o in [
+            CreditOutcome::Paid {
+                order_id: 1,
+                trade_id: String::new(),
+            },
+            CreditOutcome::Duplicate,
+            CreditOutcome::Late { order_id: 1 },
+            CreditOutcome::PaidTwice { order_id: 1 },
+            CreditOutcome::Partial { order_id: 1 },
+            CreditOutcome::Overpaid { order_id: 1 },
+            CreditOutcome::Unmatched,
+        ] {
+            assert!(
+                crate::telemetry::metrics::TRANSFER_KINDS.contains(&o.kind()),
+                "{}",
+                o.kind()
+            );
+        }
     }
 
     #[test]

@@ -1,8 +1,9 @@
-//! The status compare-and-swap and what drives it without a payment: merchant cancel, the
-//! expiry job, and the periodic [`sweep`] (lost expiry jobs, lost callbacks, slot release).
+//! The status compare-and-swap and what drives it without a payment: merchant cancel, expiry
+//! ([`expire_due`], every second from the orders' own `expires_at`; [`expire_order`] for a
+//! stored legacy expiry job), and the periodic [`sweep`] (lost callbacks, slot release).
 use sea_orm::{
-    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QuerySelect,
-    sea_query::Expr,
+    ColumnTrait, ConnectionTrait, DatabaseConnection, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, sea_query::Expr,
 };
 
 use super::{OrderError, OrderRules, callback_state, find_by_trade_id, queue_callback};
@@ -11,6 +12,7 @@ use crate::{
     queue::{Job, JobQueue},
     service::{merchant::Merchant, now},
     store::entities::order,
+    telemetry::metrics,
 };
 
 /// The compare-and-swap every status change goes through. Returns `false` when another actor
@@ -62,13 +64,19 @@ pub async fn cancel_order(
         }
         .into());
     }
+    metrics::order_event(
+        metrics::OrderEvent::Cancelled,
+        o.network,
+        &o.token,
+        o.actual_amount,
+    );
     super::switch::end_children(db, trade_id, OrderStatus::Cancelled, hold).await?;
     find_by_trade_id(db, trade_id)
         .await?
         .ok_or(OrderError::NotFound)
 }
 
-/// What the expiry job should do next.
+/// What a (legacy) expiry job should do next.
 #[derive(Debug, PartialEq, Eq)]
 pub enum ExpireOutcome {
     Expired,
@@ -96,6 +104,12 @@ pub async fn expire_order(
     Ok(
         if change_status(db, o.id, o.status, OrderStatus::Expired, hold).await? {
             tracing::info!(trade_id, "order expired");
+            metrics::order_event(
+                metrics::OrderEvent::Expired,
+                o.network,
+                &o.token,
+                o.actual_amount,
+            );
             super::switch::end_children(db, trade_id, OrderStatus::Expired, hold).await?;
             ExpireOutcome::Expired
         } else {
@@ -104,10 +118,63 @@ pub async fn expire_order(
     )
 }
 
+/// Most orders one [`expire_due`] pass expires; the rest follow on the next pass.
+pub const EXPIRE_BATCH: u64 = 1000;
+
+/// Expires every waiting order whose `expires_at` has passed (at most [`EXPIRE_BATCH`] per
+/// call, oldest first) through the status compare-and-swap, ending switched children with
+/// their parent. Run every second by every instance (`app`): the order row is the durable
+/// schedule, so a restart, a second instance or a lost job changes nothing. Returns how many
+/// it expired.
+pub async fn expire_due(db: &DatabaseConnection, rules: &OrderRules) -> Result<usize, OrderError> {
+    let now = now();
+    let due: Vec<(i64, String, Option<String>, String, String, String)> = order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
+        .column(order::Column::TradeId)
+        .column(order::Column::ParentTradeId)
+        .column(order::Column::Network)
+        .column(order::Column::Token)
+        .column(order::Column::ActualAmount)
+        .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
+        .filter(order::Column::ExpiresAt.lte(now))
+        .order_by_asc(order::Column::ExpiresAt)
+        .limit(EXPIRE_BATCH)
+        .into_tuple()
+        .all(db)
+        .await?;
+    let hold = rules.slot_reuse_grace_secs > 0;
+    let mut expired = 0;
+    for (id, trade_id, parent, network, token, amount) in due {
+        if change_status(
+            db,
+            OrderId(id),
+            OrderStatus::Waiting,
+            OrderStatus::Expired,
+            hold,
+        )
+        .await?
+        {
+            expired += 1;
+            tracing::info!(trade_id, "order expired");
+            // Only a parent (an order without one) can have switched children. A child is
+            // not counted: its parent is (as for created orders).
+            if parent.is_none() {
+                super::switch::end_children(db, &trade_id, OrderStatus::Expired, hold).await?;
+                if let Some(network) = crate::domain::network::Network::parse(&network) {
+                    let amount = amount.parse().unwrap_or_default();
+                    metrics::order_event(metrics::OrderEvent::Expired, network, &token, amount);
+                }
+            }
+        }
+    }
+    Ok(expired)
+}
+
 /// What one [`sweep`] repaired.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
 pub struct Swept {
-    /// Waiting orders past their expiry whose expiry job was lost.
+    /// Waiting orders past their expiry (normally [`expire_due`] has done it already).
     pub expired: usize,
     /// Paid orders whose first callback was never queued.
     pub queued: usize,
@@ -118,13 +185,14 @@ pub struct Swept {
 }
 
 impl Swept {
+    /// Whether a lost job was made good (expiring orders is routine, not a repair).
     pub fn repaired(&self) -> bool {
-        self.expired + self.queued + self.requeued > 0
+        self.queued + self.requeued > 0
     }
 }
 
-/// Safety net run periodically by every instance: expires overdue waiting orders whose expiry
-/// job was lost, queues callbacks of paid orders that were never queued, re-queues queued
+/// Safety net run periodically by every instance: expires overdue waiting orders (as
+/// [`expire_due`] does every second), queues callbacks of paid orders that were never queued, re-queues queued
 /// callbacks whose job was lost, and releases amount slots held past the grace period. Each
 /// step is idempotent and safe with several instances sweeping at once.
 pub async fn sweep(
@@ -135,27 +203,7 @@ pub async fn sweep(
     let now = now();
     let mut swept = Swept::default();
     let hold = rules.slot_reuse_grace_secs > 0;
-    let overdue = order::Entity::find()
-        .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
-        .filter(order::Column::ExpiresAt.lt(now - 5))
-        .limit(500)
-        .all(db)
-        .await?;
-    for o in &overdue {
-        // Rows, not aggregates: the sweep needs only the id (the query fixed the status), and
-        // one unreadable row must not stop it repairing the others.
-        if change_status(
-            db,
-            OrderId(o.id),
-            OrderStatus::Waiting,
-            OrderStatus::Expired,
-            hold,
-        )
-        .await?
-        {
-            swept.expired += 1;
-        }
-    }
+    swept.expired = expire_due(db, rules).await?;
     let unqueued = order::Entity::find()
         .filter(order::Column::Status.eq(OrderStatus::Paid.code()))
         .filter(order::Column::CallbackState.eq(callback_state::PENDING))

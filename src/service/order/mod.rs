@@ -25,8 +25,11 @@ use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::{
     create::{Created, create_order},
-    credit::{CreditOutcome, credit_transfer, credit_transfer_in, queue_callback, tx_hash_used},
-    expire::{ExpireOutcome, Swept, cancel_order, expire_order, sweep},
+    credit::{
+        CreditOutcome, credit_transfer, credit_transfer_in, observe_credit, queue_callback,
+        tx_hash_used,
+    },
+    expire::{ExpireOutcome, Swept, cancel_order, expire_due, expire_order, sweep},
     switch::{Switched, children, supported_networks, switch_network},
 };
 use super::merchant::Merchant;
@@ -40,6 +43,9 @@ use crate::{
     queue::JobError,
     store::{self, entities::order},
 };
+
+/// The token every order is paid in (`orders.token`).
+pub const TOKEN: &str = "USDT";
 
 /// Callback delivery state stored in `orders.callback_state`.
 pub mod callback_state {

@@ -141,12 +141,18 @@ pub async fn resolve(
         let incoming = incoming(&t)?;
         let outcome = credit::pay(&txn, rules, &o, &incoming, &t.amount).await?;
         if let CreditOutcome::Paid { order_id, trade_id } = outcome {
-            queued = Some((order_id, trade_id));
+            queued = Some((order_id, trade_id, incoming.amount));
         }
     }
     txn.commit().await?;
     let paid_order = match queued {
-        Some((order_id, trade_id)) => {
+        Some((order_id, trade_id, amount)) => {
+            crate::telemetry::metrics::order_event(
+                crate::telemetry::metrics::OrderEvent::Paid,
+                o.network,
+                &o.token,
+                amount,
+            );
             queue_callback(db, queue, order_id).await?;
             Some(trade_id)
         }

@@ -34,7 +34,6 @@ use crate::{
         order::{Order, OrderStatus, TradeId, flags},
         protocol::Protocol,
     },
-    queue::JobQueue,
     service::{merchant, now},
     store::entities::{order, wallet},
 };
@@ -104,7 +103,6 @@ pub async fn children(db: &impl ConnectionTrait, trade_id: &str) -> Result<Vec<O
 pub async fn switch_network(
     db: &DatabaseConnection,
     config: &Config,
-    queue: &JobQueue,
     keys: &KeyStore,
     trade_id: &str,
     token: &str,
@@ -118,7 +116,7 @@ pub async fn switch_network(
                 return Err(OrderError::NotWaiting);
             }
             let n = asset(db, config, token, network).await?;
-            return complete_choice(db, config, queue, keys, c, n).await;
+            return complete_choice(db, config, keys, c, n).await;
         }
         Some(Lookup::Order(o)) => o,
     };
@@ -173,7 +171,6 @@ pub async fn switch_network(
     let placed = place_order(
         db,
         config,
-        queue,
         &req,
         Placement {
             trade_id: Some(child_id),
@@ -213,7 +210,7 @@ pub async fn switch_network(
         return Err(OrderError::NotWaiting);
     }
     // The parent stays payable as long as its child (upstream restarts the parent's timer);
-    // its expiry job finds the later time and runs again then.
+    // the expiry sweep reads the later time.
     order::Entity::update_many()
         .col_expr(order::Column::ExpiresAt, Expr::value(child.expires_at))
         .col_expr(order::Column::UpdatedAt, Expr::value(now))
@@ -234,7 +231,6 @@ pub async fn switch_network(
 async fn complete_choice(
     db: &DatabaseConnection,
     config: &Config,
-    queue: &JobQueue,
     keys: &KeyStore,
     c: choice::Choice,
     n: Network,
@@ -266,7 +262,6 @@ async fn complete_choice(
     let placed = place_order(
         db,
         config,
-        queue,
         &req,
         Placement {
             trade_id: Some(trade_id),
@@ -304,6 +299,13 @@ async fn complete_choice(
         return Err(OrderError::NotWaiting);
     }
     tracing::info!(trade_id = %o.trade_id, network = %n, "placeholder completed by the payer's choice");
+    // The merchant's order gets its network only now: counted as created here.
+    crate::telemetry::metrics::order_event(
+        crate::telemetry::metrics::OrderEvent::Created,
+        o.network,
+        &o.token,
+        o.actual_amount,
+    );
     Ok(Switched {
         order: o,
         is_selected: false,

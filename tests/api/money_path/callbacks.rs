@@ -223,12 +223,13 @@ async fn callback_attempts_are_recorded_whatever_the_merchant_does(backend: Back
 }
 on_all_backends!(callback_attempts_are_recorded_whatever_the_merchant_does);
 
-/// When the expiry job cannot be scheduled the create request fails with a system error (never
-/// a silent success) and the order gives its slot back at once.
+/// Expiry needs no job: the order's `expires_at` is its schedule, swept every second. With the
+/// job queue's store broken, creating still works, and the order still expires (slot freed).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_failed_expiry_push_fails_the_request_and_frees_the_slot() {
-    use sea_orm::ConnectionTrait;
-    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+async fn orders_expire_from_their_row_without_a_queue() {
+    use sea_orm::{ConnectionTrait, sea_query::Expr};
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| c.slot_reuse_grace_secs = 0).await
+    else {
         return;
     };
     // The queue's table disappears (a broken queue store): every push fails.
@@ -240,27 +241,44 @@ async fn a_failed_expiry_push_fails_the_request_and_frees_the_slot() {
     let r = create_v1(
         &app,
         &[
-            ("order_id", "push-fails"),
+            ("order_id", "no-queue"),
             ("amount", "100"),
             ("notify_url", NOTIFY),
         ],
     )
     .await;
-    assert_eq!(r["status_code"], 400, "{r}");
-    let o = order::Entity::find()
-        .filter(order::Column::OrderId.eq("push-fails"))
-        .one(&app.state.db)
+    assert_eq!(r["status_code"], 200, "{r}");
+    let soon = epusdt::service::now() + 1;
+    order::Entity::update_many()
+        .col_expr(order::Column::ExpiresAt, Expr::value(soon))
+        .filter(order::Column::OrderId.eq("no-queue"))
+        .exec(&app.state.db)
         .await
-        .expect("read")
-        .expect("the order row exists");
-    assert_eq!(o.status, 4, "cancelled");
-    assert_eq!(o.live_slot, None, "slot given back at once");
+        .expect("shorten its window");
+    let db = app.state.db.clone();
+    let o = common::eventually(15, "the order expired by the sweep", || {
+        let db = db.clone();
+        async move {
+            let o = order::Entity::find()
+                .filter(order::Column::OrderId.eq("no-queue"))
+                .one(&db)
+                .await
+                .ok()??;
+            (o.status == 3).then_some(o)
+        }
+    })
+    .await;
+    assert!(o.updated_at >= soon, "not before its time: {o:?}");
+    assert_eq!(
+        o.live_slot, None,
+        "slot given back (no grace period configured)"
+    );
     app.state
         .db
         .execute_unprepared("ALTER TABLE Jobs_unavailable RENAME TO Jobs")
         .await
         .expect("rename back");
-    let again = create(&app, "push-works", "100").await;
+    let again = create(&app, "after-expiry", "100").await;
     assert_eq!(again["actual_amount"].to_string(), "13.89", "the same slot");
     app.stop().await;
 }

@@ -73,7 +73,9 @@ async fn expiry_racing_an_on_time_payment(backend: Backend) {
         return;
     };
     let a = create(&app, "race-1", "100").await;
-    age_order(&app, &a, 600, 5).await;
+    // Still open as stored, so the gateway's own every-second expiry leaves it to this test:
+    // the held UPDATE below ends the window 5 s ago and expires it in one statement.
+    age_order(&app, &a, 600, -300).await;
     let id = row(&app, &a).await.id.get();
 
     // The expiry UPDATE, held open in a second connection.
@@ -83,6 +85,7 @@ async fn expiry_racing_an_on_time_payment(backend: Backend) {
     let expiry = epusdt::store::begin_write(&other).await.expect("begin");
     let res = order::Entity::update_many()
         .col_expr(order::Column::Status, Expr::value(3i16))
+        .col_expr(order::Column::ExpiresAt, Expr::value(service::now() - 5))
         .col_expr(order::Column::UpdatedAt, Expr::value(service::now()))
         .filter(order::Column::Id.eq(id))
         .filter(order::Column::Status.eq(1i16))

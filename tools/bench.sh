@@ -1,0 +1,63 @@
+#!/usr/bin/env bash
+# Every performance figure of wiki/BENCHMARKS.md in one command, printed as one table:
+#
+#   bash tools/bench.sh            # release build, 15 s per wrk run, 20 payments on anvil
+#   bash tools/bench.sh --short    # the test build, 2 s runs, 3 payments: checks that the
+#                                  # benchmark runs (CI), the figures mean nothing
+#
+# Create-order (SQLite and PostgreSQL, 32 connections, every request a distinct signed order,
+# 10 wallets) beside /health of the same run (the ratio is the figure to compare across
+# machines), check-status and the checkout page, RSS idle and after the creates
+# (tools/bench_create.sh); callback latency and catch-up on anvil (tools/bench_chain.sh).
+# PostgreSQL is skipped when 127.0.0.1:5432 does not answer (EPUSDT_BENCH_POSTGRES_URL).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+short=0
+[ "${1:-}" = --short ] && short=1
+if [ $short = 1 ]; then
+  export PROFILE=debug BENCH_ROUNDS=3 BENCH_BLOCKS=300; duration=2
+else
+  export PROFILE="${PROFILE:-release}" BENCH_ROUNDS="${BENCH_ROUNDS:-20}"; duration="${BENCH_SECONDS:-15}"
+fi
+out=$(mktemp); trap 'rm -f "$out"' EXIT
+reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+
+backends=(sqlite)
+if reachable 127.0.0.1 5432; then backends+=(postgres); else echo "PostgreSQL not reachable: skipped" >&2; fi
+for b in "${backends[@]}"; do
+  echo "==> create-order, /health, read path: $b ($PROFILE, ${duration}s per run)" >&2
+  env -u EPUSDT_ANVIL bash tools/bench_create.sh "$b" "$duration" 32 | tee -a "$out" | grep -E '^(BENCH|non-200|gateway ERROR)' >&2
+done
+echo "==> chain watcher on anvil ($PROFILE, $BENCH_ROUNDS payments)" >&2
+bash tools/bench_chain.sh | tee -a "$out" >&2
+
+python3 - "$out" <<'PY'
+import re, sys
+rows, chain = {}, []
+for line in open(sys.argv[1]):
+    if not line.startswith("BENCH "):
+        continue
+    parts = line.split()
+    if "=" in parts[2] and parts[2].startswith("backend="):
+        kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
+        rows[(kv["backend"], parts[1])] = kv
+    else:
+        chain.append(line[6:].strip())
+print()
+print(f"| figure | backend | req/s | p50 | p99 | × /health |")
+print(f"|---|---|---:|---:|---:|---:|")
+for (backend, name), kv in sorted(rows.items()):
+    if "rps" not in kv:
+        continue
+    health = float(rows.get((backend, "health"), {}).get("rps") or 0)
+    ratio = f"{float(kv['rps']) / health:.2f}" if health else "—"
+    print(f"| {name} | {backend} | {kv['rps']} | {kv['p50']} | {kv['p99']} | {ratio} |")
+for (backend, name), kv in sorted(rows.items()):
+    if "kb" in kv:
+        extra = f" ({kv['live_orders']} live orders)" if "live_orders" in kv else ""
+        print(f"| {name} | {backend} | RSS {int(kv['kb']) / 1024:.1f} MB{extra} | | | |")
+print()
+for c in chain:
+    print("-", c)
+PY
