@@ -3,11 +3,21 @@
 //! serves HTTP and runs the job workers until the caller's shutdown future resolves.
 //!
 //! Nothing here is global: every test builds its own `App` with its own config on port 0.
-use std::{future::Future, net::SocketAddr, sync::Arc, time::Duration};
+use std::{
+    future::Future,
+    net::SocketAddr,
+    sync::{Arc, atomic::AtomicBool},
+    time::Duration,
+};
 
 use migration::{Migrator, MigratorTrait};
 use sea_orm::DatabaseConnection;
 use tokio::net::TcpListener;
+
+mod housekeeping;
+pub mod reload;
+
+pub use reload::{ReloadError, Reloader};
 
 pub use crate::state::AppState;
 use crate::{
@@ -62,6 +72,8 @@ pub struct App {
     port: u16,
     /// The `admin_listen` listener and its port, when configured.
     admin: Option<(TcpListener, u16)>,
+    /// `allow_private_callbacks` as the callback client's resolver reads it (reloadable).
+    allow_private: Arc<AtomicBool>,
     /// The `metrics_listen` listener and its port, when configured.
     metrics: Option<(TcpListener, u16)>,
 }
@@ -106,7 +118,11 @@ pub async fn open_queue(config: &Config, db: &DatabaseConnection) -> Result<JobQ
                     .create_if_missing(true)
                     .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                     .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Normal)
-                    .busy_timeout(Duration::from_secs(10));
+                    .busy_timeout(Duration::from_secs(10))
+                    .pragma(
+                        "journal_size_limit",
+                        store::SQLITE_JOURNAL_SIZE_LIMIT.to_string(),
+                    );
                 let pool = crate::store::sqlite_pool_options()
                     .max_connections(4)
                     .connect_with(opts)
@@ -184,12 +200,13 @@ impl App {
         // The callback client: its resolver refuses names resolving to forbidden addresses and
         // is the only lookup before connecting (no DNS rebinding between check and connect); no
         // proxy from the environment, which would resolve and connect past that check.
+        let allow_private = Arc::new(AtomicBool::new(config.allow_private_callbacks));
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(config.notify_timeout_secs))
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(crate::security::ssrf::GuardedResolver::new(
-                config.allow_private_callbacks,
+            .dns_resolver(crate::security::ssrf::GuardedResolver::live(
+                allow_private.clone(),
             ))
             .user_agent(concat!("epusdt/", env!("CARGO_PKG_VERSION")))
             .build()
@@ -252,7 +269,7 @@ impl App {
             }
         };
         let state = AppState {
-            config: Arc::new(config),
+            config: crate::config::LiveConfig::new(config),
             db,
             queue,
             http,
@@ -269,8 +286,23 @@ impl App {
             listener,
             port,
             admin,
+            allow_private,
             metrics,
         })
+    }
+
+    /// The handle that puts a reloaded configuration in force (see [`Reloader`]).
+    pub fn reloader(&self) -> Reloader {
+        Reloader {
+            config: self.state.config.clone(),
+            rate_limit: self.state.rate_limit.clone(),
+            allow_private: self.allow_private.clone(),
+            chains: self.state.chains.clone(),
+            tx_lookup: self.state.tx_lookup.clone(),
+            db: self.state.db.clone(),
+            keys: self.state.keys.clone(),
+            audit: self.state.audit.clone(),
+        }
     }
 
     pub fn port(&self) -> u16 {
@@ -356,8 +388,8 @@ impl App {
                 }
             })
         };
-        let chain_deps = state.chain_deps();
-        let watchers = crate::chain::spawn_all(&state.config, &chain_deps, stop_rx.clone());
+        let watchers = tokio::spawn(housekeeping::chain_watchers(state.clone(), stop_rx.clone()));
+        let housekeeping = tokio::spawn(housekeeping::retention(state.clone(), stop_rx.clone()));
         let router = crate::http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -426,12 +458,11 @@ impl App {
             Err(_) => tracing::warn!("job workers did not stop within the grace period"),
             _ => {}
         }
-        for watcher in watchers {
-            if tokio::time::timeout(grace, watcher).await.is_err() {
-                tracing::warn!("a chain watcher did not stop within the grace period");
-            }
+        if tokio::time::timeout(grace, watchers).await.is_err() {
+            tracing::warn!("a chain watcher did not stop within the grace period");
         }
         sweeper.abort();
+        housekeeping.abort();
         state.db.clone().close().await.ok();
         tracing::info!("stopped");
         served

@@ -6,7 +6,7 @@ use sea_orm::DatabaseConnection;
 use crate::{
     audit::AuditLog,
     chain,
-    config::Config,
+    config::LiveConfig,
     crypto::keys::KeyStore,
     queue::JobQueue,
     security::{ratelimit::RateLimit, replay::ReplayGuard},
@@ -15,7 +15,8 @@ use crate::{
 /// Shared state handed to every handler and job.
 #[derive(Clone)]
 pub struct AppState {
-    pub config: Arc<Config>,
+    /// The configuration in force: `state.config.key` reads the newest accepted one (reload).
+    pub config: LiveConfig,
     pub db: DatabaseConnection,
     pub queue: JobQueue,
     /// Outbound HTTP client (merchant callbacks); rustls with the ring provider.

@@ -25,3 +25,6 @@ pub const MERCHANT_UPDATE: &str = "merchant.update";
 pub const ORDER_RESOLVE_CREDIT: &str = "order.resolve_credit";
 /// An operator dismissed such a transfer (reason in details).
 pub const ORDER_RESOLVE_DISMISS: &str = "order.resolve_dismiss";
+/// An operator reloaded the configuration (SIGHUP / `systemctl reload`): the keys applied and
+/// the ones that need a restart.
+pub const CONFIG_RELOADED: &str = "config.reloaded";

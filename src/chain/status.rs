@@ -55,6 +55,16 @@ impl Registry {
         f(map.entry(network.as_str()).or_default());
     }
 
+    /// Forgets every network but `keep` (a reload removed or disabled the others, so `/health`
+    /// no longer reports their stopped watchers).
+    pub fn retain(&self, keep: &[Network]) {
+        let mut map = match self.0.write() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.retain(|name, _| keep.iter().any(|n| n.as_str() == *name));
+    }
+
     /// Registers a configured network before its watcher runs (so `/health` lists it).
     pub fn register(&self, settings: &ChainSettings) {
         self.update(settings.network, |s| {

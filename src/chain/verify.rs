@@ -68,11 +68,12 @@ struct Net {
     limit: Duration,
 }
 
-/// The per-network lookups, built once at start-up (their RPC clients keep the failover
-/// health across requests). Cheap to clone.
+/// The per-network lookups, built at start-up and again when a reload changes the chain
+/// settings (their RPC clients keep the failover health across requests). Cheap to clone;
+/// clones share the lookups.
 #[derive(Clone)]
 pub struct TxLookup {
-    nets: Arc<HashMap<Network, Net>>,
+    nets: Arc<std::sync::RwLock<Arc<HashMap<Network, Net>>>>,
     permits: Arc<Semaphore>,
     /// Start of the current one-second window and the lookups started in it.
     started: Arc<Mutex<(Instant, u32)>>,
@@ -198,10 +199,27 @@ impl TxLookup {
             );
         }
         Ok(Self {
-            nets: Arc::new(nets),
+            nets: Arc::new(std::sync::RwLock::new(Arc::new(nets))),
             permits: Arc::new(Semaphore::new(MAX_IN_FLIGHT)),
             started: Arc::new(Mutex::new((Instant::now(), 0))),
         })
+    }
+
+    /// Puts the lookups of `fresh` (built by [`TxLookup::new`] from a reloaded configuration)
+    /// in force for every clone of `self`.
+    pub fn replace_with(&self, fresh: &TxLookup) {
+        let nets = fresh.current();
+        match self.nets.write() {
+            Ok(mut n) => *n = nets,
+            Err(poisoned) => *poisoned.into_inner() = nets,
+        }
+    }
+
+    fn current(&self) -> Arc<HashMap<Network, Net>> {
+        match self.nets.read() {
+            Ok(n) => n.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
     }
 
     /// Counts one lookup against [`MAX_PER_SECOND`]; `false` when the second is used up.
@@ -231,8 +249,8 @@ impl TxLookup {
         raw_hash: &str,
     ) -> Result<Submitted, SubmitError> {
         let hash = normalize_tx_hash(o.network, raw_hash)?;
-        let net = self
-            .nets
+        let nets = self.current();
+        let net = nets
             .get(&o.network)
             .ok_or(SubmitError::NotWatched(o.network))?;
         if order::tx_hash_used(db, o.network, &hash).await? {

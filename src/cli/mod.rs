@@ -5,7 +5,7 @@
 use std::path::PathBuf;
 
 use clap::{Parser, Subcommand};
-use epusdt::config::Config;
+use epusdt::config::{Config, Sources};
 
 mod admin;
 mod backup;
@@ -26,6 +26,8 @@ pub type CliResult = Result<(), Box<dyn std::error::Error>>;
 pub enum CliError {
     #[error("cannot open log directory: {0}")]
     LogDir(std::io::Error),
+    #[error("cannot install the SIGHUP handler: {0}")]
+    Signal(std::io::Error),
     #[error("no merchant with pid {0}")]
     NoMerchant(i64),
     #[error("no order with trade_id {0}")]
@@ -121,14 +123,15 @@ pub enum Command {
     },
 }
 
-/// Runs one parsed command to completion.
-pub async fn run(command: Command, config: Config) -> CliResult {
+/// Runs one parsed command to completion. `sources` are where `config` came from (`serve`
+/// reads them again on SIGHUP).
+pub async fn run(command: Command, config: Config, sources: Sources) -> CliResult {
     epusdt::net::install_crypto_provider();
     match command {
         Command::Serve
         | Command::Http {
             action: serve::HttpAction::Start,
-        } => serve::serve(config).await,
+        } => serve::serve(config, sources).await,
         Command::Migrate => serve::migrate(&config).await,
         Command::Config { action } => config::run(action, &config),
         Command::Merchant { action } => merchant::run(action, &config).await,

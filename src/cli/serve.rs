@@ -1,10 +1,11 @@
 //! `epusdt serve` (and its upstream alias `epusdt http start`): run the gateway until
-//! SIGTERM/SIGINT; `epusdt migrate`: apply the database migrations and exit.
+//! SIGTERM/SIGINT, reloading the configuration on SIGHUP; `epusdt migrate`: apply the database
+//! migrations and exit.
 use clap::Subcommand;
 use epusdt::{
-    app::{self, App},
-    config::Config,
-    telemetry,
+    app::{self, App, Reloader},
+    config::{Config, Sources},
+    telemetry::{self, LogGuard},
 };
 
 use super::{CliError, CliResult};
@@ -14,10 +15,16 @@ pub enum HttpAction {
     Start,
 }
 
-/// Telemetry (stdout + daily log file) → `App::build` → serve until a shutdown signal.
-pub async fn serve(config: Config) -> CliResult {
-    let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
-        .map_err(CliError::LogDir)?;
+/// Telemetry (stdout + rotated log file) → `App::build` → serve until a shutdown signal;
+/// SIGHUP re-reads `sources` and applies the new configuration (or refuses it and keeps the
+/// running one).
+pub async fn serve(config: Config, sources: Sources) -> CliResult {
+    // First of all, so a HUP during start-up is queued for the reloader instead of killing
+    // the process (the default action of SIGHUP).
+    let hangups = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())
+        .map_err(CliError::Signal)?;
+    let guard = telemetry::init(&config).map_err(CliError::LogDir)?;
+    raise_open_files_limit();
     if config.tg_bot_token.is_some() {
         tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
     }
@@ -41,8 +48,96 @@ pub async fn serve(config: Config) -> CliResult {
             "no wallet is enabled: orders fail with 10003; add one with `epusdt wallet add --network tron --address T…` (or `epusdt import upstream`)"
         );
     }
-    app.run_until_stopped(app::shutdown_signal()).await?;
+    let reloads = tokio::spawn(reload_on_hangup(hangups, sources, app.reloader(), guard));
+    let served = app.run_until_stopped(app::shutdown_signal()).await;
+    reloads.abort();
+    // The log guard (inside the reload task) flushes the file writer when dropped.
+    let _ = reloads.await;
+    served?;
     Ok(())
+}
+
+/// On each SIGHUP: load the configuration the way start-up did, apply it, log what changed,
+/// what needs a restart, or why it was refused.
+async fn reload_on_hangup(
+    mut hangups: tokio::signal::unix::Signal,
+    sources: Sources,
+    reloader: Reloader,
+    log: LogGuard,
+) {
+    while hangups.recv().await.is_some() {
+        tracing::info!("SIGHUP: reloading the configuration");
+        let new = match Config::load(&sources) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(
+                    error = %epusdt::redact::secrets(&e.to_string()),
+                    "configuration reload refused: the running configuration stays in force"
+                );
+                continue;
+            }
+        };
+        let level = new.log_level.clone();
+        match reloader.apply(new).await {
+            Ok(changes) if changes.is_empty() => {
+                tracing::info!("configuration reloaded: nothing changed")
+            }
+            Ok(changes) => {
+                let applied = app::reload::keys(&changes, false);
+                let restart = app::reload::keys(&changes, true);
+                if applied.contains(&"log_level") {
+                    match log.set_level(&level) {
+                        Ok(true) => {}
+                        Ok(false) => {
+                            tracing::warn!("log_level changed but RUST_LOG is set and wins")
+                        }
+                        Err(e) => tracing::error!(error = %e, "log_level not applied"),
+                    }
+                }
+                tracing::info!(
+                    applied = %applied.join(", "),
+                    needs_restart = %restart.join(", "),
+                    "configuration reloaded"
+                );
+                if !restart.is_empty() {
+                    tracing::warn!(
+                        keys = %restart.join(", "),
+                        "these keys changed but are read only at start-up: restart to apply them"
+                    );
+                }
+            }
+            Err(e) => tracing::error!(
+                error = %epusdt::redact::secrets(&e.to_string()),
+                "configuration reload refused: the running configuration stays in force"
+            ),
+        }
+    }
+}
+
+/// Raises the soft open-files limit to the hard one: every connection, database and Redis
+/// socket is a file descriptor, and a low soft limit (1024 is common) caps the server early.
+fn raise_open_files_limit() {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit/setrlimit read and write only the struct we pass.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 || lim.rlim_cur >= lim.rlim_max {
+            return;
+        }
+        let raised = libc::rlimit {
+            rlim_cur: lim.rlim_max,
+            rlim_max: lim.rlim_max,
+        };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &raised) != 0 {
+            tracing::warn!(
+                soft = lim.rlim_cur,
+                hard = lim.rlim_max,
+                "could not raise the open-files limit to the hard limit"
+            );
+        }
+    }
 }
 
 pub async fn migrate(config: &Config) -> CliResult {

@@ -21,6 +21,7 @@ use rust_decimal::Decimal;
 use serde::{Deserialize, Serialize};
 
 mod dotenv;
+pub mod live;
 mod load;
 mod networks;
 pub mod ratelimit;
@@ -28,6 +29,7 @@ mod validate;
 mod values;
 
 pub use crate::secret::Secret;
+pub use live::LiveConfig;
 pub use load::{Sources, did_you_mean, known_keys, unknown_env_vars};
 pub use networks::{ChainSettings, NetworkConfig};
 use values::{opt_plain_decimal, plain_decimal, rates_from_map_or_string, redact_url_password};
@@ -57,6 +59,20 @@ pub struct Config {
     pub log_dir: Option<PathBuf>,
     /// tracing filter, e.g. `info` or `epusdt=debug,sqlx=warn`.
     pub log_level: String,
+    /// A log file is also rotated when it reaches this many MiB (besides daily); 0 = no limit.
+    pub log_max_size_mb: u64,
+    /// Rotated log files kept.
+    pub log_max_files: usize,
+    /// Days an audit JSONL file (`<data_dir>/audit/audit-YYYY-MM-DD.jsonl`) is kept; 0 = forever.
+    /// The `audit_log` table is not pruned.
+    pub audit_retention_days: u32,
+    /// Days a finished job (done, or failed for good) stays in the queue's storage.
+    pub job_retention_days: u32,
+    /// Seconds between retention runs (finished jobs, audit files).
+    pub retention_interval_secs: u64,
+    /// Seconds between SQLite WAL checkpoints that truncate the `-wal` file; 0 = only SQLite's
+    /// own automatic checkpoints.
+    pub sqlite_checkpoint_secs: u64,
     /// `sqlite://…`, `postgres://…` or `mysql://…`. Default: `sqlite://<data_dir>/epusdt.db`.
     #[serde(serialize_with = "redact_url_password")]
     pub database_url: Option<String>,
@@ -171,6 +187,12 @@ impl Default for Config {
             data_dir: PathBuf::from("data"),
             log_dir: None,
             log_level: "info".into(),
+            log_max_size_mb: 100,
+            log_max_files: 30,
+            audit_retention_days: 90,
+            job_retention_days: 7,
+            retention_interval_secs: 3600,
+            sqlite_checkpoint_secs: 300,
             database_url: None,
             redis_url: None,
             api_auth_token: None,

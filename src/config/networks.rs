@@ -10,7 +10,7 @@ use super::{
 
 /// One chain watcher (`[networks.<name>]`). Every field is optional: unset ones take the
 /// network's mainnet defaults (DESIGN §6), see [`Config::chains`].
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct NetworkConfig {
     /// `false` stops watching the network without removing its settings.

@@ -232,6 +232,18 @@ impl Config {
                 "use 1 to 64 letters, digits, `_` or `-`".into(),
             );
         }
+        if !(1..=10_000).contains(&self.log_max_files) {
+            return bad("log_max_files", "use 1..=10000".into());
+        }
+        if self.job_retention_days == 0 {
+            return bad(
+                "job_retention_days",
+                "must be at least 1 (finished jobs are kept that many days)".into(),
+            );
+        }
+        if self.retention_interval_secs < 1 {
+            return bad("retention_interval_secs", "must be at least 1".into());
+        }
         self.chains()?;
         if let Err((key, message)) = self.rate_limit.validate() {
             return bad(key, message);

@@ -45,6 +45,7 @@ use tokio::{sync::watch, task::JoinSet};
 ///
 /// apalis defaults to `std::any::type_name::<Job>()`, which would silently orphan stored
 /// jobs when the Rust type is renamed or moved; this name is part of the storage format.
+mod retention;
 mod stats;
 mod worker;
 use worker::*;

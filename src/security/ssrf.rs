@@ -12,7 +12,10 @@ use std::{
     io,
     net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr},
     pin::Pin,
-    sync::Arc,
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
 };
 
 /// Is this IPv4 address one a callback must not reach? Every range of the IANA IPv4
@@ -200,7 +203,8 @@ pub async fn resolve_checked(
 /// (IP-literal URLs are not resolved by reqwest; [`check_callback_url`] judges those.)
 #[derive(Clone)]
 pub struct GuardedResolver {
-    allow_private: bool,
+    /// `allow_private_callbacks`, shared with the reloader so a reload applies at once.
+    allow_private: Arc<AtomicBool>,
     lookup: Lookup,
 }
 
@@ -211,8 +215,16 @@ impl GuardedResolver {
 
     pub fn with_lookup(allow_private: bool, lookup: Lookup) -> Self {
         Self {
-            allow_private,
+            allow_private: Arc::new(AtomicBool::new(allow_private)),
             lookup,
+        }
+    }
+
+    /// A resolver that reads the policy from `allow_private` on every lookup.
+    pub fn live(allow_private: Arc<AtomicBool>) -> Self {
+        Self {
+            allow_private,
+            lookup: system_lookup(),
         }
     }
 }
@@ -234,7 +246,8 @@ impl reqwest::dns::Resolve for GuardedResolver {
         let this = self.clone();
         let host = name.as_str().to_string();
         Box::pin(async move {
-            let ips = resolve_checked(&this.lookup, &host, this.allow_private)
+            let allow_private = this.allow_private.load(Ordering::Relaxed);
+            let ips = resolve_checked(&this.lookup, &host, allow_private)
                 .await
                 .map_err(|e| Box::new(Refused(e)) as Box<dyn std::error::Error + Send + Sync>)?;
             let addrs: reqwest::dns::Addrs =

@@ -10,6 +10,7 @@ pub mod merchant_access;
 pub mod notify;
 pub mod order;
 pub mod rate;
+pub mod retention;
 pub mod stats;
 pub mod wallet;
 

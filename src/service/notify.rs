@@ -152,7 +152,9 @@ pub async fn deliver(
                 .body(body.clone()),
             None => http.get(u),
         };
+        // Per request, so a reloaded `notify_timeout_secs` applies to the next attempt.
         let resp = builder
+            .timeout(std::time::Duration::from_secs(config.notify_timeout_secs))
             .send()
             .await
             .map_err(|e| format!("request failed: {}", error_chain(&e)))?;

@@ -44,6 +44,33 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     Database::connect(opts).await
 }
 
+/// Frames of a `PRAGMA wal_checkpoint(TRUNCATE)`: `busy` is true when a reader or writer kept
+/// the checkpoint from finishing (the WAL was not truncated this time).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Checkpoint {
+    pub busy: bool,
+    pub log_frames: i64,
+    pub checkpointed_frames: i64,
+}
+
+/// Copies the SQLite WAL into the database and truncates the `-wal` file to zero bytes, so a
+/// burst does not leave a large WAL behind until the next automatic checkpoint happens to
+/// complete. `None` on other backends. Waits for writers up to `busy_timeout`.
+pub async fn checkpoint(db: &DatabaseConnection) -> Result<Option<Checkpoint>, DbErr> {
+    if db.get_database_backend() != DbBackend::Sqlite {
+        return Ok(None);
+    }
+    let row: (i64, i64, i64) = sea_orm::sqlx::query_as("PRAGMA wal_checkpoint(TRUNCATE)")
+        .fetch_one(db.get_sqlite_connection_pool())
+        .await
+        .map_err(|e| DbErr::Custom(format!("wal_checkpoint: {e}")))?;
+    Ok(Some(Checkpoint {
+        busy: row.0 != 0,
+        log_frames: row.1,
+        checkpointed_frames: row.2,
+    }))
+}
+
 /// Turns off sqlx's idle/lifetime reaper. Its periodic task walks `0..num_idle()` without ever
 /// awaiting, and `num_idle` can wrap to `usize::MAX` when a connection is released while another
 /// is taken (launchbadge/sqlx#3645, still in sqlx-core 0.9.0): the task then spins at 100 % CPU

@@ -75,7 +75,8 @@ pub fn route_limit(settings: &RateLimitSettings, route: &str) -> u32 {
 #[derive(Clone)]
 pub struct RateLimit {
     limiter: RateLimiter,
-    settings: Arc<RateLimitSettings>,
+    /// Replaced on a configuration reload ([`RateLimit::set_settings`]); read per request.
+    settings: Arc<std::sync::RwLock<Arc<RateLimitSettings>>>,
     /// Where bursts are recorded (table + JSONL) besides the log.
     audit: Option<crate::audit::AuditLog>,
 }
@@ -100,7 +101,7 @@ impl RateLimit {
     pub fn with_limiter(settings: RateLimitSettings, limiter: RateLimiter) -> Self {
         Self {
             limiter,
-            settings: Arc::new(settings),
+            settings: Arc::new(std::sync::RwLock::new(Arc::new(settings))),
             audit: None,
         }
     }
@@ -115,13 +116,27 @@ impl RateLimit {
         &self.limiter
     }
 
-    pub fn settings(&self) -> &RateLimitSettings {
-        &self.settings
+    /// The limits in force now.
+    pub fn settings(&self) -> Arc<RateLimitSettings> {
+        match self.settings.read() {
+            Ok(s) => s.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Puts new limits in force for every clone (configuration reload). Counters are kept;
+    /// the Redis failure policy is fixed at start.
+    pub fn set_settings(&self, settings: RateLimitSettings) {
+        let new = Arc::new(settings);
+        match self.settings.write() {
+            Ok(mut s) => *s = new,
+            Err(poisoned) => *poisoned.into_inner() = new,
+        }
     }
 
     /// The rules for a request from `client` (an [`ip_key`]) to `route` (a route template).
     pub fn request_rules(&self, client: &str, route: &str) -> Vec<Rule> {
-        let s = &self.settings;
+        let s = self.settings();
         vec![
             Rule {
                 name: "ip",
@@ -132,7 +147,7 @@ impl RateLimit {
             Rule {
                 name: "route",
                 key: format!("route:{client}:{route}"),
-                limit: route_limit(s, route),
+                limit: route_limit(&s, route),
                 window: s.window,
             },
         ]
@@ -185,11 +200,12 @@ impl RateLimit {
         pid: i64,
         own_limit: Option<u32>,
     ) -> Result<Decision, RateLimited> {
+        let s = self.settings();
         let rule = Rule {
             name: "merchant",
             key: format!("merchant:{pid}"),
-            limit: own_limit.unwrap_or(self.settings.rate_limit_merchant_per_minute),
-            window: self.settings.window,
+            limit: own_limit.unwrap_or(s.rate_limit_merchant_per_minute),
+            window: s.window,
         };
         let verdict = self.limiter.check_all(std::slice::from_ref(&rule)).await;
         audit_bursts(&verdict, std::slice::from_ref(&rule), &format!("pid {pid}"));
