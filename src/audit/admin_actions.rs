@@ -25,3 +25,8 @@ pub const MERCHANT_UPDATE: &str = "merchant.update";
 pub const ORDER_RESOLVE_CREDIT: &str = "order.resolve_credit";
 /// An operator dismissed such a transfer (reason in details).
 pub const ORDER_RESOLVE_DISMISS: &str = "order.resolve_dismiss";
+/// The Telegram bot refused an unlinked user (at most once per user per 10 minutes).
+pub const TELEGRAM_REFUSED: &str = "telegram.refused";
+/// A Telegram user was linked to (or unlinked from) an admin account.
+pub const ADMIN_TELEGRAM_LINK: &str = "admin.telegram_link";
+pub const ADMIN_TELEGRAM_UNLINK: &str = "admin.telegram_unlink";

@@ -10,6 +10,7 @@ pub mod notify;
 pub mod order;
 pub mod rate;
 pub mod stats;
+pub mod telegram;
 pub mod wallet;
 
 /// Unix seconds now.

@@ -11,6 +11,7 @@ use std::{collections::HashSet, future::Future, time::Duration};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 
+mod notice;
 pub use cursor::cursors;
 
 use super::{
@@ -300,7 +301,8 @@ impl<S: Scanner> Watcher<S> {
             };
             let outcomes = self.commit(&cursor, &next, &batch.transfers).await?;
             cursor = next;
-            for outcome in &outcomes {
+            for (outcome, t) in outcomes.iter().zip(&batch.transfers) {
+                self.flagged_notice(outcome, t).await;
                 metrics::counter!(
                     "epusdt_transfers_total",
                     "network" => network.as_str(),
