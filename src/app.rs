@@ -236,6 +236,14 @@ impl App {
                 Some((l, port))
             }
         };
+        // The bot's client; the token stays inside it (redacted `Debug`, scrubbed errors).
+        let telegram = match &config.tg_bot_token {
+            None => None,
+            Some(t) => Some(
+                service::telegram::TelegramBot::new(t.expose().trim(), &config.tg_api_url)
+                    .map_err(AppError::Setup)?,
+            ),
+        };
         let state = AppState {
             config: Arc::new(config),
             db,
@@ -248,6 +256,7 @@ impl App {
             chains,
             admin_tokens,
             tx_lookup,
+            telegram,
         };
         Ok(Self {
             state,
@@ -326,6 +335,17 @@ impl App {
         };
         let chain_deps = state.chain_deps();
         let watchers = crate::chain::spawn_all(&state.config, &chain_deps, stop_rx.clone());
+        let bot = state.telegram.clone().map(|bot| {
+            let stop = stopped(stop_rx.clone());
+            let monitor = tokio::spawn(crate::telegram::monitor::run(
+                state.clone(),
+                stopped(stop_rx.clone()),
+            ));
+            (
+                tokio::spawn(crate::telegram::run(state.clone(), bot, stop)),
+                monitor,
+            )
+        });
         let router = crate::http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -384,6 +404,12 @@ impl App {
             if tokio::time::timeout(grace, watcher).await.is_err() {
                 tracing::warn!("a chain watcher did not stop within the grace period");
             }
+        }
+        if let Some((bot, monitor)) = bot {
+            if tokio::time::timeout(grace, bot).await.is_err() {
+                tracing::warn!("the Telegram bot did not stop within the grace period");
+            }
+            monitor.abort();
         }
         sweeper.abort();
         state.db.clone().close().await.ok();

@@ -18,9 +18,6 @@ pub enum HttpAction {
 pub async fn serve(config: Config) -> CliResult {
     let _guard = telemetry::init(&config.log_level, &config.effective_log_dir())
         .map_err(CliError::LogDir)?;
-    if config.tg_bot_token.is_some() {
-        tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
-    }
     // Reported once, before anything else can fail: what the config cannot do.
     for w in config.startup_warnings() {
         tracing::warn!("{w}");
