@@ -583,3 +583,68 @@ fn config_check_redacts_the_bot_token_and_names_bad_keys() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("tg_notify") && err.contains("gossip"), "{err}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn owner_links_a_telegram_user_over_the_admin_api() {
+    use crate::admin_auth::{OWNER_PW, access, add_admin, call};
+    let Some(s) = setup(Backend::Sqlite, |_| {}).await else {
+        return;
+    };
+    add_admin(&s.app, "root", Role::Owner, OWNER_PW).await;
+    add_admin(&s.app, "vic", Role::Viewer, OWNER_PW).await;
+    let t = access(&s.app, "root", OWNER_PW).await;
+    let t = Some(t.as_str());
+    let path = "/admin/api/v1/admins/vic";
+    let (st, e) = call(&s.app, "PATCH", path, t, Some(json!({ "telegram_id": -5 }))).await;
+    assert_eq!(st, 422, "{e}");
+    let (st, v) = call(
+        &s.app,
+        "PATCH",
+        path,
+        t,
+        Some(json!({ "telegram_id": 901, "tg_notify": true })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert_eq!(
+        (
+            v["admin"]["telegram_id"].as_i64(),
+            v["admin"]["tg_notify"].as_bool()
+        ),
+        (Some(901), Some(true))
+    );
+    let r = ask(&s, 901, "/start").await;
+    assert!(
+        text(&r).contains("vic") && text(&r).contains("viewer"),
+        "{r}"
+    );
+    // One Telegram user per admin.
+    let (st, e) = call(
+        &s.app,
+        "PATCH",
+        "/admin/api/v1/admins/root",
+        t,
+        Some(json!({ "telegram_id": 901 })),
+    )
+    .await;
+    assert_eq!(
+        (st, e["error"]["code"].as_str()),
+        (409, Some("telegram_taken")),
+        "{e}"
+    );
+    let (st, v) = call(
+        &s.app,
+        "PATCH",
+        path,
+        t,
+        Some(json!({ "telegram_id": null })),
+    )
+    .await;
+    assert_eq!(st, 200, "{v}");
+    assert!(v["admin"]["telegram_id"].is_null(), "{v}");
+    assert_eq!(audit_events(&s.app, "admin.telegram_link").await.len(), 1);
+    assert_eq!(audit_events(&s.app, "admin.telegram_unlink").await.len(), 1);
+    let r = ask(&s, 901, "/start").await;
+    assert!(text(&r).contains("Not authorised"), "{r}");
+    s.app.stop().await;
+}
