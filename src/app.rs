@@ -336,15 +336,19 @@ impl App {
         let chain_deps = state.chain_deps();
         let watchers = crate::chain::spawn_all(&state.config, &chain_deps, stop_rx.clone());
         let bot = state.telegram.clone().map(|bot| {
-            let stop = stopped(stop_rx.clone());
             let monitor = tokio::spawn(crate::telegram::monitor::run(
                 state.clone(),
                 stopped(stop_rx.clone()),
             ));
-            (
-                tokio::spawn(crate::telegram::run(state.clone(), bot, stop)),
-                monitor,
-            )
+            // One poller per token (`tg_poll`); every instance sends notices.
+            let poller = state.config.tg_poll.then(|| {
+                tokio::spawn(crate::telegram::run(
+                    state.clone(),
+                    bot,
+                    stopped(stop_rx.clone()),
+                ))
+            });
+            (poller, monitor)
         });
         let router = crate::http::router(state.clone());
         tracing::info!(
@@ -405,8 +409,10 @@ impl App {
                 tracing::warn!("a chain watcher did not stop within the grace period");
             }
         }
-        if let Some((bot, monitor)) = bot {
-            if tokio::time::timeout(grace, bot).await.is_err() {
+        if let Some((poller, monitor)) = bot {
+            if let Some(p) = poller
+                && tokio::time::timeout(grace, p).await.is_err()
+            {
                 tracing::warn!("the Telegram bot did not stop within the grace period");
             }
             monitor.abort();

@@ -53,6 +53,7 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "tg_api_url",
     "tg_notify",
     "tg_lag_alert_blocks",
+    "tg_poll",
     "master_key",
     "master_key_file",
     "master_key_previous",

@@ -142,6 +142,10 @@ pub struct Config {
     pub tg_notify: String,
     /// A chain watcher this many blocks behind its confirmed head raises a `chain` notice.
     pub tg_lag_alert_blocks: u64,
+    /// Whether this instance answers the bot's chat (long-polls `getUpdates`). Telegram allows
+    /// one poller per token: with several instances, leave it on for one and set it `false` on
+    /// the others (they still send notices from the shared queue).
+    pub tg_poll: bool,
     /// Master key (32 bytes as 64 hex digits or base64) that encrypts merchant secrets at rest.
     /// Default: the key file `master_key_file`, else `<data_dir>/master.key`, generated (0600) on
     /// first start.
@@ -206,6 +210,7 @@ impl Default for Config {
             tg_api_url: "https://api.telegram.org".into(),
             tg_notify: "all".into(),
             tg_lag_alert_blocks: 100,
+            tg_poll: true,
             master_key: None,
             master_key_file: None,
             master_key_previous: None,

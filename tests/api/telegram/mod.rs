@@ -648,3 +648,35 @@ async fn owner_links_a_telegram_user_over_the_admin_api() {
     assert!(text(&r).contains("Not authorised"), "{r}");
     s.app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_instance_with_tg_poll_off_sends_notices_without_polling() {
+    let api = BotApi::start().await;
+    let url = api.url.clone();
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| {
+        c.tg_bot_token = Some(Secret::new(TOKEN));
+        c.tg_api_url = url;
+        c.tg_manage = Some(711);
+        c.tg_poll = false;
+    })
+    .await
+    else {
+        return;
+    };
+    service::telegram::raise(
+        &app.state.queue,
+        Notice::Lockout {
+            username: "mallory".into(),
+        },
+    )
+    .await
+    .expect("queued");
+    let sent = api.wait_sent(711, 1, 30).await;
+    assert!(text(&sent[0]).contains("mallory"), "{:?}", sent[0]);
+    assert!(
+        api.calls().iter().all(|c| c.method == "sendMessage"),
+        "no getMe/getUpdates/setMyCommands: {:?}",
+        api.calls()
+    );
+    app.stop().await;
+}
