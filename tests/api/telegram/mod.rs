@@ -680,3 +680,64 @@ async fn an_instance_with_tg_poll_off_sends_notices_without_polling() {
     );
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lockout_raises_one_security_notice() {
+    use crate::admin_auth::{OWNER_PW, add_admin, call};
+    let Some(s) = setup(Backend::Sqlite, |c| c.tg_manage = Some(721)).await else {
+        return;
+    };
+    add_admin(&s.app, "lockme", Role::Admin, OWNER_PW).await;
+    let wrong = json!({ "username": "lockme", "password": "wrong password guess" });
+    let mut codes = vec![];
+    for _ in 0..7 {
+        let (st, _) = call(
+            &s.app,
+            "POST",
+            "/admin/api/v1/auth/login",
+            None,
+            Some(wrong.clone()),
+        )
+        .await;
+        codes.push(st);
+    }
+    assert_eq!(codes, vec![401, 401, 401, 401, 401, 429, 429]);
+    let sent = s.api.wait_sent(721, 1, 30).await;
+    assert!(
+        text(&sent[0]).contains("Admin locked") && text(&sent[0]).contains("lockme"),
+        "{:?}",
+        sent[0]
+    );
+    // Unknown usernames never raise one (no notice flood from a spray).
+    let spray = json!({ "username": "nobody-here", "password": "wrong password guess" });
+    for _ in 0..7 {
+        call(
+            &s.app,
+            "POST",
+            "/admin/api/v1/auth/login",
+            None,
+            Some(spray.clone()),
+        )
+        .await;
+    }
+    // A later notice proves the queue moved past anything the spray could have queued.
+    service::telegram::raise(
+        &s.app.state.queue,
+        Notice::Chain {
+            network: "tron".into(),
+            problem: "marker".into(),
+        },
+    )
+    .await
+    .expect("queued");
+    let sent = s.api.wait_sent(721, 2, 30).await;
+    assert!(text(&sent[1]).contains("marker"), "{sent:?}");
+    assert_eq!(
+        sent.iter()
+            .filter(|m| text(m).contains("Admin locked"))
+            .count(),
+        1,
+        "{sent:?}"
+    );
+    s.app.stop().await;
+}
