@@ -67,3 +67,44 @@ pub async fn run(state: AppState, stop: impl Future<Output = ()> + Send) {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::chain::ChainStatus;
+
+    #[test]
+    fn lag_and_dead_rpc_are_problems_only_for_the_lease_holder() {
+        let now = 10_000;
+        let lagging = ChainStatus {
+            role: "active",
+            confirmed_head: Some(500),
+            cursor: Some(380),
+            last_ok_unix: Some(now),
+            ..Default::default()
+        };
+        assert!(problem(&lagging, 100, now).is_some_and(|p| p.contains("120 blocks")));
+        assert_eq!(problem(&lagging, 200, now), None);
+        let standby = ChainStatus {
+            role: "standby",
+            ..lagging.clone()
+        };
+        assert_eq!(problem(&standby, 100, now), None);
+        let down = ChainStatus {
+            role: "active",
+            error: Some("all RPC URLs failed".into()),
+            last_ok_unix: Some(now - RPC_DOWN_AFTER_SECS),
+            ..Default::default()
+        };
+        assert!(problem(&down, 100, now).is_some_and(|p| p.contains("no working RPC URL")));
+        let blip = ChainStatus {
+            last_ok_unix: Some(now - 10),
+            ..down.clone()
+        };
+        assert_eq!(
+            problem(&blip, 100, now),
+            None,
+            "a short error is not an outage"
+        );
+    }
+}
