@@ -268,6 +268,14 @@ impl App {
                 Some((l, port))
             }
         };
+        // The bot's client; the token stays inside it (redacted `Debug`, scrubbed errors).
+        let telegram = match &config.tg_bot_token {
+            None => None,
+            Some(t) => Some(
+                service::telegram::TelegramBot::new(t.expose().trim(), &config.tg_api_url)
+                    .map_err(AppError::Setup)?,
+            ),
+        };
         let state = AppState {
             config: crate::config::LiveConfig::new(config),
             db,
@@ -280,6 +288,7 @@ impl App {
             chains,
             admin_tokens,
             tx_lookup,
+            telegram,
         };
         Ok(Self {
             state,
@@ -390,6 +399,21 @@ impl App {
         };
         let watchers = tokio::spawn(housekeeping::chain_watchers(state.clone(), stop_rx.clone()));
         let housekeeping = tokio::spawn(housekeeping::retention(state.clone(), stop_rx.clone()));
+        let bot = state.telegram.clone().map(|bot| {
+            let monitor = tokio::spawn(crate::telegram::monitor::run(
+                state.clone(),
+                stopped(stop_rx.clone()),
+            ));
+            // One poller per token (`tg_poll`); every instance sends notices.
+            let poller = state.config.tg_poll.then(|| {
+                tokio::spawn(crate::telegram::run(
+                    state.clone(),
+                    bot,
+                    stopped(stop_rx.clone()),
+                ))
+            });
+            (poller, monitor)
+        });
         let router = crate::http::router(state.clone());
         tracing::info!(
             addr = %listener.local_addr().map(|a| a.to_string()).unwrap_or_default(),
@@ -460,6 +484,14 @@ impl App {
         }
         if tokio::time::timeout(grace, watchers).await.is_err() {
             tracing::warn!("a chain watcher did not stop within the grace period");
+        }
+        if let Some((poller, monitor)) = bot {
+            if let Some(p) = poller
+                && tokio::time::timeout(grace, p).await.is_err()
+            {
+                tracing::warn!("the Telegram bot did not stop within the grace period");
+            }
+            monitor.abort();
         }
         sweeper.abort();
         housekeeping.abort();

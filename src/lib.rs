@@ -30,6 +30,7 @@ pub mod security;
 pub mod service;
 pub mod state;
 pub mod store;
+pub mod telegram;
 pub mod telemetry;
 
 pub use app::App;

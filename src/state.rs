@@ -35,6 +35,8 @@ pub struct AppState {
     pub admin_tokens: crate::service::admin::tokens::TokenKeys,
     /// Payer-submitted transaction lookups (`/pay/submit-tx-hash`), one per network.
     pub tx_lookup: chain::TxLookup,
+    /// The Telegram bot's client when `tg_bot_token` is set (notices and the bot's replies).
+    pub telegram: Option<crate::service::telegram::TelegramBot>,
 }
 
 impl AppState {

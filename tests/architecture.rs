@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8)] = &[
     ("state", 8),
     ("http", 9),
     ("jobs", 9),
+    ("telegram", 9),
     ("app", 10),
     ("cli", 11),
     ("main", 12),

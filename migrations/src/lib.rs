@@ -16,6 +16,7 @@ mod m20261202_000007_order_choices;
 mod m20261202_000008_admins;
 mod m20261202_000009_merchant_admin;
 mod m20261202_000010_merchant_rate_limit;
+mod m20261202_000011_telegram;
 
 pub struct Migrator;
 
@@ -33,6 +34,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000008_admins::Migration),
             Box::new(m20261202_000009_merchant_admin::Migration),
             Box::new(m20261202_000010_merchant_rate_limit::Migration),
+            Box::new(m20261202_000011_telegram::Migration),
         ]
     }
 }

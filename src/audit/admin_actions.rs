@@ -28,3 +28,8 @@ pub const ORDER_RESOLVE_DISMISS: &str = "order.resolve_dismiss";
 /// An operator reloaded the configuration (SIGHUP / `systemctl reload`): the keys applied and
 /// the ones that need a restart.
 pub const CONFIG_RELOADED: &str = "config.reloaded";
+/// The Telegram bot refused an unlinked user (at most once per user per 10 minutes).
+pub const TELEGRAM_REFUSED: &str = "telegram.refused";
+/// A Telegram user was linked to (or unlinked from) an admin account.
+pub const ADMIN_TELEGRAM_LINK: &str = "admin.telegram_link";
+pub const ADMIN_TELEGRAM_UNLINK: &str = "admin.telegram_unlink";

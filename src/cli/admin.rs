@@ -1,5 +1,5 @@
-//! `epusdt admin add|list|disable|enable|role|reset-password|reset-totp`: admin accounts for the
-//! admin API. There are no default credentials: the first owner is made here. A generated
+//! `epusdt admin add|list|disable|enable|role|reset-password|reset-totp|link-telegram|
+//! unlink-telegram`: admin accounts for the admin API and the Telegram bot. There are no default credentials: the first owner is made here. A generated
 //! password is printed once; `--password-stdin` reads one line instead (never an argument,
 //! which would land in the shell history and `ps`).
 use std::io::BufRead;
@@ -28,6 +28,9 @@ pub enum AdminAction {
         /// Read the password (one line, ≥ 12 characters, not containing the username) from stdin.
         #[arg(long)]
         password_stdin: bool,
+        /// Link this Telegram user id (the bot then acts with this admin's role).
+        #[arg(long, value_parser = parse_telegram_id)]
+        telegram_id: Option<i64>,
     },
     /// List admins (no hashes, no secrets).
     List,
@@ -49,6 +52,27 @@ pub enum AdminAction {
     },
     /// Remove an admin's TOTP (lost device) and end its sessions.
     ResetTotp { username: String },
+    /// Link a Telegram user id to an admin: the bot acts with the admin's role. The bot tells an
+    /// unlinked user their id.
+    LinkTelegram {
+        username: String,
+        #[arg(value_parser = parse_telegram_id)]
+        telegram_id: i64,
+        /// Also opt in to the bot's notices (`tg_notify` chooses the kinds; `/notify` in the
+        /// chat switches them).
+        #[arg(long)]
+        notify: bool,
+    },
+    /// Unlink an admin's Telegram user (the bot refuses it from then on).
+    UnlinkTelegram { username: String },
+}
+
+fn parse_telegram_id(s: &str) -> Result<i64, String> {
+    s.trim()
+        .parse::<i64>()
+        .ok()
+        .filter(|id| *id > 0)
+        .ok_or_else(|| format!("`{s}` is not a Telegram user id (a positive number)"))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -77,9 +101,13 @@ pub async fn run(action: AdminAction, config: &Config) -> CliResult {
             username,
             role,
             password_stdin,
+            telegram_id,
         } => {
             let (pw, generated) = password(password_stdin)?;
-            let a = admin::add(&db, &username, &pw, role, generated).await?;
+            let mut a = admin::add(&db, &username, &pw, role, generated).await?;
+            if telegram_id.is_some() {
+                a = admin::telegram::link(&db, &username, telegram_id).await?;
+            }
             println!(
                 "admin added: id={} username={} role={}",
                 a.id, a.username, a.role
@@ -93,18 +121,23 @@ pub async fn run(action: AdminAction, config: &Config) -> CliResult {
             (
                 actions::ADMIN_ADD,
                 a.username,
-                serde_json::json!({ "role": a.role }),
+                serde_json::json!({ "role": a.role, "telegram_id": a.telegram_id }),
             )
         }
         AdminAction::List => {
             println!(
-                "{:<6} {:<24} {:<8} {:<6} {:<9} created_at",
-                "id", "username", "role", "totp", "disabled"
+                "{:<6} {:<24} {:<8} {:<6} {:<9} {:<14} created_at",
+                "id", "username", "role", "totp", "disabled", "telegram"
             );
             for a in admin::list(&db).await? {
+                let tg = match a.telegram_id {
+                    Some(id) if a.tg_notify => format!("{id}+notify"),
+                    Some(id) => id.to_string(),
+                    None => "-".into(),
+                };
                 println!(
-                    "{:<6} {:<24} {:<8} {:<6} {:<9} {}",
-                    a.id, a.username, a.role, a.totp_enabled, a.disabled, a.created_at
+                    "{:<6} {:<24} {:<8} {:<6} {:<9} {:<14} {}",
+                    a.id, a.username, a.role, a.totp_enabled, a.disabled, tg, a.created_at
                 );
             }
             return Ok(());
@@ -143,6 +176,33 @@ pub async fn run(action: AdminAction, config: &Config) -> CliResult {
             }
             (
                 actions::ADMIN_PASSWORD_RESET,
+                a.username,
+                serde_json::json!({}),
+            )
+        }
+        AdminAction::LinkTelegram {
+            username,
+            telegram_id,
+            notify,
+        } => {
+            admin::telegram::link(&db, &username, Some(telegram_id)).await?;
+            let a = admin::telegram::set_notify(&db, &username, notify).await?;
+            println!(
+                "admin {} linked to Telegram user {telegram_id}; notices {}",
+                a.username,
+                if notify { "on" } else { "off" }
+            );
+            (
+                actions::ADMIN_TELEGRAM_LINK,
+                a.username,
+                serde_json::json!({ "telegram_id": telegram_id, "notify": notify }),
+            )
+        }
+        AdminAction::UnlinkTelegram { username } => {
+            let a = admin::telegram::link(&db, &username, None).await?;
+            println!("admin {} unlinked from Telegram", a.username);
+            (
+                actions::ADMIN_TELEGRAM_UNLINK,
                 a.username,
                 serde_json::json!({}),
             )

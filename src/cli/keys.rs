@@ -99,5 +99,20 @@ async fn rotate_keys(
             ),
         )
         .await?;
+    // The bot's `security` notice, through the shared queue (a running gateway sends it).
+    if config.tg_bot_token.is_some() {
+        let notice = epusdt::domain::notice::Notice::KeyRotated {
+            key_id: new.key_id().to_string(),
+        };
+        let sent = match app::open_queue(config, db).await {
+            Ok(q) => service::telegram::raise(&q, notice)
+                .await
+                .map_err(|e| e.to_string()),
+            Err(e) => Err(e.to_string()),
+        };
+        if let Err(e) = sent {
+            eprintln!("epusdt: the key rotation notice could not be queued: {e}");
+        }
+    }
     Ok(())
 }

@@ -25,9 +25,6 @@ pub async fn serve(config: Config, sources: Sources) -> CliResult {
         .map_err(CliError::Signal)?;
     let guard = telemetry::init(&config).map_err(CliError::LogDir)?;
     raise_open_files_limit();
-    if config.tg_bot_token.is_some() {
-        tracing::warn!("tg_bot_token is set but the Telegram bot is not part of this release");
-    }
     // Reported once, before anything else can fail: what the config cannot do.
     for w in config.startup_warnings() {
         tracing::warn!("{w}");

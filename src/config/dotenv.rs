@@ -58,6 +58,10 @@ pub(super) const DOTENV_KEYS: &[&str] = &[
     "shutdown_timeout_secs",
     "tg_bot_token",
     "tg_manage",
+    "tg_api_url",
+    "tg_notify",
+    "tg_lag_alert_blocks",
+    "tg_poll",
     "master_key",
     "master_key_file",
     "master_key_previous",
@@ -127,8 +131,10 @@ const IGNORED: &[(&str, &str)] = &[
         "api_rate_url",
         "no rate source; set forced_usdt_rate or usdt_rates, or `epusdt rate set CNY 7.2`",
     ),
-    ("tg_proxy", "the Telegram bot is not part of this release"),
-    ("tg_manage", "the Telegram bot is not part of this release"),
+    (
+        "tg_proxy",
+        "the bot connects directly; set HTTPS_PROXY in the environment to use a proxy",
+    ),
     (
         "redis_pool_size",
         "Redis connections are managed automatically",
@@ -212,6 +218,8 @@ impl DotEnv {
                 // Secrets and free text stay strings even if they look like numbers.
                 "api_auth_token"
                 | "tg_bot_token"
+                | "tg_api_url"
+                | "tg_notify"
                 | "app_uri"
                 | "database_url"
                 | "redis_url"

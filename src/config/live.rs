@@ -90,6 +90,8 @@ pub const RESTART_KEYS: &[&str] = &[
     "queue_name",
     "rate_limit_redis_failure",
     "tg_bot_token",
+    "tg_api_url",
+    "tg_poll",
 ];
 
 /// One changed key: its name (`networks.<name>` for a chain) and whether it applies now.
@@ -170,6 +172,8 @@ pub fn keep_restart_keys(old: &Config, new: Config) -> Config {
         queue_workers: old.queue_workers,
         queue_name: old.queue_name.clone(),
         tg_bot_token: old.tg_bot_token.clone(),
+        tg_api_url: old.tg_api_url.clone(),
+        tg_poll: old.tg_poll,
         rate_limit,
         ..new
     }

@@ -151,10 +151,22 @@ pub struct Config {
     /// `trusted_proxies`; see [`ratelimit::RateLimitSettings`].
     #[serde(flatten)]
     pub rate_limit: ratelimit::RateLimitSettings,
-    /// Telegram bot token (accepted for compatibility; the bot is not part of this release).
+    /// Telegram bot token (from @BotFather): the bot runs inside `serve` when it is set
+    /// (wiki/TELEGRAM.md). Redacted everywhere.
     pub tg_bot_token: Option<Secret>,
-    /// Telegram admin chat id (accepted for compatibility).
+    /// Upstream's Telegram manager: this user id gets owner rights in the bot and every notice.
     pub tg_manage: Option<i64>,
+    /// Base URL of the Telegram Bot API (tests and self-hosted Bot API servers point it elsewhere).
+    pub tg_api_url: String,
+    /// Which notices the bot sends to opted-in admins: `all`, `none` or a comma list of
+    /// `paid`, `transfer`, `callback`, `chain`, `security`.
+    pub tg_notify: String,
+    /// A chain watcher this many blocks behind its confirmed head raises a `chain` notice.
+    pub tg_lag_alert_blocks: u64,
+    /// Whether this instance answers the bot's chat (long-polls `getUpdates`). Telegram allows
+    /// one poller per token: with several instances, leave it on for one and set it `false` on
+    /// the others (they still send notices from the shared queue).
+    pub tg_poll: bool,
     /// Master key (32 bytes as 64 hex digits or base64) that encrypts merchant secrets at rest.
     /// Default: the key file `master_key_file`, else `<data_dir>/master.key`, generated (0600) on
     /// first start.
@@ -224,6 +236,10 @@ impl Default for Config {
             rate_limit: Default::default(),
             tg_bot_token: None,
             tg_manage: None,
+            tg_api_url: "https://api.telegram.org".into(),
+            tg_notify: "all".into(),
+            tg_lag_alert_blocks: 100,
+            tg_poll: true,
             master_key: None,
             master_key_file: None,
             master_key_previous: None,
@@ -286,6 +302,11 @@ impl Config {
             Some(n) if !n.is_empty() => n,
             _ => &self.default_network,
         }
+    }
+
+    /// The notice kinds `tg_notify` selects (validated at load).
+    pub fn tg_notify_kinds(&self) -> Vec<crate::domain::notice::NoticeKind> {
+        crate::domain::notice::NoticeKind::parse_list(&self.tg_notify).unwrap_or_default()
     }
 
     pub fn effective_log_dir(&self) -> PathBuf {

@@ -44,6 +44,50 @@ impl Config {
                 "must start with redis:// or rediss:// (e.g. redis://127.0.0.1:6379)".into(),
             );
         }
+        if let Some(t) = &self.tg_bot_token {
+            let t = t.expose().trim();
+            // @BotFather tokens are `<bot id>:<35 characters>`; the token ends up in a URL path.
+            let ok = t.split_once(':').is_some_and(|(id, rest)| {
+                !id.is_empty()
+                    && id.chars().all(|c| c.is_ascii_digit())
+                    && !rest.is_empty()
+                    && rest
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+            });
+            if !ok {
+                return bad(
+                    "tg_bot_token",
+                    "is not a bot token (digits, a colon, then letters, digits, _ or -); copy it from @BotFather, or remove it to run without the bot".into(),
+                );
+            }
+        }
+        if url::Url::parse(&self.tg_api_url).map(|u| u.scheme().starts_with("http")) != Ok(true) {
+            return bad(
+                "tg_api_url",
+                format!(
+                    "`{}` is not an http(s) URL; the default is https://api.telegram.org",
+                    self.tg_api_url
+                ),
+            );
+        }
+        if let Err(word) = crate::domain::notice::NoticeKind::parse_list(&self.tg_notify) {
+            return bad(
+                "tg_notify",
+                format!(
+                    "`{word}` is not a notice kind; use all, none or a comma list of paid, transfer, callback, chain, security"
+                ),
+            );
+        }
+        if self.tg_manage.is_some_and(|id| id <= 0) {
+            return bad(
+                "tg_manage",
+                "must be a Telegram user id (a positive number; the bot tells an unlinked user their id)".into(),
+            );
+        }
+        if self.tg_lag_alert_blocks == 0 {
+            return bad("tg_lag_alert_blocks", "must be at least 1 block".into());
+        }
         if let Some(t) = &self.api_auth_token
             && t.expose().trim().is_empty()
         {

@@ -4,6 +4,7 @@ pub mod admin;
 pub mod amount;
 pub mod currency;
 pub mod network;
+pub mod notice;
 pub mod order;
 pub mod protocol;
 pub mod transfer;

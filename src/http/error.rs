@@ -285,6 +285,7 @@ impl From<AdminError> for AdminApiError {
             AdminError::Credential(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", msg),
             AdminError::Role(_) => Self::new(S::UNPROCESSABLE_ENTITY, "invalid_field", msg),
             AdminError::UsernameTaken(_) => Self::new(S::CONFLICT, "username_taken", msg),
+            AdminError::TelegramTaken(_) => Self::new(S::CONFLICT, "telegram_taken", msg),
             AdminError::NotFound(_) => Self::new(S::NOT_FOUND, "not_found", msg),
             AdminError::LastOwner => Self::new(S::CONFLICT, "last_owner", msg),
             AdminError::BadCredentials => Self::new(S::UNAUTHORIZED, "invalid_credentials", msg),

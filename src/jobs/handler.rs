@@ -6,6 +6,10 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use crate::{
+    domain::notice::Notice,
+    service::{self, telegram::SendOutcome},
+};
+use crate::{
     queue::{Job, JobHandler},
     service::{
         notify::{self, NotifyOutcome},
@@ -19,7 +23,13 @@ use crate::{
 pub fn handler(state: AppState) -> JobHandler {
     Arc::new(move |job: Job| {
         let state = state.clone();
-        async move { run(&state, job).await.map_err(|e| e.to_string()) }.boxed()
+        async move {
+            match job {
+                Job::Alert { .. } | Job::Telegram { .. } => telegram(&state, job).await,
+                job => run(&state, job).await.map_err(|e| e.to_string()),
+            }
+        }
+        .boxed()
     })
 }
 
@@ -42,7 +52,11 @@ async fn run(state: &AppState, job: Job) -> Result<(), order::OrderError> {
                     .await?;
             }
         }
+        Job::Alert { .. } | Job::Telegram { .. } => {}
         Job::Notify { order_id, attempt } => {
+            if attempt == 1 && state.telegram.is_some() {
+                paid_notice_once(state, order_id).await?;
+            }
             let outcome = notify::deliver(
                 &state.db,
                 &state.keys,
@@ -72,11 +86,83 @@ async fn run(state: &AppState, job: Job) -> Result<(), order::OrderError> {
                         order_id,
                         attempt,
                         "callback delivery gave up; an admin can resend it"
-                    )
+                    );
+                    if state.telegram.is_some() {
+                        service::telegram::raise(
+                            &state.queue,
+                            Notice::CallbackGaveUp {
+                                order_id,
+                                attempts: attempt,
+                            },
+                        )
+                        .await?;
+                    }
                 }
                 NotifyOutcome::Delivered | NotifyOutcome::Skipped => {}
             }
         }
+    }
+    Ok(())
+}
+
+/// The paid notice of an order, raised by its first callback job: the callback is queued
+/// exactly when an order becomes paid (watcher, payer-submitted tx, operator credit, sweeper),
+/// and a resend (attempts already made) does not notify again. A job that runs twice may
+/// notify twice (at least once, like every job).
+async fn paid_notice_once(state: &AppState, order_id: i64) -> Result<(), order::OrderError> {
+    use sea_orm::EntityTrait;
+    let Some(o) = crate::store::entities::order::Entity::find_by_id(order_id)
+        .one(&state.db)
+        .await?
+    else {
+        return Ok(());
+    };
+    if o.callback_attempts == 0 && o.parent_trade_id.is_none() {
+        service::telegram::raise(&state.queue, Notice::OrderPaid { order_id }).await?;
+    }
+    Ok(())
+}
+
+/// `Alert` fans out to one `Telegram` job per recipient; `Telegram` sends one message and
+/// schedules its own retry (429 `retry_after`, outage backoff) as a new durable job.
+async fn telegram(state: &AppState, job: Job) -> Result<(), String> {
+    let Some(bot) = &state.telegram else {
+        tracing::debug!("Telegram notice dropped: no tg_bot_token");
+        return Ok(());
+    };
+    match job {
+        Job::Alert { notice } => {
+            service::telegram::fan_out(&state.db, &state.queue, &state.config, &notice)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Job::Telegram {
+            chat_id,
+            text,
+            attempt,
+        } => match service::telegram::send(bot, chat_id, &text, attempt).await {
+            SendOutcome::Sent => {}
+            SendOutcome::RetryIn(secs) => {
+                let at = chrono::Utc::now()
+                    + chrono::Duration::seconds(i64::try_from(secs).unwrap_or(3600));
+                state
+                    .queue
+                    .push(
+                        Job::Telegram {
+                            chat_id,
+                            text,
+                            attempt: attempt + 1,
+                        },
+                        Some(at),
+                    )
+                    .await
+                    .map_err(|e| e.to_string())?;
+            }
+            SendOutcome::GaveUp(why) => {
+                tracing::warn!(chat_id, attempt, error = %why, "Telegram refused a notice; dropped")
+            }
+        },
+        _ => {}
     }
     Ok(())
 }

@@ -101,6 +101,18 @@ pub enum Job {
         /// The order's trade id.
         trade_id: String,
     },
+    /// Tell the opted-in admins about `notice` through the Telegram bot: fans out into one
+    /// [`Job::Telegram`] per recipient (a no-op when the bot is not configured).
+    Alert {
+        notice: crate::domain::notice::Notice,
+    },
+    /// Send one Telegram message (HTML, already escaped); `attempt` starts at 1. A 429 or an
+    /// outage schedules the next attempt as a new job.
+    Telegram {
+        chat_id: i64,
+        text: String,
+        attempt: u32,
+    },
 }
 
 /// Where the queue keeps its jobs.

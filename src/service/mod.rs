@@ -12,6 +12,7 @@ pub mod order;
 pub mod rate;
 pub mod retention;
 pub mod stats;
+pub mod telegram;
 pub mod wallet;
 
 /// Unix seconds now.

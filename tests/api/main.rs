@@ -42,3 +42,4 @@ mod security_check;
 mod ssrf;
 mod submit_tx_hash;
 mod switch_network;
+mod telegram;

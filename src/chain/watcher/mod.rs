@@ -11,6 +11,7 @@ use std::{collections::HashSet, future::Future, time::Duration};
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
 use tokio::sync::watch;
 
+mod notice;
 pub use cursor::cursors;
 
 use super::{
@@ -299,6 +300,7 @@ impl<S: Scanner> Watcher<S> {
             cursor = next;
             for (t, outcome) in batch.transfers.iter().zip(&outcomes) {
                 service::order::observe_credit(t, outcome);
+                self.flagged_notice(outcome, t).await;
                 if let CreditOutcome::Paid { order_id, trade_id } = outcome {
                     tracing::info!(%network, trade_id, "order paid on chain; queueing callback");
                     if let Err(e) =

@@ -72,6 +72,17 @@ pub struct AdminPatch {
     role: Option<String>,
     #[serde(default)]
     disabled: Option<bool>,
+    /// A Telegram user id to link (the bot acts with this admin's role), or `null` to unlink.
+    #[serde(default, deserialize_with = "present")]
+    telegram_id: Option<Option<i64>>,
+    /// The admin's opt-in to the bot's notices.
+    #[serde(default)]
+    tg_notify: Option<bool>,
+}
+
+/// A field that is present (`Some`, its value possibly `null`) or absent (`None`).
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<i64>>, D::Error> {
+    Option::<i64>::deserialize(d).map(Some)
 }
 
 /// Changes role and/or disabled; either ends the admin's sessions.
@@ -81,12 +92,41 @@ pub async fn update_admin(
     Path(username): Path<String>,
     AdminJson(req): AdminJson<AdminPatch>,
 ) -> Result<Json<Value>, AdminApiError> {
-    if req.role.is_none() && req.disabled.is_none() {
+    if req.role.is_none()
+        && req.disabled.is_none()
+        && req.telegram_id.is_none()
+        && req.tg_notify.is_none()
+    {
         return Err(AdminApiError::invalid(
-            "nothing to change: send role and/or disabled",
+            "nothing to change: send role, disabled, telegram_id and/or tg_notify",
         ));
     }
     let mut view = None;
+    if let Some(tg) = req.telegram_id {
+        if tg.is_some_and(|id| id <= 0) {
+            return Err(AdminApiError::invalid(
+                "telegram_id must be a Telegram user id (a positive number) or null",
+            ));
+        }
+        let a = admin::telegram::link(&state.db, &username, tg).await?;
+        let action = if tg.is_some() {
+            actions::ADMIN_TELEGRAM_LINK
+        } else {
+            actions::ADMIN_TELEGRAM_UNLINK
+        };
+        state
+            .audit
+            .record(
+                who.admin
+                    .event(action, format!("admin:{username}"))
+                    .with_details(json!({ "telegram_id": tg })),
+            )
+            .await?;
+        view = Some(a);
+    }
+    if let Some(on) = req.tg_notify {
+        view = Some(admin::telegram::set_notify(&state.db, &username, on).await?);
+    }
     if let Some(r) = req.role.as_deref() {
         let a = admin::set_role(&state.db, &username, role(r)?).await?;
         state

@@ -87,7 +87,7 @@ pub async fn login(
     ClientIp(ip): ClientIp,
     AdminJson(req): AdminJson<LoginRequest>,
 ) -> Result<impl IntoResponse, AdminApiError> {
-    let done = auth::login(
+    let done = match auth::login(
         &state.db,
         &state.keys,
         &state.admin_tokens,
@@ -99,7 +99,24 @@ pub async fn login(
             ip: ip.as_deref(),
         },
     )
-    .await?;
+    .await
+    {
+        Ok(done) => done,
+        Err(e @ (admin::AdminError::BadCredentials | admin::AdminError::TotpInvalid)) => {
+            // The failure that starts a lock raises the Telegram lockout notice (once a lock).
+            if state.telegram.is_some() && auth::is_locked_account(&state.db, &req.username).await?
+            {
+                let notice = crate::domain::notice::Notice::Lockout {
+                    username: req.username.clone(),
+                };
+                if let Err(err) = crate::service::telegram::raise(&state.queue, notice).await {
+                    tracing::warn!(error = %err, "could not queue the lockout notice");
+                }
+            }
+            return Err(e.into());
+        }
+        Err(e) => return Err(e.into()),
+    };
     let a = &done.admin;
     Ok((
         refresh_cookie(&state, Some(done.tokens.refresh_token.expose())),

@@ -110,6 +110,17 @@ async fn attempts_in_window(
         .await
 }
 
+/// Whether `username` (an existing account) is locked now: the admin login asks after a failed
+/// attempt, so the attempt that starts a lock raises the lockout notice once.
+pub async fn is_locked_account(db: &DatabaseConnection, username: &str) -> Result<bool, DbErr> {
+    if username.chars().count() > 64 || super::find_by_username(db, username).await?.is_none() {
+        return Ok(false);
+    }
+    Ok(locked_for(db, username, crate::service::now())
+        .await?
+        .is_some())
+}
+
 /// The reserved attempt stays as a failure: audit it, and the lock it may have started.
 async fn failed(
     db: &DatabaseConnection,

@@ -7,6 +7,7 @@
 //! wrong password; let a disabled account, a changed password or a changed role keep a session.
 pub mod auth;
 pub mod password;
+pub mod telegram;
 pub mod tokens;
 pub mod totp;
 
@@ -33,6 +34,8 @@ pub enum AdminError {
     Role(String),
     #[error("username `{0}` is taken")]
     UsernameTaken(String),
+    #[error("Telegram user {0} is already linked to another admin")]
+    TelegramTaken(i64),
     #[error("no admin named `{0}`")]
     NotFound(String),
     #[error("the last enabled owner cannot be disabled or lose the owner role")]
@@ -72,6 +75,10 @@ pub struct AdminView {
     pub must_change_password: bool,
     pub created_at: i64,
     pub updated_at: i64,
+    /// The linked Telegram user, if any (the bot acts with this admin's role).
+    pub telegram_id: Option<i64>,
+    /// Opted in to the bot's notices.
+    pub tg_notify: bool,
 }
 
 impl From<&admin::Model> for AdminView {
@@ -85,6 +92,8 @@ impl From<&admin::Model> for AdminView {
             must_change_password: m.must_change_password,
             created_at: m.created_at,
             updated_at: m.updated_at,
+            telegram_id: m.telegram_id,
+            tg_notify: m.tg_notify,
         }
     }
 }
@@ -149,6 +158,7 @@ pub async fn add(
         disabled: Set(false),
         session_version: Set(0),
         updated_at: Set(now),
+        tg_notify: Set(false),
         ..Default::default()
     };
     match row.insert(db).await {

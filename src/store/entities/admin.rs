@@ -23,6 +23,10 @@ pub struct Model {
     /// Bumped on password change, role change, disable and TOTP reset: older tokens stop working.
     pub session_version: i32,
     pub updated_at: i64,
+    /// The Telegram user linked to this account (the bot acts with its role); unique.
+    pub telegram_id: Option<i64>,
+    /// Whether this admin receives the bot's notices (kinds: `tg_notify`).
+    pub tg_notify: bool,
 }
 
 impl std::fmt::Debug for Model {
@@ -33,6 +37,7 @@ impl std::fmt::Debug for Model {
             .field("role", &self.role)
             .field("totp_enabled", &self.totp_enabled)
             .field("disabled", &self.disabled)
+            .field("telegram_id", &self.telegram_id)
             .finish_non_exhaustive()
     }
 }
