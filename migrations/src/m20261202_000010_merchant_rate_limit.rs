@@ -18,7 +18,7 @@ impl MigrationTrait for Migration {
         m.alter_table(
             Table::alter()
                 .table(Merchants::Table)
-                .add_column(&mut integer_null(Merchants::RateLimitPerMinute).to_owned())
+                .add_column(integer_null(Merchants::RateLimitPerMinute))
                 .to_owned(),
         )
         .await
