@@ -9,6 +9,7 @@ use epusdt::config::Config;
 
 mod admin;
 mod config;
+mod health;
 mod import;
 mod keys;
 mod merchant;
@@ -35,6 +36,8 @@ pub enum CliError {
     Rate(String),
     #[error("the new key is the key already in use")]
     SameKey,
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
 }
 
 #[derive(Parser)]
@@ -101,6 +104,12 @@ pub enum Command {
         #[command(subcommand)]
         action: import::ImportAction,
     },
+    /// Ask this instance's GET /health; exit 0 only when it says "ok" (container HEALTHCHECK).
+    Healthcheck {
+        /// Health URL (default: http://<http_listen>/health, 0.0.0.0 read as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Runs one parsed command to completion.
@@ -120,6 +129,7 @@ pub async fn run(command: Command, config: Config) -> CliResult {
         Command::Rate { action } => rate::run(action, &config).await,
         Command::Admin { action } => admin::run(action, &config).await,
         Command::Import { action } => import::run(action, &config).await,
+        Command::Healthcheck { url } => health::check(&config, url).await,
     }
 }
 
