@@ -125,3 +125,130 @@ fn docker_smoke() {
         code => panic!("docker smoke failed ({code:?}):\n{stdout}\n{stderr}"),
     }
 }
+
+/// `deploy/nginx/epusdt.conf` run by nginx in front of a live gateway (its certificate paths,
+/// ports and upstream pointed at this test's): https reaches the gateway, http redirects to
+/// https, `/metrics` stays internal.
+/// `deploy/Caddyfile` passes `caddy validate`. Both servers are Debian packages
+/// (tools/test.sh installs them).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_configs_work() {
+    let (Some(nginx), Some(caddy)) = (which("nginx"), which("caddy")) else {
+        common::skip(
+            "proxy configs: nginx or caddy not installed (apt-get install nginx-light caddy)",
+        );
+        return;
+    };
+    let root = env!("CARGO_MANIFEST_DIR");
+    let out = Command::new(&caddy)
+        .args(["validate", "--adapter", "caddyfile", "--config"])
+        .arg(format!("{root}/deploy/Caddyfile"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "caddy validate: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let Some(app) = common::spawn_app(Backend::Sqlite).await else {
+        return;
+    };
+    let app_port = app.base.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path().display().to_string();
+    let made = Command::new("openssl")
+        .args([
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+        ])
+        .args(["-subj", "/CN=pay.example.com", "-keyout"])
+        .arg(format!("{d}/key.pem"))
+        .arg("-out")
+        .arg(format!("{d}/cert.pem"))
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "openssl: {made:?}");
+    let (http, https) = (common::free_port(), common::free_port());
+    let site = std::fs::read_to_string(format!("{root}/deploy/nginx/epusdt.conf"))
+        .unwrap()
+        .replace(
+            "/etc/letsencrypt/live/pay.example.com/fullchain.pem",
+            &format!("{d}/cert.pem"),
+        )
+        .replace(
+            "/etc/letsencrypt/live/pay.example.com/privkey.pem",
+            &format!("{d}/key.pem"),
+        )
+        .replace(
+            "server 127.0.0.1:8000;",
+            &format!("server 127.0.0.1:{app_port};"),
+        )
+        .replace("listen 80;", &format!("listen 127.0.0.1:{http};"))
+        .replace("listen 443 ssl", &format!("listen 127.0.0.1:{https} ssl"))
+        .replace("listen [::]:80;", "")
+        .replace("listen [::]:443 ssl http2;", "")
+        .replace("root /var/www/html;", &format!("root {d};"));
+    std::fs::write(format!("{d}/site.conf"), site).unwrap();
+    std::fs::write(
+        format!("{d}/nginx.conf"),
+        format!(
+            "daemon off; master_process off; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{}}\nhttp {{ access_log off; include {d}/site.conf; }}\n"
+        ),
+    )
+    .unwrap();
+    let mut server = Command::new(&nginx)
+        .args(["-c", &format!("{d}/nginx.conf"), "-p", &d])
+        .spawn()
+        .unwrap();
+    common::wait_listening(https).await;
+    let curl = |url: String, extra: &[&str]| {
+        let out = Command::new("curl")
+            .args([
+                "-sk",
+                "--max-time",
+                "10",
+                "-o",
+                "/dev/stderr",
+                "-w",
+                "%{http_code} %{redirect_url}",
+            ])
+            .args(extra)
+            .arg(url)
+            .output()
+            .unwrap();
+        (
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, body) = curl(format!("https://127.0.0.1:{https}/health"), &[]);
+    let health = curl(format!("https://127.0.0.1:{https}/metrics"), &[]);
+    let redirect = curl(
+        format!("http://127.0.0.1:{http}/pay/x"),
+        &["-H", "Host: pay.example.com"],
+    );
+    let _ = server.kill();
+    let _ = server.wait();
+    app.stop().await;
+    assert_eq!(code.trim(), "200", "{body}");
+    assert!(body.contains("\"status\":\"ok\""), "{body}");
+    assert!(
+        health.0.starts_with("404"),
+        "/metrics through the proxy: {health:?}"
+    );
+    assert_eq!(
+        redirect.0.trim(),
+        "301 https://pay.example.com/pay/x",
+        "{redirect:?}"
+    );
+}
+
+fn which(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .chain(["/usr/sbin", "/sbin"])
+        .map(|d| std::path::Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
