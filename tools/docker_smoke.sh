@@ -98,6 +98,12 @@ cleanup() {
   exit "$rc"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT
+# Leftovers of a smoke that was killed before its cleanup ran.
+stale="$(docker ps -aq --filter name=epusdt-smoke- 2>/dev/null || true)"
+[ -z "$stale" ] || docker rm -f $stale >/dev/null 2>&1 || true
+stale="$(docker volume ls -q --filter name=epusdt-smoke- 2>/dev/null || true)"
+[ -z "$stale" ] || docker volume rm $stale >/dev/null 2>&1 || true
 
 # --- 2. base image ----------------------------------------------------------------------------
 bash tools/docker_base.sh
