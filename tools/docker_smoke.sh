@@ -173,6 +173,8 @@ wait_health() {
 }
 api() { curl -fsS --max-time 10 "http://127.0.0.1:$port$1" "${@:2}"; }
 
+# The postgres profile resolves too (its images come from a registry, so it is not started here).
+compose --profile postgres config -q || die "docker-compose.yaml (profile postgres) does not resolve"
 say "compose up (profile sqlite, project $project)"
 compose --profile sqlite up -d --no-build epusdt >/dev/null
 wait_health healthy 60

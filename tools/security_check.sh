@@ -56,7 +56,7 @@ fi
 
 # Effective value of a key: EPUSDT_<KEY> env, else .env (upstream lower-case name), else
 # epusdt.toml, else "".
-declare -A dotenv=()
+declare -A dotenv=() compose_env=()
 if [ -f .env ]; then
   while IFS= read -r line || [ -n "$line" ]; do
     line="${line%$'\r'}"
@@ -64,9 +64,17 @@ if [ -f .env ]; then
     key="${line%%=*}"; val="${line#*=}"
     key="$(echo "$key" | tr '[:upper:]' '[:lower:]' | xargs)"
     val="${val%\"}"; val="${val#\"}"; val="${val%\'}"; val="${val#\'}"
+    # The compose .env (deploy/compose.env.example) holds EPUSDT_<KEY> names and compose's own.
+    case "$key" in
+      epusdt_*) key="${key#epusdt_}" ;;
+      compose_profiles|postgres_password|redis_password) compose_env["$key"]="$val"; continue ;;
+    esac
     dotenv["$key"]="$val"
   done < .env
 fi
+# A Docker Compose deployment: docker-compose.yaml beside the .env; the data lives in a volume.
+compose=""
+[ -f docker-compose.yaml ] || [ -f docker-compose.yml ] || [ -f compose.yaml ] && compose=1
 get() {
   local env_name="EPUSDT_$(echo "$1" | tr '[:lower:]' '[:upper:]')"
   if [ -n "${!env_name:-}" ]; then printf '%s' "${!env_name}"
@@ -111,8 +119,21 @@ elif [ -f "$key_file" ]; then
   else ok "master key file $key_file is mode $(mode_of "$key_file")"; fi
   warn "make sure $key_file is backed up separately from the database: without it merchant secrets cannot be decrypted"
   [ -f "$key_file.previous" ] && warn "$key_file.previous is left from a key rotation: delete it once every instance has restarted"
+elif [ -n "$compose" ]; then
+  note "the master key is in the gateway's volume: check it exists and copy it off this host (wiki/RUNBOOK.md, Key custody): docker compose exec epusdt ls -l /var/lib/epusdt/data/master.key"
 else
   fail "no master key: neither master_key nor $key_file exists; start the gateway once to generate one (then back it up) or set EPUSDT_MASTER_KEY=\$(openssl rand -hex 32)"
+fi
+
+# 2b. compose: the postgres profile's passwords
+if [ -n "$compose" ] && [[ ",${compose_env[compose_profiles]:-}," == *,postgres,* ]]; then
+  for k in postgres_password redis_password; do
+    v="${compose_env[$k]:-}"
+    if [ "${#v}" -lt 16 ]; then
+      if [ -z "$v" ]; then what=missing; else what="only ${#v} characters"; fi
+      fail "$(echo "$k" | tr '[:lower:]' '[:upper:]') in .env is $what: the postgres profile needs a long random one (openssl rand -hex 24)"
+    else ok "$(echo "$k" | tr '[:lower:]' '[:upper:]') is ${#v} characters"; fi
+  done
 fi
 
 # 3. merchant token strength
@@ -174,6 +195,8 @@ if [ -d "$data_dir" ]; then
   elif [ -n "$group" ]; then
     warn "the group can read files in the data directory: $(echo $group | tr ' ' ','); run: chmod -R go-rwx $data_dir"
   else ok "data directory $data_dir is private"; fi
+elif [ -n "$compose" ]; then
+  note "the data directory is the gateway's volume (the image keeps it mode 0700, owned by uid 10001)"
 else
   note "no data directory at $data_dir (set EPUSDT_DATA_DIR to check another)"
 fi
@@ -204,7 +227,8 @@ db_query() {
   esac
 }
 wallets="$(db_query "SELECT count(*) FROM wallets WHERE enabled = true" || db_query "SELECT count(*) FROM wallets WHERE enabled = 1")" || wallets=""
-if [ -z "$wallets" ]; then note "could not read the database ($(echo "$db_url" | sed -E 's#://[^@/]*@#://***@#')): check wallets with \`epusdt wallet list\`"
+if [ -z "$wallets" ] && [ -n "$compose" ]; then note "the database is inside the stack: check wallets with \`docker compose exec epusdt epusdt wallet list\`"
+elif [ -z "$wallets" ]; then note "could not read the database ($(echo "$db_url" | sed -E 's#://[^@/]*@#://***@#')): check wallets with \`epusdt wallet list\`"
 elif [ "$wallets" -eq 0 ]; then warn "no wallet is enabled: orders fail with 10003; add one: epusdt wallet add --network tron --address T…"
 else ok "$wallets enabled wallet(s)"; fi
 if [ -n "$(get forced_usdt_rate)" ] || [ -n "$(get usdt_rates)" ]; then ok "a fiat rate is configured"

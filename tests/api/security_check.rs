@@ -199,3 +199,59 @@ fn no_chain_wallet_or_rate_is_warned_until_configured() {
     }
     assert!(!out.contains("WARN: no "), "{out}");
 }
+
+/// A Docker Compose deployment: the shipped `deploy/compose.env.example` (EPUSDT_* names) next to
+/// `docker-compose.yaml` is read as the gateway reads it, the key and data in the volume are
+/// pointed at instead of failed, and the postgres profile's passwords are checked.
+#[test]
+fn compose_deployment_is_read_from_its_env_file() {
+    let root = env!("CARGO_MANIFEST_DIR");
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(
+        format!("{root}/docker-compose.yaml"),
+        dir.path().join("docker-compose.yaml"),
+    )
+    .unwrap();
+    let example = std::fs::read_to_string(format!("{root}/deploy/compose.env.example")).unwrap();
+    let env = dir.path().join(".env");
+    std::fs::write(&env, &example).unwrap();
+    set_mode(&env, 0o600);
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 0, "the example as shipped: {out}");
+    for needle in [
+        "ok:   app_uri is https",
+        "note: the master key is in the gateway's volume",
+        "WARN: no chain is watched",
+        "WARN: no fiat rate",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+
+    // Filled in for the postgres profile, with a weak password and plain http.
+    let filled = example
+        .replace("COMPOSE_PROFILES=sqlite", "COMPOSE_PROFILES=postgres")
+        .replace("#POSTGRES_PASSWORD=", "POSTGRES_PASSWORD=secret")
+        .replace(
+            "#REDIS_PASSWORD=",
+            "REDIS_PASSWORD=3f9a1c0e7b2d4c6a8e0f1a2b",
+        )
+        .replace("#EPUSDT_FORCED_USDT_RATE", "EPUSDT_FORCED_USDT_RATE")
+        .replace(
+            "#EPUSDT_NETWORKS__TRON__RPC_URLS",
+            "EPUSDT_NETWORKS__TRON__RPC_URLS",
+        )
+        .replace("EPUSDT_APP_URI=https://", "EPUSDT_APP_URI=http://");
+    std::fs::write(&env, filled).unwrap();
+    let (code, out) = check(dir.path());
+    assert_eq!(code, 1, "{out}");
+    for needle in [
+        "FAIL: POSTGRES_PASSWORD in .env is only 6 characters",
+        "ok:   REDIS_PASSWORD is 24 characters",
+        "FAIL: app_uri is plain http",
+        "ok:   watching: tron",
+        "ok:   a fiat rate is configured",
+    ] {
+        assert!(out.contains(needle), "missing `{needle}` in:\n{out}");
+    }
+    assert!(!out.contains("secret"), "a password is printed: {out}");
+}
