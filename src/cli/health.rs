@@ -70,3 +70,42 @@ fn failing_parts(body: &serde_json::Value) -> Vec<String> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wildcard_listen_addresses_are_asked_on_loopback() {
+        let mut config = Config::default();
+        for (listen, url) in [
+            ("0.0.0.0:8000", "http://127.0.0.1:8000/health"),
+            ("[::]:9000", "http://[::1]:9000/health"),
+            ("10.1.2.3:8080", "http://10.1.2.3:8080/health"),
+        ] {
+            config.http_listen = listen.parse().unwrap();
+            assert_eq!(local_health_url(&config), url);
+        }
+    }
+
+    #[test]
+    fn names_only_the_parts_that_are_down() {
+        let body = serde_json::json!({
+            "status": "degraded",
+            "database": {"status": "ok", "error": null},
+            "queue": {"status": "down", "error": "connection refused"},
+            "chains": {
+                "bsc": {"status": "standby", "error": null},
+                "tron": {"status": "error", "error": "HTTP 503"},
+                "ethereum": {"status": "active", "error": null},
+            },
+        });
+        assert_eq!(
+            failing_parts(&body),
+            [
+                "queue: down (connection refused)",
+                "chain tron: error (HTTP 503)"
+            ]
+        );
+    }
+}
