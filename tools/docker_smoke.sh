@@ -15,6 +15,8 @@
 #    directory, waits for the container's HEALTHCHECK to report healthy, checks the gateway
 #    does not run as root and owns its volumes, adds a wallet, creates an order through the v1
 #    API, restarts the container and finds the order again (status waiting, same amount).
+#    Before that, `docker run --user 0` on a root-owned bind mount: the entrypoint hands it to
+#    uid 10001 and the gateway runs as that user.
 # 5. Points the TRON watcher at a node whose token has the wrong decimals (the watcher stops as
 #    failed) and expects the HEALTHCHECK to report unhealthy. Removes the stack and its volumes.
 #
@@ -123,6 +125,16 @@ image="epusdt:smoke"
 say "building $image from $binary (BINARY=prebuilt)"
 docker build -q --network none --build-arg BINARY=prebuilt -t "$image" . >/dev/null
 say "image $(docker image inspect "$image" --format '{{.Size}}' | awk '{printf "%.1f MB", $1/1e6}')"
+
+# A root-owned bind mount, started as root: the entrypoint gives it to uid 10001 and drops to it.
+mkdir -p "$work/bind" && touch "$work/bind/left-by-root"
+docker run --rm --network none --user 0 --cap-drop ALL \
+  --cap-add CHOWN --cap-add DAC_OVERRIDE --cap-add FOWNER --cap-add SETUID --cap-add SETGID \
+  -v "$work/bind:/var/lib/epusdt/data" "$image" migrate >/dev/null 2>&1 \
+  || die "migrate as root on a bind mount failed"
+[ -z "$(find "$work/bind" ! -uid 10001)" ] && [ -f "$work/bind/epusdt.db" ] \
+  || die "the entrypoint left files not owned by uid 10001: $(ls -lan "$work/bind")"
+say "a root-owned bind mount is handed to uid 10001"
 
 # --- 4. compose stack -------------------------------------------------------------------------
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
