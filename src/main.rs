@@ -33,8 +33,11 @@ fn main() -> ExitCode {
             "warning: ignoring environment variable `{name}`: not an epusdt config key{hint}"
         );
     }
-    // Every command but `config check` opens the data directory (database, queue, audit, keys).
-    if !matches!(cli.command, cli::Command::Config { .. }) {
+    // Every command but `config check` and `healthcheck` opens the data directory (database, queue, audit, keys).
+    if !matches!(
+        cli.command,
+        cli::Command::Config { .. } | cli::Command::Healthcheck { .. }
+    ) {
         cli::restrict_file_modes(&config);
     }
     let runtime = match tokio::runtime::Builder::new_multi_thread()

@@ -22,6 +22,17 @@ if ! command -v chromium >/dev/null 2>&1; then
     echo "chromium not installed and cannot apt-get it: the browser test will skip" >&2
   fi
 fi
+# nginx and Caddy for the reverse-proxy config test (Debian packages; neither is started as a
+# service). The Docker smoke (tools/docker_smoke.sh) installs docker.io and friends itself.
+if ! command -v caddy >/dev/null 2>&1 || ! [ -x /usr/sbin/nginx ]; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    say "installing Debian nginx-light and caddy (proxy config test)"
+    apt-get update -qq >/dev/null
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nginx-light caddy >/dev/null
+  else
+    echo "nginx/caddy not installed and cannot apt-get them: the proxy config test will skip" >&2
+  fi
+fi
 if command -v npm >/dev/null 2>&1 && [ ! -d tests/browser/node_modules/playwright-core ]; then
   say "installing playwright-core (drives Debian chromium)"
   (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)

@@ -10,6 +10,7 @@ use epusdt::config::{Config, Sources};
 mod admin;
 mod backup;
 mod config;
+mod health;
 mod import;
 mod keys;
 mod merchant;
@@ -38,6 +39,8 @@ pub enum CliError {
     Rate(String),
     #[error("the new key is the key already in use")]
     SameKey,
+    #[error("unhealthy: {0}")]
+    Unhealthy(String),
 }
 
 #[derive(Parser)]
@@ -121,6 +124,12 @@ pub enum Command {
         #[arg(long)]
         from: PathBuf,
     },
+    /// Ask this instance's GET /health; exit 0 only when it says "ok" (container HEALTHCHECK).
+    Healthcheck {
+        /// Health URL (default: http://<http_listen>/health, 0.0.0.0 read as 127.0.0.1).
+        #[arg(long)]
+        url: Option<String>,
+    },
 }
 
 /// Runs one parsed command to completion. `sources` are where `config` came from (`serve`
@@ -143,6 +152,7 @@ pub async fn run(command: Command, config: Config, sources: Sources) -> CliResul
         Command::Import { action } => import::run(action, &config).await,
         Command::Backup { to, include_key } => backup::backup(&config, &to, include_key).await,
         Command::Restore { from } => backup::restore(&config, &from).await,
+        Command::Healthcheck { url } => health::check(&config, url).await,
     }
 }
 

@@ -21,6 +21,7 @@ mod chain_tron;
 mod checkout_browser;
 mod cli;
 mod connections;
+mod deploy;
 mod durability;
 mod epay_compat;
 mod foundation;
