@@ -395,7 +395,7 @@
     } }, field('New merchant name', name), h('button', { type: 'submit', text: 'Create merchant' })) : null;
     const act = (m) => (canWrite() && m.pid !== 1000 ? h('span', { class: 'actions write' },
       h('button', { type: 'button', class: 'rotate', onclick: async () => {
-        const overlap = r.secret_overlap_secs || 0;
+        const overlap = r.rotation_overlap_secs || 0;
         const ask = overlap > 0 ? 'The old one keeps working for ' + overlap + ' s.' : 'The old one stops working at once.';
         if (!confirm('Rotate the secret of merchant ' + m.pid + '? ' + ask)) return;
         try {
@@ -500,8 +500,27 @@
       a.totp_enabled ? h('button', { type: 'button', onclick: async () => {
         try { await api('POST', '/admins/' + encodeURIComponent(a.username) + '/reset-totp'); await admins(root); } catch (err) { fail(msg)(err); }
       }, text: 'Reset TOTP' }) : null);
+    // Telegram: the user id the bot acts for (empty = unlinked) and whether notices go to it.
+    const telegram = (a) => {
+      const id = h('input', { id: 'tg-' + a.username, inputmode: 'numeric', size: 12, placeholder: 'user id', value: a.telegram_id ?? '' });
+      id.setAttribute('aria-label', 'Telegram user id of ' + a.username);
+      const notify = h('input', { type: 'checkbox', id: 'tg-notify-' + a.username });
+      notify.checked = !!a.tg_notify;
+      const save = async (e) => {
+        e.preventDefault();
+        const v = id.value.trim();
+        if (v !== '' && !/^\d+$/.test(v)) { banner(msg, 'error', 'A Telegram user id is a positive number (the bot tells unlinked users theirs).'); return; }
+        try {
+          await api('PATCH', '/admins/' + encodeURIComponent(a.username), { telegram_id: v === '' ? null : Number(v), tg_notify: notify.checked });
+          await admins(root);
+          banner($('admin-message'), 'ok', 'Telegram of ' + a.username + (v === '' ? ' unlinked.' : ' linked to ' + v + '.'));
+        } catch (err) { fail(msg)(err); }
+      };
+      return h('form', { class: 'tg-link write', onsubmit: save }, id, h('label', { class: 'check' }, notify, 'notices'), h('button', { type: 'submit', text: 'Save' }));
+    };
     fill(root, h('h1', { text: 'Admins' }), create, msg,
-      table([['Username', (a) => a.username], ['Role', (a) => a.role], ['TOTP', (a) => (a.totp_enabled ? 'on' : 'off')], ['Disabled', (a) => (a.disabled ? 'yes' : 'no')], ['', act]], r.admins));
+      table([['Username', (a) => a.username], ['Role', (a) => a.role], ['TOTP', (a) => (a.totp_enabled ? 'on' : 'off')], ['Disabled', (a) => (a.disabled ? 'yes' : 'no')],
+        ['Telegram', (a) => telegram(a)], ['', act]], r.admins));
   }
 
   async function audit(root) {

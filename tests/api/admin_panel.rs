@@ -334,6 +334,12 @@ async fn panel_in_headless_chromium() {
                 && m["rotation_overlap_until"].is_i64()),
         "{merchants}"
     );
+    // The Telegram link made on the admins page.
+    let vera = admin::find_by_username(&app.state.db, "vera")
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((vera.telegram_id, vera.tg_notify), (Some(424242), true));
     // The viewer's writes are refused by the API too, not only hidden.
     let (status, _) = call(
         &app,

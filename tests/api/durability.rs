@@ -101,6 +101,18 @@ async fn callback_survives_a_crash_between_retries() {
     // First attempt is refused by the merchant; the retry is scheduled ~3 s later. Kill now.
     let first = merchant.wait_for(1, 20).await;
     assert!(!first[0].accepted);
+    // Killed once the refusal is recorded and its retry scheduled (a kill while the reply is
+    // still being recorded is the other crash: the same attempt then runs again after orphan
+    // recovery, and the attempt count would not tell the two apart).
+    common::eventually(20, "first attempt recorded", || {
+        let db = db.clone();
+        let trade_id = trade_id.clone();
+        async move {
+            let o = find_by_trade_id(&db, &trade_id).await.ok()??;
+            (o.callback_attempts == 1).then_some(())
+        }
+    })
+    .await;
     child.kill().unwrap();
     child.wait().unwrap();
     // Stay down past the retry's due time.

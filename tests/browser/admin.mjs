@@ -222,6 +222,12 @@ async function main() {
     await shot(page, 'rates');
     await nav(page, 'admins');
     if (!(await text(page, '#page table')).includes('vera')) fail('admins page lacks vera');
+    // Link vera's Telegram account (the bot then acts for her, read-only) with notices on.
+    await page.fill('#tg-vera', '424242');
+    await page.check('#tg-notify-vera');
+    await page.click('#page tr:has-text("vera") form.tg-link button[type="submit"]');
+    await page.waitForFunction(() => /linked to 424242/.test(document.querySelector('#admin-message')?.textContent || ''), null, { timeout: T });
+    if ((await page.inputValue('#tg-vera')) !== '424242' || !(await page.isChecked('#tg-notify-vera'))) fail('the Telegram link is not shown after saving');
     await shot(page, 'admins');
     await nav(page, 'audit');
     await page.waitForSelector('#audit-list table', { timeout: T });

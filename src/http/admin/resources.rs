@@ -134,7 +134,7 @@ pub async fn list_merchants(
         "merchants": rows.iter().map(merchant_json).collect::<Vec<_>>(),
         // What a merchant without its own limit gets, and how long an old secret lives on.
         "default_rate_limit_per_minute": state.config.rate_limit.rate_limit_merchant_per_minute,
-        "secret_overlap_secs": state.config.secret_overlap_secs,
+        "rotation_overlap_secs": state.config.secret_overlap_secs,
     })))
 }
 
