@@ -229,44 +229,14 @@ impl App {
             .map_err(|e| AppError::Setup(e.to_string()))?;
         let tx_lookup =
             crate::chain::TxLookup::new(&config).map_err(|e| AppError::Setup(e.to_string()))?;
-        let listener = TcpListener::bind(config.http_listen)
-            .await
-            .map_err(|source| AppError::Bind {
-                addr: config.http_listen,
-                source,
-            })?;
-        let port = listener
-            .local_addr()
-            .map_err(|source| AppError::Bind {
-                addr: config.http_listen,
-                source,
-            })?
-            .port();
+        let (listener, port) = bind(config.http_listen).await?;
         let admin = match config.admin_listen {
             None => None,
-            Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| AppError::Bind { addr, source })?;
-                let port = l
-                    .local_addr()
-                    .map_err(|source| AppError::Bind { addr, source })?
-                    .port();
-                Some((l, port))
-            }
+            Some(addr) => Some(bind(addr).await?),
         };
         let metrics = match config.metrics_listen {
             None => None,
-            Some(addr) => {
-                let l = TcpListener::bind(addr)
-                    .await
-                    .map_err(|source| AppError::Bind { addr, source })?;
-                let port = l
-                    .local_addr()
-                    .map_err(|source| AppError::Bind { addr, source })?
-                    .port();
-                Some((l, port))
-            }
+            Some(addr) => Some(bind(addr).await?),
         };
         // The bot's client; the token stays inside it (redacted `Debug`, scrubbed errors).
         let telegram = match &config.tg_bot_token {
@@ -502,6 +472,18 @@ impl App {
 }
 
 /// Resolves on SIGINT or SIGTERM.
+/// Binds one of the configured listeners; returns it with its port (the real one for port 0).
+async fn bind(addr: std::net::SocketAddr) -> Result<(TcpListener, u16), AppError> {
+    let l = TcpListener::bind(addr)
+        .await
+        .map_err(|source| AppError::Bind { addr, source })?;
+    let port = l
+        .local_addr()
+        .map_err(|source| AppError::Bind { addr, source })?
+        .port();
+    Ok((l, port))
+}
+
 pub async fn shutdown_signal() {
     let ctrl_c = async {
         let _ = tokio::signal::ctrl_c().await;
