@@ -26,16 +26,6 @@ pub struct WindowStats {
     pub callback_success_rate: Option<String>,
 }
 
-fn word(code: i16) -> &'static str {
-    match OrderStatus::from_code(code) {
-        Some(OrderStatus::Waiting) => "waiting",
-        Some(OrderStatus::Paid) => "paid",
-        Some(OrderStatus::Expired) => "expired",
-        Some(OrderStatus::Cancelled) => "cancelled",
-        None => "unknown",
-    }
-}
-
 pub async fn window(db: &impl ConnectionTrait, since: i64) -> Result<WindowStats, DbErr> {
     let rows: Vec<(i16, String, String, String, Option<String>)> = order::Entity::find()
         .select_only()
@@ -56,7 +46,9 @@ pub async fn window(db: &impl ConnectionTrait, since: i64) -> Result<WindowStats
     };
     let mut volume: BTreeMap<String, BTreeMap<String, Decimal>> = BTreeMap::new();
     for (status, network, token, actual, paid) in rows {
-        *out.orders_by_status.entry(word(status)).or_default() += 1;
+        *out.orders_by_status
+            .entry(OrderStatus::word_of(status))
+            .or_default() += 1;
         if status == OrderStatus::Paid.code() {
             let amount = paid
                 .as_deref()

@@ -50,16 +50,6 @@ pub enum Command {
     Notify(String),
 }
 
-fn status_word(code: i16) -> &'static str {
-    match OrderStatus::from_code(code) {
-        Some(OrderStatus::Waiting) => "waiting",
-        Some(OrderStatus::Paid) => "paid",
-        Some(OrderStatus::Expired) => "expired",
-        Some(OrderStatus::Cancelled) => "cancelled",
-        None => "unknown",
-    }
-}
-
 fn needs(caller: &Caller, role: Role) -> Option<Reply> {
     (!caller.role.allows(role)).then(|| {
         Reply::text(format!(
@@ -119,7 +109,7 @@ pub async fn run(state: &AppState, caller: &Caller, cmd: Command) -> anyhow::Res
                 s += &format!(
                     "<code>{}</code> {} {} {} {} · {}\n",
                     e(&o.trade_id),
-                    status_word(o.status),
+                    OrderStatus::word_of(o.status),
                     e(&o.actual_amount),
                     e(&o.token),
                     e(&o.network),
@@ -364,7 +354,7 @@ async fn order(state: &AppState, key: &str) -> anyhow::Result<String> {
     };
     let mut s = format!(
         "<b>Order {}</b>{}\n{}",
-        status_word(o.status),
+        OrderStatus::word_of(o.status),
         if o.flags != 0 {
             format!(" (flags {})", o.flags)
         } else {

@@ -69,6 +69,18 @@ impl OrderStatus {
         })
     }
 
+    /// The status as operators read it (admin API, bot, dashboard): `waiting`, `paid`,
+    /// `expired`, `cancelled`, or `unknown` for a code no version wrote.
+    pub fn word_of(code: i16) -> &'static str {
+        match Self::from_code(code) {
+            Some(OrderStatus::Waiting) => "waiting",
+            Some(OrderStatus::Paid) => "paid",
+            Some(OrderStatus::Expired) => "expired",
+            Some(OrderStatus::Cancelled) => "cancelled",
+            None => "unknown",
+        }
+    }
+
     /// Only a waiting order holds its amount slot.
     pub fn is_live(self) -> bool {
         self == OrderStatus::Waiting

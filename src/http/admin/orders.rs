@@ -22,16 +22,6 @@ use crate::{
     store::entities::order,
 };
 
-fn status_word(code: i16) -> &'static str {
-    match OrderStatus::from_code(code) {
-        Some(OrderStatus::Waiting) => "waiting",
-        Some(OrderStatus::Paid) => "paid",
-        Some(OrderStatus::Expired) => "expired",
-        Some(OrderStatus::Cancelled) => "cancelled",
-        None => "unknown",
-    }
-}
-
 fn parse_status(s: &str) -> Option<OrderStatus> {
     match s.trim().to_ascii_lowercase().as_str() {
         "waiting" | "1" => Some(OrderStatus::Waiting),
@@ -58,7 +48,7 @@ fn order_json(o: &order::Model, pids: &HashMap<i64, i64>) -> Value {
         "rate": o.rate,
         "actual_amount": o.actual_amount,
         "address": o.address,
-        "status": status_word(o.status),
+        "status": OrderStatus::word_of(o.status),
         "flags": o.flags,
         "block_transaction_id": o.block_transaction_id,
         "paid_amount": o.paid_amount,
