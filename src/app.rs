@@ -462,9 +462,17 @@ impl App {
                 tracing::warn!("the Telegram bot did not stop within the grace period");
             }
             monitor.abort();
+            let _ = monitor.await;
         }
+        // Aborted tasks end at their next await; wait for that, so none of them is still in a
+        // query (holding a SQLite write lock) when the pool closes and a next start migrates.
         sweeper.abort();
         housekeeping.abort();
+        let _ = tokio::time::timeout(grace, async {
+            let _ = sweeper.await;
+            let _ = housekeeping.await;
+        })
+        .await;
         state.db.clone().close().await.ok();
         tracing::info!("stopped");
         served
