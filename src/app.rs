@@ -259,6 +259,7 @@ impl App {
             admin_tokens,
             tx_lookup,
             telegram,
+            caches: service::cache::Caches::default(),
         };
         Ok(Self {
             state,
@@ -281,6 +282,7 @@ impl App {
             db: self.state.db.clone(),
             keys: self.state.keys.clone(),
             audit: self.state.audit.clone(),
+            caches: self.state.caches.clone(),
         }
     }
 

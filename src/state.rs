@@ -37,6 +37,8 @@ pub struct AppState {
     pub tx_lookup: chain::TxLookup,
     /// The Telegram bot's client when `tg_bot_token` is set (notices and the bot's replies).
     pub telegram: Option<crate::service::telegram::TelegramBot>,
+    /// Merchants and receiving wallets read on every create (`service::cache`; short TTL).
+    pub caches: crate::service::cache::Caches,
 }
 
 impl AppState {

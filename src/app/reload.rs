@@ -47,6 +47,7 @@ pub struct Reloader {
     pub(super) db: DatabaseConnection,
     pub(super) keys: Arc<KeyStore>,
     pub(super) audit: AuditLog,
+    pub(super) caches: service::cache::Caches,
 }
 
 impl Reloader {
@@ -90,6 +91,8 @@ impl Reloader {
         self.allow_private
             .store(new.allow_private_callbacks, Ordering::Relaxed);
         self.config.replace(new);
+        // A reload is the operator's "take my changes now": cached merchants and wallets too.
+        self.caches.clear();
         let applied: Vec<&str> = keys(&changes, false);
         let restart: Vec<&str> = keys(&changes, true);
         let event = AuditEvent::new(ACTOR_SYSTEM, actions::CONFIG_RELOADED, "config")

@@ -137,12 +137,22 @@ async fn authenticate(
             refused(SignatureRefusal::UnknownMerchant);
         }
     })?;
-    let m = match named {
-        MerchantRef::Default => default_merchant(state)
-            .await
-            .inspect_err(|_| refused(SignatureRefusal::UnknownMerchant))?,
-        MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await?,
+    let named_pid = match named {
+        MerchantRef::Default => DEFAULT_PID,
+        MerchantRef::Pid(pid) => pid,
     };
+    let fetch = |fresh: bool| async move {
+        if fresh {
+            state.caches.merchants.forget(&named_pid);
+        }
+        match named {
+            MerchantRef::Default => default_merchant(state)
+                .await
+                .inspect_err(|_| refused(SignatureRefusal::UnknownMerchant)),
+            MerchantRef::Pid(pid) => merchant_by_pid(state, proto, p, action, client, pid).await,
+        }
+    };
+    let (mut m, mut cached) = fetch(false).await?;
     // The merchant's IP allow-list, checked once the signature is known good (the same work
     // either way): refused like a bad signature, as upstream does. A valid signature from
     // elsewhere may mean a leaked secret, so it is logged as such.
@@ -158,24 +168,23 @@ async fn authenticate(
         refused(SignatureRefusal::IpAllowlist);
         Err(ApiError::signature())
     };
-    let canonical = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
-        Ok(alg) => return allowed(m, alg),
-        Err(Verification::Valid) => return allowed(m, None),
-        Err(Verification::Missing) => {
-            refused(SignatureRefusal::Missing);
-            return Err(signature_required());
+    let canonical = loop {
+        let canonical = match verify_secrets(proto, p, action, &m) {
+            Ok(alg) => return allowed(m, alg),
+            Err(Verification::Missing) => {
+                refused(SignatureRefusal::Missing);
+                return Err(signature_required());
+            }
+            Err(Verification::Mismatch { canonical }) => canonical,
+            Err(Verification::Refused { reason }) => reason,
+            Err(Verification::Valid) => return allowed(m, None),
+        };
+        // A cached merchant may predate a secret rotation elsewhere: ask the database once.
+        if !cached {
+            break canonical;
         }
-        Err(Verification::Mismatch { canonical }) => canonical,
-        Err(Verification::Refused { reason }) => reason,
+        (m, cached) = fetch(true).await?;
     };
-    // Within `secret_overlap_secs` of a rotation the previous secret still verifies.
-    if let Some(old) = &m.previous_secret {
-        match proto.verify_mode(p, action, old.expose(), m.sign_mode) {
-            Ok(alg) => return allowed(m.clone(), alg),
-            Err(Verification::Valid) => return allowed(m.clone(), None),
-            Err(_) => {}
-        }
-    }
     tracing::warn!(pid = m.pid, client, canonical, "signature mismatch");
     refused(SignatureRefusal::Mismatch);
     let throttle = format!("audit:signature:{}:{client}", m.pid);
@@ -199,9 +208,37 @@ async fn authenticate(
     Err(ApiError::signature())
 }
 
-async fn default_merchant(state: &AppState) -> Result<Merchant, ApiError> {
-    match merchant::find_by_pid(&state.db, &state.keys, DEFAULT_PID).await {
-        Ok(Some(m)) if m.enabled => Ok(m),
+/// Verifies under the merchant's secret, then (within `secret_overlap_secs` of a rotation) its
+/// previous one. `Ok` carries the algorithm that matched (`None` = the protocol's own); the
+/// error is the current secret's verdict.
+fn verify_secrets(
+    proto: &dyn MerchantProtocol,
+    p: &Params,
+    action: Action,
+    m: &Merchant,
+) -> Result<Option<SignAlg>, Verification> {
+    let verdict = match proto.verify_mode(p, action, m.secret.expose(), m.sign_mode) {
+        Ok(alg) => return Ok(alg),
+        Err(Verification::Valid) => return Ok(None),
+        Err(v) => v,
+    };
+    if matches!(verdict, Verification::Missing) {
+        return Err(verdict);
+    }
+    if let Some(old) = &m.previous_secret {
+        match proto.verify_mode(p, action, old.expose(), m.sign_mode) {
+            Ok(alg) => return Ok(alg),
+            Err(Verification::Valid) => return Ok(None),
+            Err(_) => {}
+        }
+    }
+    Err(verdict)
+}
+
+async fn default_merchant(state: &AppState) -> Result<(Merchant, bool), ApiError> {
+    let cache = &state.caches.merchants;
+    match merchant::find_by_pid_cached(&state.db, &state.keys, cache, DEFAULT_PID).await {
+        Ok(Some((m, cached))) if m.enabled => Ok((m, cached)),
         Ok(_) => Err(ApiError {
             code: reply::code::SIGNATURE,
             message: "api_auth_token is not configured on this gateway".into(),
@@ -224,9 +261,10 @@ async fn merchant_by_pid(
     action: Action,
     client: &str,
     pid: i64,
-) -> Result<Merchant, ApiError> {
-    let reason = match merchant::find_by_pid(&state.db, &state.keys, pid).await {
-        Ok(Some(m)) if m.enabled => return Ok(m),
+) -> Result<(Merchant, bool), ApiError> {
+    let cache = &state.caches.merchants;
+    let reason = match merchant::find_by_pid_cached(&state.db, &state.keys, cache, pid).await {
+        Ok(Some((m, cached))) if m.enabled => return Ok((m, cached)),
         Ok(Some(_)) => "disabled",
         Ok(None) => "unknown",
         Err(e) => {
@@ -365,7 +403,7 @@ async fn create(
         if proto.placeholder(&p)? {
             return super::switch::create_placeholder(state, proto, req).await;
         }
-        let created = order::create_order(&state.db, &state.config, req).await?;
+        let created = order::create_order(&state.db, &state.config, &state.caches.wallets, req).await?;
         let o = created.order;
         tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
         Ok::<_, ApiError>(match proto.reply(&order_view(state, &o)) {

@@ -34,14 +34,24 @@ pub fn router(state: AppState) -> Router {
         routes = routes.merge(monitor::router());
     }
     if state.config.admin_listen.is_none() {
-        routes = routes.merge(admin::router()).merge(admin::panel::router());
+        routes = routes
+            .merge(admin_api(&state))
+            .merge(admin::panel::router());
     }
     with_layers(routes, state)
 }
 
 /// The `admin_listen` listener's router: the admin API and panel only, with the same rate limits.
 pub fn admin_router(state: AppState) -> Router {
-    with_layers(admin::router().merge(admin::panel::router()), state)
+    with_layers(admin_api(&state).merge(admin::panel::router()), state)
+}
+
+/// The admin API, whose writes clear this process' create-path caches.
+fn admin_api(state: &AppState) -> Router<AppState> {
+    admin::router().layer(axum::middleware::from_fn_with_state(
+        state.clone(),
+        admin::forget_cached_after_writes,
+    ))
 }
 
 fn with_layers(routes: Router<AppState>, state: AppState) -> Router {

@@ -196,6 +196,7 @@ async fn switch_network(
             &state.db,
             &state.config,
             &state.keys,
+            &state.caches.wallets,
             &trade_id,
             &token,
             &network,

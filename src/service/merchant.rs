@@ -203,6 +203,24 @@ pub async fn find_by_pid(
         .transpose()
 }
 
+/// [`find_by_pid`] through the process' cache (`service::cache`): the bool is true when the
+/// merchant came from the cache (the caller re-reads it before refusing a signature).
+pub async fn find_by_pid_cached(
+    db: &DatabaseConnection,
+    keys: &KeyStore,
+    cache: &super::cache::TtlMap<i64, Merchant>,
+    pid: i64,
+) -> Result<Option<(Merchant, bool)>, MerchantError> {
+    if let Some(m) = cache.get(&pid) {
+        return Ok(Some((m, true)));
+    }
+    let found = find_by_pid(db, keys, pid).await?;
+    if let Some(m) = &found {
+        cache.put(pid, m.clone());
+    }
+    Ok(found.map(|m| (m, false)))
+}
+
 pub async fn find_by_id(
     db: &DatabaseConnection,
     keys: &KeyStore,

@@ -3,6 +3,7 @@
 //! `domain::order::OrderStatus::transition` + a compare-and-swap update.
 pub mod admin;
 pub mod backup;
+pub mod cache;
 pub mod epay_return;
 pub mod import;
 pub mod merchant;

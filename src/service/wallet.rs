@@ -125,6 +125,25 @@ pub async fn receiving(
         .await
 }
 
+/// [`receiving`] through the process' cache (`service::cache`). An empty answer is never
+/// cached, so a wallet added by another process is used at once.
+pub async fn receiving_cached(
+    db: &impl sea_orm::ConnectionTrait,
+    cache: &super::cache::TtlMap<(Network, i64), super::cache::Wallets>,
+    network: Network,
+    merchant_id: i64,
+) -> Result<super::cache::Wallets, DbErr> {
+    let key = (network, merchant_id);
+    if let Some(w) = cache.get(&key) {
+        return Ok(w);
+    }
+    let w = std::sync::Arc::new(receiving(db, network, merchant_id).await?);
+    if !w.is_empty() {
+        cache.put(key, w.clone());
+    }
+    Ok(w)
+}
+
 /// Changes a wallet's label and/or enabled flag by id (admin API). `None` leaves a field as is.
 pub async fn update(
     db: &DatabaseConnection,

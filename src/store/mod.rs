@@ -103,6 +103,21 @@ pub async fn begin_write(db: &DatabaseConnection) -> Result<sea_orm::DatabaseTra
     .await
 }
 
+/// On SQLite, a turn at writing for this process: SQLite has one writer at a time, and a
+/// connection that finds the file locked waits in SQLite's busy handler, which *sleeps* (1, 2,
+/// 5, 10, … ms) instead of being woken when the lock is free. Hot writers (order inserts) take
+/// a turn here first, so they queue on an async mutex and run back to back. Other backends
+/// (row locks, real concurrency) get `None`. One gate for the process: several SQLite files in
+/// one process (tests) only share turns.
+pub async fn write_turn(db: &DatabaseConnection) -> Option<tokio::sync::MutexGuard<'static, ()>> {
+    static GATE: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+    if db.get_database_backend() == DbBackend::Sqlite {
+        Some(GATE.lock().await)
+    } else {
+        None
+    }
+}
+
 /// Is this a transient conflict the database resolved by aborting our statement or transaction
 /// (MySQL deadlock 1213 / lock wait timeout 1205, PostgreSQL deadlock 40P01 / serialization
 /// failure 40001, SQLite busy)? Retrying the whole transaction is the documented remedy.

@@ -243,3 +243,21 @@ pub fn router() -> Router<AppState> {
         .route(PREFIX, any(unknown))
         .route("/admin/api/v1/{*rest}", any(unknown))
 }
+
+/// An admin write (merchant, wallet, rate, ...) takes effect at once in this process: the
+/// short-lived caches of the create path (`service::cache`) are cleared after it.
+pub async fn forget_cached_after_writes(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    let write = !matches!(
+        *request.method(),
+        Method::GET | Method::HEAD | Method::OPTIONS
+    );
+    let response = next.run(request).await;
+    if write {
+        state.caches.clear();
+    }
+    response
+}

@@ -8,7 +8,7 @@ use sea_orm::{
 };
 use sha2::{Digest, Sha256};
 
-use super::{NewOrder, OrderError, expire::change_status, find_by_merchant_order};
+use super::{NewOrder, OrderError, find_by_merchant_order};
 use crate::{
     config::Config,
     domain::{
@@ -16,9 +16,12 @@ use crate::{
         network::Network,
         order::{MerchantId, Order, OrderId, OrderStatus, TradeId},
     },
-    service::{now, rate, wallet},
+    service::{cache, now, rate, wallet},
     store::{self, entities::order},
 };
+
+/// The receiving wallets cache `place_order` reads through.
+pub type WalletCache = cache::TtlMap<(Network, i64), cache::Wallets>;
 
 /// The result of a create call: a new order, or the existing one for an identical repeat.
 #[derive(Debug, Clone)]
@@ -55,27 +58,22 @@ pub(super) fn new_trade_id() -> TradeId {
 }
 
 /// Creates an order or returns the identical live one (DESIGN §5).
+///
+/// The common case is two statements: the INSERT (the unique indexes on the merchant's
+/// order_id and on the live slot decide every race; a repeat is found by its violation, never
+/// by a read before) and one read of the placeholders table, which no index shares with orders.
+/// `wallets` is the process' cache of receiving wallets (`service::cache`).
 pub async fn create_order(
     db: &DatabaseConnection,
     config: &Config,
+    wallets: &WalletCache,
     req: NewOrder,
 ) -> Result<Created, OrderError> {
     let hash = request_hash(&req, req.network.as_str());
-    if let Some(existing) =
-        find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id).await?
-    {
-        return repeat_or_conflict(existing, &hash, &req.order_id);
-    }
-    // A placeholder holds this order_id (its request had no token/network, so it differs).
-    if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
-        .await?
-        .is_some()
-    {
-        return Err(OrderError::Exists(req.order_id.clone()));
-    }
     let order = place_order(
         db,
         config,
+        wallets,
         &req,
         Placement {
             request_hash: hash.clone(),
@@ -87,20 +85,16 @@ pub async fn create_order(
     .await;
     match order {
         Ok(order) => {
-            // A placeholder created concurrently under this order_id (the two live in different
-            // tables, so no unique index sees both): neither may stand twice; this one yields.
+            // A placeholder holds this order_id (made before, or concurrently: the two live in
+            // different tables, so no unique index sees both). Neither may stand twice: this
+            // order yields, and is removed rather than cancelled so that it cannot block the
+            // placeholder's own order later. Nobody has seen it: its amount and address were
+            // never answered to anyone.
             if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
                 .await?
                 .is_some()
             {
-                change_status(
-                    db,
-                    order.id,
-                    OrderStatus::Waiting,
-                    OrderStatus::Cancelled,
-                    false,
-                )
-                .await?;
+                withdraw(db, order.id).await?;
                 return Err(OrderError::Exists(req.order_id.clone()));
             }
             crate::telemetry::metrics::order_event(
@@ -115,7 +109,7 @@ pub async fn create_order(
             })
         }
         Err(Placed::Exists) => {
-            // A concurrent identical request won the race.
+            // This order_id is taken: an identical live repeat gets the same order back.
             let existing = find_by_merchant_order(db, MerchantId(req.merchant.id), &req.order_id)
                 .await?
                 .ok_or(OrderError::NotFound)?;
@@ -123,6 +117,17 @@ pub async fn create_order(
         }
         Err(Placed::Failed(e)) => Err(e),
     }
+}
+
+/// Removes an order that was just inserted and never answered to anyone, if it is still
+/// waiting (a paid one — impossible in practice, nobody knew its amount — stays).
+async fn withdraw(db: &DatabaseConnection, id: OrderId) -> Result<(), OrderError> {
+    order::Entity::delete_many()
+        .filter(order::Column::Id.eq(id.get()))
+        .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
+        .exec(db)
+        .await?;
+    Ok(())
 }
 
 /// How [`place_order`] shapes the new order beyond the request: a placeholder keeps its
@@ -160,6 +165,7 @@ impl<E: Into<OrderError>> From<E> for Placed {
 pub(super) async fn place_order(
     db: &DatabaseConnection,
     config: &Config,
+    wallet_cache: &WalletCache,
     req: &NewOrder,
     place: Placement,
 ) -> Result<Order, Placed> {
@@ -173,7 +179,7 @@ pub(super) async fn place_order(
     if base < min {
         return Err(OrderError::AmountTooSmall(base, min).into());
     }
-    let wallets = wallet::receiving(db, req.network, req.merchant.id).await?;
+    let wallets = wallet::receiving_cached(db, wallet_cache, req.network, req.merchant.id).await?;
     if wallets.is_empty() {
         return Err(OrderError::NoWallet(req.network).into());
     }
@@ -247,7 +253,11 @@ pub(super) async fn place_order(
                 epay_type: place.epay_type.clone(),
                 parent_trade_id: place.parent_trade_id.clone(),
             };
-            match store::order::new_row(&draft).insert(db).await {
+            let inserted = {
+                let _turn = store::write_turn(db).await;
+                store::order::new_row(&draft).insert(db).await
+            };
+            match inserted {
                 Ok(row) => return Ok(Order::try_from(row)?),
                 Err(e)
                     if store::is_unique_violation(

@@ -21,7 +21,7 @@ use sea_orm::{
 use super::{
     IncomingTransfer, NewOrder, OrderError, callback_state,
     choice::{self, Lookup},
-    create::{Placed, Placement, new_trade_id, place_order},
+    create::{Placed, Placement, WalletCache, new_trade_id, place_order},
     credit::{CreditOutcome, lock_orders, set_flag},
     expire::change_status,
     find_by_trade_id, maybe_order, orders,
@@ -104,6 +104,7 @@ pub async fn switch_network(
     db: &DatabaseConnection,
     config: &Config,
     keys: &KeyStore,
+    wallets: &WalletCache,
     trade_id: &str,
     token: &str,
     network: &str,
@@ -116,7 +117,7 @@ pub async fn switch_network(
                 return Err(OrderError::NotWaiting);
             }
             let n = asset(db, config, token, network).await?;
-            return complete_choice(db, config, keys, c, n).await;
+            return complete_choice(db, config, keys, wallets, c, n).await;
         }
         Some(Lookup::Order(o)) => o,
     };
@@ -171,6 +172,7 @@ pub async fn switch_network(
     let placed = place_order(
         db,
         config,
+        wallets,
         &req,
         Placement {
             trade_id: Some(child_id),
@@ -232,6 +234,7 @@ async fn complete_choice(
     db: &DatabaseConnection,
     config: &Config,
     keys: &KeyStore,
+    wallets: &WalletCache,
     c: choice::Choice,
     n: Network,
 ) -> Result<Switched, OrderError> {
@@ -262,6 +265,7 @@ async fn complete_choice(
     let placed = place_order(
         db,
         config,
+        wallets,
         &req,
         Placement {
             trade_id: Some(trade_id),

@@ -1,0 +1,128 @@
+//! Short-lived read-through caches of rows the create-order path reads on every request and that
+//! change rarely: a merchant (with its secret unsealed) by pid, the receiving wallets of a
+//! (network, merchant). They save a database round trip per request (issue 15's profile: each
+//! statement is a round trip, on SQLite a cross-thread hand-off too).
+//!
+//! Staleness is bounded and safe:
+//! - entries live [`TTL`] at most, so a change made by another process (the CLI, another
+//!   instance) is seen within that time;
+//! - this process' admin API and reload clear them at once ([`Caches::clear`]);
+//! - a signature that does not verify against a cached merchant is checked again against a
+//!   fresh read (a rotated secret works at once everywhere);
+//! - nothing absent or empty is cached (a merchant or wallet added elsewhere is used at once);
+//! - a wallet disabled elsewhere may still receive an order for up to [`TTL`]: it is still
+//!   watched and credited (the watcher watches every wallet, enabled or not).
+use std::{
+    collections::HashMap,
+    hash::Hash,
+    sync::{Arc, Mutex},
+    time::{Duration, Instant},
+};
+
+use super::merchant::Merchant;
+use crate::{domain::network::Network, store::entities::wallet};
+
+/// How long an entry is served without a database read.
+pub const TTL: Duration = Duration::from_secs(2);
+/// Entries per cache; past it the cache starts over (a flood of distinct pids cannot grow it).
+const CAPACITY: usize = 4_096;
+
+/// A map whose entries expire [`TTL`] after they were stored.
+pub struct TtlMap<K, V> {
+    ttl: Duration,
+    map: Mutex<HashMap<K, (Instant, V)>>,
+}
+
+impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
+    pub fn new(ttl: Duration) -> Self {
+        Self {
+            ttl,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<K, (Instant, V)>> {
+        self.map.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The value stored less than the TTL ago.
+    pub fn get(&self, key: &K) -> Option<V> {
+        let m = self.lock();
+        m.get(key)
+            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .map(|(_, v)| v.clone())
+    }
+
+    pub fn put(&self, key: K, value: V) {
+        let mut m = self.lock();
+        if m.len() >= CAPACITY {
+            m.clear();
+        }
+        m.insert(key, (Instant::now(), value));
+    }
+
+    pub fn forget(&self, key: &K) {
+        self.lock().remove(key);
+    }
+
+    pub fn clear(&self) {
+        self.lock().clear();
+    }
+}
+
+/// The receiving wallets of a (network, merchant id), in `wallet::receiving`'s order.
+pub type Wallets = Arc<Vec<wallet::Model>>;
+
+/// The caches one process shares between its handlers (cheap to clone).
+#[derive(Clone)]
+pub struct Caches {
+    pub merchants: Arc<TtlMap<i64, Merchant>>,
+    pub wallets: Arc<TtlMap<(Network, i64), Wallets>>,
+}
+
+impl Default for Caches {
+    fn default() -> Self {
+        Self {
+            merchants: Arc::new(TtlMap::new(TTL)),
+            wallets: Arc::new(TtlMap::new(TTL)),
+        }
+    }
+}
+
+impl Caches {
+    /// Forgets everything (after an admin change or a reload in this process).
+    pub fn clear(&self) {
+        self.merchants.clear();
+        self.wallets.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entries_expire_and_clear() {
+        let m: TtlMap<i64, &str> = TtlMap::new(Duration::from_millis(30));
+        m.put(1, "a");
+        assert_eq!(m.get(&1), Some("a"));
+        std::thread::sleep(Duration::from_millis(40));
+        assert_eq!(m.get(&1), None, "expired");
+        m.put(2, "b");
+        m.clear();
+        assert_eq!(m.get(&2), None);
+        m.put(3, "c");
+        m.forget(&3);
+        assert_eq!(m.get(&3), None);
+    }
+
+    #[test]
+    fn capacity_bounds_the_map() {
+        let m: TtlMap<usize, usize> = TtlMap::new(TTL);
+        for i in 0..CAPACITY + 10 {
+            m.put(i, i);
+        }
+        assert!(m.lock().len() <= CAPACITY);
+        assert_eq!(m.get(&(CAPACITY + 9)), Some(CAPACITY + 9));
+    }
+}
