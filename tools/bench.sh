@@ -16,7 +16,7 @@ cd "$(dirname "$0")/.."
 short=0
 [ "${1:-}" = --short ] && short=1
 if [ $short = 1 ]; then
-  export PROFILE=debug BENCH_ROUNDS=3 BENCH_BLOCKS=300; duration=2
+  export PROFILE=debug BENCH_ROUNDS=3 BENCH_BLOCKS=300 BENCH_RANGE=50 BENCH_BSC_BLOCKS=600 BENCH_ORDERS=2000; duration=2
 else
   export PROFILE="${PROFILE:-release}" BENCH_ROUNDS="${BENCH_ROUNDS:-20}"; duration="${BENCH_SECONDS:-15}"
 fi

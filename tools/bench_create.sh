@@ -23,7 +23,7 @@ fi
 command -v wrk >/dev/null || { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq wrk >/dev/null; }
 # (debug: the same build as the tests, so a warm test build is reused as is)
 if [ "$profile" = release ]; then build=(--release --bin epusdt); dir=release; else build=(--workspace --all-targets); dir=debug; fi
-[ "${EPUSDT_BENCH_NO_BUILD:-0}" = 1 ] || cargo build "${build[@]}" --locked
+[ "${BENCH_NO_BUILD:-0}" = 1 ] || cargo build "${build[@]}" --locked
 bin="$CARGO_TARGET_DIR/$dir/epusdt"
 
 work=$(mktemp -d); trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
@@ -117,6 +117,10 @@ echo "BENCH rss_idle backend=$backend kb=$(rss_kb)"
 echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
 # The same run measures /health (a database and queue ping) as the yardstick.
 plain health "http://127.0.0.1:$port/health"
+# BENCH_PERF=<file>: perf record (call graphs) of the gateway during the create run.
+if [ -n "${BENCH_PERF:-}" ]; then
+  perf record -F 999 -p "$pid" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
+fi
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
   "http://127.0.0.1:$port/api/v1/order/create-transaction" | tee "$work/create.txt"
 report create "$work/create.txt"

@@ -114,7 +114,7 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
             render_closed(ClosedReason::NotFound, None, None),
         );
     }
-    let o = match order::choice::lookup(&state.db, &trade_id).await {
+    let o = match order::choice::lookup_cached(&state.db, &state.caches.trades, &trade_id).await {
         Ok(Some(order::choice::Lookup::Order(o))) => o,
         Ok(Some(order::choice::Lookup::Choice(c))) => return choose_page(&state, &c).await,
         Ok(None) => {
@@ -179,10 +179,23 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
 /// The "pay on another network" offer of a waiting order (none if it cannot be read: the
 /// page still works without it).
 async fn switch_offer(state: &AppState, o: &crate::domain::order::Order) -> Vec<SwitchOption> {
-    let supported = order::supported_networks(&state.db, &state.config).await;
-    let children = order::children(&state.db, o.trade_id.as_str()).await;
-    match (supported, children) {
-        (Ok(supported), Ok(children)) => {
+    let key = o.trade_id.to_string();
+    let facts = match state.caches.switch_facts.get(&key) {
+        Some(f) => Ok(f),
+        None => {
+            async {
+                let supported = order::supported_networks(&state.db, &state.config).await?;
+                let children = order::children(&state.db, o.trade_id.as_str()).await?;
+                let facts = std::sync::Arc::new((supported, children));
+                state.caches.switch_facts.put(key, facts.clone());
+                Ok::<_, order::OrderError>(facts)
+            }
+            .await
+        }
+    };
+    match facts {
+        Ok(facts) => {
+            let (supported, children) = &*facts;
             let now = crate::service::now();
             let waiting: Vec<_> = children
                 .iter()
@@ -192,9 +205,9 @@ async fn switch_offer(state: &AppState, o: &crate::domain::order::Order) -> Vec<
             if !children.is_empty() && waiting.is_empty() {
                 return Vec::new();
             }
-            switch_options(o.network, o.parent_trade_id.is_some(), &waiting, &supported)
+            switch_options(o.network, o.parent_trade_id.is_some(), &waiting, supported)
         }
-        (Err(e), _) | (_, Err(e)) => {
+        Err(e) => {
             tracing::warn!(error = %e, "checkout: network offer unavailable");
             Vec::new()
         }

@@ -433,7 +433,7 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
     }
     // A waiting order past its time shows as expired even before the job has run; a
     // placeholder shows 4 while the payer may choose (`order::choice`).
-    match order::choice::public_status(&state.db, &trade_id).await {
+    match order::choice::public_status(&state.db, &state.caches.trades, &trade_id).await {
         Ok(Some(status)) => reply::success(json!({ "trade_id": trade_id, "status": status })),
         Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
         Err(e) => ApiError::from(e).into_response(),
@@ -470,13 +470,15 @@ async fn cancel(
         let trade_id = fields::text(&p, "trade_id", 64, true)?;
         crate::domain::order::check_trade_id(&trade_id)
             .map_err(|why| ApiError::bad_param("trade_id", why))?;
-        let (trade_id, status) = order::choice::cancel(
+        let cancelled = order::choice::cancel(
             &state.db,
             &order::OrderRules::from_config(&state.config),
             &m,
             &trade_id,
         )
-        .await?;
+        .await;
+        state.caches.forget_trade(&trade_id);
+        let (trade_id, status) = cancelled?;
         Ok::<_, ApiError>(reply::success(
             json!({ "trade_id": trade_id, "status": status }),
         ))

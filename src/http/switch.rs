@@ -201,7 +201,10 @@ async fn switch_network(
             &token,
             &network,
         )
-        .await?;
+        .await;
+        // The checkout page of this trade_id shows the switch (or its failure) at once.
+        state.caches.forget_trade(&trade_id);
+        let s = s?;
         Ok::<_, ApiError>(reply::success(order_resp(&state, &s.order, s.is_selected)))
     }
     .await

@@ -1,7 +1,8 @@
-//! Short-lived read-through caches of rows the create-order path reads on every request and that
-//! change rarely: a merchant (with its secret unsealed) by pid, the receiving wallets of a
-//! (network, merchant). They save a database round trip per request (issue 15's profile: each
-//! statement is a round trip, on SQLite a cross-thread hand-off too).
+//! Short-lived read-through caches of rows the hot paths read on every request and that change
+//! rarely: a merchant (with its secret unsealed) by pid, the receiving wallets of a (network,
+//! merchant), and what a trade_id names for check-status and the checkout page. They save a
+//! database round trip per request (each statement is a round trip, on SQLite a cross-thread
+//! hand-off too).
 //!
 //! Staleness is bounded and safe:
 //! - entries live [`TTL`] at most, so a change made by another process (the CLI, another
@@ -11,7 +12,12 @@
 //!   fresh read (a rotated secret works at once everywhere);
 //! - nothing absent or empty is cached (a merchant or wallet added elsewhere is used at once);
 //! - a wallet disabled elsewhere may still receive an order for up to [`TTL`]: it is still
-//!   watched and credited (the watcher watches every wallet, enabled or not).
+//!   watched and credited (the watcher watches every wallet, enabled or not);
+//! - a trade_id's order is kept [`FINAL_TTL`] once it is paid or cancelled (it never changes
+//!   again) and never before; the checkout page's network-switch offer (networks with a wallet,
+//!   the order's children) is kept [`LIVE_TTL`], and this process' network switch and cancel
+//!   forget it at once. Nothing that moves money reads these caches: crediting, expiry and
+//!   callbacks always read the database.
 use std::{
     collections::HashMap,
     hash::Hash,
@@ -19,17 +25,22 @@ use std::{
     time::{Duration, Instant},
 };
 
-use super::merchant::Merchant;
+use super::{merchant::Merchant, order::choice::Lookup};
 use crate::{domain::network::Network, store::entities::wallet};
 
-/// How long an entry is served without a database read.
+/// How long a merchant or wallet list is served without a database read.
 pub const TTL: Duration = Duration::from_secs(2);
+/// How long a waiting order's network-switch offer is served from memory.
+pub const LIVE_TTL: Duration = Duration::from_secs(1);
+/// How long a paid or cancelled order is served from memory.
+pub const FINAL_TTL: Duration = Duration::from_secs(600);
 /// Entries per cache; past it the cache starts over (a flood of distinct pids cannot grow it).
 const CAPACITY: usize = 4_096;
 
-/// A map whose entries expire [`TTL`] after they were stored.
+/// A map whose entries expire a TTL after they were stored.
 pub struct TtlMap<K, V> {
     ttl: Duration,
+    /// Each value with the instant it stops being served.
     map: Mutex<HashMap<K, (Instant, V)>>,
 }
 
@@ -45,20 +56,21 @@ impl<K: Eq + Hash, V: Clone> TtlMap<K, V> {
         self.map.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The value stored less than the TTL ago.
+    /// The value, while its TTL runs.
     pub fn get(&self, key: &K) -> Option<V> {
         let m = self.lock();
         m.get(key)
-            .filter(|(at, _)| at.elapsed() < self.ttl)
+            .filter(|(until, _)| Instant::now() < *until)
             .map(|(_, v)| v.clone())
     }
 
+    /// Stores `value` for the map's TTL.
     pub fn put(&self, key: K, value: V) {
         let mut m = self.lock();
         if m.len() >= CAPACITY {
             m.clear();
         }
-        m.insert(key, (Instant::now(), value));
+        m.insert(key, (Instant::now() + self.ttl, value));
     }
 
     pub fn forget(&self, key: &K) {
@@ -78,22 +90,41 @@ pub type Wallets = Arc<Vec<wallet::Model>>;
 pub struct Caches {
     pub merchants: Arc<TtlMap<i64, Merchant>>,
     pub wallets: Arc<TtlMap<(Network, i64), Wallets>>,
+    /// Paid and cancelled orders by trade_id (`order::choice::lookup_cached`).
+    pub trades: Arc<TtlMap<String, Lookup>>,
+    /// A waiting order's network-switch facts for its checkout page: the networks with a
+    /// receiving wallet and the order's children (`LIVE_TTL`).
+    pub switch_facts: Arc<TtlMap<String, SwitchFacts>>,
 }
+
+/// See [`Caches::switch_facts`].
+pub type SwitchFacts = Arc<(Vec<Network>, Vec<crate::domain::order::Order>)>;
 
 impl Default for Caches {
     fn default() -> Self {
         Self {
             merchants: Arc::new(TtlMap::new(TTL)),
             wallets: Arc::new(TtlMap::new(TTL)),
+            trades: Arc::new(TtlMap::new(FINAL_TTL)),
+            switch_facts: Arc::new(TtlMap::new(LIVE_TTL)),
         }
     }
 }
 
 impl Caches {
+    /// Forgets what the checkout page of `trade_id` shows (after a cancel or a switch here).
+    pub fn forget_trade(&self, trade_id: &str) {
+        let key = trade_id.to_string();
+        self.trades.forget(&key);
+        self.switch_facts.forget(&key);
+    }
+
     /// Forgets everything (after an admin change or a reload in this process).
     pub fn clear(&self) {
         self.merchants.clear();
         self.wallets.clear();
+        self.trades.clear();
+        self.switch_facts.clear();
     }
 }
 

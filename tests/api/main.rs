@@ -39,6 +39,7 @@ mod redaction;
 mod reload;
 mod replay;
 mod retention;
+mod scale;
 mod security_check;
 mod ssrf;
 mod submit_tx_hash;

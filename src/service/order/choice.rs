@@ -81,14 +81,37 @@ pub async fn lookup(
     Ok(Some(Lookup::Choice(c)))
 }
 
+/// [`lookup`] through the process' cache (`service::cache`) for check-status and the checkout
+/// page: a paid or cancelled order never changes again, so it is served from memory; anything
+/// still moving (waiting, expired — a late payment can still be credited — or a placeholder)
+/// is read from the database every time.
+pub async fn lookup_cached(
+    db: &impl ConnectionTrait,
+    cache: &crate::service::cache::TtlMap<String, Lookup>,
+    trade_id: &str,
+) -> Result<Option<Lookup>, OrderError> {
+    let key = trade_id.to_string();
+    if let Some(found) = cache.get(&key) {
+        return Ok(Some(found));
+    }
+    let found = lookup(db, trade_id).await?;
+    if let Some(l @ Lookup::Order(o)) = &found
+        && matches!(o.status, OrderStatus::Paid | OrderStatus::Cancelled)
+    {
+        cache.put(key, l.clone());
+    }
+    Ok(found)
+}
+
 /// The status code `check-status` shows for a trade_id: an order's effective status, or a
 /// placeholder's [`choice_status`].
 pub async fn public_status(
     db: &impl ConnectionTrait,
+    cache: &crate::service::cache::TtlMap<String, Lookup>,
     trade_id: &str,
 ) -> Result<Option<i16>, OrderError> {
     let now = now();
-    Ok(lookup(db, trade_id).await?.map(|l| match l {
+    Ok(lookup_cached(db, cache, trade_id).await?.map(|l| match l {
         Lookup::Order(o) => o.effective_status(now).code(),
         Lookup::Choice(c) => choice_status(&c, now),
     }))

@@ -123,6 +123,8 @@ pub struct RpcFaults {
     /// blocks above it come back as `[]`; a query by block hash (EIP-234, read from the
     /// block's receipts) still answers.
     pub logs_lag_at: Option<u64>,
+    /// Every answer is held this long (a provider far away, or a busy one).
+    pub latency_ms: Option<u64>,
 }
 
 #[derive(Clone)]
@@ -182,6 +184,9 @@ impl RpcDouble {
         use axum::{http::StatusCode, response::IntoResponse};
         d.requests.fetch_add(1, Ordering::SeqCst);
         let faults = d.faults.lock().expect("faults").clone();
+        if let Some(ms) = faults.latency_ms {
+            tokio::time::sleep(Duration::from_millis(ms)).await;
+        }
         let Ok(mut req) = serde_json::from_slice::<Value>(&body) else {
             return (StatusCode::BAD_REQUEST, "bad json").into_response();
         };
