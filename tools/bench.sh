@@ -29,6 +29,33 @@ for b in "${backends[@]}"; do
   echo "==> create-order, /health, read path: $b ($PROFILE, ${duration}s per run)" >&2
   env -u EPUSDT_ANVIL bash tools/bench_create.sh "$b" "$duration" 32 | tee -a "$out" | grep -E '^(BENCH|non-200|gateway ERROR)' >&2
 done
+# A million orders (BENCH_ORDERS) through the service layer: create / check-status / sweeper /
+# crediting before and after (benches/scale.rs; release in the full run, the test build in --short).
+if [ "$PROFILE" = release ]; then
+  scale=(env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-release}" cargo bench --locked --bench scale)
+else
+  scale=(env CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-/var/tmp/epusdt-target}" cargo test --locked --bench scale)
+fi
+export BENCH_ORDERS="${BENCH_ORDERS:-1000000}"
+scale_log=$(mktemp); trap 'rm -f "$out" "$scale_log"' EXIT
+run_scale() {
+  if ! "${scale[@]}" >"$scale_log" 2>&1; then
+    tail -30 "$scale_log" >&2; echo "the scale benchmark failed" >&2; exit 1
+  fi
+  grep '^BENCH' "$scale_log" | tee -a "$out" >&2
+}
+for b in "${backends[@]}"; do
+  echo "==> scale: $BENCH_ORDERS orders, $b ($PROFILE)" >&2
+  if [ "$b" = postgres ]; then
+    base="${EPUSDT_BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432}"; db="epusdt_scale_$$"
+    psql "$base/postgres" -qc "CREATE DATABASE $db" >/dev/null
+    BENCH_DATABASE_URL="$base/$db" run_scale
+    psql "$base/postgres" -qc "DROP DATABASE $db" >/dev/null || true
+  else
+    run_scale
+  fi
+done
+
 # The watcher's figures are dominated by the poll interval, not by the CPU: CHAIN_PROFILE=debug
 # reuses the test build instead of building the test binary in release (minutes).
 chain_profile="${CHAIN_PROFILE:-$PROFILE}"
@@ -42,7 +69,7 @@ for line in open(sys.argv[1]):
     if not line.startswith("BENCH "):
         continue
     parts = line.split()
-    if "=" in parts[2] and parts[2].startswith("backend="):
+    if parts[1] != "scale" and "=" in parts[2] and parts[2].startswith("backend="):
         kv = dict(p.split("=", 1) for p in parts[2:] if "=" in p)
         rows[(kv["backend"], parts[1])] = kv
     else:

@@ -39,7 +39,6 @@ mod redaction;
 mod reload;
 mod replay;
 mod retention;
-mod scale;
 mod security_check;
 mod ssrf;
 mod submit_tx_hash;

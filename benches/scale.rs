@@ -1,9 +1,9 @@
-//! State scale (tools/bench.sh; ignored by default): does the gateway keep its speed with a
-//! million orders in its database?
+//! State scale (run by tools/bench.sh): does the gateway keep its speed with a million orders
+//! in its database?
 //!
-//! `BENCH_BACKEND=sqlite|postgres BENCH_ORDERS=1000000 cargo test --release --test api --
-//! --ignored --nocapture scale::` creates `BENCH_ORDERS` waiting orders through the service
-//! layer (`service::order::create_order`, 100 wallets, 32 at a time) on a running gateway, and
+//! `BENCH_ORDERS=1000000 [BENCH_DATABASE_URL=postgres://…/empty_db] cargo bench --bench scale`
+//! (SQLite in a temporary directory by default) creates `BENCH_ORDERS` waiting orders through
+//! the service layer (`service::order::create_order`, 100 wallets, 32 at a time) on a running gateway, and
 //! measures before and after the fill: create-order throughput (the service call, 20,000
 //! orders), check-status latency over HTTP (2,000 sequential requests for random orders), one
 //! sweeper pass (`expire_due`) and one scanner crediting pass (20 transfers credited in one
@@ -17,15 +17,29 @@ use std::{
 };
 
 use epusdt::{
+    app::App,
+    config::{Config, Secret},
     domain::network::Network,
     service::{
         self,
         order::{IncomingTransfer, NewOrder, OrderRules, Protocol},
     },
+    state::AppState,
 };
 use rust_decimal::Decimal;
 
-use crate::common::{self, Backend, TestApp};
+/// The gateway under measurement: its state and its HTTP address.
+struct TestApp {
+    state: AppState,
+    base: String,
+    client: reqwest::Client,
+}
+
+impl TestApp {
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+}
 
 fn env_u64(key: &str, default: u64) -> u64 {
     std::env::var(key)
@@ -179,18 +193,44 @@ async fn credit_ms(
     t.elapsed().as_secs_f64() * 1e3
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "benchmark; run tools/bench.sh"]
-async fn bench_million_orders() {
+fn main() {
+    // `cargo bench` passes `--bench`; no other argument is understood.
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime")
+        .block_on(run());
+}
+
+async fn run() {
+    epusdt::net::install_crypto_provider();
     let total = env_u64("BENCH_ORDERS", 1_000_000);
-    let backend = match std::env::var("BENCH_BACKEND").as_deref() {
-        Ok("postgres") => Backend::Postgres,
-        _ => Backend::Sqlite,
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::for_tests(dir.path());
+    config.database_url = std::env::var("BENCH_DATABASE_URL").ok();
+    config.api_auth_token = Some(Secret::new("bench-token-0123456789"));
+    // Rate limits off, as in tools/bench_create.sh: the figures are the gateway's, not the limiter's.
+    config.rate_limit.rate_limit_per_minute = 0;
+    config.rate_limit.rate_limit_route_per_minute = 0;
+    config.rate_limit.rate_limit_merchant_per_minute = 0;
+    let name = match config.database_url.as_deref() {
+        Some(u) if u.starts_with("postgres") => "postgres",
+        Some(u) if u.starts_with("mysql") => "mysql",
+        _ => "sqlite",
     };
-    let Some((config, dir)) = common::test_config(backend).await else {
-        return;
+    let app = App::build(config).await.expect("app builds");
+    let port = app.port();
+    let state = app.state().clone();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let running = tokio::spawn(app.run_until_stopped(async {
+        let _ = stopped.await;
+    }));
+    let app = TestApp {
+        state,
+        base: format!("http://127.0.0.1:{port}"),
+        client: reqwest::Client::new(),
     };
-    let app = common::spawn_with(config, dir).await;
     for i in 0..WALLETS {
         service::wallet::add(&app.state.db, "ethereum", &wallet(i), None, "bench")
             .await
@@ -213,7 +253,6 @@ async fn bench_million_orders() {
     let sweep1 = sweep_ms(&app, &rules).await;
     let credit1 = credit_ms(&app, &rules, &mut sample1, "b").await;
 
-    let name = format!("{backend:?}").to_lowercase();
     println!(
         "BENCH scale backend={name} orders={total} fill={fill_rate:.0}/s in {fill_secs:.0} s (service layer, 32 at a time)"
     );
@@ -221,5 +260,6 @@ async fn bench_million_orders() {
         "BENCH scale backend={name} create {rate0:.0}/s → {rate1:.0}/s ({:+.0} %), check-status p50 {s50_0:.2} → {s50_1:.2} ms, p99 {s99_0:.2} → {s99_1:.2} ms, sweeper pass {sweep0:.1} → {sweep1:.1} ms, crediting pass (20 transfers) {credit0:.1} → {credit1:.1} ms",
         (rate1 / rate0 - 1.0) * 100.0
     );
-    app.stop().await;
+    let _ = stop.send(());
+    let _ = running.await;
 }
