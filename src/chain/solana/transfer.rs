@@ -256,7 +256,11 @@ mod tests {
     }
 
     fn tx(err: Value, instructions: Value, inner: Value, mint: &str) -> Tx {
-        serde_json::from_value(json!({
+        serde_json::from_value(tx_value(err, instructions, inner, mint)).expect("shape")
+    }
+
+    fn tx_value(err: Value, instructions: Value, inner: Value, mint: &str) -> Value {
+        json!({
             "blockTime": 1_700_000_000, "slot": 42, "version": 0,
             "meta": {"computeUnitsConsumed": 6_200, "err": err, "fee": 5000,
                      "innerInstructions": inner, "logMessages": [], "postBalances": [], "preBalances": [],
@@ -274,8 +278,7 @@ mod tests {
                 "instructions": instructions,
                 "recentBlockhash": "EkSnNWid2cvwEVnVx9aBqawnmiCNiDgp3gUdkDPTKN1N"},
                 "signatures": ["5h6xBEauJ3PK6SWCZ1PGjBvj8vDdWG3KpwATGy1ARAXFSDwt8GFXM7W5Ncn16wmqokgpiKRLuS83KUxyZyv2sUYv"]}
-        }))
-        .expect("shape")
+        })
     }
 
     fn checked(mint: &str, destination: &str, amount: &str, decimals: u8) -> Value {
@@ -362,5 +365,25 @@ mod tests {
                 .transfers(&targets())
                 .is_empty()
         );
+    }
+
+    /// The payer creates our ATA in the same transaction: no balance before, one after.
+    #[test]
+    fn counts_a_transfer_into_an_account_created_by_the_same_transaction() {
+        let create = json!({"program": "spl-associated-token-account", "programId": "ATokenGPvbdGVxr1b2hvZbsiqW5xWH25efTNsLJA8knL",
+            "parsed": {"type": "createIdempotent", "info": {"account": ATA, "mint": MINT, "source": PAYER,
+            "systemProgram": "11111111111111111111111111111111", "tokenProgram": TOKEN, "wallet": OWNER}}, "stackHeight": null});
+        let mut v = tx_value(
+            Value::Null,
+            json!([create, plain(ATA, "2500000")]),
+            json!([]),
+            MINT,
+        );
+        v["meta"]["preTokenBalances"] = json!([balance(1, MINT, PAYER, "20000000")]);
+        let t: Tx = serde_json::from_value(v).expect("shape");
+        let found = t.transfers(&targets());
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!(found[0].log_index, 1);
+        assert_eq!(found[0].amount.to_string(), "2.500000");
     }
 }
