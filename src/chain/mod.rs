@@ -30,6 +30,7 @@ pub mod fake;
 mod lease;
 mod reorg;
 mod rpc;
+pub mod solana;
 mod startup;
 mod status;
 pub mod tron;

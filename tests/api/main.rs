@@ -17,6 +17,7 @@ mod backup;
 mod bepusdt_compat;
 mod chain_evm;
 mod chain_lease;
+mod chain_solana;
 mod chain_tron;
 mod checkout_browser;
 mod cli;
