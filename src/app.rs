@@ -347,6 +347,10 @@ impl App {
                         if let Err(e) = service::order::expire_due(&state.db, &rules).await {
                             tracing::error!(error = %e, "expiring due orders failed; retrying in a second");
                         }
+                        // The SQLite WAL is copied back here, not inside a request's commit.
+                        if let Err(e) = crate::store::checkpoint_passive(&state.db).await {
+                            tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying in a second");
+                        }
                         continue;
                     }
                     match service::order::sweep(&state.db, &state.queue, &rules).await {
