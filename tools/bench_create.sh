@@ -140,6 +140,20 @@ PY
 )
 plain check_status "http://127.0.0.1:$port/pay/check-status/$trade"
 plain checkout_page "http://127.0.0.1:$port/pay/checkout-counter/$trade"
+# The same order once final (cancelled here; paid is alike): it never changes again, so it is
+# answered from memory.
+python3 - "$port" "$trade" <<'PY'
+import hashlib, json, sys, urllib.request
+port, trade, token = sys.argv[1], sys.argv[2], "bench-token-0123456789"
+p = {"trade_id": trade}
+p["signature"] = hashlib.md5(("&".join(f"{k}={p[k]}" for k in sorted(p)) + token).encode()).hexdigest()
+req = urllib.request.Request(f"http://127.0.0.1:{port}/api/v1/order/cancel-transaction",
+                             data=json.dumps(p).encode(), headers={"Content-Type": "application/json"})
+r = json.load(urllib.request.urlopen(req))
+assert r["status_code"] == 200 and r["data"]["status"] == 4, r
+PY
+plain check_status_final "http://127.0.0.1:$port/pay/check-status/$trade"
+plain checkout_page_final "http://127.0.0.1:$port/pay/checkout-counter/$trade"
 kill -TERM $pid; wait $pid || true
 errors=$(grep -c '"level":"ERROR"' "$work/serve.log" || true)
 echo "gateway ERROR log lines: $errors"; grep '"level":"ERROR"' "$work/serve.log" | head -3 || true
