@@ -52,7 +52,15 @@ pub async fn run(action: WalletAction, config: &Config) -> CliResult {
                 ),
                 None => None,
             };
-            let w = service::wallet::add(&db, &network, &address, merchant_id, &label).await?;
+            let w = service::wallet::add(
+                &db,
+                config.registry(),
+                &network,
+                &address,
+                merchant_id,
+                &label,
+            )
+            .await?;
             audit
                 .record(
                     AuditEvent::new(

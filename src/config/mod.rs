@@ -31,7 +31,7 @@ mod values;
 pub use crate::secret::Secret;
 pub use live::LiveConfig;
 pub use load::{Sources, did_you_mean, known_keys, unknown_env_vars};
-pub use networks::{ChainSettings, NetworkConfig};
+pub use networks::{ChainSettings, NetworkConfig, TokenConfig};
 use values::{opt_plain_decimal, plain_decimal, rates_from_map_or_string, redact_url_password};
 
 /// The effective configuration. Field names are the config keys: `http_listen` is
@@ -180,6 +180,9 @@ pub struct Config {
     /// `EPUSDT_NETWORKS__ETHEREUM__RPC_URLS=https://a,https://b` in the env,
     /// `networks__ethereum__rpc_urls=…` in `.env`. A network without `rpc_urls` is not watched.
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// The registry resolved from `networks` ([`Config::registry`]), once per value.
+    #[serde(skip)]
+    pub resolved: networks::Resolved,
     /// `ignored: <key> (<why>)` for each `.env` key with a value that has no effect (upstream
     /// keys of features we do not have, unknown keys); reported once at start and by
     /// `config check`. Not a config key.
@@ -244,6 +247,7 @@ impl Default for Config {
             master_key_file: None,
             master_key_previous: None,
             networks: BTreeMap::new(),
+            resolved: Default::default(),
             dotenv_ignored: Vec::new(),
         }
     }

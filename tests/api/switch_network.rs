@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use epusdt::{
-    domain::{network::Network, order::flags},
+    domain::order::flags,
     service::order::{CreditOutcome, IncomingTransfer},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
@@ -92,9 +92,12 @@ async fn pay(app: &TestApp, d: &Value) -> CreditOutcome {
             .unwrap()
             .as_nanos()
     );
-    let network = Network::parse(d["network"].as_str().expect("network")).expect("known network");
+    let network = epusdt::domain::network::Networks::presets()
+        .network(d["network"].as_str().expect("network"))
+        .expect("known network");
     app.credit(&IncomingTransfer {
         network,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: tx.clone(),
         log_index: 0,
         block_number: 100,
@@ -382,6 +385,7 @@ async fn config_lists_only_networks_with_an_enabled_wallet() {
     // A BSC wallet, disabled: BSC is not offered.
     epusdt::service::wallet::add(
         &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
         "bsc",
         "0x00000000000000000000000000000000000000bb",
         None,

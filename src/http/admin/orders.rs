@@ -88,7 +88,10 @@ pub async fn list_orders(
     let network = match p.network.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(n) => Some(
-            crate::domain::network::Network::parse(n)
+            state
+                .config
+                .registry()
+                .network(n)
                 .ok_or_else(|| AdminApiError::invalid(format!("unknown network `{n}`")))?
                 .as_str()
                 .to_string(),

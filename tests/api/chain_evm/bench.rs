@@ -98,9 +98,16 @@ async fn bench_catch_up() {
     config.networks.insert("ethereum".into(), nc);
     // The wallet exists before the watcher starts (it watches wallets of the database).
     let db = epusdt::app::open_database(&config).await.unwrap();
-    epusdt::service::wallet::add(&db, "ethereum", ACCOUNTS[1], None, "a1")
-        .await
-        .unwrap();
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "a1",
+    )
+    .await
+    .unwrap();
     db.close().await.unwrap();
     let started = Instant::now();
     let app = common::spawn_with(config, dir).await;
