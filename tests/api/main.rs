@@ -17,6 +17,7 @@ mod backup;
 mod bepusdt_compat;
 mod chain_evm;
 mod chain_lease;
+mod chain_tokens;
 mod chain_tron;
 mod checkout_browser;
 mod cli;

@@ -392,6 +392,7 @@ impl Config {
                     .or_else(|| preset.map(|p| p.explorer_tx_url.to_string())),
                 tokens: tokens.clone(),
                 watched,
+                selectable: true,
                 trade_alias: preset.and_then(|p| p.trade_alias).map(str::to_string),
                 aliases: preset
                     .map(|p| p.aliases.iter().map(|a| a.to_string()).collect())
@@ -446,6 +447,12 @@ fn resolve_tokens(
                 .collect()
         })
         .unwrap_or_default();
+    // The legacy single-token form (`usdt_contract` and no `tokens`) keeps its meaning: that
+    // contract is the network's one token, as before tokens were configurable (a testnet or a
+    // private chain has none of the preset's other contracts).
+    if nc.usdt_contract.is_some() && nc.tokens.is_empty() {
+        raw.retain(|(t, _, _)| *t == Token::USDT);
+    }
     let mut set = |token: Token, contract: Option<&String>, decimals: Option<u32>| -> bool {
         match raw.iter_mut().find(|(t, _, _)| *t == token) {
             Some(slot) => {

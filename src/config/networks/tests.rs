@@ -65,6 +65,14 @@ fn networks_from_toml_env_and_dotenv_with_defaults() {
             "EPUSDT_NETWORKS__ETHEREUM__USDT_CONTRACT",
             "0x00000000000000000000000000000000000000aa",
         );
+        // The legacy single-token form keeps its meaning: that contract is the only token.
+        let c = Config::load(&src).expect("valid");
+        let eth = c.chains().expect("ok").remove(0);
+        assert_eq!(eth.tokens.len(), 1);
+        assert_eq!(
+            eth.tokens[0].contract,
+            "0x00000000000000000000000000000000000000aa"
+        );
         jail.set_env("EPUSDT_NETWORKS__NOWHERE__RPC_URLS", "http://127.0.0.1:1");
         let e = Config::load(&src).expect_err("invalid").to_string();
         assert!(e.contains("networks.nowhere.kind"), "{e}");

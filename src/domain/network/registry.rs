@@ -24,6 +24,10 @@ pub struct NetworkInfo {
     pub tokens: Vec<TokenInfo>,
     /// Watched: enabled and with `rpc_urls`.
     pub watched: bool,
+    /// Merchants may select it: it has a `[networks.<name>]` section, or it is one of the four
+    /// networks every order could name before networks were configurable (tron, ethereum,
+    /// bsc, polygon). Other presets must be configured first.
+    pub selectable: bool,
     /// BEpusdt's name for the network in a `trade_type` (`trc20`), when not its own.
     pub trade_alias: Option<String>,
     /// Further names merchants send for it (lower-case).
@@ -52,6 +56,7 @@ impl NetworkInfo {
                 })
                 .collect(),
             watched: false,
+            selectable: LEGACY.contains(&p.name),
             trade_alias: p.trade_alias.map(str::to_string),
             aliases: p.aliases.iter().map(|a| a.to_string()).collect(),
         }
@@ -93,10 +98,17 @@ pub enum UnknownAsset {
         offered: String,
     },
     #[error(
+        "{network} is not configured on this gateway (no [networks.{network}] section); use one of {offered}"
+    )]
+    NotConfigured { network: Network, offered: String },
+    #[error(
         "`{asked}` is a native coin; native coins are not supported in this build yet; use one of {offered}"
     )]
     Native { asked: String, offered: String },
 }
+
+/// The networks orders could name before networks were configurable: always selectable.
+const LEGACY: [&str; 4] = ["tron", "ethereum", "bsc", "polygon"];
 
 /// Native coin symbols BEpusdt's `<network>.<coin>` trade types name.
 const NATIVE_SYMBOLS: [&str; 7] = ["trx", "eth", "bnb", "pol", "matic", "avax", "sol"];
@@ -200,7 +212,7 @@ impl Networks {
     pub fn offered(&self) -> String {
         let watched: Vec<&NetworkInfo> = self.watched().collect();
         let list: Vec<&NetworkInfo> = if watched.is_empty() {
-            self.list.iter().collect()
+            self.list.iter().filter(|i| i.selectable).collect()
         } else {
             watched
         };
@@ -219,6 +231,12 @@ impl Networks {
     }
 
     fn pick(&self, network: Network, token: Token) -> Result<Asset, UnknownAsset> {
+        if !self.get(network).is_some_and(|i| i.selectable) {
+            return Err(UnknownAsset::NotConfigured {
+                network,
+                offered: self.offered(),
+            });
+        }
         match self.token(network, token) {
             Some(_) => Ok(Asset { network, token }),
             None => Err(UnknownAsset::Token {

@@ -1,7 +1,10 @@
 use super::*;
 
+/// Every preset, as if each had a `[networks.<name>]` section.
 fn registry() -> Networks {
-    Networks::presets()
+    let mut list: Vec<NetworkInfo> = Networks::presets().iter().cloned().collect();
+    list.iter_mut().for_each(|i| i.selectable = true);
+    Networks::new(list)
 }
 
 fn asset(s: &str) -> (String, String) {
@@ -94,6 +97,8 @@ fn refusals_name_what_is_offered() {
     assert!(r.asset("dai.erc20").is_err());
     // Only watched networks are offered once some are.
     let mut list: Vec<NetworkInfo> = r.iter().cloned().collect();
+    list.iter_mut()
+        .for_each(|i| i.selectable = i.network == Network::ARBITRUM || i.network == Network::BSC);
     list.iter_mut()
         .filter(|i| i.network == Network::ARBITRUM)
         .for_each(|i| i.watched = true);

@@ -114,7 +114,7 @@ async fn trc20_payment_end_to_end(backend: Backend) {
     let fake = trc20_tx(
         "fa".repeat(32).as_str(),
         0,
-        "3487b63d30b5b2c87fb7ffa8bcfade38eaac1abe",
+        "3487b63d30b5b2c87fb7ffa8bcfade38eaac1abf",
         PAYER_HEX,
         WALLET_HEX,
         units,
