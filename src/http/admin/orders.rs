@@ -143,7 +143,7 @@ pub async fn get_order(
         .iter()
         .map(|t| {
             json!({
-                "id": t.id, "network": t.network, "tx_hash": t.tx_hash, "log_index": t.log_index,
+                "id": t.id, "network": t.network, "token": t.token, "tx_hash": t.tx_hash, "log_index": t.log_index,
                 "block_number": t.block_number, "from": t.from_address, "to": t.to_address,
                 "amount": t.amount, "block_time": t.block_time, "kind": t.kind,
             })
