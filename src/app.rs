@@ -93,15 +93,7 @@ pub async fn open_database(config: &Config) -> Result<DatabaseConnection, AppErr
             found: found.join(", "),
         });
     }
-    if db.get_database_backend() == sea_orm::DbBackend::Sqlite {
-        // One connection for the migrations (see `store::connect_with`), closed afterwards.
-        let one = store::connect_with(&config.effective_database_url(), 1).await?;
-        let migrated = Migrator::up(&one, None).await;
-        one.close().await.ok();
-        migrated?;
-    } else {
-        Migrator::up(&db, None).await?;
-    }
+    Migrator::up(&db, None).await?;
     Ok(db)
 }
 

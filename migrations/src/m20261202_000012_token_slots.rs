@@ -28,15 +28,28 @@ enum Transfers {
 
 #[async_trait::async_trait]
 impl MigrationTrait for Migration {
-    /// One transaction on one connection, on every backend: on SQLite (no transaction by
-    /// default, statements spread over the pool) a pooled connection still holding an older
-    /// read snapshot saw the dropped index and refused to create it again ("already exists").
+    /// Our own transaction instead of the runner's: one connection for every statement, and on
+    /// SQLite `BEGIN IMMEDIATE`. Without it (SQLite migrations run outside a transaction, each
+    /// statement on any pooled connection) a connection on an older snapshot saw the dropped
+    /// index and refused to create it again ("already exists"); with a deferred transaction the
+    /// first write could fail with "database is locked" (`store::begin_write` explains why).
     fn use_transaction(&self) -> Option<bool> {
-        Some(true)
+        Some(false)
     }
 
     async fn up(&self, m: &SchemaManager) -> Result<(), DbErr> {
-        m.alter_table(
+        use sea_orm_migration::sea_orm::{
+            SqliteTransactionMode, TransactionOptions, TransactionTrait,
+        };
+        let txn = m
+            .get_connection()
+            .begin_with_options(TransactionOptions {
+                sqlite_transaction_mode: Some(SqliteTransactionMode::Immediate),
+                ..Default::default()
+            })
+            .await?;
+        let t = SchemaManager::new(&txn);
+        t.alter_table(
             Table::alter()
                 .table(Transfers::Table)
                 .add_column(
@@ -48,8 +61,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        drop_index(m, "orders_live_slot_key").await?;
-        m.create_index(
+        drop_index(&t, "orders_live_slot_key").await?;
+        t.create_index(
             Index::create()
                 .name("orders_live_slot_key")
                 .table(Orders::Table)
@@ -62,8 +75,8 @@ impl MigrationTrait for Migration {
                 .to_owned(),
         )
         .await?;
-        drop_index(m, "orders_network_amount_live_idx").await?;
-        m.create_index(
+        drop_index(&t, "orders_network_amount_live_idx").await?;
+        t.create_index(
             Index::create()
                 .name("orders_network_amount_live_idx")
                 .table(Orders::Table)
@@ -73,7 +86,8 @@ impl MigrationTrait for Migration {
                 .col(Orders::LiveSlot)
                 .to_owned(),
         )
-        .await
+        .await?;
+        txn.commit().await
     }
 }
 

@@ -35,10 +35,9 @@ pub async fn add(
     merchant_id: Option<i64>,
     label: &str,
 ) -> Result<wallet::Model, WalletError> {
-    let net = networks.network(network).ok_or_else(|| {
-        let known: Vec<&str> = networks.iter().map(|i| i.network.as_str()).collect();
-        WalletError::Network(network.into(), known.join(", "))
-    })?;
+    let net = networks
+        .usable(network)
+        .ok_or_else(|| WalletError::Network(network.into(), networks.usable_names()))?;
     let address = networks.parse_address(net, address)?;
     let row = wallet::ActiveModel {
         merchant_id: Set(merchant_id),

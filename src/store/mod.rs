@@ -21,15 +21,8 @@ pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Opens the pool and applies the SQLite pragmas a payments database needs.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
-    connect_with(url, if url.starts_with("sqlite:") { 8 } else { 20 }).await
-}
-
-/// [`connect`] with at most `max` connections (1: the migrations on SQLite, so every statement
-/// of a migration sees the ones before it — a second pooled connection still reading an older
-/// snapshot saw a dropped index as present).
-pub async fn connect_with(url: &str, max: u32) -> Result<DatabaseConnection, DbErr> {
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(max)
+    opts.max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))

@@ -148,12 +148,11 @@ pub async fn run(state: &AppState, caller: &Caller, cmd: Command) -> anyhow::Res
                 ));
             };
             let networks = state.config.registry();
-            let Some(network) = networks.network(net) else {
-                let known: Vec<&str> = networks.iter().map(|i| i.network.as_str()).collect();
+            let Some(network) = networks.usable(net) else {
                 return Ok(Reply::text(format!(
                     "Unknown network <code>{}</code>; use one of {}.",
                     e(net),
-                    e(&known.join(", "))
+                    e(&networks.usable_names())
                 )));
             };
             let address = match networks.parse_address(network, addr) {

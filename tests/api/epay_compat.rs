@@ -383,7 +383,7 @@ async fn errors_carry_upstreams_http_status() {
         "{msg}"
     );
     assert!(
-        msg.contains("usdt.tron") && msg.contains("usdt.bep20"),
+        msg.contains("usdt.trc20") && msg.contains("usdt.bep20"),
         "{msg}"
     );
 

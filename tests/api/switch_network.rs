@@ -408,7 +408,7 @@ async fn config_lists_only_networks_with_an_enabled_wallet() {
         .map(|a| a["network"].as_str().unwrap())
         .collect();
     assert_eq!(networks, ["tron", "ethereum"], "{r}");
-    assert_eq!(assets[0]["tokens"], json!(["USDT"]));
+    assert_eq!(assets[0]["tokens"], json!(["USDT", "USDC"]));
     assert!(assets[0]["display_name"].as_str().unwrap().contains("TRON"));
     for key in ["cashier_name", "logo_url", "website_title", "support_link"] {
         assert!(r["data"]["site"][key].is_string(), "site.{key}: {r}");
@@ -470,7 +470,7 @@ async fn the_checkout_page_offers_the_network_choice() {
     assert!(html.contains("/pay/switch-network"));
     assert!(html.contains("72.00"));
 
-    // A waiting TRON order: "pay on another network" offers Ethereum only.
+    // A waiting TRON USDT order: "pay on another network" offers Ethereum, and USDC on TRON.
     let r = gm_create(
         &app,
         &s,
@@ -486,7 +486,8 @@ async fn the_checkout_page_offers_the_network_choice() {
     let html = page(&app, &parent).await;
     assert!(html.contains("Pay on another network"));
     assert!(html.contains(r#"data-switch-network="ethereum""#));
-    assert!(!html.contains(r#"data-switch-network="tron""#));
+    assert!(!html.contains(r#"data-switch-network="tron" data-switch-token="USDT""#));
+    assert!(html.contains(r#"data-switch-network="tron" data-switch-token="USDC""#));
     // The child's page offers nothing more; the parent's offers only the child's network.
     let child = switch(&app, &parent, "USDT", "ethereum").await["data"]["trade_id"]
         .as_str()

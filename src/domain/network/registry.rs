@@ -207,6 +207,23 @@ impl Networks {
             .map(|i| i.network)
     }
 
+    /// [`Networks::network`] among the networks that may be used here (`selectable`: the four
+    /// legacy ones and every configured one) — what wallets and orders may name.
+    pub fn usable(&self, s: &str) -> Option<Network> {
+        self.network(s)
+            .filter(|n| self.get(*n).is_some_and(|i| i.selectable))
+    }
+
+    /// The names of the usable networks, for error messages.
+    pub fn usable_names(&self) -> String {
+        self.list
+            .iter()
+            .filter(|i| i.selectable)
+            .map(|i| i.network.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
     /// The trade types offered, for error messages: those of the watched networks, or of every
     /// known network when none is watched.
     pub fn offered(&self) -> String {

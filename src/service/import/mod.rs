@@ -215,7 +215,7 @@ async fn import_wallets(
     sum: &mut Summary,
 ) -> Result<(), ImportError> {
     for w in up.wallets().await.map_err(ImportError::Upstream)? {
-        let Some(net) = crate::domain::network::Networks::presets().network(&w.network) else {
+        let Some(net) = crate::domain::network::Networks::presets().usable(&w.network) else {
             sum.wallets.skipped += 1;
             sum.notes.push(format!(
                 "wallet {} on {}: network not supported here; not imported",

@@ -206,7 +206,7 @@ fn to_row(
     .ok_or_else(|| "its API key was not imported".to_string())?;
     let net_name = o.network.clone().unwrap_or_else(|| "tron".into());
     let net = crate::domain::network::Networks::presets()
-        .network(&net_name)
+        .usable(&net_name)
         .ok_or_else(|| format!("network `{net_name}` is not supported here"))?;
     let token = o.token.clone().unwrap_or_else(|| "USDT".into());
     if !token.eq_ignore_ascii_case("USDT") {

@@ -313,7 +313,7 @@ async fn validation_errors_say_what_to_fix(backend: Backend) {
                 ("trade_type", "usdt.solana"),
             ],
             10009,
-            "not supported",
+            "not configured on this gateway",
         ),
         (
             vec![
