@@ -93,7 +93,8 @@ pub struct Config {
     /// Network used when a merchant sends no `trade_type`/`network`.
     pub default_network: String,
     /// EPay: the token of a request whose `type` is empty, `alipay` or `wxpay` and that sends no
-    /// `token` (upstream setting `epay.default_token`). Only `USDT` is served.
+    /// `token` (upstream setting `epay.default_token`): a token configured on the EPay default
+    /// network (`USDT`, `USDC`).
     pub epay_default_token: String,
     /// EPay: the network of such a request when it sends no `network` (upstream setting
     /// `epay.default_network`); unset = `default_network`.
