@@ -4,9 +4,10 @@
 //! (`dual`, the default); the order records which one its create request used and its callback
 //! is signed the same way. A replay guard (`timestamp` + `nonce`); `token` + `network` select a
 //! configured token (USDT, USDC). Replies and callbacks are upstream-shaped (`token` = the coin
-//! symbol, the address in `receive_address`, `pid` as a string); business errors answer HTTP 400 and signature errors HTTP 401, both in
-//! the usual envelope. `payment_type=Epay` (any case) makes the order an EPay order: its callback
-//! is EPay's. GMPay merchants cancel on v1's cancel route, naming their `pid`.
+//! symbol, the address in `receive_address`, `pid` as a string); business errors answer HTTP
+//! 400 and signature errors HTTP 401, both in the usual envelope. `payment_type=Epay` (any
+//! case) makes the order an EPay order: its callback is EPay's. GMPay merchants cancel on v1's
+//! cancel route, naming their `pid`.
 use serde_json::{Value, json};
 
 use super::{
