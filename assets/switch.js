@@ -11,7 +11,7 @@
     setBusy(false);
     if (errEl) { errEl.textContent = msg; errEl.hidden = false; }
   }
-  function choose(network) {
+  function choose(token, network) {
     setBusy(true);
     if (errEl) { errEl.hidden = true; }
     var xhr = new XMLHttpRequest();
@@ -27,11 +27,12 @@
       }
     };
     xhr.onerror = function () { fail("Connection problem, please retry."); };
-    xhr.send(JSON.stringify({ trade_id: CFG.tradeId, token: "USDT", network: network }));
+    xhr.send(JSON.stringify({ trade_id: CFG.tradeId, token: token || "USDT", network: network }));
   }
   for (var i = 0; i < buttons.length; i++) {
     buttons[i].addEventListener("click", function (ev) {
-      choose(ev.currentTarget.getAttribute("data-switch-network"));
+      choose(ev.currentTarget.getAttribute("data-switch-token"),
+        ev.currentTarget.getAttribute("data-switch-network"));
     });
   }
 })();

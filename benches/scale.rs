@@ -19,7 +19,7 @@ use std::{
 use epusdt::{
     app::App,
     config::{Config, Secret},
-    domain::network::Network,
+    domain::network::{Network, Token},
     service::{
         self,
         order::{IncomingTransfer, NewOrder, OrderRules, Protocol},
@@ -87,7 +87,8 @@ async fn fill(app: &TestApp, prefix: &str, n: u64) -> (f64, Vec<(String, String,
                     order_id: format!("{prefix}-{i}"),
                     currency: "USDT".into(),
                     amount: Decimal::new(i64::try_from(cents).unwrap(), 2),
-                    network: Network::Ethereum,
+                    network: Network::ETHEREUM,
+                    token: Token::USDT,
                     notify_url: "http://127.0.0.1:9/notify".into(),
                     redirect_url: String::new(),
                     name: String::new(),
@@ -170,7 +171,8 @@ async fn credit_ms(
         .expect("txn");
     for (k, (trade_id, address, amount)) in batch.iter().enumerate() {
         let transfer = IncomingTransfer {
-            network: Network::Ethereum,
+            network: Network::ETHEREUM,
+            token: Token::USDT,
             tx_hash: format!("0x{tag}{k:060x}"),
             log_index: 0,
             block_number: 1,
@@ -232,9 +234,16 @@ async fn run() {
         client: reqwest::Client::new(),
     };
     for i in 0..WALLETS {
-        service::wallet::add(&app.state.db, "ethereum", &wallet(i), None, "bench")
-            .await
-            .expect("wallet");
+        service::wallet::add(
+            &app.state.db,
+            app.state.config.registry(),
+            "ethereum",
+            &wallet(i),
+            None,
+            "bench",
+        )
+        .await
+        .expect("wallet");
     }
     let rules = OrderRules::from_config(&app.state.config);
     let probe = (total / 50).clamp(200, 20_000);

@@ -343,9 +343,16 @@ async fn bench_failover_soak() {
     let mut config = epusdt::config::Config::for_tests(&dir.path().join("setup"));
     config.database_url = Some(db_url.clone());
     let db = epusdt::app::open_database(&config).await.expect("database");
-    epusdt::service::wallet::add(&db, "ethereum", ACCOUNTS[1], None, "anvil-1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("wallet");
     let queue = format!("bench_failover_{:08x}", rand::rng().random::<u32>());
 
     let fleet = Arc::new(Fleet {

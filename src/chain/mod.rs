@@ -23,7 +23,8 @@
 //! - advance the cursor past a range that failed, or write a cursor without its transfers;
 //! - change an order itself (only `service::order` does, idempotently: replaying a range is a
 //!   no-op thanks to the unique (network, tx hash, log index) key);
-//! - count a Transfer event from any contract but the configured token;
+//! - count a Transfer event from any contract but the network's configured tokens, or hand
+//!   over a transfer without the token its contract is configured as;
 //! - panic on a malformed node response (it is an error for that range, retried).
 pub mod evm;
 pub mod fake;
@@ -141,4 +142,7 @@ pub enum ChainError {
     /// The chain does not match the configuration (decimals, chain id).
     #[error("{0}")]
     Mismatch(String),
+    /// The network's kind has no scanner in this build (Solana).
+    #[error("{0}")]
+    Unsupported(String),
 }

@@ -9,7 +9,13 @@ use sea_orm::DatabaseConnection;
 use tokio::{sync::watch, task::JoinHandle};
 
 use super::{ChainError, InstanceId, Registry, ScanError, Watcher, evm, tron};
-use crate::{audit::AuditLog, config::Config, queue::JobQueue, service::order::OrderRules};
+use crate::{
+    audit::AuditLog,
+    config::{ChainSettings, Config},
+    domain::network::NetworkKind,
+    queue::JobQueue,
+    service::order::OrderRules,
+};
 
 /// What the chain watchers need from the application, built by `app` from `AppState`.
 #[derive(Clone)]
@@ -36,14 +42,18 @@ pub async fn check_startup(config: &Config, registry: &Registry) -> Result<(), C
     let mut checks = Vec::new();
     for settings in &chains {
         registry.register(settings);
-        let check: futures::future::BoxFuture<'static, Result<(), ScanError>> =
-            if settings.network.is_evm() {
+        let check: futures::future::BoxFuture<'static, Result<(), ScanError>> = match settings.kind
+        {
+            NetworkKind::Evm => {
                 let scanner = evm::EvmScanner::new(settings)?;
                 Box::pin(async move { scanner.check_contract().await })
-            } else {
+            }
+            NetworkKind::Tron => {
                 let scanner = tron::TronScanner::new(settings)?;
                 Box::pin(async move { scanner.check_contract().await })
-            };
+            }
+            NetworkKind::Solana => return Err(solana_unavailable(settings)),
+        };
         let limit = settings.request_timeout.min(Duration::from_secs(10));
         let network = settings.network;
         checks.push(async move {
@@ -88,8 +98,12 @@ pub fn spawn_all(config: &Config, deps: &Deps, stop: watch::Receiver<bool>) -> V
     for settings in chains {
         let network = settings.network;
         let stop = stop.clone();
-        let handle = if network.is_evm() {
-            match evm::EvmScanner::new(&settings) {
+        let handle = match settings.kind {
+            NetworkKind::Solana => {
+                tracing::error!(%network, error = %solana_unavailable(&settings), "chain watcher not started");
+                continue;
+            }
+            NetworkKind::Evm => match evm::EvmScanner::new(&settings) {
                 Ok(scanner) => {
                     let w = Watcher::new(scanner, settings, deps).with_instance(&instance);
                     tokio::spawn(w.run(stop))
@@ -98,9 +112,8 @@ pub fn spawn_all(config: &Config, deps: &Deps, stop: watch::Receiver<bool>) -> V
                     tracing::error!(%network, error = %e, "chain watcher not started");
                     continue;
                 }
-            }
-        } else {
-            match tron::TronScanner::new(&settings) {
+            },
+            NetworkKind::Tron => match tron::TronScanner::new(&settings) {
                 Ok(scanner) => {
                     let w = Watcher::new(scanner, settings, deps).with_instance(&instance);
                     tokio::spawn(w.run(stop))
@@ -109,9 +122,20 @@ pub fn spawn_all(config: &Config, deps: &Deps, stop: watch::Receiver<bool>) -> V
                     tracing::error!(%network, error = %e, "chain watcher not started");
                     continue;
                 }
-            }
+            },
         };
         handles.push(handle);
     }
     handles
+}
+
+/// The seam for `kind = "solana"`: the configuration accepts such a network (preset `solana`
+/// or one of the operator's), but this build has no Solana scanner, so a watched one refuses
+/// to start. The Solana scanner (`chain::solana`) registers here: a `NetworkKind::Solana` arm
+/// in [`check_startup`] and [`spawn_all`] like the EVM and TRON ones.
+fn solana_unavailable(settings: &ChainSettings) -> ChainError {
+    ChainError::Unsupported(format!(
+        "networks.{}: solana is not available in this build yet (kind = \"solana\"); remove its rpc_urls (or set enabled = false) to start without it",
+        settings.network
+    ))
 }

@@ -28,7 +28,7 @@ use super::{ChainError, ScanError, evm::EvmScanner, tron::TronScanner};
 use crate::{
     config::Config,
     domain::{
-        network::Network,
+        network::{Network, NetworkKind},
         order::{Order, OrderStatus},
         transfer::IncomingTransfer,
     },
@@ -64,6 +64,9 @@ enum Family {
 
 struct Net {
     family: Family,
+    kind: NetworkKind,
+    /// The network's tokens (contract per symbol), for the payer's error messages.
+    tokens: Vec<crate::domain::network::TokenInfo>,
     confirmations: u64,
     limit: Duration,
 }
@@ -140,12 +143,21 @@ pub enum SubmitError {
 
 /// `raw` as the watcher stores transaction hashes on `network`: EVM `0x` + 64 lower-case hex,
 /// TRON 64 lower-case hex (surrounding spaces ignored, either case accepted).
-pub fn normalize_tx_hash(network: Network, raw: &str) -> Result<String, SubmitError> {
+pub fn normalize_tx_hash(kind: NetworkKind, raw: &str) -> Result<String, SubmitError> {
     let t = raw.trim();
     if t.is_empty() {
         return Err(SubmitError::BadHash("is required"));
     }
-    let hex = if network.is_evm() {
+    let evm = match kind {
+        NetworkKind::Evm => true,
+        NetworkKind::Tron => false,
+        NetworkKind::Solana => {
+            return Err(SubmitError::BadHash(
+                "cannot be checked on Solana in this build; the payment is credited when the watcher sees it",
+            ));
+        }
+    };
+    let hex = if evm {
         t.strip_prefix("0x")
             .or_else(|| t.strip_prefix("0X"))
             .ok_or(SubmitError::BadHash(
@@ -155,18 +167,14 @@ pub fn normalize_tx_hash(network: Network, raw: &str) -> Result<String, SubmitEr
         t
     };
     if hex.len() != 64 || !hex.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return Err(SubmitError::BadHash(if network.is_evm() {
+        return Err(SubmitError::BadHash(if evm {
             "must be 0x followed by 64 hex digits (an EVM transaction hash)"
         } else {
             "must be 64 hex digits (a TRON transaction id)"
         }));
     }
     let hex = hex.to_ascii_lowercase();
-    Ok(if network.is_evm() {
-        format!("0x{hex}")
-    } else {
-        hex
-    })
+    Ok(if evm { format!("0x{hex}") } else { hex })
 }
 
 fn status_word(s: OrderStatus) -> &'static str {
@@ -183,16 +191,19 @@ impl TxLookup {
     pub fn new(config: &Config) -> Result<Self, ChainError> {
         let mut nets = HashMap::new();
         for s in config.chains()? {
-            let family = if s.network.is_evm() {
-                Family::Evm(EvmScanner::new(&s)?)
-            } else {
-                Family::Tron(TronScanner::new(&s)?)
+            let family = match s.kind {
+                NetworkKind::Evm => Family::Evm(EvmScanner::new(&s)?),
+                NetworkKind::Tron => Family::Tron(TronScanner::new(&s)?),
+                // No by-hash lookup for Solana yet: its watcher credits the payment.
+                NetworkKind::Solana => continue,
             };
             let limit = s.request_timeout.saturating_mul(2).min(MAX_LOOKUP);
             nets.insert(
                 s.network,
                 Net {
                     family,
+                    kind: s.kind,
+                    tokens: s.tokens.clone(),
                     confirmations: s.confirmations,
                     limit,
                 },
@@ -248,8 +259,12 @@ impl TxLookup {
         o: &Order,
         raw_hash: &str,
     ) -> Result<Submitted, SubmitError> {
-        let hash = normalize_tx_hash(o.network, raw_hash)?;
         let nets = self.current();
+        let kind = nets
+            .get(&o.network)
+            .map(|n| n.kind)
+            .unwrap_or_else(|| crate::domain::network::Networks::presets().kind(o.network));
+        let hash = normalize_tx_hash(kind, raw_hash)?;
         let net = nets
             .get(&o.network)
             .ok_or(SubmitError::NotWatched(o.network))?;
@@ -339,11 +354,22 @@ fn pick_transfer<'a>(
     net: &Net,
     rules: &OrderRules,
 ) -> Result<&'a IncomingTransfer, SubmitError> {
-    let Some(t) = transfers.iter().find(|t| t.amount == o.actual_amount) else {
-        let contract = match &net.family {
-            Family::Evm(s) => s.contract(),
-            Family::Tron(s) => s.contract(),
-        };
+    // Only the order's token pays it: a USDC transfer never pays a USDT order.
+    let transfers: Vec<&IncomingTransfer> = transfers
+        .iter()
+        .filter(|t| t.token.as_str() == o.token)
+        .collect();
+    let Some(t) = transfers
+        .iter()
+        .copied()
+        .find(|t| t.amount == o.actual_amount)
+    else {
+        let contract = net
+            .tokens
+            .iter()
+            .find(|t| t.token.as_str() == o.token)
+            .map(|t| t.contract.clone())
+            .unwrap_or_default();
         if transfers.is_empty() {
             return Err(SubmitError::NoTransfer {
                 token: o.token.clone(),
@@ -392,17 +418,17 @@ mod tests {
     fn hashes_are_checked_and_stored_like_the_watcher_stores_them() {
         let evm = format!("0x{}", "Ab".repeat(32));
         assert_eq!(
-            normalize_tx_hash(Network::Bsc, &format!(" {evm} ")).expect("ok"),
+            normalize_tx_hash(NetworkKind::Evm, &format!(" {evm} ")).expect("ok"),
             format!("0x{}", "ab".repeat(32))
         );
-        assert!(normalize_tx_hash(Network::Ethereum, &"ab".repeat(32)).is_err());
-        assert!(normalize_tx_hash(Network::Ethereum, &format!("0x{}", "ab".repeat(31))).is_err());
-        assert!(normalize_tx_hash(Network::Ethereum, &format!("0x{}g", "a".repeat(63))).is_err());
+        assert!(normalize_tx_hash(NetworkKind::Evm, &"ab".repeat(32)).is_err());
+        assert!(normalize_tx_hash(NetworkKind::Evm, &format!("0x{}", "ab".repeat(31))).is_err());
+        assert!(normalize_tx_hash(NetworkKind::Evm, &format!("0x{}g", "a".repeat(63))).is_err());
         assert_eq!(
-            normalize_tx_hash(Network::Tron, &"CD".repeat(32)).expect("ok"),
+            normalize_tx_hash(NetworkKind::Tron, &"CD".repeat(32)).expect("ok"),
             "cd".repeat(32)
         );
-        assert!(normalize_tx_hash(Network::Tron, &format!("0x{}", "cd".repeat(32))).is_err());
-        assert!(normalize_tx_hash(Network::Tron, "").is_err());
+        assert!(normalize_tx_hash(NetworkKind::Tron, &format!("0x{}", "cd".repeat(32))).is_err());
+        assert!(normalize_tx_hash(NetworkKind::Tron, "").is_err());
     }
 }

@@ -12,7 +12,8 @@ use super::{CliError, CliResult};
 #[derive(Subcommand)]
 pub enum WalletAction {
     Add {
-        /// tron, ethereum, bsc or polygon (aliases like trc20, bep20 accepted).
+        /// tron, ethereum, bsc, polygon or a configured network (aliases like trc20, bep20
+        /// accepted). The wallet receives every token of its network.
         #[arg(long)]
         network: String,
         #[arg(long)]
@@ -52,7 +53,15 @@ pub async fn run(action: WalletAction, config: &Config) -> CliResult {
                 ),
                 None => None,
             };
-            let w = service::wallet::add(&db, &network, &address, merchant_id, &label).await?;
+            let w = service::wallet::add(
+                &db,
+                config.registry(),
+                &network,
+                &address,
+                merchant_id,
+                &label,
+            )
+            .await?;
             audit
                 .record(
                     AuditEvent::new(

@@ -241,28 +241,27 @@ impl DotEnv {
                 dict.insert(k.clone(), value);
             }
         }
-        // `networks__<name>__<field>=…` → `networks.<name>.<field>` (the env form without prefix).
+        // `networks__<name>__<field>=…` → `networks.<name>.<field>` (the env form without
+        // prefix); `networks__<name>__tokens__<symbol>__<field>` nests one level further.
         let mut networks = Dict::new();
         for (k, v) in &raw {
-            let Some((net, field)) = k
-                .strip_prefix("networks__")
-                .and_then(|rest| rest.split_once("__"))
-            else {
+            let Some(path) = k.strip_prefix("networks__") else {
                 continue;
             };
+            let path: Vec<&str> = path.split("__").collect();
+            if path.len() < 2 {
+                continue;
+            }
+            let field = path[path.len() - 1];
             let value = match field {
-                // Secrets and URLs stay strings even if they look like numbers.
-                "api_key" | "rpc_urls" | "usdt_contract" => Value::from(v.clone()),
+                // Secrets, URLs, addresses and names stay strings even if they look like numbers.
+                "api_key" | "rpc_urls" | "usdt_contract" | "contract" | "display_name"
+                | "explorer_tx_url" | "kind" => Value::from(v.clone()),
                 _ => v
                     .parse::<Value>()
                     .unwrap_or_else(|_| Value::from(v.clone())),
             };
-            if let Value::Dict(_, d) = networks
-                .entry(net.to_string())
-                .or_insert_with(|| Value::from(Dict::new()))
-            {
-                d.insert(field.to_string(), value);
-            }
+            insert_path(&mut networks, &path, value);
         }
         if !networks.is_empty() {
             dict.insert("networks".into(), Value::from(networks));
@@ -432,6 +431,25 @@ impl Provider for DotEnv {
     }
     fn data(&self) -> Result<Map<Profile, Dict>, figment::Error> {
         Ok(Profile::Default.collect(self.dict.clone()))
+    }
+}
+
+/// Inserts `value` at `path` (`["mychain", "tokens", "usdt", "contract"]`), making the dicts
+/// on the way; a path through a non-dict value is dropped (figment reports the conflict).
+fn insert_path(dict: &mut Dict, path: &[&str], value: Value) {
+    match path {
+        [] => {}
+        [last] => {
+            dict.insert((*last).to_string(), value);
+        }
+        [first, rest @ ..] => {
+            if let Value::Dict(_, d) = dict
+                .entry((*first).to_string())
+                .or_insert_with(|| Value::from(Dict::new()))
+            {
+                insert_path(d, rest, value);
+            }
+        }
     }
 }
 

@@ -31,7 +31,7 @@ mod values;
 pub use crate::secret::Secret;
 pub use live::LiveConfig;
 pub use load::{Sources, did_you_mean, known_keys, unknown_env_vars};
-pub use networks::{ChainSettings, NetworkConfig};
+pub use networks::{ChainSettings, NetworkConfig, TokenConfig};
 use values::{opt_plain_decimal, plain_decimal, rates_from_map_or_string, redact_url_password};
 
 /// The effective configuration. Field names are the config keys: `http_listen` is
@@ -93,7 +93,8 @@ pub struct Config {
     /// Network used when a merchant sends no `trade_type`/`network`.
     pub default_network: String,
     /// EPay: the token of a request whose `type` is empty, `alipay` or `wxpay` and that sends no
-    /// `token` (upstream setting `epay.default_token`). Only `USDT` is served.
+    /// `token` (upstream setting `epay.default_token`): a token configured on the EPay default
+    /// network (`USDT`, `USDC`).
     pub epay_default_token: String,
     /// EPay: the network of such a request when it sends no `network` (upstream setting
     /// `epay.default_network`); unset = `default_network`.
@@ -180,6 +181,9 @@ pub struct Config {
     /// `EPUSDT_NETWORKS__ETHEREUM__RPC_URLS=https://a,https://b` in the env,
     /// `networks__ethereum__rpc_urls=…` in `.env`. A network without `rpc_urls` is not watched.
     pub networks: BTreeMap<String, NetworkConfig>,
+    /// The registry resolved from `networks` ([`Config::registry`]), once per value.
+    #[serde(skip)]
+    pub resolved: networks::Resolved,
     /// `ignored: <key> (<why>)` for each `.env` key with a value that has no effect (upstream
     /// keys of features we do not have, unknown keys); reported once at start and by
     /// `config check`. Not a config key.
@@ -244,6 +248,7 @@ impl Default for Config {
             master_key_file: None,
             master_key_previous: None,
             networks: BTreeMap::new(),
+            resolved: Default::default(),
             dotenv_ignored: Vec::new(),
         }
     }

@@ -197,32 +197,26 @@ impl Config {
                 );
             }
         }
-        if crate::domain::network::Network::parse(&self.default_network).is_none() {
-            return bad(
-                "default_network",
-                format!(
-                    "`{}` is not a network; use tron, ethereum, bsc or polygon",
-                    self.default_network
-                ),
-            );
+        // Resolved here without filling the cache of `registry()`: a caller may still change
+        // `networks` after loading (tests do), and the cache must see the final value.
+        let registry = self.resolve_registry();
+        let registry = &registry;
+        if let Err(e) = registry.asset(&self.default_network) {
+            return bad("default_network", e.to_string());
         }
-        if !self.epay_default_token.trim().eq_ignore_ascii_case("USDT") {
-            return bad(
-                "epay_default_token",
-                format!(
-                    "`{}` is not a token this gateway serves; use USDT",
-                    self.epay_default_token
-                ),
-            );
-        }
-        if crate::domain::network::Network::parse(self.effective_epay_default_network()).is_none() {
-            return bad(
-                "epay_default_network",
-                format!(
-                    "`{}` is not a network; use tron, ethereum, bsc or polygon (or leave it unset for default_network)",
-                    self.effective_epay_default_network()
-                ),
-            );
+        if let Err(e) = registry.asset_of(
+            &self.epay_default_token,
+            self.effective_epay_default_network(),
+        ) {
+            let key = if registry
+                .network(self.effective_epay_default_network())
+                .is_none()
+            {
+                "epay_default_network"
+            } else {
+                "epay_default_token"
+            };
+            return bad(key, e.to_string());
         }
         let currency = crate::domain::currency::normalize(&self.epay_default_currency);
         if !crate::domain::currency::is_price_currency(&currency) {

@@ -104,6 +104,25 @@ pub enum AddressError {
         /// The first offending character.
         found: char,
     },
+    /// The Solana address is not base58 of a 32-byte public key.
+    #[error(
+        "Solana address must be base58 of a 32-byte public key (32 to 44 characters, no 0, O, I or l)"
+    )]
+    Solana,
+}
+
+/// Validates a Solana address (base58 of 32 bytes: an owner account or a token mint) and
+/// returns it trimmed, unchanged (base58 is case-sensitive).
+///
+/// # Errors
+///
+/// [`AddressError::Solana`].
+pub fn parse_solana(s: &str) -> Result<String, AddressError> {
+    let s = s.trim();
+    match bs58::decode(s).into_vec() {
+        Ok(bytes) if bytes.len() == 32 => Ok(s.to_owned()),
+        _ => Err(AddressError::Solana),
+    }
 }
 
 /// Validates a TRON base58check address (T..., 34 chars, version byte 0x41, 21-byte payload, double-SHA256 checksum) and returns it unchanged.

@@ -1,12 +1,14 @@
 //! A token transfer seen on a chain, as a watcher hands it to the order service.
 use rust_decimal::Decimal;
 
-use super::network::Network;
+use super::network::{Network, Token};
 
-/// A token transfer seen on chain at or below the confirmed head.
+/// A token transfer seen on chain at or below the confirmed head, tagged with its token.
 #[derive(Debug, Clone)]
 pub struct IncomingTransfer {
     pub network: Network,
+    /// The token of `token_contract` on this network.
+    pub token: Token,
     pub tx_hash: String,
     pub log_index: i64,
     pub block_number: i64,

@@ -12,7 +12,7 @@ use axum::{
 
 use super::reply::ApiError;
 use super::{
-    checkout_choose::{SwitchOption, render_choose, switch_options},
+    checkout_choose::{SwitchOption, asset_of, render_choose, switch_options},
     checkout_page::{CheckoutView, ClosedReason, render_checkout, render_closed},
     render::RenderError,
 };
@@ -152,7 +152,7 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
             render_closed(r, Some(o.trade_id.as_str()), redirect),
         );
     }
-    let label = o.network.label();
+    let label = state.config.registry().label(o.network);
     let status_url = format!("/pay/check-status/{}", o.trade_id);
     // Fiat is shown with cents (`100.00 CNY`), as the shop showed it.
     let fiat = format!("{:.2}", o.amount);
@@ -165,7 +165,7 @@ async fn checkout_counter(State(state): State<AppState>, Path(trade_id): Path<St
         currency: &o.currency,
         actual_amount: &actual_amount,
         token: &o.token,
-        network_label: label,
+        network_label: &label,
         address: &o.address,
         expires_at_unix: o.expires_at,
         now_unix: now,
@@ -184,7 +184,7 @@ async fn switch_offer(state: &AppState, o: &crate::domain::order::Order) -> Vec<
         Some(f) => Ok(f),
         None => {
             async {
-                let supported = order::supported_networks(&state.db, &state.config).await?;
+                let supported = order::supported_assets(&state.db, &state.config).await?;
                 let children = order::children(&state.db, o.trade_id.as_str()).await?;
                 let facts = std::sync::Arc::new((supported, children));
                 state.caches.switch_facts.put(key, facts.clone());
@@ -200,12 +200,18 @@ async fn switch_offer(state: &AppState, o: &crate::domain::order::Order) -> Vec<
             let waiting: Vec<_> = children
                 .iter()
                 .filter(|c| c.effective_status(now) == OrderStatus::Waiting)
-                .map(|c| c.network)
+                .map(asset_of)
                 .collect();
             if !children.is_empty() && waiting.is_empty() {
                 return Vec::new();
             }
-            switch_options(o.network, o.parent_trade_id.is_some(), &waiting, supported)
+            switch_options(
+                asset_of(o),
+                o.parent_trade_id.is_some(),
+                &waiting,
+                supported,
+                state.config.registry(),
+            )
         }
         Err(e) => {
             tracing::warn!(error = %e, "checkout: network offer unavailable");
@@ -233,18 +239,21 @@ async fn choose_page(state: &AppState, c: &order::choice::Choice) -> Response {
             );
         }
     }
-    let networks: Vec<SwitchOption> =
-        match order::supported_networks(&state.db, &state.config).await {
-            Ok(n) => n.into_iter().map(SwitchOption::from).collect(),
-            Err(e) => {
-                tracing::error!(error = %e, "checkout lookup");
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "temporarily unavailable, retry",
-                )
-                    .into_response();
-            }
-        };
+    let networks: Vec<SwitchOption> = match order::supported_assets(&state.db, &state.config).await
+    {
+        Ok(n) => n
+            .into_iter()
+            .map(|a| SwitchOption::new(a, state.config.registry()))
+            .collect(),
+        Err(e) => {
+            tracing::error!(error = %e, "checkout lookup");
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily unavailable, retry",
+            )
+                .into_response();
+        }
+    };
     let fiat = c
         .amount
         .parse::<rust_decimal::Decimal>()

@@ -8,23 +8,26 @@ use minijinja::{Value, context};
 use serde::Serialize;
 
 use super::render::{RenderError, render};
-use crate::domain::network::Network;
+use crate::domain::network::{Asset, Network, Networks, Token};
 
 const CSS: &str = include_str!("../../assets/checkout.css");
 const SWITCH_JS: &str = include_str!("../../assets/switch.js");
 
-/// One network the payer may choose.
+/// One asset (token on a network) the payer may choose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct SwitchOption {
     pub network: &'static str,
-    pub label: &'static str,
+    pub token: &'static str,
+    /// The network's display name.
+    pub label: String,
 }
 
-impl From<Network> for SwitchOption {
-    fn from(n: Network) -> Self {
+impl SwitchOption {
+    pub fn new(a: Asset, networks: &Networks) -> Self {
         Self {
-            network: n.as_str(),
-            label: n.label(),
+            network: a.network.as_str(),
+            token: a.token.as_str(),
+            label: networks.label(a.network),
         }
     }
 }
@@ -34,7 +37,7 @@ pub fn options_value(options: &[SwitchOption]) -> Value {
     Value::from(
         options
             .iter()
-            .map(|o| context! { network => o.network, label => o.label })
+            .map(|o| context! { network => o.network, token => o.token, label => o.label.as_str() })
             .collect::<Vec<Value>>(),
     )
 }
@@ -45,24 +48,44 @@ pub fn switch_js() -> Value {
 }
 
 /// What a waiting order's page offers: nothing for a child (it cannot switch again); the
-/// network of its child for a parent that has one; otherwise every supported network but its own.
+/// asset of its child for a parent that has one; otherwise every supported asset but its own.
 pub fn switch_options(
-    own: Network,
+    own: Asset,
     is_child: bool,
-    child_networks: &[Network],
-    supported: &[Network],
+    child_assets: &[Asset],
+    supported: &[Asset],
+    networks: &Networks,
 ) -> Vec<SwitchOption> {
     if is_child {
         return Vec::new();
     }
-    if !child_networks.is_empty() {
-        return child_networks.iter().map(|n| (*n).into()).collect();
+    if !child_assets.is_empty() {
+        return child_assets
+            .iter()
+            .map(|a| SwitchOption::new(*a, networks))
+            .collect();
     }
     supported
         .iter()
-        .filter(|n| **n != own)
-        .map(|n| (*n).into())
+        .filter(|a| **a != own)
+        .map(|a| SwitchOption::new(*a, networks))
         .collect()
+}
+
+/// The asset of a stored order (its token as stored; an unknown symbol is still shown).
+pub fn asset_of(o: &crate::domain::order::Order) -> Asset {
+    Asset {
+        network: o.network,
+        token: Token::named(&o.token),
+    }
+}
+
+/// The USDT asset of `n` (tests and defaults).
+pub fn usdt(n: Network) -> Asset {
+    Asset {
+        network: n,
+        token: Token::USDT,
+    }
 }
 
 /// The page of a placeholder: the order total and one button per network.
@@ -95,15 +118,31 @@ mod tests {
 
     #[test]
     fn offers_follow_the_one_child_rule() {
-        use Network::*;
-        let all = [Tron, Ethereum, Bsc];
-        let nets = |v: Vec<SwitchOption>| v.iter().map(|o| o.network).collect::<Vec<_>>();
-        assert_eq!(
-            nets(switch_options(Tron, false, &[], &all)),
-            ["ethereum", "bsc"]
+        let r = Networks::presets();
+        let (tron, eth, bsc) = (
+            usdt(Network::TRON),
+            usdt(Network::ETHEREUM),
+            usdt(Network::BSC),
         );
-        assert_eq!(nets(switch_options(Tron, false, &[Bsc], &all)), ["bsc"]);
-        assert!(switch_options(Ethereum, true, &[], &all).is_empty());
+        let tron_usdc = Asset {
+            network: Network::TRON,
+            token: Token::USDC,
+        };
+        let all = [tron, tron_usdc, eth, bsc];
+        let nets = |v: Vec<SwitchOption>| {
+            v.iter()
+                .map(|o| format!("{}.{}", o.token, o.network))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            nets(switch_options(tron, false, &[], &all, &r)),
+            ["USDC.tron", "USDT.ethereum", "USDT.bsc"]
+        );
+        assert_eq!(
+            nets(switch_options(tron, false, &[bsc], &all, &r)),
+            ["USDT.bsc"]
+        );
+        assert!(switch_options(eth, true, &[], &all, &r).is_empty());
     }
 
     #[test]
@@ -113,7 +152,10 @@ mod tests {
             "<b>o</b>",
             "72.00",
             "CNY",
-            &[Network::Tron.into(), Network::Polygon.into()],
+            &[
+                SwitchOption::new(usdt(Network::TRON), &Networks::presets()),
+                SwitchOption::new(usdt(Network::POLYGON), &Networks::presets()),
+            ],
         )
         .expect("renders")
         .0;

@@ -310,7 +310,7 @@ impl From<WalletError> for AdminApiError {
     fn from(e: WalletError) -> Self {
         let msg = e.to_string();
         match e {
-            WalletError::Network(_) | WalletError::Address(_) => Self::invalid(msg),
+            WalletError::Network(..) | WalletError::Address(_) => Self::invalid(msg),
             WalletError::Exists { .. } => Self::new(StatusCode::CONFLICT, "wallet_exists", msg),
             WalletError::NotFound(_) => Self::not_found(msg),
             WalletError::Db(_) => Self::internal(&e),

@@ -97,6 +97,7 @@ fn parse(h: &HeaderMap, body: &Bytes, query: Option<&str>) -> Result<Params, Api
 
 fn field_rules(state: &AppState) -> FieldRules<'_> {
     FieldRules {
+        networks: state.config.registry(),
         default_network: &state.config.default_network,
         allow_private_callbacks: state.config.allow_private_callbacks,
         check_url: |raw, allow_private| {
@@ -308,6 +309,14 @@ pub(super) fn payment_url(state: &AppState, trade_id: &str) -> String {
     )
 }
 
+/// The order's own `trade_type` (`usdt.trc20`, `usdc.base`), as responses and callbacks carry it.
+pub(super) fn trade_type(state: &AppState, o: &Order) -> String {
+    state
+        .config
+        .registry()
+        .trade_type(super::checkout_choose::asset_of(o))
+}
+
 pub(super) fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
     OrderView {
         trade_id: o.trade_id.as_str(),
@@ -316,6 +325,8 @@ pub(super) fn order_view<'a>(state: &AppState, o: &'a Order) -> OrderView<'a> {
         actual_amount: o.actual_amount,
         currency: &o.currency,
         network: o.network,
+        token: &o.token,
+        trade_type: trade_type(state, o),
         address: &o.address,
         status: o.status.code(),
         expires_at: o.expires_at,
@@ -391,6 +402,7 @@ async fn create(
             redirect_url: r.redirect_url,
             currency: r.currency,
             network: r.network,
+            token: r.token,
             name: r.name,
             timeout_secs: r.timeout_secs,
             // `payment_type=Epay` on GMPay makes an EPay order (EPay callbacks).

@@ -212,16 +212,21 @@ async fn switch_network(
 }
 
 /// `GET /payments/gmpay/v1/config`: upstream's public config — the assets a payer may choose
-/// (USDT on each supported network, see `order::supported_networks`), site branding, the EPay
+/// (the tokens of each supported network, see `order::supported_networks`), site branding, the EPay
 /// defaults and OkPay (not supported here: disabled).
 async fn public_config(State(state): State<AppState>) -> Response {
     async {
+        let registry = state.config.registry();
         let assets: Vec<Value> = order::supported_networks(&state.db, &state.config)
             .await?
             .into_iter()
-            .map(
-                |n| json!({ "network": crate::protocol::gmpay::network_key(n), "display_name": n.label(), "tokens": ["USDT"] }),
-            )
+            .map(|n| {
+                let tokens: Vec<&str> = registry
+                    .get(n)
+                    .map(|i| i.tokens.iter().map(|t| t.token.as_str()).collect())
+                    .unwrap_or_default();
+                json!({ "network": crate::protocol::gmpay::network_key(n), "display_name": registry.label(n), "tokens": tokens })
+            })
             .collect();
         Ok::<_, ApiError>(reply::success(json!({
             "supported_assets": assets,
@@ -236,10 +241,12 @@ async fn public_config(State(state): State<AppState>) -> Response {
             "epay": {
                 "default_token": state.config.epay_default_token,
                 "default_currency": state.config.epay_default_currency.to_lowercase(),
-                "default_network": crate::domain::network::Network::parse(
-                    state.config.effective_epay_default_network()
-                )
-                .map_or("", crate::protocol::gmpay::network_key),
+                "default_network": registry
+                    .asset_of(
+                        &state.config.epay_default_token,
+                        state.config.effective_epay_default_network(),
+                    )
+                    .map_or("", |a| crate::protocol::gmpay::network_key(a.network)),
             },
             "okpay": { "enabled": false, "allow_tokens": [] },
             "version": env!("CARGO_PKG_VERSION"),

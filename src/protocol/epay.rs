@@ -12,7 +12,10 @@ use super::{
 };
 use crate::{
     crypto::sign::{self, SignValue},
-    domain::{currency, network::Network},
+    domain::{
+        currency,
+        network::{Asset, UnknownAsset},
+    },
 };
 
 pub const CREATE_PATH: &str = "/payments/epay/v1/order/create-transaction/submit.php";
@@ -71,7 +74,7 @@ impl MerchantProtocol for EPay {
         let notify_url = fields::notify_url(p, "notify_url", rules)?;
         let redirect_url = fields::redirect_url(p, "return_url", rules)?;
         let epay_type = fields::text(p, "type", 64, false)?;
-        let network = payment_network(p, &epay_type, rules)?;
+        let asset = payment_asset(p, &epay_type, rules)?;
         let default_currency = currency::normalize(rules.epay.currency);
         Ok(CreateRequest {
             order_id,
@@ -79,7 +82,8 @@ impl MerchantProtocol for EPay {
             notify_url,
             redirect_url,
             currency: fields::currency(p, "currency", Some(&default_currency))?,
-            network,
+            network: asset.network,
+            token: asset.token,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: None,
             epay_type,
@@ -134,47 +138,33 @@ pub fn upstream_error_status(code: u32) -> u16 {
 /// buttons (`alipay` by default, `wxpay` for WeChat Pay).
 const PLUGIN_TYPES: [&str; 2] = ["alipay", "wxpay"];
 
-/// The `<token>.<network>` selectors a `type` may carry (with every network alias).
-const SELECTORS: &str = "usdt.tron (usdt.trc20), usdt.ethereum (usdt.erc20), usdt.bsc (usdt.binance, usdt.bep20), usdt.polygon";
-
-/// The network an EPay create pays on: a `type` selector (`usdt.tron`, `usdt.bep20`, …) first;
-/// for an empty / `alipay` / `wxpay` type the request's `token` and `network`, else the EPay
-/// defaults. Any other `type` is refused, naming what it may be.
-fn payment_network(
-    p: &Params,
-    epay_type: &str,
-    rules: &FieldRules,
-) -> Result<Network, ProtocolError> {
+/// What an EPay create pays in: a `type` selector (`usdt.tron`, `usdt.bep20`, `usdc.base`, …)
+/// first; for an empty / `alipay` / `wxpay` type the request's `token` and `network`, else the
+/// EPay defaults. Any other `type` is refused, naming what it may be.
+fn payment_asset(p: &Params, epay_type: &str, rules: &FieldRules) -> Result<Asset, ProtocolError> {
     let plugin = epay_type.is_empty()
         || PLUGIN_TYPES
             .iter()
             .any(|t| t.eq_ignore_ascii_case(epay_type));
     if !plugin {
-        return Network::parse(epay_type).ok_or_else(|| {
+        return rules.networks.asset(epay_type).map_err(|e| {
             ProtocolError::bad_param(
                 "type",
-                format!("`{epay_type}` is not a payment type here; send alipay, wxpay or no type for the default (USDT on {}), or a token.network selector: {SELECTORS}", rules.epay.network),
+                format!("`{epay_type}` is not a payment type here; send alipay, wxpay or no type for the default ({} on {}), or a token.network selector: {e}", rules.epay.token, rules.epay.network),
             )
         });
     }
     let token = p.get("token").map(str::trim).unwrap_or(rules.epay.token);
-    if !token.eq_ignore_ascii_case("USDT") {
-        return Err(ProtocolError::bad_param(
-            "token",
-            format!("`{token}` is not supported; use USDT"),
-        ));
-    }
     let (key, network) = match p.get("network") {
         Some(n) => ("network", n.trim()),
         None => ("epay_default_network", rules.epay.network),
     };
-    Network::parse(network).ok_or_else(|| {
-        ProtocolError::bad_param(
-            key,
-            format!(
-                "`{network}` is not supported; use one of tron, ethereum, bsc (binance), polygon"
-            ),
-        )
+    rules.networks.asset_of(token, network).map_err(|e| {
+        let field = match e {
+            UnknownAsset::Unknown { .. } => key,
+            _ => "token",
+        };
+        ProtocolError::bad_param(field, e.to_string())
     })
 }
 
@@ -338,24 +328,30 @@ mod tests {
         let r = EPay.parse_create(&p, &bsc_default).unwrap();
         assert_eq!((r.network.as_str(), r.currency.as_str()), ("bsc", "USD"));
         assert_eq!(create("type=alipay&currency=usd").unwrap().currency, "USD");
-        let e = create("type=usdt.solana").unwrap_err();
+        // BEpusdt's selectors beyond USDT select the token too.
+        let r = create("type=usdc.trc20").unwrap();
+        assert_eq!((r.network.as_str(), r.token.as_str()), ("tron", "USDC"));
+        let r = create("type=alipay&token=usdc&network=bsc").unwrap();
+        assert_eq!((r.network.as_str(), r.token.as_str()), ("bsc", "USDC"));
+        let e = create("type=usdt.mars").unwrap_err();
         assert!(
-            e.starts_with("type `usdt.solana` is not a payment type here"),
+            e.starts_with("type `usdt.mars` is not a payment type here"),
             "{e}"
         );
-        assert!(e.contains("usdt.tron"), "{e}");
+        assert!(e.contains("usdt.trc20"), "{e}");
         assert_eq!(
             create("type=qqpay").unwrap_err().split(';').next().unwrap(),
             "type `qqpay` is not a payment type here"
         );
-        assert_eq!(
-            create("token=usdc").unwrap_err(),
-            "token `usdc` is not supported; use USDT"
+        assert!(
+            create("token=dai")
+                .unwrap_err()
+                .starts_with("token DAI is not configured on tron")
         );
         assert!(
-            create("network=solana")
+            create("network=mars")
                 .unwrap_err()
-                .starts_with("network `solana` is not supported")
+                .starts_with("network `mars` is not a network or trade type here")
         );
     }
     #[test]

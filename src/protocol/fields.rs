@@ -4,11 +4,16 @@
 use rust_decimal::Decimal;
 
 use super::{Params, ProtocolError};
-use crate::domain::{amount, currency, network::Network};
+use crate::domain::{
+    amount, currency,
+    network::{Asset, Networks},
+};
 
 /// What field validation needs from the gateway's configuration.
 #[derive(Clone, Copy)]
 pub struct FieldRules<'a> {
+    /// The networks and tokens of the configuration: what a request may select.
+    pub networks: &'a Networks,
     /// The network of a request that names none (`default_network`).
     pub default_network: &'a str,
     /// `allow_private_callbacks`.
@@ -117,14 +122,14 @@ pub fn currency(p: &Params, key: &str, default: Option<&str>) -> Result<String, 
     Ok(v)
 }
 
-pub fn network(p: &Params, key: &str, rules: &FieldRules) -> Result<Network, ProtocolError> {
+/// The asset a `trade_type` / network field selects (`usdt.trc20`, `usdc.base`, `binance`, …;
+/// `default_network` when absent). Unknown or unconfigured: the message names what is offered.
+pub fn asset(p: &Params, key: &str, rules: &FieldRules) -> Result<Asset, ProtocolError> {
     let v = p.get(key).unwrap_or(rules.default_network);
-    Network::parse(v).ok_or_else(|| {
-        ProtocolError::bad_param(
-            key,
-            format!("`{v}` is not supported; use one of usdt.trc20, usdt.erc20, usdt.bep20, usdt.polygon (or tron, ethereum, bsc, polygon)"),
-        )
-    })
+    rules
+        .networks
+        .asset(v)
+        .map_err(|e| ProtocolError::bad_param(key, e.to_string()))
 }
 
 pub fn timeout(p: &Params) -> Result<Option<i64>, ProtocolError> {

@@ -2,11 +2,12 @@
 //! upstream's canonical string (shared with v1), signed per the merchant's [`SignMode`]: MD5 of
 //! the string + secret (upstream's algorithm), HMAC-SHA256 keyed with the secret, or either
 //! (`dual`, the default); the order records which one its create request used and its callback
-//! is signed the same way. A replay guard (`timestamp` + `nonce`), USDT only. Replies and
-//! callbacks are upstream-shaped (`token` = the coin symbol, the address in `receive_address`,
-//! `pid` as a string); business errors answer HTTP 400 and signature errors HTTP 401, both in
-//! the usual envelope. `payment_type=Epay` (any case) makes the order an EPay order: its callback
-//! is EPay's. GMPay merchants cancel on v1's cancel route, naming their `pid`.
+//! is signed the same way. A replay guard (`timestamp` + `nonce`); `token` + `network` select a
+//! configured token (USDT, USDC). Replies and callbacks are upstream-shaped (`token` = the coin
+//! symbol, the address in `receive_address`, `pid` as a string); business errors answer HTTP
+//! 400 and signature errors HTTP 401, both in the usual envelope. `payment_type=Epay` (any
+//! case) makes the order an EPay order: its callback is EPay's. GMPay merchants cancel on v1's
+//! cancel route, naming their `pid`.
 use serde_json::{Value, json};
 
 use super::{
@@ -16,20 +17,17 @@ use super::{
 };
 use crate::{
     crypto::sign::{self, SignAlg, SignMode, SignValue},
-    domain::network::Network,
+    domain::network::{Network, UnknownAsset},
 };
 
 pub const CREATE_PATH: &str = "/payments/gmpay/v1/order/create-transaction";
-
-/// The coin every GMPay order of this gateway is paid in (upstream's `token`).
-const COIN: &str = "USDT";
 
 pub struct GmPay;
 
 /// Upstream's key for a network in GMPay replies and callbacks: BSC is `binance` there.
 pub fn network_key(n: Network) -> &'static str {
     match n {
-        Network::Bsc => "binance",
+        Network::BSC => "binance",
         other => other.as_str(),
     }
 }
@@ -102,21 +100,28 @@ impl MerchantProtocol for GmPay {
     }
 
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError> {
-        if let Some(t) = p.get("token")
-            && !t.trim().eq_ignore_ascii_case("usdt")
-        {
-            return Err(ProtocolError::bad_param(
-                "token",
-                format!("`{t}` is not supported; only USDT"),
-            ));
-        }
+        // `token` + `network` select the asset as `<token>.<network>` would (USDT when no token).
+        let asset = match p.get("token") {
+            Some(t) => {
+                let network = p.get("network").unwrap_or(rules.default_network);
+                rules.networks.asset_of(t, network).map_err(|e| {
+                    let field = match e {
+                        UnknownAsset::Unknown { .. } => "network",
+                        _ => "token",
+                    };
+                    ProtocolError::bad_param(field, e.to_string())
+                })?
+            }
+            None => fields::asset(p, "network", rules)?,
+        };
         Ok(CreateRequest {
             order_id: fields::order_id(p, "order_id")?,
             amount: fields::amount(p, "amount")?,
             notify_url: fields::notify_url(p, "notify_url", rules)?,
             redirect_url: fields::redirect_url(p, "redirect_url", rules)?,
             currency: fields::currency(p, "currency", None)?,
-            network: fields::network(p, "network", rules)?,
+            network: asset.network,
+            token: asset.token,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
             epay_type: String::new(),
@@ -150,7 +155,7 @@ impl MerchantProtocol for GmPay {
         let mut data = order_data(o);
         data.insert("currency".into(), json!(o.currency));
         data.insert("receive_address".into(), json!(o.address));
-        data.insert("token".into(), json!(COIN));
+        data.insert("token".into(), json!(o.token));
         data.insert("network".into(), json!(network_key(o.network)));
         data.insert("status".into(), json!(o.status));
         Reply::Data(Value::Object(data))
@@ -312,7 +317,7 @@ mod tests {
     }
 
     #[test]
-    fn fields_need_a_currency_and_only_usdt() {
+    fn fields_need_a_currency_and_a_configured_token() {
         let p = Params::from_json(BODY.as_bytes()).unwrap();
         let r = GmPay.parse_create(&p, &rules()).unwrap();
         assert_eq!((r.currency.as_str(), r.network.as_str()), ("USD", "tron"));
@@ -326,16 +331,31 @@ mod tests {
             "currency is required, e.g. CNY or USD"
         );
         let trx = Params::from_query(b"token=TRX&order_id=");
+        let e = GmPay.parse_create(&trx, &rules()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("token `tron.trx` is a native coin; native coins are not supported"),
+            "{e}"
+        );
+        let dai = Params::from_query(b"token=DAI&network=tron&order_id=");
+        let e = GmPay.parse_create(&dai, &rules()).unwrap_err().to_string();
+        assert!(
+            e.starts_with("token DAI is not configured on tron; use one of usdt.trc20, usdc.trc20"),
+            "{e}"
+        );
+        let usdc = Params::from_query(
+            b"order_id=G1&amount=1&currency=USD&notify_url=https://shop.example.com/n&network=binance&token=usdc",
+        );
+        let r = GmPay.parse_create(&usdc, &rules()).unwrap();
         assert_eq!(
-            GmPay.parse_create(&trx, &rules()).unwrap_err().to_string(),
-            "token `TRX` is not supported; only USDT"
+            (r.network, r.token),
+            (Network::BSC, crate::domain::network::Token::USDC)
         );
         let binance = Params::from_query(
             b"order_id=G1&amount=1&currency=USD&notify_url=https://shop.example.com/n&network=binance",
         );
         assert_eq!(
             GmPay.parse_create(&binance, &rules()).unwrap().network,
-            Network::Bsc
+            Network::BSC
         );
         assert_eq!(
             GmPay.merchant(&Params::default()).unwrap_err().to_string(),
@@ -377,7 +397,7 @@ mod tests {
             r#"{"actual_amount":5.8333,"amount":42,"currency":"CNY","expiration_time":1700000600,"network":"tron","order_id":"A1","payment_url":"https://pay.example.com/pay/checkout-counter/T1","receive_address":"TWallet","status":1,"token":"USDT","trade_id":"T1"}"#
         );
         let mut bsc = view();
-        bsc.network = Network::Bsc;
+        bsc.network = Network::BSC;
         let Reply::Data(data) = GmPay.reply(&bsc) else {
             panic!("GMPay answers with data");
         };

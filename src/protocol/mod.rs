@@ -23,7 +23,7 @@ pub use self::{fields::FieldRules, params::Params};
 pub use crate::domain::protocol::Protocol;
 use crate::{
     crypto::sign::{self, SignAlg, SignMode, SignValue},
-    domain::network::Network,
+    domain::network::{Network, Token},
 };
 
 /// Why a merchant's request or a callback could not be handled by a protocol.
@@ -103,6 +103,8 @@ pub struct CreateRequest {
     pub redirect_url: String,
     pub currency: String,
     pub network: Network,
+    /// The token paid (USDT, USDC), chosen with the network.
+    pub token: Token,
     pub name: String,
     /// Seconds; `None` = `order_expiration_time`.
     pub timeout_secs: Option<i64>,
@@ -127,6 +129,9 @@ pub struct OrderView<'a> {
     pub actual_amount: Decimal,
     pub currency: &'a str,
     pub network: Network,
+    pub token: &'a str,
+    /// The order's own `trade_type` (`usdc.base`).
+    pub trade_type: String,
     pub address: &'a str,
     pub status: i16,
     pub expires_at: i64,

@@ -10,8 +10,12 @@ fn check_url(raw: &str, _allow_private: bool) -> Result<(), String> {
     Ok(())
 }
 
+static NETWORKS: std::sync::LazyLock<crate::domain::network::Networks> =
+    std::sync::LazyLock::new(crate::domain::network::Networks::presets);
+
 pub fn rules() -> FieldRules<'static> {
     FieldRules {
+        networks: &NETWORKS,
         default_network: "tron",
         allow_private_callbacks: false,
         check_url,
@@ -34,7 +38,9 @@ pub fn view() -> super::OrderView<'static> {
         amount: rust_decimal::Decimal::from(42),
         actual_amount: rust_decimal::Decimal::new(58333, 4),
         currency: "CNY",
-        network: crate::domain::network::Network::Tron,
+        network: crate::domain::network::Network::TRON,
+        token: "USDT",
+        trade_type: "usdt.trc20".into(),
         address: "TWallet",
         status: 1,
         expires_at: 1_700_000_600,
@@ -52,7 +58,7 @@ pub fn paid() -> super::CallbackOrder<'static> {
         actual_amount: rust_decimal::Decimal::new(58_333, 4),
         currency: "CNY",
         token: "USDT",
-        network: Some(crate::domain::network::Network::Tron),
+        network: Some(crate::domain::network::Network::TRON),
         address: "TWallet",
         name: "Book",
         block_transaction_id: "0xabc",

@@ -78,21 +78,26 @@ impl MerchantProtocol for V1 {
 
     fn parse_create(&self, p: &Params, rules: &FieldRules) -> Result<CreateRequest, ProtocolError> {
         bepusdt_refusals(p)?;
+        let asset = fields::asset(p, "trade_type", rules)?;
         Ok(CreateRequest {
             order_id: fields::order_id(p, "order_id")?,
             amount: fields::amount(p, "amount")?,
             notify_url: fields::notify_url(p, "notify_url", rules)?,
             redirect_url: fields::redirect_url(p, "redirect_url", rules)?,
             currency: bepusdt_currency(p)?,
-            network: fields::network(p, "trade_type", rules)?,
+            network: asset.network,
+            token: asset.token,
             name: fields::text(p, "name", 128, false)?,
             timeout_secs: fields::timeout(p)?,
             epay_type: String::new(),
         })
     }
 
+    /// Today's data, plus BEpusdt's `trade_type` (the order's own: `usdc.base`).
     fn reply(&self, o: &OrderView<'_>) -> Reply {
-        Reply::Data(Value::Object(order_data(o)))
+        let mut data = order_data(o);
+        data.insert("trade_type".into(), Value::from(o.trade_type.clone()));
+        Reply::Data(Value::Object(data))
     }
 
     fn callback(
@@ -256,7 +261,7 @@ mod tests {
         };
         assert_eq!(
             data.to_string(),
-            r#"{"actual_amount":5.8333,"amount":42,"expiration_time":1700000600,"order_id":"A1","payment_url":"https://pay.example.com/pay/checkout-counter/T1","token":"TWallet","trade_id":"T1"}"#
+            r#"{"actual_amount":5.8333,"amount":42,"expiration_time":1700000600,"order_id":"A1","payment_url":"https://pay.example.com/pay/checkout-counter/T1","token":"TWallet","trade_id":"T1","trade_type":"usdt.trc20"}"#
         );
     }
 

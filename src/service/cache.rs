@@ -98,7 +98,10 @@ pub struct Caches {
 }
 
 /// See [`Caches::switch_facts`].
-pub type SwitchFacts = Arc<(Vec<Network>, Vec<crate::domain::order::Order>)>;
+pub type SwitchFacts = Arc<(
+    Vec<crate::domain::network::Asset>,
+    Vec<crate::domain::order::Order>,
+)>;
 
 impl Default for Caches {
     fn default() -> Self {

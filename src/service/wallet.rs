@@ -7,14 +7,14 @@ use sea_orm::{
 };
 
 use crate::{
-    domain::network::Network,
+    domain::network::{Network, Networks},
     store::{self, entities::wallet},
 };
 
 #[derive(Debug, thiserror::Error)]
 pub enum WalletError {
-    #[error("unknown network `{0}`; use tron, ethereum, bsc or polygon")]
-    Network(String),
+    #[error("unknown network `{0}`; use one of: {1}")]
+    Network(String, String),
     #[error("invalid address: {0}")]
     Address(#[from] crate::domain::address::AddressError),
     #[error("wallet {network} {address} already exists")]
@@ -25,15 +25,20 @@ pub enum WalletError {
     Db(#[from] DbErr),
 }
 
+/// Adds a receive wallet of `network` (a name or alias of `networks`). A wallet receives every
+/// token of its network (USDT and USDC alike): orders tell them apart by token.
 pub async fn add(
     db: &DatabaseConnection,
+    networks: &Networks,
     network: &str,
     address: &str,
     merchant_id: Option<i64>,
     label: &str,
 ) -> Result<wallet::Model, WalletError> {
-    let net = Network::parse(network).ok_or_else(|| WalletError::Network(network.into()))?;
-    let address = net.parse_address(address)?;
+    let net = networks
+        .usable(network)
+        .ok_or_else(|| WalletError::Network(network.into(), networks.usable_names()))?;
+    let address = networks.parse_address(net, address)?;
     let row = wallet::ActiveModel {
         merchant_id: Set(merchant_id),
         network: Set(net.as_str().into()),

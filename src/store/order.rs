@@ -57,8 +57,9 @@ impl TryFrom<order::Model> for Order {
             merchant_id: MerchantId(r.merchant_id),
             protocol: Protocol::parse(&r.protocol)
                 .ok_or_else(|| bad(id, "protocol", &r.protocol, "a protocol name"))?,
-            network: Network::parse(&r.network)
-                .ok_or_else(|| bad(id, "network", &r.network, "a network name"))?,
+            network: crate::domain::network::valid_name(&r.network)
+                .map(|()| Network::named(&r.network))
+                .map_err(|_| bad(id, "network", &r.network, "a network name"))?,
             amount: decimal(id, "amount", &r.amount)?,
             rate: decimal(id, "rate", &r.rate)?,
             actual_amount: decimal(id, "actual_amount", &r.actual_amount)?,
@@ -179,7 +180,7 @@ mod tests {
         let o = Order::try_from(r.clone()).expect("parses");
         assert_eq!(o.id, OrderId(42));
         assert_eq!(o.status, OrderStatus::Paid);
-        assert_eq!(o.network, Network::Bsc);
+        assert_eq!(o.network, Network::BSC);
         assert_eq!(o.protocol, Protocol::GmPay);
         assert_eq!(o.actual_amount, Decimal::new(1389, 2));
         assert_eq!(o.paid_amount, Some(Decimal::new(1389, 2)));
@@ -210,7 +211,7 @@ mod tests {
             (order::Model { status: 9, ..row() }, "status"),
             (
                 order::Model {
-                    network: "solana".into(),
+                    network: "Sol ana!".into(),
                     ..row()
                 },
                 "network",

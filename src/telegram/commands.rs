@@ -8,10 +8,7 @@ use teloxide::{
 
 use super::{Reply, access::Caller, confirm::Action};
 use crate::{
-    domain::{
-        admin::Role, amount, currency, network::Network, notice::escape_html as e,
-        order::OrderStatus,
-    },
+    domain::{admin::Role, amount, currency, notice::escape_html as e, order::OrderStatus},
     service::{
         self,
         order::search::{self, OrderQuery},
@@ -150,13 +147,15 @@ pub async fn run(state: &AppState, caller: &Caller, cmd: Command) -> anyhow::Res
                     "Usage: /wallet_add &lt;network&gt; &lt;address&gt;".into(),
                 ));
             };
-            let Some(network) = Network::parse(net) else {
+            let networks = state.config.registry();
+            let Some(network) = networks.usable(net) else {
                 return Ok(Reply::text(format!(
-                    "Unknown network <code>{}</code>; use tron, ethereum, bsc or polygon.",
-                    e(net)
+                    "Unknown network <code>{}</code>; use one of {}.",
+                    e(net),
+                    e(&networks.usable_names())
                 )));
             };
-            let address = match network.parse_address(addr) {
+            let address = match networks.parse_address(network, addr) {
                 Ok(a) => a,
                 Err(err) => {
                     return Ok(Reply::text(format!(
@@ -166,8 +165,9 @@ pub async fn run(state: &AppState, caller: &Caller, cmd: Command) -> anyhow::Res
                 }
             };
             let q = format!(
-                "Add wallet {} <code>{}</code>?",
+                "Add wallet {} ({}) <code>{}</code>?",
                 network.as_str(),
+                e(&networks.label(network)),
                 e(&address)
             );
             ask(

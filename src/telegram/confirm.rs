@@ -78,7 +78,16 @@ pub async fn run(state: &AppState, caller: &Caller, action: Action) -> anyhow::R
     }
     Ok(match action {
         Action::WalletAdd { network, address } => {
-            match service::wallet::add(&state.db, &network, &address, None, "telegram").await {
+            match service::wallet::add(
+                &state.db,
+                state.config.registry(),
+                &network,
+                &address,
+                None,
+                "telegram",
+            )
+            .await
+            {
                 Ok(w) => {
                     state
                         .audit

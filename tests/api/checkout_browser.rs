@@ -77,7 +77,8 @@ async fn checkout_page_in_headless_chromium() {
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
         let t = IncomingTransfer {
-            network: Network::Tron,
+            network: Network::TRON,
+            token: epusdt::domain::network::Token::USDT,
             tx_hash: "browser-tx".into(),
             log_index: 0,
             block_number: 1,

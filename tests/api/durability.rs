@@ -82,7 +82,8 @@ async fn callback_survives_a_crash_between_retries() {
     .await
     .unwrap();
     let t = IncomingTransfer {
-        network: Network::Tron,
+        network: Network::TRON,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: "crash-tx".into(),
         log_index: 0,
         block_number: 7,

@@ -383,7 +383,7 @@ async fn errors_carry_upstreams_http_status() {
         "{msg}"
     );
     assert!(
-        msg.contains("usdt.tron") && msg.contains("usdt.bep20"),
+        msg.contains("usdt.trc20") && msg.contains("usdt.bep20"),
         "{msg}"
     );
 
@@ -480,10 +480,10 @@ async fn configured_defaults_decide_a_plugin_order() {
 #[test]
 fn bad_epay_defaults_exit_2_naming_the_key() {
     for (var, value, key) in [
-        ("EPUSDT_EPAY_DEFAULT_TOKEN", "USDC", "epay_default_token"),
+        ("EPUSDT_EPAY_DEFAULT_TOKEN", "DAI", "epay_default_token"),
         (
             "EPUSDT_EPAY_DEFAULT_NETWORK",
-            "solana",
+            "mars",
             "epay_default_network",
         ),
         (

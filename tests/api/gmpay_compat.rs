@@ -570,9 +570,16 @@ async fn bsc_is_binance() {
     let Some(app) = common::spawn_app(Backend::Sqlite).await else {
         return;
     };
-    epusdt::service::wallet::add(&app.state.db, "bsc", BSC_WALLET, None, "b1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "bsc",
+        BSC_WALLET,
+        None,
+        "b1",
+    )
+    .await
+    .expect("wallet");
     let secret = add_merchant(&app, 2001, SignMode::Dual).await;
     for (i, key) in ["binance", "bsc"].into_iter().enumerate() {
         let mut req = order(

@@ -217,7 +217,7 @@ async fn gmwallet_shop_moves(backend: Backend) {
         .unwrap();
     assert_eq!(
         (bsc.network, bsc.currency.as_str(), bsc.callback_state),
-        (Network::Bsc, "USD", callback_state::FAILED)
+        (Network::BSC, "USD", callback_state::FAILED)
     );
     // A row from before api_key_id belongs to upstream's default key (pid 1000).
     let legacy = find_by_trade_id(db, "legacy00000000000000000008")
@@ -247,7 +247,8 @@ async fn gmwallet_shop_moves(backend: Backend) {
 
     // The chain shows the paid order's transfer (first seen by our watcher): not credited again.
     let seen = IncomingTransfer {
-        network: Network::Tron,
+        network: Network::TRON,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: "bbaa0011223344556677889900aabbccddeeff00112233445566778899aabbcc".into(),
         log_index: 0,
         block_number: 61_000_000,
@@ -260,7 +261,8 @@ async fn gmwallet_shop_moves(backend: Backend) {
     };
     assert!(matches!(app.credit(&seen).await, CreditOutcome::Duplicate));
     let seen_bsc = IncomingTransfer {
-        network: Network::Bsc,
+        network: Network::BSC,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: "0xabcdef0000000000000000000000000000000000000000000000000000000001".into(),
         to_address: "0x00000000000000000000000000000000000000bb".into(),
         amount: "20.01".parse().unwrap(),
@@ -273,8 +275,8 @@ async fn gmwallet_shop_moves(backend: Backend) {
 
     // A payer cannot submit an imported payment's hash for another order.
     for (net, hash) in [
-        (Network::Tron, &seen.tx_hash),
-        (Network::Bsc, &seen_bsc.tx_hash),
+        (Network::TRON, &seen.tx_hash),
+        (Network::BSC, &seen_bsc.tx_hash),
     ] {
         assert!(
             epusdt::service::order::tx_hash_used(db, net, hash)
@@ -408,7 +410,8 @@ async fn assimon_shop_moves(backend: Backend) {
         "{disabled:?}"
     );
     let seen = IncomingTransfer {
-        network: Network::Tron,
+        network: Network::TRON,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: "a1b2c3d4e5f60718293a4b5c6d7e8f90a1b2c3d4e5f60718293a4b5c6d7e8f90".into(),
         log_index: 3,
         block_number: 57_000_000,

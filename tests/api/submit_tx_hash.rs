@@ -103,9 +103,16 @@ async fn evm_submitted_hash(backend: Backend) {
         .await
         .expect("disable placeholder wallet");
     let wallet = ACCOUNTS[1].to_string();
-    epusdt::service::wallet::add(&app.state.db, "ethereum", &wallet, None, "anvil-1")
-        .await
-        .expect("add wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        &wallet,
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("add wallet");
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let notify = format!("{murl}/notify");
     let db = app.state.db.clone();
@@ -270,9 +277,16 @@ async fn tron_submitted_hash(backend: Backend) {
         .await
         .expect("disable placeholder wallet");
     let wallet = tron_from_hex(WALLET_HEX).expect("address");
-    epusdt::service::wallet::add(&app.state.db, "tron", &wallet, None, "w")
-        .await
-        .expect("add wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "tron",
+        &wallet,
+        None,
+        "w",
+    )
+    .await
+    .expect("add wallet");
     // The watcher's one round at start-up.
     chain_support::wait_cursor(&app, "tron", 100, 20).await;
     let (merchant, murl) = Merchant::start(0, "ok").await;

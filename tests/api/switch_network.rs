@@ -7,7 +7,7 @@
 use std::collections::BTreeMap;
 
 use epusdt::{
-    domain::{network::Network, order::flags},
+    domain::order::flags,
     service::order::{CreditOutcome, IncomingTransfer},
 };
 use sea_orm::{ColumnTrait, EntityTrait, QueryFilter, sea_query::Expr};
@@ -92,9 +92,12 @@ async fn pay(app: &TestApp, d: &Value) -> CreditOutcome {
             .unwrap()
             .as_nanos()
     );
-    let network = Network::parse(d["network"].as_str().expect("network")).expect("known network");
+    let network = epusdt::domain::network::Networks::presets()
+        .network(d["network"].as_str().expect("network"))
+        .expect("known network");
     app.credit(&IncomingTransfer {
         network,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: tx.clone(),
         log_index: 0,
         block_number: 100,
@@ -382,6 +385,7 @@ async fn config_lists_only_networks_with_an_enabled_wallet() {
     // A BSC wallet, disabled: BSC is not offered.
     epusdt::service::wallet::add(
         &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
         "bsc",
         "0x00000000000000000000000000000000000000bb",
         None,
@@ -404,7 +408,7 @@ async fn config_lists_only_networks_with_an_enabled_wallet() {
         .map(|a| a["network"].as_str().unwrap())
         .collect();
     assert_eq!(networks, ["tron", "ethereum"], "{r}");
-    assert_eq!(assets[0]["tokens"], json!(["USDT"]));
+    assert_eq!(assets[0]["tokens"], json!(["USDT", "USDC"]));
     assert!(assets[0]["display_name"].as_str().unwrap().contains("TRON"));
     for key in ["cashier_name", "logo_url", "website_title", "support_link"] {
         assert!(r["data"]["site"][key].is_string(), "site.{key}: {r}");
@@ -466,7 +470,7 @@ async fn the_checkout_page_offers_the_network_choice() {
     assert!(html.contains("/pay/switch-network"));
     assert!(html.contains("72.00"));
 
-    // A waiting TRON order: "pay on another network" offers Ethereum only.
+    // A waiting TRON USDT order: "pay on another network" offers Ethereum, and USDC on TRON.
     let r = gm_create(
         &app,
         &s,
@@ -482,7 +486,8 @@ async fn the_checkout_page_offers_the_network_choice() {
     let html = page(&app, &parent).await;
     assert!(html.contains("Pay on another network"));
     assert!(html.contains(r#"data-switch-network="ethereum""#));
-    assert!(!html.contains(r#"data-switch-network="tron""#));
+    assert!(!html.contains(r#"data-switch-network="tron" data-switch-token="USDT""#));
+    assert!(html.contains(r#"data-switch-network="tron" data-switch-token="USDC""#));
     // The child's page offers nothing more; the parent's offers only the child's network.
     let child = switch(&app, &parent, "USDT", "ethereum").await["data"]["trade_id"]
         .as_str()

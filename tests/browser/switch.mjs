@@ -29,7 +29,7 @@ try {
   page.on('pageerror', (e) => errors.push(String(e)));
   page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
   await page.goto(url, { waitUntil: 'load' });
-  const button = page.locator(`[data-switch-network="${network}"]`);
+  const button = page.locator(`[data-switch-network="${network}"][data-switch-token="USDT"]`);
   if (await button.count() !== 1) throw new Error(`FAIL: no button for ${network}`);
   await page.screenshot({ path: shot, fullPage: true });
   await Promise.all([

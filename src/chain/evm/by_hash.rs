@@ -30,20 +30,15 @@ struct Receipt {
 }
 
 impl EvmScanner {
-    /// The configured token contract (`0x` lower-case).
-    pub fn contract(&self) -> String {
-        format!("{:#x}", self.contract)
-    }
-
     /// What the chain says about transaction `hash` (`0x` + 64 lower-case hex): the configured
-    /// token's transfers in it to `to`, once its block is confirmed.
+    /// tokens' transfers in it to `to` (each tagged with its token), once its block is
+    /// confirmed.
     pub async fn tx_transfers(&self, hash: &str, to: &str) -> Result<TxFound, ScanError> {
         let tx: B256 = hash
             .parse()
             .map_err(|_| ScanError::Unavailable(format!("not a transaction hash: {hash}")))?;
         let net = self.settings.network;
-        let decimals = self.settings.decimals;
-        let contract = self.contract;
+        let contracts = &self.contracts;
         let confirmations = self.settings.confirmations;
         let watched: HashSet<String> = [to.to_ascii_lowercase()].into();
         let watched = &watched;
@@ -84,7 +79,7 @@ impl EvmScanner {
                     let mut out = Vec::new();
                     for log in &r.logs {
                         if let Some(mut t) =
-                            to_transfer(log, net, contract, decimals, watched, number, number)?
+                            to_transfer(log, net, contracts, watched, number, number)?
                         {
                             if t.tx_hash != hash {
                                 return Err(CallError::Failed(format!(

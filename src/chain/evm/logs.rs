@@ -1,5 +1,6 @@
 //! Translation of `eth_getLogs` answers into [`IncomingTransfer`]s: only well-formed ERC-20
-//! `Transfer` logs of the configured contract to a watched address, inside the requested range.
+//! `Transfer` logs of a configured token contract to a watched address, inside the requested
+//! range, each tagged with its token.
 use std::collections::HashSet;
 
 use alloy::{
@@ -10,16 +11,23 @@ use alloy::{
 use super::transfer_topic;
 use crate::{
     chain::rpc::CallError,
-    domain::{amount, transfer::IncomingTransfer},
+    domain::{amount, network::Token, transfer::IncomingTransfer},
 };
+
+/// A watched token contract: address, token, decimals.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Contract {
+    pub address: Address,
+    pub token: Token,
+    pub decimals: u32,
+}
 
 /// One log → a transfer to a watched address, `None` for logs to skip, an error for answers
 /// that make the whole range suspect (outside the range, missing fields).
 pub(super) fn to_transfer(
     log: &Log,
     network: crate::domain::network::Network,
-    contract: Address,
-    decimals: u32,
+    contracts: &[Contract],
     watched: &HashSet<String>,
     from: u64,
     to: u64,
@@ -27,11 +35,16 @@ pub(super) fn to_transfer(
     if log.removed {
         return Ok(None);
     }
-    if log.address() != contract {
-        // Defence in depth: the filter asked for the contract only.
+    let Some(&Contract {
+        address: contract,
+        token,
+        decimals,
+    }) = contracts.iter().find(|c| c.address == log.address())
+    else {
+        // Defence in depth: the filter asked for the configured contracts only.
         tracing::warn!(%network, address = %log.address(), "ignoring a log from another contract");
         return Ok(None);
-    }
+    };
     let topics = log.topics();
     if topics.len() != 3 || topics[0] != transfer_topic() || log.data().data.len() != 32 {
         return Ok(None);
@@ -69,6 +82,7 @@ pub(super) fn to_transfer(
     };
     Ok(Some(IncomingTransfer {
         network,
+        token,
         tx_hash: tx,
         log_index: i64::try_from(log_index).unwrap_or(i64::MAX),
         block_number: i64::try_from(number).unwrap_or(i64::MAX),
@@ -112,32 +126,53 @@ mod tests {
 
     #[test]
     fn logs_become_transfers_exactly() {
-        let net = crate::domain::network::Network::Bsc;
+        let net = crate::domain::network::Network::BSC;
         let contract = Address::repeat_byte(0x55);
+        let usdc = Address::repeat_byte(0x66);
+        let contracts = [
+            Contract {
+                address: contract,
+                token: Token::USDT,
+                decimals: 18,
+            },
+            Contract {
+                address: usdc,
+                token: Token::USDC,
+                decimals: 6,
+            },
+        ];
         let to = Address::repeat_byte(0xaa);
         let watched: HashSet<String> = [format!("{to:#x}")].into();
         let v = U256::from(13_890_000_000_000_000_000u128);
-        let t = to_transfer(
-            &log(contract, to, v, 10),
+        let t = to_transfer(&log(contract, to, v, 10), net, &contracts, &watched, 5, 10)
+            .expect("ok")
+            .expect("transfer");
+        assert_eq!(t.amount.to_string(), "13.890000000000000000");
+        assert_eq!(t.to_address, format!("{to:#x}"));
+        assert_eq!(t.log_index, 3);
+        assert_eq!(t.token, Token::USDT);
+        // The other configured token is tagged as such, with its own decimals.
+        let c = to_transfer(
+            &log(usdc, to, U256::from(2_500_000u64), 10),
             net,
-            contract,
-            18,
+            &contracts,
             &watched,
             5,
             10,
         )
         .expect("ok")
         .expect("transfer");
-        assert_eq!(t.amount.to_string(), "13.890000000000000000");
-        assert_eq!(t.to_address, format!("{to:#x}"));
-        assert_eq!(t.log_index, 3);
+        assert_eq!(
+            (c.token, c.amount.to_string().as_str()),
+            (Token::USDC, "2.500000")
+        );
+        assert_eq!(c.token_contract, format!("{usdc:#x}"));
         // Another contract, an unwatched address, an out-of-range block, a huge value.
         assert!(
             to_transfer(
                 &log(Address::repeat_byte(1), to, v, 10),
                 net,
-                contract,
-                18,
+                &contracts,
                 &watched,
                 5,
                 10
@@ -149,8 +184,7 @@ mod tests {
             to_transfer(
                 &log(contract, Address::repeat_byte(2), v, 10),
                 net,
-                contract,
-                18,
+                &contracts,
                 &watched,
                 5,
                 10
@@ -158,24 +192,12 @@ mod tests {
             .expect("ok")
             .is_none()
         );
-        assert!(
-            to_transfer(
-                &log(contract, to, v, 11),
-                net,
-                contract,
-                18,
-                &watched,
-                5,
-                10
-            )
-            .is_err()
-        );
+        assert!(to_transfer(&log(contract, to, v, 11), net, &contracts, &watched, 5, 10).is_err());
         assert!(
             to_transfer(
                 &log(contract, to, U256::MAX, 10),
                 net,
-                contract,
-                18,
+                &contracts,
                 &watched,
                 5,
                 10

@@ -1,6 +1,8 @@
-//! EVM chains (Ethereum, BSC, Polygon) through alloy's JSON-RPC provider: `eth_blockNumber`
-//! for the head, `eth_getLogs` on the configured token contract and the ERC-20 `Transfer`
+//! EVM chains (Ethereum, BSC, Polygon, Arbitrum, Base, any configured `kind = "evm"`) through
+//! alloy's JSON-RPC provider: `eth_blockNumber` for the head, one `eth_getLogs` on **every**
+//! configured token contract of the network at once (USDT and USDC) and the ERC-20 `Transfer`
 //! topic with `to` (topic 2) ∈ watched addresses, and block headers for hashes and timestamps.
+//! Each transfer is tagged with the token of the contract that emitted it.
 //!
 //! It owns the translation of logs into [`IncomingTransfer`]s and the start-up check of the
 //! contract (chain id, `decimals()`). It must never trust the node blindly: a log from another
@@ -50,7 +52,7 @@ mod errors;
 mod logs;
 
 use errors::{call_error, logs_error};
-use logs::to_transfer;
+use logs::{Contract, to_transfer};
 
 use super::{
     ChainError, Heads, ScanBatch, ScanError, Scanner,
@@ -89,9 +91,11 @@ struct Header {
 /// headers' logsBloom (a lagging log index affects the newest blocks, not history).
 pub const BLOOM_CHECK_DEPTH: u64 = 128;
 
-/// The bloom may hold a Transfer of `contract` to one of `to_topics`.
-fn may_hold(bloom: &Bloom, contract: Address, to_topics: &[B256]) -> bool {
-    bloom.contains_input(BloomInput::Raw(contract.as_slice()))
+/// The bloom may hold a Transfer of one of `contracts` to one of `to_topics`.
+fn may_hold(bloom: &Bloom, contracts: &[Contract], to_topics: &[B256]) -> bool {
+    contracts
+        .iter()
+        .any(|c| bloom.contains_input(BloomInput::Raw(c.address.as_slice())))
         && bloom.contains_input(BloomInput::Raw(transfer_topic().as_slice()))
         && to_topics
             .iter()
@@ -108,18 +112,27 @@ struct Node {
 
 pub struct EvmScanner {
     settings: ChainSettings,
-    contract: Address,
+    contracts: Vec<Contract>,
     endpoints: Endpoints<Node>,
 }
 
 impl EvmScanner {
     pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
-        let contract: Address = settings.usdt_contract.parse().map_err(|e| {
-            ChainError::Contract(format!(
-                "networks.{}.usdt_contract `{}` is not an address: {e}",
-                settings.network, settings.usdt_contract
-            ))
-        })?;
+        let mut contracts = Vec::new();
+        for t in &settings.tokens {
+            let address: Address = t.contract.parse().map_err(|e| {
+                ChainError::Contract(format!(
+                    "{} `{}` is not an address: {e}",
+                    settings.token_key(t.token, "contract"),
+                    t.contract
+                ))
+            })?;
+            contracts.push(Contract {
+                address,
+                token: t.token,
+                decimals: t.decimals,
+            });
+        }
         let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
             ChainError::HttpClient {
                 network: settings.network,
@@ -142,7 +155,7 @@ impl EvmScanner {
         );
         Ok(Self {
             settings: settings.clone(),
-            contract,
+            contracts,
             endpoints,
         })
     }
@@ -152,30 +165,36 @@ impl EvmScanner {
     /// stop scanning); none answering is `Unavailable`. A URL that does not answer now is
     /// checked before its first use.
     pub async fn check_contract(&self) -> Result<(), ScanError> {
-        let net = self.settings.network;
-        let want_decimals = self.settings.decimals;
-        let contract = self.contract;
+        let contracts = &self.contracts;
+        let settings = &self.settings;
         self.endpoints
             .call_each("contract check (eth_chainId, decimals())", |n| self.on(n, |p| async move {
-                let req = TransactionRequest::default().to(contract).input(TransactionInput::new(
-                    Bytes::from(Erc20::decimalsCall {}.abi_encode()),
-                ));
-                let out = p.call(req).await.map_err(call_error)?;
-                if out.is_empty() {
-                    return Err(CallError::Fatal(format!(
-                        "networks.{net}.usdt_contract {contract:#x} has no code or no decimals() on this chain: fix networks.{net}.usdt_contract"
-                    )));
-                }
-                let got = Erc20::decimalsCall::abi_decode_returns(&out).map_err(|e| {
-                    CallError::Fatal(format!(
-                        "networks.{net}.usdt_contract {contract:#x}: decimals() returned an undecodable value ({e}); is it an ERC-20 token?"
-                    ))
-                })?;
-                if u32::from(got) != want_decimals {
-                    return Err(CallError::Fatal(format!(
-                        "networks.{net}.decimals is {want_decimals} but the token contract {contract:#x} reports {got}: set networks.{net}.decimals = {got} (amounts would be off by 10^{}) or fix usdt_contract",
-                        u32::from(got).abs_diff(want_decimals)
-                    )));
+                for c in contracts {
+                    let (contract, want_decimals) = (c.address, c.decimals);
+                    let key = settings.token_key(c.token, "contract");
+                    let dkey = settings.token_key(c.token, "decimals");
+                    let req = TransactionRequest::default().to(contract).input(TransactionInput::new(
+                        Bytes::from(Erc20::decimalsCall {}.abi_encode()),
+                    ));
+                    let out = p.call(req).await.map_err(call_error)?;
+                    if out.is_empty() {
+                        return Err(CallError::Fatal(format!(
+                            "{key} {contract:#x} ({}) has no code or no decimals() on this chain: fix {key}",
+                            c.token
+                        )));
+                    }
+                    let got = Erc20::decimalsCall::abi_decode_returns(&out).map_err(|e| {
+                        CallError::Fatal(format!(
+                            "{key} {contract:#x}: decimals() returned an undecodable value ({e}); is it an ERC-20 token?"
+                        ))
+                    })?;
+                    if u32::from(got) != want_decimals {
+                        return Err(CallError::Fatal(format!(
+                            "{dkey} is {want_decimals} but the token contract {contract:#x} ({}) reports {got}: set {dkey} = {got} (amounts would be off by 10^{}) or fix {key}",
+                            c.token,
+                            u32::from(got).abs_diff(want_decimals)
+                        )));
+                    }
                 }
                 Ok(())
             }))
@@ -292,7 +311,7 @@ impl Scanner for EvmScanner {
             .chunks(MAX_TOPIC_ADDRESSES)
             .map(|chunk| {
                 Filter::new()
-                    .address(self.contract)
+                    .address(self.contracts.iter().map(|c| c.address).collect::<Vec<_>>())
                     .event_signature(transfer_topic())
                     .topic2(chunk.to_vec())
                     .from_block(from)
@@ -300,8 +319,7 @@ impl Scanner for EvmScanner {
             })
             .collect();
         let net = self.settings.network;
-        let decimals = self.settings.decimals;
-        let contract = self.contract;
+        let contracts = &self.contracts;
         let filters = &filters;
         let topics = &topics;
         self.endpoints
@@ -359,7 +377,7 @@ impl Scanner for EvmScanner {
                     .await?;
                 for h in fetched {
                     let number = h.number.to::<u64>();
-                    if h.logs_bloom.is_some_and(|b| may_hold(&b, contract, topics)) {
+                    if h.logs_bloom.is_some_and(|b| may_hold(&b, contracts, topics)) {
                         for filter in filters {
                             let again = p
                                 .get_logs(&filter.clone().at_block_hash(h.hash))
@@ -376,7 +394,7 @@ impl Scanner for EvmScanner {
                 }
                 let mut out = Vec::new();
                 for log in logs {
-                    let Some(mut t) = to_transfer(&log, net, contract, decimals, watched, from, to)?
+                    let Some(mut t) = to_transfer(&log, net, contracts, watched, from, to)?
                     else {
                         continue;
                     };

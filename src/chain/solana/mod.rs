@@ -61,6 +61,8 @@ pub const MAX_SIGNATURES_PAGE: usize = 1000;
 /// One token watched on Solana.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SolanaToken {
+    /// The token this mint is (USDT, USDC, …): what a transfer of it pays.
+    pub token: crate::domain::network::Token,
     /// Mint address, base58.
     pub mint: String,
     pub decimals: u32,
@@ -71,8 +73,9 @@ pub struct SolanaToken {
 
 impl SolanaToken {
     /// A mint of the classic SPL Token program.
-    pub fn spl(mint: &str, decimals: u32) -> Self {
+    pub fn spl(token: crate::domain::network::Token, mint: &str, decimals: u32) -> Self {
         Self {
+            token,
             mint: mint.to_string(),
             decimals,
             token_program: address::TOKEN_PROGRAM.to_string(),
@@ -428,8 +431,20 @@ impl SolanaScanner {
                     "transaction {sig} in slot {slot}: the node gives no block time"
                 ))
             })?;
+            let token = self
+                .tokens
+                .iter()
+                .find(|t| t.spec.mint == f.mint)
+                .map(|t| t.spec.token)
+                .ok_or_else(|| {
+                    CallError::Failed(format!(
+                        "transaction {sig}: a transfer of mint {} that is not configured",
+                        f.mint
+                    ))
+                })?;
             transfers.push(IncomingTransfer {
                 network: self.network,
+                token,
                 tx_hash: sig,
                 log_index: f.log_index,
                 block_number: i64::try_from(slot).unwrap_or(i64::MAX),

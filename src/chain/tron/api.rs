@@ -261,7 +261,7 @@ mod tests {
     #[test]
     fn classifies_tron_errors_like_trongrid_sends_them() {
         use reqwest::StatusCode as S;
-        let net = Network::Tron;
+        let net = Network::TRON;
         let wait = Some(Duration::from_secs(2));
         let fatal = |s, body: &str| matches!(status_error(net, true, "p", s, body, None), Some(CallError::Fatal(m)) if m.contains("networks.tron.api_key"));
         let limited = |s, body: &str| matches!(status_error(net, true, "p", s, body, wait), Some(CallError::RateLimited { retry_after, .. }) if retry_after == wait);

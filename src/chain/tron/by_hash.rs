@@ -27,11 +27,6 @@ fn info_of(path: &str, v: Value) -> Result<Option<TxInfo>, CallError> {
 }
 
 impl TronScanner {
-    /// The configured token contract (base58 `T…`).
-    pub fn contract(&self) -> String {
-        self.contract.clone()
-    }
-
     /// What the chain says about transaction `id` (64 lower-case hex): the configured token's
     /// transfers in it to `to`, once its block is solidified and confirmed.
     pub async fn tx_transfers(

@@ -5,8 +5,8 @@
 //! start-up, `/wallet/triggerconstantcontract` (the token's `decimals()`).
 //!
 //! It owns the translation of TRC-20 `Transfer` logs into [`IncomingTransfer`]s. Only receipts
-//! with result `SUCCESS` and logs emitted by the configured contract count; the log index is
-//! the log's position within its transaction.
+//! with result `SUCCESS` and logs emitted by a configured token contract (USDT, USDC) count,
+//! each tagged with its token; the log index is the log's position within its transaction.
 //!
 //! A node that lacks a block answers `[]` for its receipts — the same as for an empty block —
 //! and `{}` for the block itself. So a range is scanned on one endpoint whose solidified head
@@ -40,7 +40,11 @@ use super::{
 };
 use crate::{
     config::ChainSettings,
-    domain::{address, amount, network::Network, transfer::IncomingTransfer},
+    domain::{
+        address, amount,
+        network::{Network, Token},
+        transfer::IncomingTransfer,
+    },
     redact::truncate,
 };
 
@@ -52,20 +56,38 @@ const CONCURRENCY: usize = 4;
 /// balancer (TronGrid) the next request usually reaches another, up-to-date backend.
 const ATTEMPTS: usize = 3;
 
-pub struct TronScanner {
-    network: Network,
+/// One watched TRC-20 contract.
+#[derive(Debug, Clone)]
+struct TronToken {
+    token: Token,
     decimals: u32,
     /// Base58 `T…` (as stored on transfers).
     contract: String,
     /// 20-byte account id in lower-case hex, without `41` (as logs carry it).
-    contract_hex: String,
+    hex: String,
+}
+
+pub struct TronScanner {
+    network: Network,
+    settings: ChainSettings,
+    tokens: Vec<TronToken>,
     endpoints: Endpoints<Client>,
 }
 
 impl TronScanner {
     pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
-        let contract_hex = address::tron_to_hex(&settings.usdt_contract)
-            .map_err(|e| ChainError::Contract(format!("networks.tron.usdt_contract: {e}")))?;
+        let mut tokens = Vec::new();
+        for t in &settings.tokens {
+            let hex = address::tron_to_hex(&t.contract).map_err(|e| {
+                ChainError::Contract(format!("{}: {e}", settings.token_key(t.token, "contract")))
+            })?;
+            tokens.push(TronToken {
+                token: t.token,
+                decimals: t.decimals,
+                contract: t.contract.clone(),
+                hex: hex.get(2..).unwrap_or_default().to_ascii_lowercase(),
+            });
+        }
         let http = crate::net::rpc_client(settings.request_timeout).map_err(|source| {
             ChainError::HttpClient {
                 network: settings.network,
@@ -96,22 +118,28 @@ impl TronScanner {
         );
         Ok(Self {
             network: settings.network,
-            decimals: settings.decimals,
-            contract: settings.usdt_contract.clone(),
-            contract_hex: contract_hex
-                .get(2..)
-                .unwrap_or_default()
-                .to_ascii_lowercase(),
+            settings: settings.clone(),
+            tokens,
             endpoints,
         })
     }
 
-    /// Checks the token contract's `decimals()` against `networks.<net>.decimals`.
+    /// Checks every token contract's `decimals()` against its configured decimals.
     pub async fn check_contract(&self) -> Result<(), ScanError> {
+        for t in &self.tokens {
+            self.check_token(t).await?;
+        }
+        Ok(())
+    }
+
+    async fn check_token(&self, t: &TronToken) -> Result<(), ScanError> {
         let net = self.network;
-        let want = self.decimals;
-        let contract = self.contract.as_str();
-        let contract_hex = format!("41{}", self.contract_hex);
+        let want = t.decimals;
+        let contract = t.contract.as_str();
+        let contract_hex = format!("41{}", t.hex);
+        let key = self.settings.token_key(t.token, "contract");
+        let dkey = self.settings.token_key(t.token, "decimals");
+        let (key, dkey) = (&key, &dkey);
         self.endpoints
             .call("contract check (decimals())", |c| {
                 let contract_hex = contract_hex.clone();
@@ -136,18 +164,18 @@ impl TronScanner {
                         // A node run with vm.supportConstant = false cannot tell; not a reason
                         // to stop watching.
                         if message.contains("does not support constant") {
-                            tracing::warn!(network = %net, "the TRON node does not run constant calls (vm.supportConstant = false): networks.{net}.decimals cannot be checked against the contract");
+                            tracing::warn!(network = %net, "the TRON node does not run constant calls (vm.supportConstant = false): {dkey} cannot be checked against the contract");
                             return Ok(());
                         }
                         let msg = format!(
-                            "networks.{net}.usdt_contract {contract}: decimals() failed ({code}: {})",
+                            "{key} {contract}: decimals() failed ({code}: {})",
                             truncate(message, 200)
                         );
                         // The node says the contract is not there: the configuration is wrong.
                         let missing = message.contains("not exist") || message.contains("No contract");
                         return Err(if code == "CONTRACT_VALIDATE_ERROR" && missing {
                             CallError::Fatal(format!(
-                                "{msg}; fix networks.{net}.usdt_contract"
+                                "{msg}; fix {key}"
                             ))
                         } else {
                             CallError::Failed(msg)
@@ -159,13 +187,13 @@ impl TronScanner {
                         .flatten()
                         .ok_or_else(|| {
                             CallError::Fatal(format!(
-                                "networks.{net}.usdt_contract {contract}: decimals() returned {:?}, not a number; is it a TRC-20 token? fix networks.{net}.usdt_contract",
+                                "{key} {contract}: decimals() returned {:?}, not a number; is it a TRC-20 token? fix {key}",
                                 truncate(word, 80)
                             ))
                         })?;
                     if got != U256::from(want) {
                         return Err(CallError::Fatal(format!(
-                            "networks.{net}.decimals is {want} but the token contract {contract} reports {got}: set networks.{net}.decimals = {got} or fix usdt_contract"
+                            "{dkey} is {want} but the token contract {contract} reports {got}: set {dkey} = {got} or fix {key}"
                         )));
                     }
                     Ok(())
@@ -307,10 +335,10 @@ impl TronScanner {
                     .strip_prefix("41")
                     .filter(|s| s.len() == 40)
                     .unwrap_or(&emitter);
-                if emitter != self.contract_hex
-                    || log.topics.len() != 3
-                    || !log.topics[0].eq_ignore_ascii_case(TRANSFER_TOPIC)
-                {
+                let Some(tok) = self.tokens.iter().find(|t| t.hex == emitter) else {
+                    continue;
+                };
+                if log.topics.len() != 3 || !log.topics[0].eq_ignore_ascii_case(TRANSFER_TOPIC) {
                     continue;
                 }
                 let (Some(to), Some(from)) =
@@ -327,7 +355,7 @@ impl TronScanner {
                 let amount = value
                     .filter(|_| data.len() == 64)
                     .and_then(|v| u128::try_from(v).ok())
-                    .and_then(|units| amount::from_base_units(units, self.decimals));
+                    .and_then(|units| amount::from_base_units(units, tok.decimals));
                 let Some(amount) = amount else {
                     tracing::error!(network = %self.network, tx = %tx.id, log_index = index, data = %truncate(&log.data, 80), to = %to, "transfer value is malformed or does not fit the amount type; skipped (not credited) — review it by hand");
                     crate::telemetry::metrics::transfer(self.network, "unrepresentable");
@@ -335,11 +363,12 @@ impl TronScanner {
                 };
                 out.push(IncomingTransfer {
                     network: self.network,
+                    token: tok.token,
                     tx_hash: tx.id.to_ascii_lowercase(),
                     log_index: i64::try_from(index).unwrap_or(i64::MAX),
                     block_number: i64::try_from(n).unwrap_or(i64::MAX),
                     block_hash: String::new(),
-                    token_contract: self.contract.clone(),
+                    token_contract: tok.contract.clone(),
                     from_address: from,
                     to_address: to,
                     amount,

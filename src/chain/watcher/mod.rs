@@ -123,7 +123,7 @@ impl<S: Scanner> Watcher<S> {
         self.registry.register(&self.settings);
         tracing::info!(
             %network,
-            contract = %self.settings.usdt_contract,
+            tokens = %self.settings.tokens.iter().map(|t| format!("{}={}", t.token, t.contract)).collect::<Vec<_>>().join(", "),
             confirmations = self.settings.confirmations,
             rpc = %self.settings.rpc_urls.iter().map(|u| crate::redact::rpc_url(u.as_str())).collect::<Vec<_>>().join(", "),
             "chain watcher started"

@@ -39,7 +39,7 @@ async fn setup() -> Setup {
         .expect("migrations");
     wallet::ActiveModel {
         merchant_id: Set(None),
-        network: Set(Network::Ethereum.as_str().into()),
+        network: Set(Network::ETHEREUM.as_str().into()),
         address: Set(WALLET.into()),
         label: Set("test".into()),
         enabled: Set(true),
@@ -73,11 +73,15 @@ async fn setup() -> Setup {
 
 fn settings(confirmations: u64, max_block_range: u64) -> ChainSettings {
     ChainSettings {
-        network: Network::Ethereum,
+        network: Network::ETHEREUM,
+        kind: crate::domain::network::NetworkKind::Evm,
         rpc_urls: Vec::new(),
         chain_id: None,
-        usdt_contract: "0x0000000000000000000000000000000000000055".into(),
-        decimals: 6,
+        tokens: vec![crate::domain::network::TokenInfo {
+            token: crate::domain::network::Token::USDT,
+            contract: "0x0000000000000000000000000000000000000055".into(),
+            decimals: 6,
+        }],
         confirmations,
         api_key: None,
         poll_interval: Duration::from_millis(10),
@@ -99,7 +103,8 @@ async fn watcher(fake: &FakeScanner, settings: ChainSettings, deps: &Deps) -> Wa
 
 fn transfer_at(block: i64, tx: &str) -> IncomingTransfer {
     IncomingTransfer {
-        network: Network::Ethereum,
+        network: Network::ETHEREUM,
+        token: crate::domain::network::Token::USDT,
         tx_hash: tx.into(),
         log_index: 0,
         block_number: block,
@@ -113,7 +118,7 @@ fn transfer_at(block: i64, tx: &str) -> IncomingTransfer {
 }
 
 async fn cursor(deps: &Deps) -> (i64, String) {
-    let row = chain_cursor::Entity::find_by_id(Network::Ethereum.as_str())
+    let row = chain_cursor::Entity::find_by_id(Network::ETHEREUM.as_str())
         .one(&deps.db)
         .await
         .expect("query")
@@ -123,7 +128,7 @@ async fn cursor(deps: &Deps) -> (i64, String) {
 
 async fn transfers(deps: &Deps) -> Vec<transfer::Model> {
     transfer::Entity::find()
-        .filter(transfer::Column::Network.eq(Network::Ethereum.as_str()))
+        .filter(transfer::Column::Network.eq(Network::ETHEREUM.as_str()))
         .all(&deps.db)
         .await
         .expect("transfers")

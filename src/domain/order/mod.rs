@@ -91,7 +91,7 @@ pub(crate) mod fixture {
             merchant_id: MerchantId(1),
             order_id: format!("o{id}"),
             protocol: Protocol::V1,
-            network: Network::Tron,
+            network: Network::TRON,
             token: "USDT".into(),
             currency: "CNY".into(),
             amount: Decimal::new(10, 0),

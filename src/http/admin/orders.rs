@@ -88,7 +88,10 @@ pub async fn list_orders(
     let network = match p.network.as_deref().filter(|s| !s.is_empty()) {
         None => None,
         Some(n) => Some(
-            crate::domain::network::Network::parse(n)
+            state
+                .config
+                .registry()
+                .network(n)
                 .ok_or_else(|| AdminApiError::invalid(format!("unknown network `{n}`")))?
                 .as_str()
                 .to_string(),
@@ -140,7 +143,7 @@ pub async fn get_order(
         .iter()
         .map(|t| {
             json!({
-                "id": t.id, "network": t.network, "tx_hash": t.tx_hash, "log_index": t.log_index,
+                "id": t.id, "network": t.network, "token": t.token, "tx_hash": t.tx_hash, "log_index": t.log_index,
                 "block_number": t.block_number, "from": t.from_address, "to": t.to_address,
                 "amount": t.amount, "block_time": t.block_time, "kind": t.kind,
             })

@@ -55,6 +55,7 @@ pub async fn add_wallet(
 ) -> Result<(StatusCode, Json<Value>), AdminApiError> {
     let w = wallet::add(
         &state.db,
+        state.config.registry(),
         &req.network,
         &req.address,
         None,

@@ -13,7 +13,6 @@ use sea_orm::{ActiveModelTrait, DatabaseConnection, DbErr, Set};
 use crate::{
     config::{Config, Secret},
     crypto::keys::KeyStore,
-    domain::network::Network,
     service::{
         merchant::{self, DEFAULT_PID, MerchantError},
         wallet::{self, WalletError},
@@ -216,7 +215,7 @@ async fn import_wallets(
     sum: &mut Summary,
 ) -> Result<(), ImportError> {
     for w in up.wallets().await.map_err(ImportError::Upstream)? {
-        let Some(net) = Network::parse(&w.network) else {
+        let Some(net) = crate::domain::network::Networks::presets().usable(&w.network) else {
             sum.wallets.skipped += 1;
             sum.notes.push(format!(
                 "wallet {} on {}: network not supported here; not imported",
@@ -224,7 +223,16 @@ async fn import_wallets(
             ));
             continue;
         };
-        match wallet::add(db, net.as_str(), &w.address, None, &w.remark).await {
+        match wallet::add(
+            db,
+            &crate::domain::network::Networks::presets(),
+            net.as_str(),
+            &w.address,
+            None,
+            &w.remark,
+        )
+        .await
+        {
             Ok(row) => {
                 sum.wallets.imported += 1;
                 if !w.enabled {

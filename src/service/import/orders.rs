@@ -104,7 +104,7 @@ async fn insert(db: &DatabaseConnection, row: order::Model) -> Result<bool, DbEr
                 && store::is_unique_violation(
                     &e,
                     "orders_live_slot_key",
-                    "orders.network, orders.address, orders.actual_amount, orders.live_slot",
+                    "orders.network, orders.token, orders.address, orders.actual_amount, orders.live_slot",
                 ) =>
         {
             txn.rollback().await?;
@@ -205,7 +205,8 @@ fn to_row(
     .copied()
     .ok_or_else(|| "its API key was not imported".to_string())?;
     let net_name = o.network.clone().unwrap_or_else(|| "tron".into());
-    let net = Network::parse(&net_name)
+    let net = crate::domain::network::Networks::presets()
+        .usable(&net_name)
         .ok_or_else(|| format!("network `{net_name}` is not supported here"))?;
     let token = o.token.clone().unwrap_or_else(|| "USDT".into());
     if !token.eq_ignore_ascii_case("USDT") {
@@ -221,7 +222,8 @@ fn to_row(
     let address = if o.address.is_empty() && o.status == 4 {
         String::new()
     } else {
-        net.parse_address(&o.address)
+        crate::domain::network::Networks::presets()
+            .parse_address(net, &o.address)
             .map_err(|e| format!("receive address `{}`: {e}", o.address))?
     };
     let created = o.created_at.or(o.updated_at).unwrap_or(now);
@@ -304,7 +306,9 @@ fn to_row(
 fn tx_hash(net: Network, h: &str) -> String {
     let h = h.trim().to_ascii_lowercase();
     let bare = h.strip_prefix("0x").unwrap_or(&h);
-    if net.is_evm() {
+    if crate::domain::network::Networks::presets().kind(net)
+        == crate::domain::network::NetworkKind::Evm
+    {
         format!("0x{bare}")
     } else {
         bare.to_string()
@@ -317,9 +321,9 @@ mod tests {
 
     #[test]
     fn hashes_and_decimals_read_as_the_watchers_write_them() {
-        assert_eq!(tx_hash(Network::Ethereum, "0xABcd"), "0xabcd");
-        assert_eq!(tx_hash(Network::Bsc, "abcd"), "0xabcd");
-        assert_eq!(tx_hash(Network::Tron, "ABCD"), "abcd");
+        assert_eq!(tx_hash(Network::ETHEREUM, "0xABcd"), "0xabcd");
+        assert_eq!(tx_hash(Network::BSC, "abcd"), "0xabcd");
+        assert_eq!(tx_hash(Network::TRON, "ABCD"), "abcd");
         assert_eq!(amount::canonical(decimal("10.0000", "a").unwrap()), "10");
         assert_eq!(
             amount::canonical(decimal("14.2857", "a").unwrap()),

@@ -48,6 +48,16 @@ pub(super) fn request_hash(r: &NewOrder, network: &str) -> String {
     hex::encode(Sha256::digest(canon.as_bytes()))
 }
 
+/// The network (and token, when not USDT: hashes of USDT orders stay what they were) a request
+/// asks for, as its hash includes it.
+pub(super) fn asset_key(r: &NewOrder) -> String {
+    if r.token == crate::domain::network::Token::USDT {
+        r.network.as_str().to_string()
+    } else {
+        format!("{}/{}", r.network, r.token)
+    }
+}
+
 /// Trade ids look like upstream's: `yyyymmddHHMMSS` + 10 random digits.
 pub(super) fn new_trade_id() -> TradeId {
     use rand::Rng;
@@ -69,7 +79,7 @@ pub async fn create_order(
     wallets: &WalletCache,
     req: NewOrder,
 ) -> Result<Created, OrderError> {
-    let hash = request_hash(&req, req.network.as_str());
+    let hash = request_hash(&req, &asset_key(&req));
     let order = place_order(
         db,
         config,
@@ -215,7 +225,7 @@ pub(super) async fn place_order(
             }
             if !taken_loaded && taken.len() >= OPTIMISTIC_TRIES {
                 taken_loaded = true;
-                taken.extend(live_slots(db, req.network, &wallets, &candidates).await?);
+                taken.extend(live_slots(db, req.network, req.token, &wallets, &candidates).await?);
                 if taken.contains(&slot) {
                     continue;
                 }
@@ -227,7 +237,7 @@ pub(super) async fn place_order(
                 order_id: req.order_id.clone(),
                 protocol: req.protocol,
                 network: req.network,
-                token: super::TOKEN.into(),
+                token: req.token.to_string(),
                 currency: req.currency.clone(),
                 amount: req.amount.normalize(),
                 rate: rate.normalize(),
@@ -263,7 +273,7 @@ pub(super) async fn place_order(
                     if store::is_unique_violation(
                         &e,
                         "orders_live_slot_key",
-                        "orders.network, orders.address, orders.actual_amount",
+                        "orders.network, orders.token, orders.address, orders.actual_amount",
                     ) =>
                 {
                     taken.insert(slot);
@@ -299,10 +309,12 @@ pub(super) async fn place_order(
     Err(OrderError::NoFreeSlot(req.network).into())
 }
 
-/// (address, amount) slots among `candidates` that waiting orders hold on these wallets.
+/// (address, amount) slots among `candidates` that waiting orders of `token` hold on these
+/// wallets.
 async fn live_slots(
     db: &DatabaseConnection,
     network: Network,
+    token: crate::domain::network::Token,
     wallets: &[crate::store::entities::wallet::Model],
     candidates: &[String],
 ) -> Result<Vec<(String, String)>, DbErr> {
@@ -311,6 +323,7 @@ async fn live_slots(
         .column(order::Column::Address)
         .column(order::Column::ActualAmount)
         .filter(order::Column::Network.eq(network.as_str()))
+        .filter(order::Column::Token.eq(token.as_str()))
         .filter(order::Column::LiveSlot.eq(1))
         .filter(order::Column::Address.is_in(wallets.iter().map(|w| w.address.clone())))
         .filter(order::Column::ActualAmount.is_in(candidates.iter().cloned()))

@@ -127,6 +127,7 @@ pub async fn credit_transfer_in(
         block_number: Set(t.block_number),
         block_hash: Set(t.block_hash.clone()),
         token_contract: Set(t.token_contract.clone()),
+        token: Set(t.token.to_string()),
         from_address: Set(t.from_address.clone()),
         to_address: Set(t.to_address.clone()),
         amount: Set(amount_text.clone()),
@@ -157,12 +158,14 @@ pub async fn credit_transfer_in(
         Err(e) => return Err(e.into()),
     };
 
-    // Every order that holds or held this (network, address, amount) slot around the block
-    // time, paid ones included (a second payment is recorded against the order it repeats).
+    // Every order that holds or held this (network, token, address, amount) slot around the
+    // block time, paid ones included (a second payment is recorded against the order it
+    // repeats). Only orders of the transfer's token: a USDC transfer never pays a USDT order.
     let slot_ids: Vec<i64> = order::Entity::find()
         .select_only()
         .column(order::Column::Id)
         .filter(order::Column::Network.eq(t.network.as_str()))
+        .filter(order::Column::Token.eq(t.token.as_str()))
         .filter(order::Column::Address.eq(&t.to_address))
         .filter(order::Column::ActualAmount.eq(&amount_text))
         .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
@@ -255,6 +258,7 @@ async fn wrong_amount(
 ) -> Result<CreditOutcome, OrderError> {
     let waiting = order::Entity::find()
         .filter(order::Column::Network.eq(t.network.as_str()))
+        .filter(order::Column::Token.eq(t.token.as_str()))
         .filter(order::Column::Address.eq(&t.to_address))
         .filter(order::Column::Status.eq(OrderStatus::Waiting.code()))
         .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
@@ -356,7 +360,12 @@ pub fn observe_credit(t: &IncomingTransfer, outcome: &CreditOutcome) {
     use crate::telemetry::metrics;
     metrics::transfer(t.network, outcome.kind());
     if matches!(outcome, CreditOutcome::Paid { .. }) {
-        metrics::order_event(metrics::OrderEvent::Paid, t.network, super::TOKEN, t.amount);
+        metrics::order_event(
+            metrics::OrderEvent::Paid,
+            t.network,
+            t.token.as_str(),
+            t.amount,
+        );
     }
 }
 

@@ -161,7 +161,8 @@ pub async fn expire_due(db: &DatabaseConnection, rules: &OrderRules) -> Result<u
             // not counted: its parent is (as for created orders).
             if parent.is_none() {
                 super::switch::end_children(db, &trade_id, OrderStatus::Expired, hold).await?;
-                if let Some(network) = crate::domain::network::Network::parse(&network) {
+                if crate::domain::network::valid_name(&network).is_ok() {
+                    let network = crate::domain::network::Network::named(&network);
                     let amount = amount.parse().unwrap_or_default();
                     metrics::order_event(metrics::OrderEvent::Expired, network, &token, amount);
                 }

@@ -2,8 +2,8 @@
 //! point the chain watchers call — [`credit_transfer`], "this transfer pays that order".
 //!
 //! Invariants:
-//! - the (network, address, amount) slot of a waiting order is reserved by the database's unique
-//!   index `orders_live_slot_key`, never by an in-process lock, so any number of instances can
+//! - the (network, token, address, amount) slot of a waiting order is reserved by the
+//!   database's unique index `orders_live_slot_key`, never by an in-process lock, so any number of instances can
 //!   create orders concurrently;
 //! - every status change goes through `OrderStatus::transition` and a compare-and-swap update;
 //! - a transfer is recorded once (unique on network + tx hash + log index) and credits at most
@@ -30,22 +30,19 @@ pub use self::{
         tx_hash_used,
     },
     expire::{ExpireOutcome, Swept, cancel_order, expire_due, expire_order, sweep},
-    switch::{Switched, children, supported_networks, switch_network},
+    switch::{Switched, children, supported_assets, supported_networks, switch_network},
 };
 use super::merchant::Merchant;
 pub use crate::domain::{protocol::Protocol, transfer::IncomingTransfer};
 use crate::{
     config::Config,
     domain::{
-        network::Network,
+        network::{Network, Token},
         order::{MerchantId, Order, TransitionError},
     },
     queue::JobError,
     store::{self, entities::order},
 };
-
-/// The token every order is paid in (`orders.token`).
-pub const TOKEN: &str = "USDT";
 
 /// Callback delivery state stored in `orders.callback_state`.
 pub mod callback_state {
@@ -97,6 +94,8 @@ pub struct NewOrder {
     /// Fiat amount.
     pub amount: Decimal,
     pub network: Network,
+    /// The token paid (`orders.token`): USDT, USDC.
+    pub token: Token,
     pub notify_url: String,
     pub redirect_url: String,
     pub name: String,

@@ -102,7 +102,9 @@ pub async fn resolve(
             kind: t.kind,
         });
     }
+    // A transfer of another token never pays the order (USDC for a USDT order).
     let belongs = t.network == o.network.as_str()
+        && t.token == o.token
         && match t.order_id {
             Some(oid) => oid == o.id.get(),
             None => t.to_address == o.address,
@@ -208,11 +210,14 @@ async fn find_transfer(
 fn incoming(t: &transfer::Model) -> Result<IncomingTransfer, ResolveError> {
     let bad = |what: &str| DbErr::Custom(format!("transfer {}: stored {what} unreadable", t.id));
     Ok(IncomingTransfer {
-        network: Network::parse(&t.network).ok_or_else(|| bad("network"))?,
+        network: crate::domain::network::valid_name(&t.network)
+            .map(|()| Network::named(&t.network))
+            .map_err(|_| bad("network"))?,
         tx_hash: t.tx_hash.clone(),
         log_index: t.log_index,
         block_number: t.block_number,
         block_hash: t.block_hash.clone(),
+        token: crate::domain::network::Token::named(&t.token),
         token_contract: t.token_contract.clone(),
         from_address: t.from_address.clone(),
         to_address: t.to_address.clone(),

@@ -30,7 +30,7 @@ use crate::{
     config::Config,
     crypto::keys::KeyStore,
     domain::{
-        network::Network,
+        network::{Asset, Network},
         order::{Order, OrderStatus, TradeId, flags},
         protocol::Protocol,
     },
@@ -60,33 +60,53 @@ pub async fn supported_networks(
         .into_tuple()
         .all(db)
         .await?;
-    let watched: Vec<Network> = config
-        .chains()
-        .map(|c| c.into_iter().map(|c| c.network).collect())
-        .unwrap_or_default();
-    Ok(Network::ALL
-        .into_iter()
-        .filter(|n| with_wallet.iter().any(|w| w == n.as_str()))
-        .filter(|n| watched.is_empty() || watched.contains(n))
+    let registry = config.registry();
+    let any_watched = registry.watched().next().is_some();
+    Ok(registry
+        .iter()
+        .filter(|i| with_wallet.iter().any(|w| w == i.network.as_str()))
+        .filter(|i| !any_watched || i.watched)
+        .map(|i| i.network)
         .collect())
 }
 
-/// The asset a payer asked for, if this gateway offers it (USDT on a supported network).
+/// The assets a payer may choose: every token of each [`supported_networks`] network.
+pub async fn supported_assets(
+    db: &impl ConnectionTrait,
+    config: &Config,
+) -> Result<Vec<Asset>, OrderError> {
+    let registry = config.registry();
+    Ok(supported_networks(db, config)
+        .await?
+        .into_iter()
+        .flat_map(|n| {
+            registry
+                .get(n)
+                .map(|i| i.tokens.iter().map(|t| t.token).collect::<Vec<_>>())
+                .unwrap_or_default()
+                .into_iter()
+                .map(move |token| Asset { network: n, token })
+        })
+        .collect())
+}
+
+/// The asset a payer asked for, if this gateway offers it (a configured token on a supported
+/// network).
 async fn asset(
     db: &impl ConnectionTrait,
     config: &Config,
     token: &str,
     network: &str,
-) -> Result<Network, OrderError> {
+) -> Result<Asset, OrderError> {
     let unsupported = || OrderError::UnsupportedAsset(format!("{token} on {network}"));
-    if !token.trim().eq_ignore_ascii_case("usdt") {
+    let a = config
+        .registry()
+        .asset_of(token, network)
+        .map_err(|_| unsupported())?;
+    if !supported_networks(db, config).await?.contains(&a.network) {
         return Err(unsupported());
     }
-    let n = Network::parse(network).ok_or_else(unsupported)?;
-    if !supported_networks(db, config).await?.contains(&n) {
-        return Err(unsupported());
-    }
-    Ok(n)
+    Ok(a)
 }
 
 /// The children of an order (at most one).
@@ -116,8 +136,8 @@ pub async fn switch_network(
             if !choice::is_choosing(&c, now) {
                 return Err(OrderError::NotWaiting);
             }
-            let n = asset(db, config, token, network).await?;
-            return complete_choice(db, config, keys, wallets, c, n).await;
+            let a = asset(db, config, token, network).await?;
+            return complete_choice(db, config, keys, wallets, c, a).await;
         }
         Some(Lookup::Order(o)) => o,
     };
@@ -127,20 +147,20 @@ pub async fn switch_network(
     if parent.effective_status(now) != OrderStatus::Waiting {
         return Err(OrderError::NotWaiting);
     }
-    let wanted = token
-        .trim()
-        .eq_ignore_ascii_case("usdt")
-        .then(|| Network::parse(network));
-    if wanted == Some(Some(parent.network)) {
+    let wanted = config.registry().asset_of(token, network).ok();
+    let is =
+        |o: &Order| wanted.is_some_and(|a| a.network == o.network && a.token.as_str() == o.token);
+    if is(&parent) {
         return Ok(Switched {
             order: parent,
             is_selected: true,
         });
     }
     let existing = children(db, parent.trade_id.as_str()).await?;
-    if let Some(child) = existing.iter().find(|c| {
-        Some(Some(c.network)) == wanted && c.effective_status(now) == OrderStatus::Waiting
-    }) {
+    if let Some(child) = existing
+        .iter()
+        .find(|c| is(c) && c.effective_status(now) == OrderStatus::Waiting)
+    {
         return Ok(Switched {
             order: child.clone(),
             is_selected: true,
@@ -149,7 +169,8 @@ pub async fn switch_network(
     if !existing.is_empty() {
         return Err(OrderError::SubOrderLimit);
     }
-    let n = asset(db, config, token, network).await?;
+    let a = asset(db, config, token, network).await?;
+    let n = a.network;
     let m = merchant::find_by_id(db, keys, parent.merchant_id.get())
         .await?
         .ok_or(OrderError::NotFound)?;
@@ -161,6 +182,7 @@ pub async fn switch_network(
         currency: parent.currency.clone(),
         amount: parent.amount,
         network: n,
+        token: a.token,
         notify_url: String::new(),
         redirect_url: parent.redirect_url.clone(),
         name: parent.name.clone(),
@@ -187,7 +209,10 @@ pub async fn switch_network(
         Err(Placed::Exists) => {
             // A concurrent switch made the one child first.
             let now_children = children(db, parent.trade_id.as_str()).await?;
-            return match now_children.into_iter().find(|c| c.network == n) {
+            return match now_children
+                .into_iter()
+                .find(|c| c.network == n && c.token == a.token.as_str())
+            {
                 Some(c) if c.effective_status(now) == OrderStatus::Waiting => Ok(Switched {
                     order: c,
                     is_selected: true,
@@ -236,7 +261,7 @@ async fn complete_choice(
     keys: &KeyStore,
     wallets: &WalletCache,
     c: choice::Choice,
-    n: Network,
+    a: Asset,
 ) -> Result<Switched, OrderError> {
     let bad_row = |column: &str| {
         OrderError::Db(DbErr::Custom(format!(
@@ -253,7 +278,8 @@ async fn complete_choice(
         order_id: c.order_id.clone(),
         currency: c.currency.clone(),
         amount: c.amount.parse::<Decimal>().map_err(|_| bad_row("amount"))?,
-        network: n,
+        network: a.network,
+        token: a.token,
         notify_url: c.notify_url.clone(),
         redirect_url: c.redirect_url.clone(),
         name: c.name.clone(),
@@ -302,7 +328,7 @@ async fn complete_choice(
         .await?;
         return Err(OrderError::NotWaiting);
     }
-    tracing::info!(trade_id = %o.trade_id, network = %n, "placeholder completed by the payer's choice");
+    tracing::info!(trade_id = %o.trade_id, network = %a.network, token = %a.token, "placeholder completed by the payer's choice");
     // The merchant's order gets its network only now: counted as created here.
     crate::telemetry::metrics::order_event(
         crate::telemetry::metrics::OrderEvent::Created,

@@ -6,16 +6,29 @@ use crate::{
     store::entities::{merchant, order},
 };
 
-/// A transaction link on the network's public explorer, or the bare hash for other networks.
+/// The preset of a stored network name (label and explorer), if it is one.
+fn preset(network: &str) -> Option<&'static crate::domain::network::presets::Preset> {
+    crate::domain::network::presets::preset(network)
+}
+
+/// A transaction link on the network's public explorer (the presets' explorers), or the bare
+/// hash for other networks.
 pub fn tx_link(network: &str, tx: &str) -> String {
-    let base = match network {
-        "tron" => "https://tronscan.org/#/transaction/",
-        "ethereum" => "https://etherscan.io/tx/",
-        "bsc" => "https://bscscan.com/tx/",
-        "polygon" => "https://polygonscan.com/tx/",
-        _ => return format!("<code>{}</code>", e(tx)),
-    };
-    format!("<a href=\"{base}{}\">{}</a>", e(tx), e(tx))
+    match preset(network) {
+        Some(p) => {
+            let url = p.explorer_tx_url.replace("{}", tx);
+            format!("<a href=\"{}\">{}</a>", e(&url), e(tx))
+        }
+        None => format!("<code>{}</code>", e(tx)),
+    }
+}
+
+/// `tron (TRON (TRC20))`: the stored name and, for a preset, its label.
+fn network_line(network: &str) -> String {
+    match preset(network) {
+        Some(p) => format!("{} ({})", e(network), e(p.display_name)),
+        None => e(network),
+    }
 }
 
 /// One order as the bot shows it (orders in notices and `/order`).
@@ -33,7 +46,7 @@ pub fn order_lines(o: &order::Model, merchant: Option<&merchant::Model>) -> Stri
         e(&o.actual_amount),
         e(&o.token)
     );
-    s += &format!("Network: {}\n", e(&o.network));
+    s += &format!("Network: {}\n", network_line(&o.network));
     s += &format!("Address: <code>{}</code>\n", e(&o.address));
     if let Some(tx) = &o.block_transaction_id {
         s += &format!("Tx: {}\n", tx_link(&o.network, tx));
@@ -72,7 +85,7 @@ pub async fn render(db: &impl ConnectionTrait, notice: &Notice) -> Result<Option
             let mut s = format!(
                 "⚠️ <b>{} transfer</b>\nNetwork: {}\nAmount: {}\nTo: <code>{}</code>\nTx: {}\n",
                 e(&kind.replace('_', " ")),
-                e(network),
+                network_line(network),
                 e(amount),
                 e(to),
                 tx_link(network, tx_hash)

@@ -11,6 +11,8 @@ pub struct Model {
     pub block_number: i64,
     pub block_hash: String,
     pub token_contract: String,
+    /// The token of `token_contract` (USDT, USDC).
+    pub token: String,
     pub from_address: String,
     pub to_address: String,
     /// Token amount, canonical decimal string.

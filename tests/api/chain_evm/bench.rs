@@ -117,9 +117,16 @@ async fn bench_catch_up() {
     config.networks.insert("ethereum".into(), nc);
     // The wallet exists before the watcher starts (it watches wallets of the database).
     let db = epusdt::app::open_database(&config).await.unwrap();
-    epusdt::service::wallet::add(&db, "ethereum", ACCOUNTS[1], None, "a1")
-        .await
-        .unwrap();
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "a1",
+    )
+    .await
+    .unwrap();
     db.close().await.unwrap();
     let app = common::spawn_with(config, dir).await;
     let (scanned, secs) = measure_catch_up(&app, "ethereum", head - 2).await;
@@ -195,9 +202,16 @@ async fn bench_catch_up_bsc_day() {
     nc.request_timeout_secs = Some(10);
     config.networks.insert("bsc".into(), nc);
     let db = epusdt::app::open_database(&config).await.unwrap();
-    epusdt::service::wallet::add(&db, "bsc", ACCOUNTS[1], None, "a1")
-        .await
-        .unwrap();
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        "bsc",
+        ACCOUNTS[1],
+        None,
+        "a1",
+    )
+    .await
+    .unwrap();
     db.close().await.unwrap();
     let app = common::spawn_with(config, dir).await;
     let (scanned, secs) = measure_catch_up(&app, "bsc", head - 2).await;

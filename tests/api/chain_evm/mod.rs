@@ -59,9 +59,16 @@ async fn receive_on_anvil_account(app: &TestApp, network: &str) -> String {
         .await
         .expect("disable placeholder wallet");
     let wallet = ACCOUNTS[1].to_string();
-    epusdt::service::wallet::add(&app.state.db, network, &wallet, None, "anvil-1")
-        .await
-        .expect("add wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        network,
+        &wallet,
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("add wallet");
     wallet
 }
 

@@ -47,9 +47,16 @@ async fn chain(backend: Backend) -> Option<Chain> {
     let mut config = epusdt::config::Config::for_tests(&dir.path().join("setup"));
     config.database_url = Some(db_url.clone());
     let db = epusdt::app::open_database(&config).await.expect("database");
-    epusdt::service::wallet::add(&db, "ethereum", ACCOUNTS[1], None, "anvil-1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("wallet");
     Some(Chain {
         anvil,
         token,

@@ -74,9 +74,16 @@ async fn reorg_deeper_than_the_step_back(backend: Backend) {
         .await
         .expect("disable placeholder wallet");
     let wallet = ACCOUNTS[1];
-    epusdt::service::wallet::add(&app.state.db, "ethereum", wallet, None, "anvil-1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        wallet,
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("wallet");
     let (merchant, murl) = common::Merchant::start(0, "ok").await;
     let notify = format!("{murl}/notify");
     // Both orders exist before every block that matters (block times are never earlier).
@@ -224,9 +231,16 @@ async fn catch_up_over_a_1500_block_backlog(backend: Backend) {
     epusdt::service::wallet::set_enabled(&app.state.db, common::EVM_WALLET, false)
         .await
         .expect("disable placeholder wallet");
-    epusdt::service::wallet::add(&app.state.db, "ethereum", ACCOUNTS[1], None, "anvil-1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("wallet");
     let (merchant, murl) = common::Merchant::start(0, "ok").await;
     // The node is unreachable while the backlog builds: orders first, then their payments,
     // 150 blocks apart (5 paid orders, 5 transfers without an order).

@@ -31,7 +31,7 @@ use sea_orm::{ActiveModelTrait, Set};
 
 use crate::{chain_support, common};
 
-const NET: Network = Network::Polygon;
+const NET: Network = Network::POLYGON;
 /// A mainnet owner and its published USDC ATA (not derived by the code under test).
 const OWNER: &str = "86xCnPeV69n6t3DnyGvkKobf9FdN2H9oiVDdaMpo2MMY";
 const OWNER_USDC: &str = "9SHQTA66Ekh7ZgMnKWsjxXk6DwXku8przs45E8bcEe38";
@@ -52,8 +52,8 @@ fn settings(urls: &[&str], page: usize) -> SolanaSettings {
         network: NET,
         rpc_urls: urls.iter().map(|u| u.parse().unwrap()).collect(),
         tokens: vec![
-            SolanaToken::spl(USDT_MINT, 6),
-            SolanaToken::spl(USDC_MINT, 6),
+            SolanaToken::spl(epusdt::domain::network::Token::USDT, USDT_MINT, 6),
+            SolanaToken::spl(epusdt::domain::network::Token::USDC, USDC_MINT, 6),
         ],
         request_timeout: Duration::from_secs(5),
         signatures_page: page,
@@ -108,9 +108,13 @@ async fn watch(d: &SolanaDouble, start: u64) -> Option<Running> {
     let chain = ChainSettings {
         network: NET,
         rpc_urls: s.rpc_urls.clone(),
+        kind: epusdt::domain::network::NetworkKind::Solana,
         chain_id: None,
-        usdt_contract: USDT_MINT.into(),
-        decimals: 6,
+        tokens: vec![epusdt::domain::network::TokenInfo {
+            token: epusdt::domain::network::Token::USDT,
+            contract: USDT_MINT.into(),
+            decimals: 6,
+        }],
         confirmations: 0,
         api_key: None,
         poll_interval: Duration::from_millis(100),

@@ -35,6 +35,8 @@ use serde_json::{Value, json};
 pub const TRANSFER_TOPIC: &str = "ddf252ad1be2c89b69c2b068fc378daa952ba7f163c4a11628f55a4df523b3ef";
 /// The USDT contract `TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t` as 20-byte hex (no `41`).
 pub const USDT_HEX: &str = "a614f803b6fd780986a42c78ec9c7f77e6ded13c";
+/// The USDC contract `TEkxiTehnzSmSe2XqrBj4w32RUN966rdz8` as 20-byte hex (no `41`).
+pub const USDC_HEX: &str = "3487b63d30b5b2c87fb7ffa8bcfade38eaac1abe";
 /// java-tron's answer to an exception inside a servlet (HTTP 200).
 pub const NPE: &str = "{\"Error\":\"class java.lang.NullPointerException : null\"}";
 /// TronGrid's answer to an unknown `TRON-PRO-API-KEY` (HTTP 401).
@@ -97,8 +99,10 @@ pub struct Chain {
     pub error_next: usize,
     /// Keys TronGrid knows; a request with another key gets HTTP 401. `None`: any key.
     pub api_keys: Option<Vec<String>>,
-    /// What the token contract's `decimals()` returns.
+    /// What the USDT contract's `decimals()` returns.
     pub decimals: u8,
+    /// What the USDC contract's `decimals()` returns.
+    pub usdc_decimals: u8,
     /// The node runs with `vm.supportConstant = false`: constant calls are refused.
     pub no_constant_calls: bool,
     /// Pretend not to have this block yet, although it is below the solidified head.
@@ -254,6 +258,7 @@ impl TronMock {
             head: 100,
             solid: 100,
             decimals: 6,
+            usdc_decimals: 6,
             nodes: vec![Node::default()],
             ..Default::default()
         }));
@@ -469,7 +474,7 @@ async fn handle(
         "triggerconstantcontract" if chain.no_constant_calls => json!({"result": {
             "code": "CONTRACT_VALIDATE_ERROR",
             "message": "this node does not support constant"}}),
-        "triggerconstantcontract" => trigger_constant(&body, chain.decimals),
+        "triggerconstantcontract" => trigger_constant(&body, chain.decimals, chain.usdc_decimals),
         _ => return raw(404, "not found", "text/plain"),
     };
     Json(reply).into_response()
@@ -477,16 +482,20 @@ async fn handle(
 
 /// TriggerConstantContractServlet: `owner_address` is required; an unknown contract is a
 /// CONTRACT_VALIDATE_ERROR; `decimals()` answers one 32-byte word.
-fn trigger_constant(body: &Value, decimals: u8) -> Value {
+fn trigger_constant(body: &Value, decimals: u8, usdc_decimals: u8) -> Value {
     if body["owner_address"].as_str().is_none_or(str::is_empty) {
         return json!({"result": {"code": "OTHER_ERROR",
             "message": "class java.security.InvalidParameterException : owner_address isn't set."}});
     }
     let contract = body["contract_address"].as_str().unwrap_or_default();
-    if !contract.eq_ignore_ascii_case(&format!("41{USDT_HEX}")) {
+    let decimals = if contract.eq_ignore_ascii_case(&format!("41{USDT_HEX}")) {
+        decimals
+    } else if contract.eq_ignore_ascii_case(&format!("41{USDC_HEX}")) {
+        usdc_decimals
+    } else {
         return json!({"result": {"code": "CONTRACT_VALIDATE_ERROR",
             "message": "Smart contract is not exist."}});
-    }
+    };
     let is_decimals = body["function_selector"] == "decimals()"
         || body["data"]
             .as_str()

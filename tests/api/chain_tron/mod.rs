@@ -59,9 +59,16 @@ async fn start_app(
         .await
         .expect("disable placeholder wallet");
     let wallet = tron_from_hex(WALLET_HEX).expect("address");
-    epusdt::service::wallet::add(&app.state.db, "tron", &wallet, None, "w")
-        .await
-        .expect("add wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "tron",
+        &wallet,
+        None,
+        "w",
+    )
+    .await
+    .expect("add wallet");
     let (merchant, murl) = Merchant::start(0, "ok").await;
     // Started at solidified head 100 − 20 (or at start_block − 1 = 100), then caught up to the
     // head: from here on, rounds are sequential requests until a test pushes a block.
@@ -107,7 +114,7 @@ async fn trc20_payment_end_to_end(backend: Backend) {
     let fake = trc20_tx(
         "fa".repeat(32).as_str(),
         0,
-        "3487b63d30b5b2c87fb7ffa8bcfade38eaac1abe",
+        "3487b63d30b5b2c87fb7ffa8bcfade38eaac1abf",
         PAYER_HEX,
         WALLET_HEX,
         units,

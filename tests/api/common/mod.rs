@@ -221,12 +221,26 @@ pub async fn spawn_app_with(backend: Backend, tweak: impl FnOnce(&mut Config)) -
     let (mut config, dir) = test_config(backend).await?;
     tweak(&mut config);
     let app = spawn_with(config, dir).await;
-    epusdt::service::wallet::add(&app.state.db, "tron", TRON_WALLET, None, "t1")
-        .await
-        .expect("wallet");
-    epusdt::service::wallet::add(&app.state.db, "ethereum", EVM_WALLET, None, "e1")
-        .await
-        .expect("wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "tron",
+        TRON_WALLET,
+        None,
+        "t1",
+    )
+    .await
+    .expect("wallet");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        EVM_WALLET,
+        None,
+        "e1",
+    )
+    .await
+    .expect("wallet");
     Some(app)
 }
 
@@ -561,10 +575,11 @@ pub fn transfer_to(order: &Value, tx: &str, amount: &str) -> IncomingTransfer {
     let to = order["token"].as_str().expect("the order's address");
     IncomingTransfer {
         network: if to.starts_with("0x") {
-            Network::Ethereum
+            Network::ETHEREUM
         } else {
-            Network::Tron
+            Network::TRON
         },
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: tx.into(),
         log_index: 0,
         block_number: 100,

@@ -83,7 +83,7 @@ async fn epay_redirects_and_notifies(backend: Backend) {
         .unwrap();
     let t = IncomingTransfer {
         to_address: o.address.clone(),
-        ..transfer_for(&json!({"token": o.address}), "tx-e", "0.14", Network::Tron)
+        ..transfer_for(&json!({"token": o.address}), "tx-e", "0.14", Network::TRON)
     };
     app.credit(&t).await;
     // First attempt is refused by the merchant, the retry (1 s base in tests) succeeds.
@@ -189,7 +189,7 @@ async fn cancel_expire_and_late_payment(backend: Backend) {
     let s: Value = common::get_json(&app, &format!("/pay/check-status/{trade_c}")).await;
     assert_eq!(s["data"]["status"], 3);
     // A payment mined after expiry is recorded as late, never credited.
-    let t = transfer_for(&c["data"], "tx-late", "2.78", Network::Tron);
+    let t = transfer_for(&c["data"], "tx-late", "2.78", Network::TRON);
     let out = app.credit(&t).await;
     assert!(matches!(out, CreditOutcome::Late { .. }), "{out:?}");
     let o = find_by_trade_id(&app.state.db, &trade_c)
@@ -284,7 +284,7 @@ async fn callback_redirects_are_not_followed() {
     )
     .await;
     assert_eq!(reply["status_code"], 200, "{reply}");
-    let t = transfer_for(&reply["data"], "tx-r", "1.39", Network::Tron);
+    let t = transfer_for(&reply["data"], "tx-r", "1.39", Network::TRON);
     app.credit(&t).await;
     let trade_id = reply["data"]["trade_id"].as_str().unwrap().to_string();
     let db = app.state.db.clone();
@@ -340,7 +340,7 @@ async fn concurrent_credits_and_creates(backend: Backend) {
             o,
             &format!("tx-c-{i}"),
             &o["actual_amount"].to_string(),
-            Network::Tron,
+            Network::TRON,
         );
         tasks.push(tokio::spawn(async move {
             credit_transfer(&db, &queue, &Default::default(), &t).await

@@ -16,6 +16,7 @@ use serde_json::{Value, json};
 fn transfer_for(o: &Value, tx: &str, amount: &str, network: Network) -> IncomingTransfer {
     IncomingTransfer {
         network,
+        token: epusdt::domain::network::Token::USDT,
         tx_hash: tx.into(),
         log_index: 0,
         block_number: 100,
@@ -67,7 +68,7 @@ async fn v1_round_trip_and_signed_callback(backend: Backend) {
     assert_eq!(status["data"]["status"], 1);
 
     // The chain watcher's entry point: this transfer pays that order.
-    let t = transfer_for(data, "tx-1", "13.890000", Network::Tron);
+    let t = transfer_for(data, "tx-1", "13.890000", Network::TRON);
     let out = app.credit(&t).await;
     assert!(matches!(out, CreditOutcome::Paid { .. }), "{out:?}");
     // Replaying the same transfer is a no-op.
@@ -191,9 +192,16 @@ async fn concurrent_creates_get_unique_slots(backend: Backend) {
     let Some(app) = common::spawn_app(backend).await else {
         return;
     };
-    epusdt::service::wallet::add(&app.state.db, "tron", common::TRON_WALLET_2, None, "t2")
-        .await
-        .unwrap();
+    epusdt::service::wallet::add(
+        &app.state.db,
+        &epusdt::domain::network::Networks::presets(),
+        "tron",
+        common::TRON_WALLET_2,
+        None,
+        "t2",
+    )
+    .await
+    .unwrap();
     let second = common::spawn_with(app.config.clone(), app.dir.clone()).await;
     let apps = [&app, &second];
     let mut tasks = Vec::new();
@@ -305,7 +313,7 @@ async fn validation_errors_say_what_to_fix(backend: Backend) {
                 ("trade_type", "usdt.solana"),
             ],
             10009,
-            "not supported",
+            "not configured on this gateway",
         ),
         (
             vec![
@@ -510,7 +518,7 @@ async fn gmpay_round_trip(backend: Backend) {
         &json!({"token": d["receive_address"]}),
         "0xtx",
         "25.5",
-        Network::Ethereum,
+        Network::ETHEREUM,
     );
     app.credit(&t).await;
     let calls = merchant.wait_for(1, 15).await;

@@ -23,7 +23,8 @@ const NOTIFY: &str = "http://127.0.0.1:9/notify";
 
 fn transfer(o: &Value, tx: &str, amount: &str, block_time: i64) -> IncomingTransfer {
     IncomingTransfer {
-        network: Network::Tron,
+        network: Network::TRON,
+        token: epusdt::domain::network::Token::USDT,
         block_time,
         ..common::transfer_to(o, tx, amount)
     }

@@ -405,9 +405,16 @@ async fn paid_order_notice_after_onchain_payment() {
     service::wallet::set_enabled(db, common::EVM_WALLET, false)
         .await
         .expect("disable placeholder");
-    service::wallet::add(db, "ethereum", ACCOUNTS[1], None, "anvil-1")
-        .await
-        .expect("wallet");
+    service::wallet::add(
+        db,
+        &epusdt::domain::network::Networks::presets(),
+        "ethereum",
+        ACCOUNTS[1],
+        None,
+        "anvil-1",
+    )
+    .await
+    .expect("wallet");
     linked_admin(&s.app, "nina", Role::Viewer, 501, true).await;
     linked_admin(&s.app, "quiet", Role::Owner, 502, false).await;
     let (merchant, murl) = common::Merchant::start(0, "ok").await;
