@@ -17,6 +17,7 @@ mod m20261202_000008_admins;
 mod m20261202_000009_merchant_admin;
 mod m20261202_000010_merchant_rate_limit;
 mod m20261202_000011_telegram;
+mod m20261202_000013_pending_transfers;
 
 pub struct Migrator;
 
@@ -35,6 +36,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000009_merchant_admin::Migration),
             Box::new(m20261202_000010_merchant_rate_limit::Migration),
             Box::new(m20261202_000011_telegram::Migration),
+            Box::new(m20261202_000013_pending_transfers::Migration),
         ]
     }
 }

@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 mod api;
 mod by_hash;
+mod unconfirmed;
 
 use api::{
     CALLER, Client, NowBlock, Try, TxInfo, block_id_on, block_number_of, get_block, retry_lagging,
@@ -60,6 +61,8 @@ pub struct TronScanner {
     /// 20-byte account id in lower-case hex, without `41` (as logs carry it).
     contract_hex: String,
     endpoints: Endpoints<Client>,
+    /// Unsolidified blocks already read for the "confirming" status.
+    recent: unconfirmed::Recent,
 }
 
 impl TronScanner {
@@ -103,6 +106,7 @@ impl TronScanner {
                 .unwrap_or_default()
                 .to_ascii_lowercase(),
             endpoints,
+            recent: unconfirmed::Recent::default(),
         })
     }
 
@@ -415,6 +419,15 @@ impl Scanner for TronScanner {
                 self.scan_on(&c, from, to, watched).await
             })
             .await
+    }
+
+    async fn scan_unconfirmed(
+        &self,
+        from: u64,
+        to: u64,
+        watched: &HashSet<String>,
+    ) -> Result<Vec<IncomingTransfer>, ScanError> {
+        self.unconfirmed(from, to, watched).await
     }
 }
 
