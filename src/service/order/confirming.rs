@@ -197,6 +197,19 @@ pub async fn all_seen(
         .collect())
 }
 
+/// The fresh confirming transfers of order `order_id` (the admin order view).
+pub async fn of_order(
+    db: &impl ConnectionTrait,
+    order_id: i64,
+) -> Result<Vec<pending_transfer::Model>, DbErr> {
+    pending_transfer::Entity::find()
+        .filter(pending_transfer::Column::OrderId.eq(order_id))
+        .filter(pending_transfer::Column::FreshUntil.gte(now()))
+        .order_by_asc(pending_transfer::Column::BlockNumber)
+        .all(db)
+        .await
+}
+
 /// [`all_seen`] through the process' cache (`service::cache`, one read a second at most).
 async fn seen_for(
     db: &impl ConnectionTrait,

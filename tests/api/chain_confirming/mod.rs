@@ -3,6 +3,7 @@
 //! it becomes paid (one callback) only at the confirmed head, and shows waiting again when its
 //! block vanishes. On a real anvil node (EVM) and the TRON FullNode double (a block above the
 //! solidified head); the page in headless Chromium.
+use crate::admin_auth;
 use crate::chain_support;
 use crate::common;
 
@@ -13,7 +14,7 @@ use chain_support::{
     tron_mock::trc20_tx, units,
 };
 use common::{Backend, Merchant, TestApp};
-use epusdt::domain::address::tron_from_hex;
+use epusdt::{domain::address::tron_from_hex, service::admin::Role};
 use serde_json::{Value, json};
 
 /// The TRON receive wallet: account id ab…ab.
@@ -117,6 +118,22 @@ async fn evm_confirming_then_paid(backend: Backend) {
             .await
             .is_empty()
     );
+    // The admin order view lists it apart from the recorded transfers.
+    admin_auth::add_admin(&s.app, "carol", Role::Viewer, admin_auth::VIEWER_PW).await;
+    let token = admin_auth::access(&s.app, "carol", admin_auth::VIEWER_PW).await;
+    let (code, v) = admin_auth::call(
+        &s.app,
+        "GET",
+        &format!("/admin/api/v1/orders/{trade_id}"),
+        Some(&token),
+        None,
+    )
+    .await;
+    assert_eq!(code, 200, "{v}");
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert_eq!(v["transfers"], json!([]), "{v}");
+    assert_eq!(v["confirming"][0]["tx_hash"], tx, "{v}");
+    assert_eq!(v["confirming"][0]["confirmations_required"], 4, "{v}");
     s.anvil.mine(1).await;
     wait_status(&s.app, &trade_id, 5, Some(2)).await;
     assert_eq!(chain_support::order_status(&s.app, &trade_id).await, 1);
