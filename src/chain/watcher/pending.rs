@@ -37,7 +37,13 @@ impl<S: Scanner> Watcher<S> {
             .saturating_add(1)
             .max(head - MAX_WINDOW + 1)
             .max(0);
-        let seen = if !self.settings.show_confirming || head < from || watched.is_empty() {
+        if self.settings.show_confirming && head < from {
+            // No block above the confirmed head: nothing read, nothing to conclude (TRON's
+            // head falls back to the solidified one when `/wallet/getnowblock` fails). Rows
+            // written before expire on their own.
+            return;
+        }
+        let seen = if !self.settings.show_confirming || watched.is_empty() {
             Vec::new()
         } else {
             let (Ok(from_u), Ok(to_u)) = (u64::try_from(from), u64::try_from(head)) else {
