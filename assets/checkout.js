@@ -19,6 +19,32 @@ var TEXT = {
 function pad(n) { return n < 10 ? "0" + n : String(n); }
 function remaining() { return Math.max(0, Math.ceil(CFG.remaining - (clock() - started) / 1000)); }
 
+var waitingText = [titleEl.textContent, detailEl.textContent];
+
+/* Status 5: the transfer is in a block but not yet confirmed. Not final: it turns paid at the
+   confirmed head, or back to waiting if its block vanishes. */
+function setConfirming(seen, needed) {
+  if (state === "paid" || state === "cancelled") { return; }
+  state = "confirming";
+  body.setAttribute("data-state", "confirming");
+  statusEl.setAttribute("data-state", "confirming");
+  var counts = (seen > 0 && needed > 0) ? " " + seen + "/" + needed : "";
+  titleEl.textContent = "Payment seen \u00b7 confirming" + counts;
+  detailEl.textContent = "Your transfer is on the chain. The order is paid once it has " + (needed > 0 ? needed + " confirmations" : "enough confirmations") + "; keep this page open, it updates by itself.";
+  pollUntil = Infinity;
+}
+
+/* The seen transfer is gone (its block was replaced): waiting again, as before it was seen. */
+function setWaiting() {
+  if (state !== "confirming") { return; }
+  state = "waiting";
+  body.setAttribute("data-state", "waiting");
+  statusEl.setAttribute("data-state", "waiting");
+  titleEl.textContent = waitingText[0];
+  detailEl.textContent = waitingText[1];
+  tick();
+}
+
 function setState(next) {
   if (state === next || state === "paid" || state === "cancelled") { return; }
   state = next;
@@ -48,7 +74,8 @@ function tick() {
   var left = remaining();
   if (countdownEl) { countdownEl.textContent = pad(Math.floor(left / 60)) + ":" + pad(left % 60); }
   if (timerEl) { timerEl.classList.toggle("is-urgent", left <= 60); }
-  if (left <= 0) { setState("expired"); }
+  /* A transfer seen in time may still be credited after the deadline. */
+  if (left <= 0 && state !== "confirming") { setState("expired"); }
 }
 
 function schedule(delay) {
@@ -67,7 +94,9 @@ function poll() {
     .then(function (reply) {
       if (!reply || reply.status_code !== 200 || !reply.data) { return; }
       var code = Number(reply.data.status);
-      if (code === 2) { setState("paid"); }
+      if (code === 5) { setConfirming(Number(reply.data.confirmations), Number(reply.data.confirmations_required)); }
+      else if (code === 1) { setWaiting(); }
+      else if (code === 2) { setState("paid"); }
       else if (code === 3) { setState("expired"); stopPolling = true; }
       else if (code === 4) { setState("cancelled"); }
     })

@@ -18,6 +18,7 @@ mod m20261202_000009_merchant_admin;
 mod m20261202_000010_merchant_rate_limit;
 mod m20261202_000011_telegram;
 mod m20261202_000012_token_slots;
+mod m20261202_000013_pending_transfers;
 
 pub struct Migrator;
 
@@ -37,6 +38,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000010_merchant_rate_limit::Migration),
             Box::new(m20261202_000011_telegram::Migration),
             Box::new(m20261202_000012_token_slots::Migration),
+            Box::new(m20261202_000013_pending_transfers::Migration),
         ]
     }
 }

@@ -122,6 +122,18 @@ pub trait Scanner: Send + Sync + 'static {
         to: u64,
         watched: &HashSet<String>,
     ) -> impl Future<Output = Result<ScanBatch, ScanError>> + Send;
+    /// Token transfers to `watched` addresses in blocks `from..=to` **above** the confirmed
+    /// head, for display only (the "confirming" status): never credited, so a cheaper read
+    /// than [`scan`](Self::scan) is fine. The default sees nothing.
+    fn scan_unconfirmed(
+        &self,
+        from: u64,
+        to: u64,
+        watched: &HashSet<String>,
+    ) -> impl Future<Output = Result<Vec<IncomingTransfer>, ScanError>> + Send {
+        let _ = (from, to, watched);
+        async { Ok(Vec::new()) }
+    }
 }
 
 /// Why the chain watchers cannot be set up: the operator must fix the configuration.

@@ -444,9 +444,18 @@ async fn check_status(State(state): State<AppState>, Path(trade_id): Path<String
         return ApiError::bad_param("trade_id", why).into_response();
     }
     // A waiting order past its time shows as expired even before the job has run; a
-    // placeholder shows 4 while the payer may choose (`order::choice`).
-    match order::choice::public_status(&state.db, &state.caches.trades, &trade_id).await {
-        Ok(Some(status)) => reply::success(json!({ "trade_id": trade_id, "status": status })),
+    // placeholder shows 4 while the payer may choose (`order::choice`); a payment seen above
+    // the confirmed head shows 5 with its confirmations (`order::confirming`).
+    match order::confirming::public_status(&state.db, &state.caches, &trade_id).await {
+        Ok(Some(s)) => reply::success(match s.confirmations {
+            Some((seen, required)) => json!({
+                "trade_id": trade_id,
+                "status": s.status,
+                "confirmations": seen,
+                "confirmations_required": required,
+            }),
+            None => json!({ "trade_id": trade_id, "status": s.status }),
+        }),
         Ok(None) => ApiError::from(order::OrderError::NotFound).into_response(),
         Err(e) => ApiError::from(e).into_response(),
     }

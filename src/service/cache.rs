@@ -16,7 +16,8 @@
 //! - a trade_id's order is kept [`FINAL_TTL`] once it is paid or cancelled (it never changes
 //!   again) and never before; the checkout page's network-switch offer (networks with a wallet,
 //!   the order's children) is kept [`LIVE_TTL`], and this process' network switch and cancel
-//!   forget it at once. Nothing that moves money reads these caches: crediting, expiry and
+//!   forget it at once; the orders with a confirming payment are kept [`LIVE_TTL`] too.
+//!   Nothing that moves money reads these caches: crediting, expiry and
 //!   callbacks always read the database.
 use std::{
     collections::HashMap,
@@ -95,7 +96,13 @@ pub struct Caches {
     /// A waiting order's network-switch facts for its checkout page: the networks with a
     /// receiving wallet and the order's children (`LIVE_TTL`).
     pub switch_facts: Arc<TtlMap<String, SwitchFacts>>,
+    /// Every order with a payment confirming now (`order::confirming`), read whole: the table
+    /// is small, so check-status of a waiting order costs no query of its own (`LIVE_TTL`).
+    pub confirming: Arc<TtlMap<(), Confirming>>,
 }
+
+/// Order id → (confirmations, confirmations required) of its most confirmed seen transfer.
+pub type Confirming = Arc<HashMap<i64, (i64, i64)>>;
 
 /// See [`Caches::switch_facts`].
 pub type SwitchFacts = Arc<(
@@ -110,6 +117,7 @@ impl Default for Caches {
             wallets: Arc::new(TtlMap::new(TTL)),
             trades: Arc::new(TtlMap::new(FINAL_TTL)),
             switch_facts: Arc::new(TtlMap::new(LIVE_TTL)),
+            confirming: Arc::new(TtlMap::new(LIVE_TTL)),
         }
     }
 }
@@ -128,6 +136,7 @@ impl Caches {
         self.wallets.clear();
         self.trades.clear();
         self.switch_facts.clear();
+        self.confirming.clear();
     }
 }
 

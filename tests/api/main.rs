@@ -15,6 +15,7 @@ mod admin_status;
 mod audit;
 mod backup;
 mod bepusdt_compat;
+mod chain_confirming;
 mod chain_evm;
 mod chain_lease;
 mod chain_solana;

@@ -50,6 +50,7 @@ use serde::Deserialize;
 mod by_hash;
 mod errors;
 mod logs;
+mod unconfirmed;
 
 use errors::{call_error, logs_error};
 use logs::{Contract, to_transfer};
@@ -423,6 +424,15 @@ impl Scanner for EvmScanner {
                 })
             }))
             .await
+    }
+
+    async fn scan_unconfirmed(
+        &self,
+        from: u64,
+        to: u64,
+        watched: &HashSet<String>,
+    ) -> Result<Vec<crate::domain::transfer::IncomingTransfer>, ScanError> {
+        self.unconfirmed(from, to, watched).await
     }
 }
 

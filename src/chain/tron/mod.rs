@@ -29,6 +29,7 @@ use serde_json::{Value, json};
 
 mod api;
 mod by_hash;
+mod unconfirmed;
 
 use api::{
     CALLER, Client, NowBlock, Try, TxInfo, block_id_on, block_number_of, get_block, retry_lagging,
@@ -72,6 +73,8 @@ pub struct TronScanner {
     settings: ChainSettings,
     tokens: Vec<TronToken>,
     endpoints: Endpoints<Client>,
+    /// Unsolidified blocks already read for the "confirming" status.
+    recent: unconfirmed::Recent,
 }
 
 impl TronScanner {
@@ -121,6 +124,7 @@ impl TronScanner {
             settings: settings.clone(),
             tokens,
             endpoints,
+            recent: unconfirmed::Recent::default(),
         })
     }
 
@@ -444,6 +448,15 @@ impl Scanner for TronScanner {
                 self.scan_on(&c, from, to, watched).await
             })
             .await
+    }
+
+    async fn scan_unconfirmed(
+        &self,
+        from: u64,
+        to: u64,
+        watched: &HashSet<String>,
+    ) -> Result<Vec<IncomingTransfer>, ScanError> {
+        self.unconfirmed(from, to, watched).await
     }
 }
 

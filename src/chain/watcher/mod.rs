@@ -3,6 +3,7 @@
 //! Cursor persistence is in [`cursor`], the step back over a reorg in [`fork`].
 mod cursor;
 mod fork;
+mod pending;
 #[cfg(test)]
 mod tests;
 
@@ -81,6 +82,8 @@ pub struct Watcher<S> {
     /// The current round advanced the cursor (a later failure starts a fresh back-off).
     progressed: bool,
     prepared: bool,
+    /// The "confirming" rows last written ([`pending`]).
+    pending: pending::Pending,
 }
 
 impl<S: Scanner> Watcher<S> {
@@ -104,6 +107,7 @@ impl<S: Scanner> Watcher<S> {
             lease,
             settings,
             prepared: false,
+            pending: pending::Pending::default(),
         }
     }
 
@@ -325,6 +329,8 @@ impl<S: Scanner> Watcher<S> {
             s.error = None;
         });
         crate::telemetry::metrics::chain_caught_up(network, service::now());
+        self.show_unconfirmed(&heads, confirmed, &watched, stop)
+            .await;
         Ok(Round::CaughtUp)
     }
 

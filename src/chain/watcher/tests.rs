@@ -89,6 +89,7 @@ fn settings(confirmations: u64, max_block_range: u64) -> ChainSettings {
         start_block: Some(1),
         lease_ttl: Duration::from_secs(30),
         request_timeout: Duration::from_secs(1),
+        show_confirming: true,
     }
 }
 

@@ -70,6 +70,10 @@ pub struct NetworkConfig {
     pub lease_ttl_secs: Option<u64>,
     /// Seconds one RPC request may take.
     pub request_timeout_secs: Option<u64>,
+    /// Show a transfer seen above the confirmed head as "confirming" (check-status 5) until it
+    /// is credited; costs one extra read per round (EVM: one `eth_getLogs` over the
+    /// unconfirmed blocks; TRON: each new unsolidified block once). Never credits anything.
+    pub show_confirming: bool,
 }
 
 impl Default for NetworkConfig {
@@ -91,6 +95,7 @@ impl Default for NetworkConfig {
             start_block: None,
             lease_ttl_secs: None,
             request_timeout_secs: None,
+            show_confirming: true,
         }
     }
 }
@@ -137,6 +142,8 @@ pub struct ChainSettings {
     pub start_block: Option<u64>,
     pub lease_ttl: std::time::Duration,
     pub request_timeout: std::time::Duration,
+    /// See [`NetworkConfig::show_confirming`].
+    pub show_confirming: bool,
 }
 
 impl ChainSettings {
@@ -418,6 +425,7 @@ impl Config {
                 start_block: nc.start_block,
                 lease_ttl: std::time::Duration::from_secs(lease),
                 request_timeout: std::time::Duration::from_secs(timeout),
+                show_confirming: nc.show_confirming,
             });
         }
         Ok((Networks::new(list), out))

@@ -16,7 +16,10 @@ use crate::{
     http::error::AdminApiError,
     service::{
         merchant, notify,
-        order::search::{self, OrderQuery},
+        order::{
+            confirming,
+            search::{self, OrderQuery},
+        },
     },
     state::AppState,
     store::entities::order,
@@ -146,6 +149,18 @@ pub async fn get_order(
                 "id": t.id, "network": t.network, "token": t.token, "tx_hash": t.tx_hash, "log_index": t.log_index,
                 "block_number": t.block_number, "from": t.from_address, "to": t.to_address,
                 "amount": t.amount, "block_time": t.block_time, "kind": t.kind,
+            })
+        })
+        .collect();
+    // Seen above the confirmed head, not credited (status 5 in check-status).
+    v["confirming"] = confirming::of_order(&state.db, d.order.id)
+        .await?
+        .iter()
+        .map(|p| {
+            json!({
+                "tx_hash": p.tx_hash, "log_index": p.log_index, "block_number": p.block_number,
+                "confirmations": p.confirmations,
+                "confirmations_required": p.confirmations_required, "seen_at": p.seen_at,
             })
         })
         .collect();

@@ -103,20 +103,6 @@ pub async fn lookup_cached(
     Ok(found)
 }
 
-/// The status code `check-status` shows for a trade_id: an order's effective status, or a
-/// placeholder's [`choice_status`].
-pub async fn public_status(
-    db: &impl ConnectionTrait,
-    cache: &crate::service::cache::TtlMap<String, Lookup>,
-    trade_id: &str,
-) -> Result<Option<i16>, OrderError> {
-    let now = now();
-    Ok(lookup_cached(db, cache, trade_id).await?.map(|l| match l {
-        Lookup::Order(o) => o.effective_status(now).code(),
-        Lookup::Choice(c) => choice_status(&c, now),
-    }))
-}
-
 pub async fn find_choice(
     db: &impl ConnectionTrait,
     trade_id: &str,

@@ -161,20 +161,7 @@ pub async fn credit_transfer_in(
     // Every order that holds or held this (network, token, address, amount) slot around the
     // block time, paid ones included (a second payment is recorded against the order it
     // repeats). Only orders of the transfer's token: a USDC transfer never pays a USDT order.
-    let slot_ids: Vec<i64> = order::Entity::find()
-        .select_only()
-        .column(order::Column::Id)
-        .filter(order::Column::Network.eq(t.network.as_str()))
-        .filter(order::Column::Token.eq(t.token.as_str()))
-        .filter(order::Column::Address.eq(&t.to_address))
-        .filter(order::Column::ActualAmount.eq(&amount_text))
-        .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
-        .filter(order::Column::ExpiresAt.gte(t.block_time - LATE_WINDOW_SECS))
-        .order_by_desc(order::Column::Id)
-        .limit(16)
-        .into_tuple()
-        .all(txn)
-        .await?;
+    let slot_ids = slot_order_ids(txn, rules, t, &amount_text).await?;
     let candidates = lock_orders(txn, &slot_ids).await?;
 
     let outcome = match pick_order(&candidates, t.block_time, rules.clock_tolerance_secs) {
@@ -201,6 +188,31 @@ pub async fn credit_transfer_in(
         .await?;
     tracing::info!(network = %t.network, tx = %t.tx_hash, log_index = t.log_index, amount = %amount_text, outcome = outcome.kind(), order_id = ?outcome.order_ref(), "transfer recorded");
     Ok(outcome)
+}
+
+/// Every order that holds or held the transfer's (network, address, amount) slot around its
+/// block time, paid ones included (a second payment is recorded against the order it repeats);
+/// newest first. Also read by `confirming`, which must match exactly as crediting does.
+pub(super) async fn slot_order_ids(
+    conn: &impl ConnectionTrait,
+    rules: &OrderRules,
+    t: &IncomingTransfer,
+    amount_text: &str,
+) -> Result<Vec<i64>, DbErr> {
+    order::Entity::find()
+        .select_only()
+        .column(order::Column::Id)
+        .filter(order::Column::Network.eq(t.network.as_str()))
+        .filter(order::Column::Token.eq(t.token.as_str()))
+        .filter(order::Column::Address.eq(&t.to_address))
+        .filter(order::Column::ActualAmount.eq(amount_text))
+        .filter(order::Column::CreatedAt.lte(t.block_time + rules.clock_tolerance_secs))
+        .filter(order::Column::ExpiresAt.gte(t.block_time - LATE_WINDOW_SECS))
+        .order_by_desc(order::Column::Id)
+        .limit(16)
+        .into_tuple()
+        .all(conn)
+        .await
 }
 
 /// Pays `o` (locked by this transaction) with `t`: the paid compare-and-swap, then a switched
@@ -290,7 +302,7 @@ async fn wrong_amount(
 /// Which order a transfer mined at `block_time` pays, among the orders that hold or held its
 /// (network, address, amount) slot — a slot is reused once an order expires, so several can match.
 #[derive(Debug, PartialEq)]
-enum Pick<'a> {
+pub(super) enum Pick<'a> {
     /// Credit this order.
     Credit(&'a Order),
     /// Record against this order (late, cancelled, or already paid); never credited.
@@ -306,7 +318,7 @@ enum Pick<'a> {
 ///
 /// Rule 1 prefers the exact window: a payment mined just before order A expired, but seen
 /// after A's slot went to a new order B, pays A — not B.
-fn pick_order(cands: &[Order], block_time: i64, tolerance: i64) -> Pick<'_> {
+pub(super) fn pick_order(cands: &[Order], block_time: i64, tolerance: i64) -> Pick<'_> {
     fn newest_of<'a>(it: impl Iterator<Item = &'a Order>) -> Option<&'a Order> {
         it.max_by_key(|o| (o.created_at, o.id))
     }

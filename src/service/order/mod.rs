@@ -13,6 +13,7 @@
 //! [`expire`] (the status compare-and-swap, cancel, expiry, the sweeper). This module holds the
 //! shared types, the error and the finders; every public item is re-exported here.
 pub mod choice;
+pub mod confirming;
 mod create;
 mod credit;
 mod expire;

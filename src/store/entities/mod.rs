@@ -8,6 +8,7 @@ pub mod chain_cursor;
 pub mod merchant;
 pub mod order;
 pub mod order_choice;
+pub mod pending_transfer;
 pub mod setting;
 pub mod transfer;
 pub mod wallet;

@@ -122,6 +122,7 @@ async fn watch(d: &SolanaDouble, start: u64) -> Option<Running> {
         start_block: Some(start),
         lease_ttl: Duration::from_secs(5),
         request_timeout: Duration::from_secs(5),
+        show_confirming: true,
     };
     let scanner = SolanaScanner::new(&s).expect("scanner");
     let (stop, stop_rx) = tokio::sync::watch::channel(false);
