@@ -8,12 +8,13 @@ use std::{path::PathBuf, time::Duration};
 use sea_orm::DatabaseConnection;
 use tokio::{sync::watch, task::JoinHandle};
 
-use super::{ChainError, InstanceId, Registry, ScanError, Watcher, evm, tron};
+use super::{
+    ChainError, InstanceId, Registry, ScanError, Watcher, evm,
+    solana::{self, SolanaSettings},
+    tron,
+};
 use crate::{
-    audit::AuditLog,
-    config::{ChainSettings, Config},
-    domain::network::NetworkKind,
-    queue::JobQueue,
+    audit::AuditLog, config::Config, domain::network::NetworkKind, queue::JobQueue,
     service::order::OrderRules,
 };
 
@@ -52,7 +53,10 @@ pub async fn check_startup(config: &Config, registry: &Registry) -> Result<(), C
                 let scanner = tron::TronScanner::new(settings)?;
                 Box::pin(async move { scanner.check_contract().await })
             }
-            NetworkKind::Solana => return Err(solana_unavailable(settings)),
+            NetworkKind::Solana => {
+                let scanner = solana::SolanaScanner::new(&SolanaSettings::from_chain(settings))?;
+                Box::pin(async move { scanner.check_mints().await })
+            }
         };
         let limit = settings.request_timeout.min(Duration::from_secs(10));
         let network = settings.network;
@@ -100,8 +104,16 @@ pub fn spawn_all(config: &Config, deps: &Deps, stop: watch::Receiver<bool>) -> V
         let stop = stop.clone();
         let handle = match settings.kind {
             NetworkKind::Solana => {
-                tracing::error!(%network, error = %solana_unavailable(&settings), "chain watcher not started");
-                continue;
+                match solana::SolanaScanner::new(&SolanaSettings::from_chain(&settings)) {
+                    Ok(scanner) => {
+                        let w = Watcher::new(scanner, settings, deps).with_instance(&instance);
+                        tokio::spawn(w.run(stop))
+                    }
+                    Err(e) => {
+                        tracing::error!(%network, error = %e, "chain watcher not started");
+                        continue;
+                    }
+                }
             }
             NetworkKind::Evm => match evm::EvmScanner::new(&settings) {
                 Ok(scanner) => {
@@ -127,15 +139,4 @@ pub fn spawn_all(config: &Config, deps: &Deps, stop: watch::Receiver<bool>) -> V
         handles.push(handle);
     }
     handles
-}
-
-/// The seam for `kind = "solana"`: the configuration accepts such a network (preset `solana`
-/// or one of the operator's), but this build has no Solana scanner, so a watched one refuses
-/// to start. The Solana scanner (`chain::solana`) registers here: a `NetworkKind::Solana` arm
-/// in [`check_startup`] and [`spawn_all`] like the EVM and TRON ones.
-fn solana_unavailable(settings: &ChainSettings) -> ChainError {
-    ChainError::Unsupported(format!(
-        "networks.{}: solana is not available in this build yet (kind = \"solana\"); remove its rpc_urls (or set enabled = false) to start without it",
-        settings.network
-    ))
 }

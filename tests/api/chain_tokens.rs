@@ -367,24 +367,3 @@ async fn trc20_usdc_pays_usdc_orders_only() {
     );
     app.stop().await;
 }
-
-/// A watched `kind = "solana"` network refuses the start: no Solana scanner in this build.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn solana_without_its_scanner_refuses_to_start() {
-    let (mut config, _dir) = common::test_config(Backend::Sqlite).await.unwrap();
-    config.networks.insert(
-        "solana".into(),
-        NetworkConfig {
-            rpc_urls: vec!["http://127.0.0.1:9".into()],
-            ..Default::default()
-        },
-    );
-    let err = match epusdt::App::build(config).await {
-        Ok(_) => panic!("must refuse to start"),
-        Err(e) => e.to_string(),
-    };
-    assert!(
-        err.contains("networks.solana: solana is not available in this build yet"),
-        "{err}"
-    );
-}

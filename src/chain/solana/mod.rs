@@ -95,6 +95,24 @@ pub struct SolanaSettings {
     pub signatures_page: usize,
 }
 
+impl SolanaSettings {
+    /// From a watched `kind = "solana"` network: its token contracts are the mints (classic SPL
+    /// Token program), pages of [`MAX_SIGNATURES_PAGE`] signatures.
+    pub fn from_chain(settings: &crate::config::ChainSettings) -> Self {
+        Self {
+            network: settings.network,
+            rpc_urls: settings.rpc_urls.clone(),
+            tokens: settings
+                .tokens
+                .iter()
+                .map(|t| SolanaToken::spl(t.token, &t.contract, t.decimals))
+                .collect(),
+            request_timeout: settings.request_timeout,
+            signatures_page: MAX_SIGNATURES_PAGE,
+        }
+    }
+}
+
 struct Token {
     mint: Pubkey,
     program: Pubkey,

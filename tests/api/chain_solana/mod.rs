@@ -5,11 +5,11 @@
 //! account that is not the ATA are ignored, a `null` transaction stalls the cursor until the
 //! node has it, a 429 backs off for its `Retry-After` — and directly through `Scanner`:
 //! paging over signature pages (`before`, then `until`), a lagging node (`-32016`) failed
-//! over, skipped slots, the mint checks at start.
+//! over, skipped slots, the mint checks at start; and the whole path by configuration
+//! (`[networks.solana]`, `trade_type=usdt.solana`).
 //!
-//! `Network` has no Solana variant yet (the network-configuration work adds it): the watcher
-//! runs under `polygon` here, a name no other watcher of the test app uses. The scanner only
-//! stamps transfers with it.
+//! The watcher-level tests run the scanner under `polygon`, a name no other watcher of their
+//! test app uses (the scanner only stamps transfers with it).
 mod double;
 
 use std::{collections::HashSet, time::Duration};
@@ -457,4 +457,73 @@ async fn prepare_checks_the_mints() {
     assert!(matches!(s.prepare().await, Err(ScanError::Fatal(m)) if m.contains("program")));
     d.with(|c| c.accounts.remove(USDC_MINT));
     assert!(matches!(s.prepare().await, Err(ScanError::Fatal(m)) if m.contains("does not exist")));
+}
+
+/// Solana by configuration alone: `[networks.solana] rpc_urls` (the preset's mints, commitment
+/// finalized), a wallet added by its owner address, an order with `trade_type=usdt.solana`,
+/// paid by a `transferChecked` into the owner's ATA, with a signed callback — through the
+/// app's own start-up (mint check) and watcher.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn solana_by_configuration_pays_a_usdt_solana_order() {
+    let d = double(2000).await;
+    let url = d.url.clone();
+    let Some(app) = common::spawn_app_with(common::Backend::Sqlite, |c| {
+        c.networks.insert(
+            "solana".into(),
+            epusdt::config::NetworkConfig {
+                rpc_urls: vec![url],
+                start_block: Some(2001),
+                poll_interval_ms: Some(100),
+                ..Default::default()
+            },
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    epusdt::service::wallet::add(
+        &app.state.db,
+        app.state.config.registry(),
+        "solana",
+        OWNER,
+        None,
+        "sol",
+    )
+    .await
+    .expect("a Solana owner address is a wallet");
+    let (merchant, murl) = common::Merchant::start(0, "ok").await;
+    let (trade_id, amount, address) = chain_support::create_order(
+        &app,
+        "SOL-CFG",
+        "100",
+        "usdt.solana",
+        &format!("{murl}/notify"),
+    )
+    .await;
+    assert_eq!(address, OWNER);
+    let units = u64::try_from(chain_support::units(&amount, 6)).unwrap();
+    // USDC of the same amount into the USDC ATA first: never pays the USDT order.
+    d.push_tx(
+        2003,
+        pay("usdc", USDC_MINT, OWNER, OWNER_USDC, units).build(),
+    );
+    d.push_tx(
+        2004,
+        pay("usdt", USDT_MINT, OWNER, &ata(OWNER, USDT_MINT), units).build(),
+    );
+    d.finalize(2006);
+    let calls = merchant.wait_for(1, 30).await;
+    let body: serde_json::Value = serde_json::from_str(&calls[0].body).unwrap();
+    assert_eq!(body["trade_id"], trade_id.as_str());
+    assert_eq!(body["status"], 2);
+    assert_eq!(chain_support::order_status(&app, &trade_id).await, 2);
+    let rows = chain_support::transfers(&app.state.db, "solana").await;
+    assert_eq!(rows.len(), 2, "both transfers recorded: {rows:?}");
+    assert!(
+        rows.iter()
+            .any(|t| t.token == "USDC" && t.order_id.is_none()),
+        "the USDC transfer paid nothing: {rows:?}"
+    );
+    app.stop().await;
 }
