@@ -21,6 +21,9 @@ pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Opens the pool and applies the SQLite pragmas a payments database needs.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
+    if url.starts_with("sqlite:") {
+        prepare_sqlite_file(url).await?;
+    }
     let mut opts = ConnectOptions::new(url.to_owned());
     opts.max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
         .min_connections(1)
@@ -54,6 +57,25 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         });
     }
     Database::connect(opts).await
+}
+
+/// Creates the SQLite file and switches it to WAL on one connection, before the pool opens
+/// several at once: on a fresh file, pooled connections racing to change the journal mode get
+/// "database is locked" (seen once at start-up under load).
+async fn prepare_sqlite_file(url: &str) -> Result<(), DbErr> {
+    use std::str::FromStr;
+
+    use sea_orm::sqlx::{ConnectOptions as _, Connection as _, sqlite::SqliteConnectOptions};
+    let failed = |e: sea_orm::sqlx::Error| DbErr::Custom(format!("opening the SQLite file: {e}"));
+    let conn = SqliteConnectOptions::from_str(url)
+        .map_err(failed)?
+        .create_if_missing(true)
+        .busy_timeout(Duration::from_secs(10))
+        .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+        .connect()
+        .await
+        .map_err(failed)?;
+    conn.close().await.map_err(failed)
 }
 
 /// WAL pages after which a committing connection checkpoints by itself (SQLite's default is
