@@ -229,6 +229,32 @@ impl EvmScanner {
         out
     }
 
+    /// The sorted `to` topics of `watched` and the `eth_getLogs` filters over blocks
+    /// `from..=to`: every token contract of the network, the ERC-20 Transfer event, at most
+    /// [`MAX_TOPIC_ADDRESSES`] recipients per filter. Shared by the scan and the unconfirmed read.
+    fn log_filters(
+        &self,
+        watched: &HashSet<String>,
+        from: u64,
+        to: u64,
+    ) -> (Vec<B256>, Vec<Filter>) {
+        let mut topics = Self::address_topics(watched);
+        topics.sort();
+        let contracts: Vec<Address> = self.contracts.iter().map(|c| c.address).collect();
+        let filters = topics
+            .chunks(MAX_TOPIC_ADDRESSES)
+            .map(|chunk| {
+                Filter::new()
+                    .address(contracts.clone())
+                    .event_signature(transfer_topic())
+                    .topic2(chunk.to_vec())
+                    .from_block(from)
+                    .to_block(to)
+            })
+            .collect();
+        (topics, filters)
+    }
+
     fn address_topics(watched: &HashSet<String>) -> Vec<B256> {
         watched
             .iter()
@@ -306,19 +332,7 @@ impl Scanner for EvmScanner {
                 to_hash,
             });
         }
-        let mut topics = Self::address_topics(watched);
-        topics.sort();
-        let filters: Vec<Filter> = topics
-            .chunks(MAX_TOPIC_ADDRESSES)
-            .map(|chunk| {
-                Filter::new()
-                    .address(self.contracts.iter().map(|c| c.address).collect::<Vec<_>>())
-                    .event_signature(transfer_topic())
-                    .topic2(chunk.to_vec())
-                    .from_block(from)
-                    .to_block(to)
-            })
-            .collect();
+        let (topics, filters) = self.log_filters(watched, from, to);
         let net = self.settings.network;
         let contracts = &self.contracts;
         let filters = &filters;

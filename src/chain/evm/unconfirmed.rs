@@ -6,11 +6,9 @@
 //! next round reads the window again, so a transfer whose block vanished disappears.
 use std::collections::{BTreeMap, HashSet};
 
-use alloy::{providers::Provider, rpc::types::Filter};
+use alloy::providers::Provider;
 
-use super::{
-    EvmScanner, MAX_TOPIC_ADDRESSES, errors::logs_error, header, to_transfer, transfer_topic,
-};
+use super::{EvmScanner, errors::logs_error, header, to_transfer};
 use crate::{chain::ScanError, domain::transfer::IncomingTransfer};
 
 impl EvmScanner {
@@ -23,19 +21,7 @@ impl EvmScanner {
         if watched.is_empty() || from > to {
             return Ok(Vec::new());
         }
-        let mut topics = Self::address_topics(watched);
-        topics.sort();
-        let filters: Vec<Filter> = topics
-            .chunks(MAX_TOPIC_ADDRESSES)
-            .map(|chunk| {
-                Filter::new()
-                    .address(self.contracts.iter().map(|c| c.address).collect::<Vec<_>>())
-                    .event_signature(transfer_topic())
-                    .topic2(chunk.to_vec())
-                    .from_block(from)
-                    .to_block(to)
-            })
-            .collect();
+        let (_, filters) = self.log_filters(watched, from, to);
         let net = self.settings.network;
         let contracts = &self.contracts;
         let filters = &filters;
