@@ -97,38 +97,12 @@ async fn bench_catch_up() {
     let Some(anvil) = Anvil::start().await else {
         return;
     };
-    let token = anvil.deploy_token(6).await;
-    let transfers = 20u64;
-    let mut sent = 0;
-    while anvil.block_number().await < blocks {
-        if sent < transfers {
-            anvil
-                .transfer(&token, ACCOUNTS[1], 1_000_000 + u128::from(sent))
-                .await;
-            sent += 1;
-        }
-        mine_in_steps(&anvil, blocks / transfers).await;
-    }
-    let head = i64::try_from(anvil.block_number().await).unwrap();
-    let (mut config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
+    let (token, sent, head) = backlog(&anvil, 6, blocks, 20).await;
+    let (config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
     let mut nc = evm_network(vec![anvil.url.clone()], &token, 6);
     nc.start_block = Some(1);
     nc.max_block_range = Some(range);
-    config.networks.insert("ethereum".into(), nc);
-    // The wallet exists before the watcher starts (it watches wallets of the database).
-    let db = epusdt::app::open_database(&config).await.unwrap();
-    epusdt::service::wallet::add(
-        &db,
-        &epusdt::domain::network::Networks::presets(),
-        "ethereum",
-        ACCOUNTS[1],
-        None,
-        "a1",
-    )
-    .await
-    .unwrap();
-    db.close().await.unwrap();
-    let app = common::spawn_with(config, dir).await;
+    let app = spawn_watching(config, dir, "ethereum", nc).await;
     let (scanned, secs) = measure_catch_up(&app, "ethereum", head - 2).await;
     let rows = chain_support::transfers(&app.state.db, "ethereum").await;
     assert_eq!(
@@ -141,6 +115,49 @@ async fn bench_catch_up() {
         rate(scanned, secs)
     );
     app.stop().await;
+}
+
+/// A token with `decimals` deployed on `anvil` and a backlog of `blocks` blocks holding
+/// `transfers` transfers to `ACCOUNTS[1]` scattered through it: (token, transfers sent, head).
+async fn backlog(anvil: &Anvil, decimals: u8, blocks: u64, transfers: u64) -> (String, u64, i64) {
+    let token = anvil.deploy_token(decimals).await;
+    let unit = 10u128.pow(u32::from(decimals));
+    let mut sent = 0;
+    while anvil.block_number().await < blocks {
+        if sent < transfers {
+            anvil
+                .transfer(&token, ACCOUNTS[1], unit + u128::from(sent))
+                .await;
+            sent += 1;
+        }
+        mine_in_steps(anvil, blocks / transfers).await;
+    }
+    let head = i64::try_from(anvil.block_number().await).unwrap();
+    (token, sent, head)
+}
+
+/// The gateway watching `network` (`nc`) for `ACCOUNTS[1]`, whose wallet exists before the
+/// watcher starts (it watches the wallets of the database).
+async fn spawn_watching(
+    mut config: epusdt::config::Config,
+    dir: std::sync::Arc<tempfile::TempDir>,
+    network: &str,
+    nc: NetworkConfig,
+) -> TestApp {
+    config.networks.insert(network.into(), nc);
+    let db = epusdt::app::open_database(&config).await.unwrap();
+    epusdt::service::wallet::add(
+        &db,
+        &epusdt::domain::network::Networks::presets(),
+        network,
+        ACCOUNTS[1],
+        None,
+        "a1",
+    )
+    .await
+    .unwrap();
+    db.close().await.unwrap();
+    common::spawn_with(config, dir).await
 }
 
 /// `anvil_mine` of many blocks in one call slows down more than linearly (1,200 blocks took
@@ -172,48 +189,19 @@ async fn bench_catch_up_bsc_day() {
     let Some(anvil) = Anvil::start().await else {
         return;
     };
-    let token = anvil.deploy_token(18).await;
-    let transfers = 24u64;
-    let mut sent = 0;
-    while anvil.block_number().await < blocks {
-        if sent < transfers {
-            anvil
-                .transfer(
-                    &token,
-                    ACCOUNTS[1],
-                    1_000_000_000_000_000_000 + u128::from(sent),
-                )
-                .await;
-            sent += 1;
-        }
-        mine_in_steps(&anvil, blocks / transfers).await;
-    }
-    let head = i64::try_from(anvil.block_number().await).unwrap();
+    let (token, sent, head) = backlog(&anvil, 18, blocks, 24).await;
     let double = RpcDouble::start(&anvil.url).await;
     double.set(|f| {
         f.max_logs_range = Some(1_000);
         f.range_error = Some((-32005, "exceed maximum block range: 1000".into()));
         f.latency_ms = Some(latency);
     });
-    let (mut config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
+    let (config, dir) = common::test_config(Backend::Sqlite).await.unwrap();
     let mut nc = evm_network(vec![double.url.clone()], &token, 18);
     nc.start_block = Some(1);
     nc.max_block_range = None;
     nc.request_timeout_secs = Some(10);
-    config.networks.insert("bsc".into(), nc);
-    let db = epusdt::app::open_database(&config).await.unwrap();
-    epusdt::service::wallet::add(
-        &db,
-        &epusdt::domain::network::Networks::presets(),
-        "bsc",
-        ACCOUNTS[1],
-        None,
-        "a1",
-    )
-    .await
-    .unwrap();
-    db.close().await.unwrap();
-    let app = common::spawn_with(config, dir).await;
+    let app = spawn_watching(config, dir, "bsc", nc).await;
     let (scanned, secs) = measure_catch_up(&app, "bsc", head - 2).await;
     let rows = chain_support::transfers(&app.state.db, "bsc").await;
     assert_eq!(
