@@ -20,6 +20,8 @@ pub const MERCHANT_ROTATE_SECRET: &str = "merchant.rotate_secret";
 pub const WALLET_UPDATE: &str = "wallet.update";
 pub const ORDER_RESEND: &str = "order.resend";
 pub const RATE_SET: &str = "rate.set";
+/// A native coin's USDT price was set (`epusdt rate price`, the admin API).
+pub const PRICE_SET: &str = "price.set";
 pub const MERCHANT_UPDATE: &str = "merchant.update";
 /// An operator credited a late/partial/overpaid/unmatched transfer to an order (reason in details).
 pub const ORDER_RESOLVE_CREDIT: &str = "order.resolve_credit";

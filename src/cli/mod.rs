@@ -37,6 +37,9 @@ pub enum CliError {
     Currency(String),
     #[error("`{0}` must be a positive decimal, e.g. 7.2")]
     Rate(String),
+    /// A native coin price that cannot be set (the message says why and what to do).
+    #[error("{0}")]
+    Invalid(String),
     #[error("the new key is the key already in use")]
     SameKey,
     #[error("unhealthy: {0}")]
@@ -92,7 +95,7 @@ pub enum Command {
         #[command(subcommand)]
         action: keys::KeysAction,
     },
-    /// Admin-set fiat → USDT rates (fiat units per 1 USDT).
+    /// Admin-set fiat → USDT rates (fiat units per 1 USDT) and native coin prices (USDT per coin).
     Rate {
         #[command(subcommand)]
         action: rate::RateAction,

@@ -62,7 +62,7 @@ impl From<OrderError> for ApiError {
             OrderError::NoWallet(_) => code::NO_WALLET,
             OrderError::AmountTooSmall(..) => code::AMOUNT_TOO_SMALL,
             OrderError::NoFreeSlot(_) => code::NO_SLOT,
-            OrderError::NoRate(_) => code::RATE,
+            OrderError::NoRate(_) | OrderError::NoPrice { .. } => code::RATE,
             OrderError::NotFound => code::NOT_FOUND,
             OrderError::Transition(_) | OrderError::NotPaid => code::BAD_PARAM,
             OrderError::UnsupportedAsset(_) => code::UNSUPPORTED_ASSET,

@@ -108,10 +108,23 @@ pub struct TokenConfig {
     pub enabled: bool,
     /// Token contract (EVM `0x…`, TRON base58 `T…`, Solana mint).
     pub contract: Option<String>,
-    /// The chain's own coin (TRX, ETH, BNB): not supported in this build yet.
+    /// The chain's own coin (TRX, ETH, BNB, …): paid by plain value transfers, no contract.
+    /// A network has at most one; a preset's native coin is offered only when configured.
+    /// Solana's SOL is refused (not built).
     pub native: bool,
-    /// Checked against the contract's `decimals()` at start-up.
+    /// Checked against the contract's `decimals()` at start-up. A native coin's default comes
+    /// from the preset (TRX 6, ETH/BNB/POL/AVAX 18).
     pub decimals: Option<u32>,
+    /// Decimal places of this token's payable amounts (default: the preset native coin's, e.g.
+    /// TRX 2, ETH 6, BNB 5; the global `amount_precision` for contract tokens).
+    pub amount_precision: Option<u32>,
+    /// Step between candidate amounts of one slot (default: one unit at `amount_precision`
+    /// for a native coin; the global `amount_step` for contract tokens).
+    pub amount_step: Option<rust_decimal::Decimal>,
+    /// Native coins: USDT per 1 coin, used when no admin has set a price
+    /// (`epusdt rate price <COIN> <USDT>`). Never defaulted: without either, orders in this
+    /// coin fail with 10006.
+    pub usdt_price: Option<rust_decimal::Decimal>,
 }
 
 impl Default for TokenConfig {
@@ -121,6 +134,9 @@ impl Default for TokenConfig {
             contract: None,
             native: false,
             decimals: None,
+            amount_precision: None,
+            amount_step: None,
+            usdt_price: None,
         }
     }
 }
@@ -432,6 +448,155 @@ impl Config {
     }
 }
 
+/// `[networks.<name>.tokens.<symbol>] native = true`, validated: no contract, the preset's
+/// coin symbol, one per network, never on Solana; decimals, rounding and price checked.
+fn resolve_native(
+    name: &str,
+    kind: NetworkKind,
+    preset: Option<&presets::Preset>,
+    field: &str,
+    token: Token,
+    tc: &TokenConfig,
+    already: Option<&TokenInfo>,
+) -> Result<TokenInfo, (String, String)> {
+    let key = |f: &str| format!("{field}.{f}");
+    if kind == NetworkKind::Solana {
+        return Err((
+            key("native"),
+            format!(
+                "native SOL is not supported in this build (only SPL tokens are watched on `{name}`); remove the section or use usdt/usdc"
+            ),
+        ));
+    }
+    if let Some(other) = already {
+        return Err((
+            key("native"),
+            format!(
+                "`{name}` already has the native coin {}; a network has at most one",
+                other.token
+            ),
+        ));
+    }
+    if tc.contract.is_some() {
+        return Err((
+            key("contract"),
+            "a native coin has no contract; remove contract (or native = true for a token)".into(),
+        ));
+    }
+    let pn = preset.map(|p| p.native);
+    if let Some(pn) = pn
+        && !pn.symbol.eq_ignore_ascii_case(token.as_str())
+    {
+        return Err((
+            key("native"),
+            format!(
+                "the native coin of `{name}` is {}; name the section [networks.{name}.tokens.{}]",
+                pn.symbol,
+                pn.symbol.to_ascii_lowercase()
+            ),
+        ));
+    }
+    let decimals = match (tc.decimals, pn) {
+        (Some(d), _) => d,
+        (None, Some(pn)) => pn.decimals,
+        (None, None) => {
+            return Err((
+                key("decimals"),
+                format!(
+                    "is required for the native coin {token} of `{name}` (no preset knows it), e.g. decimals = 18"
+                ),
+            ));
+        }
+    };
+    if decimals > 24 {
+        return Err((
+            key("decimals"),
+            format!("{decimals} is out of range; use 0..=24"),
+        ));
+    }
+    if let Some(pn) = pn
+        && decimals != pn.decimals
+    {
+        return Err((
+            key("decimals"),
+            format!(
+                "{token} has {} decimals on `{name}`; remove decimals or set it to {}",
+                pn.decimals, pn.decimals
+            ),
+        ));
+    }
+    // A native coin without a preset: 6 places (or fewer, if the coin has fewer).
+    let default_precision = pn.map_or(decimals.min(6), |p| p.precision);
+    let (p, s) = rounding(field, tc, decimals, Some(default_precision))?;
+    if let Some(price) = tc.usdt_price
+        && price <= rust_decimal::Decimal::ZERO
+    {
+        return Err((
+            key("usdt_price"),
+            format!("{price} is not a price; use USDT per 1 {token}, e.g. usdt_price = \"0.25\""),
+        ));
+    }
+    Ok(TokenInfo {
+        token,
+        contract: String::new(),
+        decimals,
+        native: true,
+        amount_precision: p,
+        amount_step: s,
+        usdt_price: tc.usdt_price,
+    })
+}
+
+/// A token's `amount_precision` / `amount_step`, validated (`default_precision` for natives:
+/// the step then defaults to one unit there). `None` = the global keys.
+fn rounding(
+    field: &str,
+    tc: &TokenConfig,
+    decimals: u32,
+    default_precision: Option<u32>,
+) -> Result<(Option<u32>, Option<rust_decimal::Decimal>), (String, String)> {
+    let key = |f: &str| format!("{field}.{f}");
+    let precision = tc.amount_precision.or(default_precision);
+    if let Some(p) = precision
+        && p > decimals
+    {
+        return Err((
+            key("amount_precision"),
+            format!("{p} places is finer than the token's {decimals} decimals; use 0..={decimals}"),
+        ));
+    }
+    let step = tc.amount_step.or_else(|| {
+        precision
+            .filter(|_| default_precision.is_some())
+            .map(|p| rust_decimal::Decimal::new(1, p))
+    });
+    if let Some(s) = step {
+        if s <= rust_decimal::Decimal::ZERO {
+            return Err((
+                key("amount_step"),
+                format!("{s} must be greater than 0, e.g. 0.01"),
+            ));
+        }
+        if let Some(p) = precision
+            && s.normalize().scale() > p
+        {
+            return Err((
+                key("amount_step"),
+                format!(
+                    "{s} has more places than amount_precision ({p}); use a multiple of 1e-{p}"
+                ),
+            ));
+        }
+        if s.normalize().scale() > decimals {
+            return Err((
+                key("amount_step"),
+                format!("{s} is finer than the token's {decimals} decimals"),
+            ));
+        }
+    }
+    Ok((precision, step))
+}
+
 /// The tokens of one network: the preset's, then the legacy `usdt_contract` / `decimals`,
 /// then `tokens.<symbol>`. Errors are (field, message).
 fn resolve_tokens(
@@ -490,14 +655,32 @@ fn resolve_tokens(
         ));
     }
     let mut dropped = Vec::new();
+    let mut native: Option<TokenInfo> = None;
     for (symbol, tc) in &nc.tokens {
         let field = format!("tokens.{symbol}");
         network::valid_symbol(symbol).map_err(|e| (field.clone(), e))?;
         let token = Token::named(symbol);
         if tc.native {
+            if !tc.enabled {
+                continue;
+            }
+            native = Some(resolve_native(
+                name,
+                kind,
+                preset,
+                &field,
+                token,
+                tc,
+                native.as_ref(),
+            )?);
+            continue;
+        }
+        if tc.usdt_price.is_some() {
             return Err((
-                format!("{field}.native"),
-                "native coins (TRX, ETH, BNB, …) are not supported in this build yet; remove the token or give it a contract".into(),
+                format!("{field}.usdt_price"),
+                format!(
+                    "is for native coins only ({token} is priced like USDT through the fiat rates); remove it"
+                ),
             ));
         }
         if !tc.enabled {
@@ -554,11 +737,36 @@ fn resolve_tokens(
                 format!("{contract} is already the contract of another token of `{name}`"),
             ));
         }
+        let tc = nc
+            .tokens
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&sym))
+            .map(|(_, tc)| tc);
+        let (amount_precision, amount_step) = match tc {
+            Some(tc) => rounding(&format!("tokens.{sym}"), tc, decimals, None)?,
+            None => (None, None),
+        };
         tokens.push(TokenInfo {
             token,
             contract,
             decimals,
+            native: false,
+            amount_precision,
+            amount_step,
+            usdt_price: None,
         });
+    }
+    if let Some(n) = native {
+        if tokens.iter().any(|t| t.token == n.token) {
+            return Err((
+                format!("tokens.{}.native", n.token.lower()),
+                format!(
+                    "{} is a contract token of `{name}` already; the native coin needs a symbol of its own",
+                    n.token
+                ),
+            ));
+        }
+        tokens.push(n);
     }
     if tokens.is_empty() {
         return Err((

@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 pub mod presets;
 mod registry;
 
-pub use registry::{Asset, NetworkInfo, Networks, TokenInfo, UnknownAsset};
+pub use registry::{Asset, NATIVE_CONTRACT, NetworkInfo, Networks, TokenInfo, UnknownAsset};
 
 /// Longest network name: the `network` columns are 16 characters wide.
 pub const MAX_NAME_LEN: usize = 16;
@@ -142,6 +142,13 @@ impl Token {
     }
 }
 
+/// USDT: what an order is paid in when nothing else is said.
+impl Default for Token {
+    fn default() -> Self {
+        Token::USDT
+    }
+}
+
 impl fmt::Display for Token {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.0)
@@ -177,7 +184,7 @@ pub fn valid_symbol(s: &str) -> Result<(), String> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum NetworkKind {
-    /// JSON-RPC, ERC-20 `Transfer` logs (`chain::evm`).
+    /// JSON-RPC, ERC-20 `Transfer` logs and native value transfers (`chain::evm`).
     Evm,
     /// java-tron's FullNode HTTP API, TRC-20 (`chain::tron`).
     Tron,

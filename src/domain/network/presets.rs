@@ -17,6 +17,26 @@ pub struct PresetToken {
     pub decimals: u32,
 }
 
+/// A preset's native coin: symbol, decimals, and the default payable precision (decimal
+/// places; the slot step is one unit there). Offered only when configured
+/// (`[networks.<name>.tokens.<symbol>] native = true`): it costs extra RPC reads and needs a price.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PresetNative {
+    pub symbol: &'static str,
+    pub decimals: u32,
+    /// Payable amounts are rounded to this many places and stepped by one unit there: each
+    /// preset's is worth about a cent or less.
+    pub precision: u32,
+}
+
+const fn native(symbol: &'static str, decimals: u32, precision: u32) -> PresetNative {
+    PresetNative {
+        symbol,
+        decimals,
+        precision,
+    }
+}
+
 /// A built-in network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Preset {
@@ -38,6 +58,8 @@ pub struct Preset {
     /// Further names merchants send for the network (`binance`, `matic`, …).
     pub aliases: &'static [&'static str],
     pub tokens: &'static [PresetToken],
+    /// The chain's own coin (TRX, ETH, BNB, …).
+    pub native: PresetNative,
 }
 
 const fn t(symbol: &'static str, contract: &'static str, decimals: u32) -> PresetToken {
@@ -67,6 +89,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t", 6),
             t("USDC", "TEkxiTehnzSmSe2XqrBj4w32RUN966rdz8", 6),
         ],
+        native: native("TRX", 6, 2),
     },
     Preset {
         name: "ethereum",
@@ -84,6 +107,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0xdAC17F958D2ee523a2206206994597C13D831ec7", 6),
             t("USDC", "0xA0b86991c6218b36c1d19D4a2e9Eb0cE3606eB48", 6),
         ],
+        native: native("ETH", 18, 6),
     },
     Preset {
         name: "bsc",
@@ -101,6 +125,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0x55d398326f99059fF775485246999027B3197955", 18),
             t("USDC", "0x8AC76a51cc950d9822D68b83fE1Ad97B32Cd580d", 18),
         ],
+        native: native("BNB", 18, 5),
     },
     Preset {
         name: "polygon",
@@ -118,6 +143,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0xc2132D05D31c914a87C6611C10748AEb04B58e8F", 6),
             t("USDC", "0x3c499c542cEF5E3811e1192ce70d8cC03d5c3359", 6),
         ],
+        native: native("POL", 18, 2),
     },
     Preset {
         name: "arbitrum",
@@ -135,6 +161,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0xFd086bC7CD5C481DCC9C85ebE478A1C0b69FCbb9", 6),
             t("USDC", "0xaf88d065e77c8cC2239327C5EDb3A432268e5831", 6),
         ],
+        native: native("ETH", 18, 6),
     },
     Preset {
         name: "base",
@@ -149,6 +176,7 @@ pub const PRESETS: &[Preset] = &[
         trade_alias: None,
         aliases: &[],
         tokens: &[t("USDC", "0x833589fCD6eDb6E08f4c7C32D4f71b54bdA02913", 6)],
+        native: native("ETH", 18, 6),
     },
     Preset {
         name: "optimism",
@@ -166,6 +194,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0x94b008aA00579c1307B0EF2c499aD98a8ce58e58", 6),
             t("USDC", "0x0b2C639c533813f4Aa9D7837CAf62653d097Ff85", 6),
         ],
+        native: native("ETH", 18, 6),
     },
     Preset {
         name: "xlayer",
@@ -183,6 +212,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0x779Ded0c9e1022225f8E0630b35a9b54bE713736", 6),
             t("USDC", "0x74b7F16337b8972027F6196A17a631aC6dE26d22", 6),
         ],
+        native: native("OKB", 18, 4),
     },
     Preset {
         name: "plasma",
@@ -197,6 +227,7 @@ pub const PRESETS: &[Preset] = &[
         trade_alias: None,
         aliases: &[],
         tokens: &[t("USDT", "0xB8CE59FC3717ada4C02eaDF9682A9e934F625ebb", 6)],
+        native: native("XPL", 18, 2),
     },
     Preset {
         name: "avalanche",
@@ -214,6 +245,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "0x9702230A8Ea53601f5cD2dc00fDBc13d4dF4A8c7", 6),
             t("USDC", "0xB97EF9Ef8734C71904D8002F8b6Bc66Dd9c48a6E", 6),
         ],
+        native: native("AVAX", 18, 4),
     },
     Preset {
         name: "solana",
@@ -232,6 +264,7 @@ pub const PRESETS: &[Preset] = &[
             t("USDT", "Es9vMFrzaCERmJfrF4H2FYD4KCoNkY11McCe8BenwNYB", 6),
             t("USDC", "EPjFWdd5AufqSSqeM2qN1xzybapC8G4wEGGkZwyTDt1v", 6),
         ],
+        native: native("SOL", 9, 4),
     },
 ];
 

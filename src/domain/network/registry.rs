@@ -3,14 +3,27 @@
 
 use super::{Network, NetworkKind, Token, presets};
 
-/// One token of a network.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// One token of a network: a contract token (USDT, USDC) or the chain's native coin.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct TokenInfo {
     pub token: Token,
-    /// Normalised like wallets' addresses (EVM lower-case `0x…`, TRON base58).
+    /// Normalised like wallets' addresses (EVM lower-case `0x…`, TRON base58); empty for the
+    /// native coin.
     pub contract: String,
     pub decimals: u32,
+    /// The chain's own coin (TRX, ETH, BNB): paid by value transfers, not by a contract.
+    pub native: bool,
+    /// Decimal places of payable amounts (`None`: the global `amount_precision`).
+    pub amount_precision: Option<u32>,
+    /// Step between candidate amounts of one slot (`None`: the global `amount_step`).
+    pub amount_step: Option<rust_decimal::Decimal>,
+    /// USDT per 1 coin forced by the configuration (`usdt_price`), used when no admin-set
+    /// price exists. Natives only.
+    pub usdt_price: Option<rust_decimal::Decimal>,
 }
+
+/// What [`TokenInfo::contract`] is stored as on the transfers of a native coin.
+pub const NATIVE_CONTRACT: &str = "native";
 
 /// One network of the registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -53,6 +66,7 @@ impl NetworkInfo {
                         .parse_address(t.contract)
                         .unwrap_or_else(|_| t.contract.to_string()),
                     decimals: t.decimals,
+                    ..Default::default()
                 })
                 .collect(),
             watched: false,
@@ -66,10 +80,19 @@ impl NetworkInfo {
         self.tokens.iter().find(|t| t.token == token)
     }
 
-    /// The `trade_type` of `token` here: `usdt.trc20`, `usdc.base`.
+    /// The `trade_type` of `token` here: `usdt.trc20`, `usdc.base`; a native coin's is
+    /// `<network>.<coin>` as BEpusdt writes it (`tron.trx`, `ethereum.eth`, `bsc.bnb`).
     pub fn trade_type(&self, token: Token) -> String {
+        if self.token(token).is_some_and(|t| t.native) {
+            return format!("{}.{}", self.network, token.lower());
+        }
         let net = self.trade_alias.as_deref().unwrap_or(self.network.as_str());
         format!("{}.{net}", token.lower())
+    }
+
+    /// The native coin, when configured.
+    pub fn native(&self) -> Option<&TokenInfo> {
+        self.tokens.iter().find(|t| t.native)
     }
 
     fn answers_to(&self, s: &str) -> bool {
@@ -102,16 +125,23 @@ pub enum UnknownAsset {
     )]
     NotConfigured { network: Network, offered: String },
     #[error(
-        "`{asked}` is a native coin; native coins are not supported in this build yet; use one of {offered}"
+        "`{asked}` is a native coin that is not configured here (it needs [networks.{network}.tokens.{coin}] native = true and a price); use one of {offered}"
     )]
-    Native { asked: String, offered: String },
+    Native {
+        asked: String,
+        network: Network,
+        coin: String,
+        offered: String,
+    },
 }
 
 /// The networks orders could name before networks were configurable: always selectable.
 const LEGACY: [&str; 4] = ["tron", "ethereum", "bsc", "polygon"];
 
 /// Native coin symbols BEpusdt's `<network>.<coin>` trade types name.
-const NATIVE_SYMBOLS: [&str; 7] = ["trx", "eth", "bnb", "pol", "matic", "avax", "sol"];
+const NATIVE_SYMBOLS: [&str; 9] = [
+    "trx", "eth", "bnb", "pol", "matic", "avax", "sol", "okb", "xpl",
+];
 
 /// The networks of one configuration, in display order (presets first).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,6 +325,8 @@ impl Networks {
                 if NATIVE_SYMBOLS.contains(&b) {
                     return Err(UnknownAsset::Native {
                         asked: s.clone(),
+                        network: n,
+                        coin: b.to_string(),
                         offered: self.offered(),
                     });
                 }
@@ -330,6 +362,8 @@ impl Networks {
             None if NATIVE_SYMBOLS.contains(&t.to_ascii_lowercase().as_str()) => {
                 Err(UnknownAsset::Native {
                     asked: format!("{net}.{}", t.to_ascii_lowercase()),
+                    network: net,
+                    coin: t.to_ascii_lowercase(),
                     offered: self.offered(),
                 })
             }
@@ -346,7 +380,7 @@ impl Networks {
         self.get(n)?
             .tokens
             .iter()
-            .find(|t| t.contract == contract)
+            .find(|t| !t.native && t.contract == contract)
             .map(|t| t.token)
     }
 }

@@ -168,6 +168,14 @@ fn table() -> Vec<(RouteInfo, MethodRouter<AppState>)> {
             put(rates::set_rate),
         ),
         (
+            r(
+                Method::PUT,
+                "/admin/api/v1/prices/{coin}",
+                write(Role::Admin),
+            ),
+            put(rates::set_price),
+        ),
+        (
             r(Method::GET, "/admin/api/v1/stats", read(Role::Viewer)),
             get(status::stats),
         ),

@@ -180,11 +180,34 @@ pub(super) async fn place_order(
     place: Placement,
 ) -> Result<Order, Placed> {
     let hash = place.request_hash.clone();
-    let rate = rate::usdt_rate(db, config, &req.currency)
+    let usdt_rate = rate::usdt_rate(db, config, &req.currency)
         .await?
         .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
-    let min = config.amount_step;
-    let base = amount::fiat_to_token(req.amount, rate, config.amount_precision)
+    let token = config.registry().token(req.network, req.token);
+    let precision = token
+        .and_then(|t| t.amount_precision)
+        .unwrap_or(config.amount_precision);
+    let step = token
+        .and_then(|t| t.amount_step)
+        .unwrap_or(config.amount_step);
+    // A native coin: fiat per coin = fiat per USDT × USDT per coin, stored as the order's rate.
+    let rate = match token.filter(|t| t.native) {
+        Some(t) => {
+            let (price, _) =
+                rate::coin_price(db, t.token, t.usdt_price)
+                    .await?
+                    .ok_or(OrderError::NoPrice {
+                        coin: t.token,
+                        network: req.network,
+                    })?;
+            usdt_rate
+                .checked_mul(price)
+                .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?
+        }
+        None => usdt_rate,
+    };
+    let min = step;
+    let base = amount::fiat_to_token(req.amount, rate, precision)
         .ok_or_else(|| OrderError::NoRate(req.currency.clone()))?;
     if base < min {
         return Err(OrderError::AmountTooSmall(base, min).into());
@@ -193,10 +216,9 @@ pub(super) async fn place_order(
     if wallets.is_empty() {
         return Err(OrderError::NoWallet(req.network).into());
     }
-    let amounts: Vec<Decimal> =
-        amount::candidates(base, config.amount_step, config.amount_max_tries)
-            .map(|d| d.normalize())
-            .collect();
+    let amounts: Vec<Decimal> = amount::candidates(base, step, config.amount_max_tries)
+        .map(|d| d.normalize())
+        .collect();
     let candidates: Vec<String> = amounts.iter().map(|d| amount::canonical(*d)).collect();
     // Usually one of the first slots is free: try them without reading anything (a collision
     // costs one failed insert, an index probe). After a few collisions, read which candidate

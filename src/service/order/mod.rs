@@ -117,7 +117,7 @@ pub enum OrderError {
     Exists(String),
     #[error("no enabled wallet for network {0}; add one with `epusdt wallet add`")]
     NoWallet(Network),
-    #[error("payable amount {0} USDT is below the minimum {1}")]
+    #[error("payable amount {0} is below the minimum {1}")]
     AmountTooSmall(Decimal, Decimal),
     #[error(
         "no free amount slot on network {0}: too many waiting orders for this amount; retry later"
@@ -125,6 +125,12 @@ pub enum OrderError {
     NoFreeSlot(Network),
     #[error("no USDT rate configured for {0}; set forced_usdt_rate (CNY) or usdt_rates")]
     NoRate(String),
+    /// A native coin without a price (10006 too).
+    #[error(
+        "no USDT price for {coin} on {network}: set one with `epusdt rate price {coin} <USDT per 1 {coin}>` (or PUT /admin/api/v1/prices/{coin}), or usdt_price in [networks.{network}.tokens.{lower}]",
+        lower = coin.lower()
+    )]
+    NoPrice { coin: Token, network: Network },
     #[error("order not found")]
     NotFound,
     #[error("order is not paid; only paid orders have callbacks")]
