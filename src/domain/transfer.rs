@@ -3,6 +3,11 @@ use rust_decimal::Decimal;
 
 use super::network::{Network, Token};
 
+/// The `log_index` of a native coin transfer (ETH value, TRX `TransferContract`): log indexes
+/// are never negative, so it never collides with a token transfer of the same transaction and
+/// the unique (network, tx hash, log index) key stops a replay.
+pub const NATIVE_LOG_INDEX: i64 = -1;
+
 /// A token transfer seen on chain at or below the confirmed head, tagged with its token.
 #[derive(Debug, Clone)]
 pub struct IncomingTransfer {

@@ -333,7 +333,7 @@ mod tests {
         let trx = Params::from_query(b"token=TRX&order_id=");
         let e = GmPay.parse_create(&trx, &rules()).unwrap_err().to_string();
         assert!(
-            e.starts_with("token `tron.trx` is a native coin; native coins are not supported"),
+            e.starts_with("token `tron.trx` is a native coin that is not configured here (it needs [networks.tron.tokens.trx] native = true and a price)"),
             "{e}"
         );
         let dai = Params::from_query(b"token=DAI&network=tron&order_id=");

@@ -1,6 +1,8 @@
 //! One transaction by its hash, for a payer who submits it (`chain::verify`): its receipt
 //! (`eth_getTransactionReceipt`), the head for the confirmation count, and the header of its
-//! block (hash and time) — on one URL, with the scanner's failover and chain-id check.
+//! block (hash and time) — on one URL, with the scanner's failover and chain-id check. With a
+//! native coin configured, also the transaction itself (`eth_getTransactionByHash`): its
+//! `value` to the address is a native transfer when the receipt says it succeeded.
 //!
 //! Must never: count a log of another contract, or report a transaction as confirmed when its
 //! block is above the confirmed head (head − confirmations) or no longer the block the receipt
@@ -10,23 +12,23 @@ use std::{borrow::Cow, collections::HashSet};
 use alloy::{
     primitives::{B256, U64},
     providers::Provider,
-    rpc::types::Log,
 };
 use serde::Deserialize;
 
-use super::{EvmScanner, call_error, header, logs::to_transfer};
+use super::{
+    EvmScanner, call_error, header,
+    logs::to_transfer,
+    native::{self, BlockTx, FullBlock},
+};
 use crate::chain::{ScanError, rpc::CallError, verify::TxFound};
 
-/// The receipt fields the lookup needs; tolerant of chain-specific extras.
+/// The transaction fields the native lookup needs.
 #[derive(Debug, Deserialize)]
-struct Receipt {
-    #[serde(rename = "blockNumber")]
-    block_number: Option<U64>,
-    #[serde(rename = "blockHash")]
+struct Tx {
+    #[serde(flatten)]
+    tx: BlockTx,
+    #[serde(rename = "blockHash", default)]
     block_hash: Option<B256>,
-    status: Option<U64>,
-    #[serde(default)]
-    logs: Vec<Log>,
 }
 
 impl EvmScanner {
@@ -38,6 +40,7 @@ impl EvmScanner {
             .parse()
             .map_err(|_| ScanError::Unavailable(format!("not a transaction hash: {hash}")))?;
         let net = self.settings.network;
+        let coin = self.native;
         let contracts = &self.contracts;
         let confirmations = self.settings.confirmations;
         let watched: HashSet<String> = [to.to_ascii_lowercase()].into();
@@ -45,11 +48,7 @@ impl EvmScanner {
         self.endpoints
             .call("eth_getTransactionReceipt", |n| {
                 self.on(n, |p| async move {
-                    let receipt: Option<Receipt> = p
-                        .raw_request(Cow::Borrowed("eth_getTransactionReceipt"), (tx,))
-                        .await
-                        .map_err(call_error)?;
-                    let Some(r) = receipt else {
+                    let Some(r) = native::receipt(&p, tx).await? else {
                         return Ok(TxFound::NotFound);
                     };
                     let (Some(number), Some(block_hash)) = (r.block_number, r.block_hash) else {
@@ -89,6 +88,36 @@ impl EvmScanner {
                             }
                             t.block_time = block_time;
                             out.push(t);
+                        }
+                    }
+                    if let Some(coin) = coin {
+                        let found: Option<Tx> = p
+                            .raw_request(Cow::Borrowed("eth_getTransactionByHash"), (tx,))
+                            .await
+                            .map_err(call_error)?;
+                        if let Some(found) = found
+                            && found.block_hash == Some(block_hash)
+                            && found.tx.hash == tx
+                            && let (Some(to_addr), Some(value)) = (found.tx.to, found.tx.value)
+                            && !value.is_zero()
+                            && watched.contains(&format!("{to_addr:#x}"))
+                        {
+                            let b = FullBlock {
+                                hash: h.hash,
+                                number: U64::from(number),
+                                parent_hash: B256::ZERO,
+                                timestamp: h.timestamp,
+                                logs_bloom: None,
+                                transactions: Vec::new(),
+                            };
+                            out.extend(native::to_transfer(
+                                net,
+                                coin,
+                                &b,
+                                &found.tx,
+                                format!("{to_addr:#x}"),
+                                value,
+                            ));
                         }
                     }
                     Ok(TxFound::Confirmed(out))

@@ -50,7 +50,10 @@ use serde::Deserialize;
 mod by_hash;
 mod errors;
 mod logs;
+mod native;
 mod unconfirmed;
+
+pub use native::{NATIVE_CONCURRENCY, NATIVE_LOG_INDEX};
 
 use errors::{call_error, logs_error};
 use logs::{Contract, to_transfer};
@@ -114,13 +117,23 @@ struct Node {
 pub struct EvmScanner {
     settings: ChainSettings,
     contracts: Vec<Contract>,
+    /// The native coin, when configured: every scanned block is then read in full.
+    native: Option<native::NativeCoin>,
     endpoints: Endpoints<Node>,
 }
 
 impl EvmScanner {
     pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let mut contracts = Vec::new();
+        let mut coin = None;
         for t in &settings.tokens {
+            if t.native {
+                coin = Some(native::NativeCoin {
+                    token: t.token,
+                    decimals: t.decimals,
+                });
+                continue;
+            }
             let address: Address = t.contract.parse().map_err(|e| {
                 ChainError::Contract(format!(
                     "{} `{}` is not an address: {e}",
@@ -157,6 +170,7 @@ impl EvmScanner {
         Ok(Self {
             settings: settings.clone(),
             contracts,
+            native: coin,
             endpoints,
         })
     }
@@ -337,6 +351,7 @@ impl Scanner for EvmScanner {
         let contracts = &self.contracts;
         let filters = &filters;
         let topics = &topics;
+        let coin = self.native;
         self.endpoints
             .call("eth_getLogs", |n| self.on(n, |p| async move {
                 // The header of `to` first: a node that has it has every block of the range.
@@ -349,6 +364,12 @@ impl Scanner for EvmScanner {
                             .map_err(|e| logs_error(e, to - from + 1))?,
                     );
                 }
+                // With a native coin: every block in full, proven to be one chain ending in
+                // `last`, and its value transfers to watched addresses (`native`).
+                let full = match coin {
+                    Some(_) => native::full_blocks(&p, from, to, &last).await?,
+                    None => Vec::new(),
+                };
                 // An empty or short answer is only trusted from a node that has indexed the
                 // whole range: its head is at or above `to`, and `to` is still the block whose
                 // header it served (a node whose log index or execution lags its headers, or a
@@ -367,6 +388,9 @@ impl Scanner for EvmScanner {
                     )));
                 }
                 let mut headers: BTreeMap<u64, Header> = BTreeMap::new();
+                for b in &full {
+                    headers.insert(b.number.to::<u64>(), b.header());
+                }
                 headers.insert(to, last.clone());
                 // A node (or a balancer backend) whose log index lags its headers answers `[]`
                 // for the newest blocks. Each recent block without a log in the answer is
@@ -379,7 +403,7 @@ impl Scanner for EvmScanner {
                 let fetched: Vec<Header> = futures::stream::iter(unseen)
                     .map(|n| {
                         let p = p.clone();
-                        let known = (n == to).then(|| last.clone());
+                        let known = headers.get(&n).cloned();
                         async move {
                             match known {
                                 Some(h) => Ok(h),
@@ -430,6 +454,9 @@ impl Scanner for EvmScanner {
                     }
                     t.block_time = i64::try_from(h.timestamp.to::<u64>()).unwrap_or(i64::MAX);
                     out.push(t);
+                }
+                if let Some(coin) = coin {
+                    out.extend(native::transfers(&p, net, coin, &full, watched).await?);
                 }
                 out.sort_by_key(|t| (t.block_number, t.log_index));
                 Ok(ScanBatch {

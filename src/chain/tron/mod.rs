@@ -8,6 +8,15 @@
 //! with result `SUCCESS` and logs emitted by a configured token contract (USDT, USDC) count,
 //! each tagged with its token; the log index is the log's position within its transaction.
 //!
+//! TRX (only when `[networks.tron.tokens.trx] native = true`): every block of a range is also
+//! read with its transactions, `/walletsolidity/getblock {"id_or_num": "n", "detail": true}`,
+//! and each `TransferContract` (`raw_data.contract[0]`) to a watched address whose
+//! `ret[0].contractRet` is `SUCCESS` is a transfer of `amount` sun, identified by its `txID` and
+//! log index −1 (a TransferContract has no logs). That block answer proves the block itself
+//! (`{}` from a node that lacks it is a lagging answer, retried, never an empty block), and a
+//! block with receipts but without transactions is a lagging answer too. Without TRX
+//! configured nothing extra is read.
+//!
 //! A node that lacks a block answers `[]` for its receipts — the same as for an empty block —
 //! and `{}` for the block itself. So a range is scanned on one endpoint whose solidified head
 //! (asked there) covers the range, receipts prove their block by their `blockNumber`, and an
@@ -29,6 +38,7 @@ use serde_json::{Value, json};
 
 mod api;
 mod by_hash;
+mod native;
 mod unconfirmed;
 
 use api::{
@@ -72,6 +82,8 @@ pub struct TronScanner {
     network: Network,
     settings: ChainSettings,
     tokens: Vec<TronToken>,
+    /// TRX, when configured: (token, decimals).
+    native: Option<(Token, u32)>,
     endpoints: Endpoints<Client>,
     /// Unsolidified blocks already read for the "confirming" status.
     recent: unconfirmed::Recent,
@@ -80,7 +92,12 @@ pub struct TronScanner {
 impl TronScanner {
     pub fn new(settings: &ChainSettings) -> Result<Self, ChainError> {
         let mut tokens = Vec::new();
+        let mut native = None;
         for t in &settings.tokens {
+            if t.native {
+                native = Some((t.token, t.decimals));
+                continue;
+            }
             let hex = address::tron_to_hex(&t.contract).map_err(|e| {
                 ChainError::Contract(format!("{}: {e}", settings.token_key(t.token, "contract")))
             })?;
@@ -123,6 +140,7 @@ impl TronScanner {
             network: settings.network,
             settings: settings.clone(),
             tokens,
+            native,
             endpoints,
             recent: unconfirmed::Recent::default(),
         })
@@ -282,23 +300,33 @@ impl TronScanner {
         let mut transfers = Vec::new();
         let mut to_hash = None;
         if !watched.is_empty() {
-            let per_block: Vec<(u64, Vec<TxInfo>, Option<String>)> =
-                futures::stream::iter(from..=to)
-                    .map(|n| async move {
-                        retry_lagging(|| self.block_on(c, n))
-                            .await
-                            .map(|(i, id)| (n, i, id))
-                    })
-                    .buffered(CONCURRENCY)
-                    .try_collect()
-                    .await?;
-            for (n, infos, id) in &per_block {
+            type Block = (u64, Vec<TxInfo>, Option<String>, Option<native::TxBlock>);
+            let per_block: Vec<Block> = futures::stream::iter(from..=to)
+                .map(|n| async move {
+                    let (infos, id) = retry_lagging(|| self.block_on(c, n)).await?;
+                    let full = match self.native {
+                        Some(_) => Some(retry_lagging(|| native::tx_block(c, n, &infos)).await?),
+                        None => None,
+                    };
+                    Ok::<_, CallError>((n, infos, id, full))
+                })
+                .buffered(CONCURRENCY)
+                .try_collect()
+                .await?;
+            for (n, infos, id, full) in &per_block {
+                let id = id.clone().or_else(|| full.as_ref().map(|b| b.id.clone()));
                 if *n == to {
-                    to_hash.clone_from(id);
+                    to_hash.clone_from(&id);
                 }
                 let mut found = self.transfers(*n, infos, watched)?;
+                if let (Some(b), Some(coin)) = (full, self.native) {
+                    found.extend(b.transfers(self.network, coin, watched));
+                }
                 if !found.is_empty() {
-                    let hash = retry_lagging(|| block_id_on(c, *n)).await?;
+                    let hash = match id {
+                        Some(h) => h,
+                        None => retry_lagging(|| block_id_on(c, *n)).await?,
+                    };
                     for t in &mut found {
                         t.block_hash = hash.clone();
                     }

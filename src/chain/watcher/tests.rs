@@ -81,6 +81,7 @@ fn settings(confirmations: u64, max_block_range: u64) -> ChainSettings {
             token: crate::domain::network::Token::USDT,
             contract: "0x0000000000000000000000000000000000000055".into(),
             decimals: 6,
+            ..Default::default()
         }],
         confirmations,
         api_key: None,

@@ -181,6 +181,9 @@ impl ChainSettings {
     }
 }
 
+/// Default `max_block_range` of an EVM network with a native coin (each block is read in full).
+pub const NATIVE_EVM_RANGE: u64 = 100;
+
 /// Defaults of a network no preset has: (confirmations, poll ms, block range).
 fn kind_defaults(kind: NetworkKind) -> (u64, u64, u64) {
     match kind {
@@ -376,6 +379,12 @@ impl Config {
             if !(10..=600_000).contains(&poll_ms) {
                 return bad("poll_interval_ms", "use 10..=600000 milliseconds".into());
             }
+            // A native coin on an EVM chain reads every block in full: smaller default ranges.
+            let def_range = if kind == NetworkKind::Evm && tokens.iter().any(|t| t.native) {
+                def_range.min(NATIVE_EVM_RANGE)
+            } else {
+                def_range
+            };
             let range = nc.max_block_range.unwrap_or(def_range);
             let max_range = if kind == NetworkKind::Tron {
                 200

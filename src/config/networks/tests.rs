@@ -1,5 +1,6 @@
 #![allow(clippy::result_large_err)] // figment::Jail's closure signature, not ours
-use crate::config::{Config, Secret, Sources};
+use super::NATIVE_EVM_RANGE;
+use crate::config::{Config, NetworkConfig, Secret, Sources, TokenConfig};
 use figment::Jail;
 
 #[test]
@@ -181,10 +182,16 @@ decimals = 6
                 "is required",
             ),
             (
-                "EPUSDT_NETWORKS__BASE__TOKENS__ETH__NATIVE",
+                "EPUSDT_NETWORKS__SOLANA__TOKENS__SOL__NATIVE",
                 "true",
-                "networks.base.tokens.eth.native",
-                "not supported in this build yet",
+                "networks.solana.tokens.sol.native",
+                "native SOL is not supported in this build",
+            ),
+            (
+                "EPUSDT_NETWORKS__BSC__TOKENS__ETH__NATIVE",
+                "true",
+                "networks.bsc.tokens.eth.native",
+                "the native coin of `bsc` is BNB; name the section [networks.bsc.tokens.bnb]",
             ),
             (
                 "EPUSDT_NETWORKS__BINANCE__RPC_URLS",
@@ -239,4 +246,241 @@ decimals = 6
         assert_eq!(sol.tokens.len(), 2);
         Ok(())
     });
+}
+
+fn with_tokens(network: &str, tokens: &[(&str, TokenConfig)]) -> Config {
+    Config {
+        networks: [(
+            network.to_string(),
+            NetworkConfig {
+                rpc_urls: vec!["http://127.0.0.1:9/".into()],
+                tokens: tokens
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), v.clone()))
+                    .collect(),
+                ..Default::default()
+            },
+        )]
+        .into(),
+        ..Default::default()
+    }
+}
+
+fn native() -> TokenConfig {
+    TokenConfig {
+        native: true,
+        ..Default::default()
+    }
+}
+
+/// `native = true`: preset decimals and rounding, a smaller EVM range, clear refusals.
+#[test]
+fn native_coins_resolve_over_presets_and_refuse_what_cannot_work() {
+    use rust_decimal::Decimal;
+    let c = with_tokens("tron", &[("trx", native())]);
+    let tron = c.chains().expect("valid").remove(0);
+    let trx = tron.tokens.iter().find(|t| t.native).expect("trx");
+    assert_eq!(
+        (
+            trx.token.as_str(),
+            trx.decimals,
+            trx.amount_precision,
+            trx.amount_step
+        ),
+        ("TRX", 6, Some(2), Some(Decimal::new(1, 2)))
+    );
+    assert_eq!(tron.tokens.len(), 3, "USDT, USDC and TRX");
+    assert_eq!(
+        c.registry().trade_type(crate::domain::network::Asset {
+            network: tron.network,
+            token: trx.token
+        }),
+        "tron.trx"
+    );
+    let c = with_tokens(
+        "ethereum",
+        &[(
+            "eth",
+            TokenConfig {
+                usdt_price: Some(Decimal::new(3500, 0)),
+                ..native()
+            },
+        )],
+    );
+    let eth = c.chains().expect("valid").remove(0);
+    let coin = eth.tokens.iter().find(|t| t.native).expect("eth");
+    assert_eq!(
+        (
+            coin.decimals,
+            coin.amount_precision,
+            coin.amount_step,
+            coin.usdt_price
+        ),
+        (
+            18,
+            Some(6),
+            Some(Decimal::new(1, 6)),
+            Some(Decimal::new(3500, 0))
+        )
+    );
+    assert_eq!(
+        eth.max_block_range, NATIVE_EVM_RANGE,
+        "full blocks: smaller default range"
+    );
+    let bnb = with_tokens("bsc", &[("bnb", native())])
+        .chains()
+        .expect("valid")
+        .remove(0);
+    assert_eq!(
+        bnb.tokens
+            .iter()
+            .find(|t| t.native)
+            .map(|t| (t.amount_precision, t.amount_step)),
+        Some((Some(5), Some(Decimal::new(1, 5))))
+    );
+    // Without `native = true` the coin is not offered.
+    let plain = Config::default();
+    assert!(
+        plain
+            .registry()
+            .get(crate::domain::network::Network::TRON)
+            .expect("tron")
+            .native()
+            .is_none()
+    );
+
+    for (net, tokens, key, says) in [
+        (
+            "solana",
+            vec![("sol", native())],
+            "networks.solana.tokens.sol.native",
+            "native SOL is not supported in this build",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    contract: Some("TR7NHqjeKQxGTCi8q8ZY4pL8otSzgjLj6t".into()),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.contract",
+            "a native coin has no contract",
+        ),
+        (
+            "bsc",
+            vec![("eth", native())],
+            "networks.bsc.tokens.eth.native",
+            "the native coin of `bsc` is BNB",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    decimals: Some(18),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.decimals",
+            "TRX has 6 decimals",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    amount_precision: Some(7),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.amount_precision",
+            "finer than the token's 6 decimals",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    amount_step: Some(Decimal::new(1, 3)),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.amount_step",
+            "more places than amount_precision (2)",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    amount_step: Some(Decimal::ZERO),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.amount_step",
+            "must be greater than 0",
+        ),
+        (
+            "tron",
+            vec![(
+                "trx",
+                TokenConfig {
+                    usdt_price: Some(Decimal::ZERO),
+                    ..native()
+                },
+            )],
+            "networks.tron.tokens.trx.usdt_price",
+            "is not a price",
+        ),
+        (
+            "tron",
+            vec![(
+                "usdt",
+                TokenConfig {
+                    usdt_price: Some(Decimal::ONE),
+                    ..Default::default()
+                },
+            )],
+            "networks.tron.tokens.usdt.usdt_price",
+            "is for native coins only",
+        ),
+        (
+            "mychain",
+            vec![("coin", native())],
+            "networks.mychain",
+            "kind",
+        ),
+    ] {
+        let e = with_tokens(net, &tokens)
+            .chains()
+            .expect_err(key)
+            .to_string();
+        assert!(e.contains(key) && e.contains(says), "{key}: {e}");
+    }
+    // A network of one's own: decimals are required for its coin.
+    let mut c = with_tokens(
+        "mychain",
+        &[
+            ("coin", native()),
+            (
+                "usdt",
+                TokenConfig {
+                    contract: Some("0x00000000000000000000000000000000000000aa".into()),
+                    decimals: Some(6),
+                    ..Default::default()
+                },
+            ),
+        ],
+    );
+    if let Some(n) = c.networks.get_mut("mychain") {
+        n.kind = Some("evm".into());
+        n.chain_id = Some(5);
+    }
+    let e = c.chains().expect_err("decimals").to_string();
+    assert!(
+        e.contains("networks.mychain.tokens.coin.decimals") && e.contains("is required"),
+        "{e}"
+    );
 }

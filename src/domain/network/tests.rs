@@ -85,9 +85,12 @@ fn refusals_name_what_is_offered() {
         "{e}"
     );
     let e = r.asset("tron.trx").expect_err("native").to_string();
-    assert!(e.contains("native coin"), "{e}");
+    assert!(
+        e.starts_with("`tron.trx` is a native coin that is not configured here (it needs [networks.tron.tokens.trx] native = true and a price); use one of usdt.trc20"),
+        "{e}"
+    );
     let e = r.asset("bsc.bnb").expect_err("native").to_string();
-    assert!(e.contains("native coin"), "{e}");
+    assert!(e.contains("[networks.bsc.tokens.bnb] native = true"), "{e}");
     let e = r.asset("usdt.nowhere").expect_err("unknown").to_string();
     assert!(
         e.starts_with("`usdt.nowhere` is not a network or trade type here"),
@@ -137,4 +140,58 @@ fn names_are_interned_handles() {
     assert_eq!(json, "\"bsc\"");
     let back: Network = serde_json::from_str(&json).expect("back");
     assert_eq!(back, Network::BSC);
+}
+
+/// Configured native coins: `<network>.<coin>` is their trade type, `<coin>.<network>` and
+/// GMPay's pair select them too; an unconfigured one names what is offered.
+#[test]
+fn native_coins_select_by_trade_type_when_configured() {
+    let mut list: Vec<NetworkInfo> = Networks::presets().iter().cloned().collect();
+    for i in list.iter_mut() {
+        let coin = match i.network.as_str() {
+            "tron" => "TRX",
+            "ethereum" => "ETH",
+            _ => continue,
+        };
+        i.watched = true;
+        i.tokens.push(TokenInfo {
+            token: Token::named(coin),
+            decimals: if coin == "TRX" { 6 } else { 18 },
+            native: true,
+            ..Default::default()
+        });
+    }
+    let r = Networks::new(list);
+    for (asked, net, coin) in [
+        ("tron.trx", Network::TRON, "TRX"),
+        ("TRX.TRON", Network::TRON, "TRX"),
+        ("trx.trc20", Network::TRON, "TRX"),
+        ("ethereum.eth", Network::ETHEREUM, "ETH"),
+        ("eth.ethereum", Network::ETHEREUM, "ETH"),
+        ("eth-erc20", Network::ETHEREUM, "ETH"),
+    ] {
+        let a = r.asset(asked).unwrap_or_else(|e| panic!("{asked}: {e}"));
+        assert_eq!((a.network, a.token.as_str()), (net, coin), "{asked}");
+    }
+    assert_eq!(
+        r.trade_type(Asset {
+            network: Network::TRON,
+            token: Token::named("TRX")
+        }),
+        "tron.trx"
+    );
+    // Bare network names keep selecting USDT, even `trx` (an alias of tron).
+    assert_eq!(r.asset("trx").expect("alias").token, Token::USDT);
+    let a = r.asset_of("TRX", "tron").expect("gmpay pair");
+    assert_eq!((a.network, a.token.as_str()), (Network::TRON, "TRX"));
+    // BNB is not configured: 10009's message names the configured trade types.
+    let e = r.asset("bsc.bnb").expect_err("not configured").to_string();
+    assert!(
+        e.contains("[networks.bsc.tokens.bnb] native = true")
+            && e.contains("tron.trx")
+            && e.contains("ethereum.eth"),
+        "{e}"
+    );
+    // ETH is configured on ethereum only.
+    assert!(r.asset("eth.bsc").is_err());
 }

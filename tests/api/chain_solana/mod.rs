@@ -114,6 +114,7 @@ async fn watch(d: &SolanaDouble, start: u64) -> Option<Running> {
             token: epusdt::domain::network::Token::USDT,
             contract: USDT_MINT.into(),
             decimals: 6,
+            ..Default::default()
         }],
         confirmations: 0,
         api_key: None,
