@@ -18,6 +18,7 @@ mod bepusdt_compat;
 mod chain_confirming;
 mod chain_evm;
 mod chain_lease;
+mod chain_native;
 mod chain_solana;
 mod chain_tokens;
 mod chain_tron;

@@ -107,6 +107,9 @@ pub struct Chain {
     pub no_constant_calls: bool,
     /// Pretend not to have this block yet, although it is below the solidified head.
     pub missing: Option<u64>,
+    /// Answer `{}` to `getblock` with `"detail": true` for this block only (a backend that
+    /// serves its receipts but not the block itself yet).
+    pub missing_detail: Option<u64>,
     /// Node 0 is the one `start` made; see [`TronMock::add_node`].
     pub nodes: Vec<Node>,
     pub requests: Vec<Request>,
@@ -199,6 +202,65 @@ pub fn trc20_tx(
     tx
 }
 
+/// Where the double keeps a transaction's own print (`printTransaction`) inside its info; never
+/// sent in an info answer.
+const RAW_TX: &str = "__raw_tx";
+
+/// One TRX `TransferContract` as java-tron keeps it: its transaction info (fee, block, a
+/// receipt with bandwidth only — no `result` for a non-VM transaction) and, for `getblock`
+/// with `"detail": true`, the transaction as `Util.printTransaction` prints it (hex `41…`
+/// addresses, amount in sun, `ret[0].contractRet`). `contract_ret` other than `SUCCESS` gives
+/// the info `"result": "FAILED"` too.
+pub fn trx_tx(txid: &str, from_hex: &str, to_hex: &str, sun: u64, contract_ret: &str) -> Value {
+    let mut info = json!({
+        "id": txid,
+        "blockNumber": 0,
+        "blockTimeStamp": 0,
+        "contractResult": [""],
+        "receipt": {"net_usage": 268},
+    });
+    if contract_ret != "SUCCESS" {
+        info["result"] = json!("FAILED");
+    }
+    info[RAW_TX] = json!({
+        "ret": [{"contractRet": contract_ret}],
+        "signature": ["3f1c0a"],
+        "txID": txid,
+        "raw_data": {
+            "contract": [{
+                "parameter": {
+                    "value": {
+                        "amount": sun,
+                        "owner_address": format!("41{from_hex}"),
+                        "to_address": format!("41{to_hex}"),
+                    },
+                    "type_url": "type.googleapis.com/protocol.TransferContract",
+                },
+                "type": "TransferContract",
+            }],
+            "ref_block_bytes": "a1b2",
+            "ref_block_hash": "0011223344556677",
+            "expiration": 1_700_000_060_000i64,
+            "timestamp": 1_700_000_000_000i64,
+        },
+        "raw_data_hex": "0a02a1b2",
+    });
+    info
+}
+
+/// Infos as the API answers them (the double's own keys removed).
+fn public_infos(infos: Vec<Value>) -> Vec<Value> {
+    infos
+        .into_iter()
+        .map(|mut i| {
+            if let Some(o) = i.as_object_mut() {
+                o.remove(RAW_TX);
+            }
+            i
+        })
+        .collect()
+}
+
 /// A block as `Util.printBlock` prints it: `transactions` only when there are any (and the
 /// caller wants them), `txTrieRoot` all zeros only for a block without transactions.
 fn print_block(n: u64, infos: &[Value], with_txs: bool) -> Value {
@@ -228,6 +290,9 @@ fn print_block(n: u64, infos: &[Value], with_txs: bool) -> Value {
         let txs: Vec<Value> = infos
             .iter()
             .map(|i| {
+                if let Some(raw) = i.get(RAW_TX) {
+                    return raw.clone();
+                }
                 let ok = i["receipt"]["result"] == "SUCCESS";
                 json!({
                     "ret": [{"contractRet": if ok { "SUCCESS" } else { "REVERT" }}],
@@ -442,6 +507,7 @@ async fn handle(
         "getblock" => match body.get("id_or_num") {
             None => print_block(top, &infos(top), body["detail"] == true),
             Some(_) => match requested_num(&body) {
+                Some(n) if body["detail"] == true && chain.missing_detail == Some(n) => json!({}),
                 Some(n) if has(n) => print_block(n, &infos(n), body["detail"] == true),
                 _ => json!({}),
             },
@@ -454,7 +520,7 @@ async fn handle(
         // block the node does not have (Wallet.getTransactionInfoByBlockNum catches the
         // ItemNotFoundException).
         "gettransactioninfobyblocknum" => match body.get("num").and_then(Value::as_u64) {
-            Some(n) if n > 0 && has(n) => Value::Array(infos(n)),
+            Some(n) if n > 0 && has(n) => Value::Array(public_infos(infos(n))),
             Some(n) if n > 0 => json!([]),
             _ => json!({}),
         },
@@ -469,6 +535,7 @@ async fn handle(
                 .flat_map(|(_, txs)| txs.iter())
                 .find(|t| t["id"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(id)))
                 .cloned()
+                .map(|t| public_infos(vec![t]).remove(0))
                 .unwrap_or_else(|| json!({}))
         }
         "triggerconstantcontract" if chain.no_constant_calls => json!({"result": {
