@@ -357,3 +357,153 @@ async fn trx_pays_tron_orders_from_transfer_contracts() {
     assert_eq!(rows[0].block_hash, chain_support::tron_mock::block_id(m));
     app.stop().await;
 }
+
+/// `/pay/submit-tx-hash` finds a native transfer by its hash (the watcher polls once at start
+/// and then not again): an ETH value transaction on anvil, a TRX TransferContract on the double;
+/// a reverted ETH value transfer is refused as failed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submitted_native_hashes_pay() {
+    use chain_support::tron_mock::{TronMock, trx_tx};
+    const QUIET: u64 = 600_000;
+    let Some(anvil) = Anvil::start_with_chain_id(1).await else {
+        return;
+    };
+    let usdt = anvil.deploy_token(6).await;
+    let (_, r) = anvil.send(ACCOUNTS[0], None, REVERTER).await;
+    let reverter = r["contractAddress"]
+        .as_str()
+        .expect("contract")
+        .to_ascii_lowercase();
+    let mock = TronMock::start().await;
+    let (eth_url, tron_url) = (anvil.url.clone(), mock.url.clone());
+    let native = |price: &str| TokenConfig {
+        native: true,
+        usdt_price: Some(price.parse().expect("price")),
+        ..Default::default()
+    };
+    let Some(app) = common::spawn_app_with(Backend::Sqlite, |c| {
+        c.networks.insert(
+            "ethereum".into(),
+            NetworkConfig {
+                rpc_urls: vec![eth_url],
+                confirmations: Some(2),
+                poll_interval_ms: Some(QUIET),
+                request_timeout_secs: Some(5),
+                tokens: BTreeMap::from([
+                    (
+                        "usdt".to_string(),
+                        TokenConfig {
+                            contract: Some(usdt),
+                            decimals: Some(6),
+                            ..Default::default()
+                        },
+                    ),
+                    (
+                        "usdc".to_string(),
+                        TokenConfig {
+                            enabled: false,
+                            ..Default::default()
+                        },
+                    ),
+                    ("eth".to_string(), native("2000")),
+                ]),
+                ..Default::default()
+            },
+        );
+        c.networks.insert(
+            "tron".into(),
+            NetworkConfig {
+                rpc_urls: vec![tron_url],
+                poll_interval_ms: Some(QUIET),
+                request_timeout_secs: Some(5),
+                tokens: BTreeMap::from([("trx".to_string(), native("0.25"))]),
+                ..Default::default()
+            },
+        );
+    })
+    .await
+    else {
+        return;
+    };
+    for w in [common::EVM_WALLET, common::TRON_WALLET] {
+        epusdt::service::wallet::set_enabled(&app.state.db, w, false)
+            .await
+            .expect("disable placeholder wallet");
+    }
+    let reg = app.state.config.registry().clone();
+    let tron_wallet =
+        epusdt::domain::address::tron_from_hex(&"cd".repeat(20)).expect("tron address");
+    for (net, w) in [
+        ("ethereum", reverter.as_str()),
+        ("tron", tron_wallet.as_str()),
+    ] {
+        epusdt::service::wallet::add(&app.state.db, &reg, net, w, None, "w")
+            .await
+            .expect("add wallet");
+    }
+    chain_support::wait_cursor(&app, "tron", 100, 20).await;
+    let (_merchant, murl) = Merchant::start(0, "ok").await;
+    let notify = format!("{murl}/notify");
+    let submit = |trade_id: String, hash: String| {
+        let app = &app;
+        async move {
+            common::post_json(
+                &app.client,
+                &app.url(&format!("/pay/submit-tx-hash/{trade_id}")),
+                &json!({ "block_transaction_id": hash }),
+            )
+            .await
+        }
+    };
+
+    // ETH: a reverted value transfer is refused; a plain one pays.
+    let (trade_id, amount, _) =
+        chain_support::create_order(&app, "H-1", "20", "ethereum.eth", &notify).await;
+    let (reverted, receipt) = send_value(&anvil, &reverter, units(&amount, 18)).await;
+    assert_eq!(receipt["status"], "0x0");
+    anvil.mine(2).await;
+    let reply = submit(trade_id.clone(), reverted).await;
+    assert_ne!(reply["status_code"], 200, "{reply}");
+    assert_eq!(chain_support::order_status(&app, &trade_id).await, 1);
+    epusdt::service::wallet::set_enabled(&app.state.db, &reverter, false)
+        .await
+        .expect("disable");
+    let wallet = ACCOUNTS[1].to_ascii_lowercase();
+    epusdt::service::wallet::add(&app.state.db, &reg, "ethereum", &wallet, None, "w")
+        .await
+        .expect("add wallet");
+    app.state.caches.clear();
+    let (trade_id, amount, address) =
+        chain_support::create_order(&app, "H-2", "20", "ethereum.eth", &notify).await;
+    assert_eq!(address, wallet);
+    let (tx, _) = send_value(&anvil, &wallet, units(&amount, 18)).await;
+    anvil.mine(2).await;
+    let reply = submit(trade_id.clone(), tx.clone()).await;
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    assert_eq!(reply["data"]["status"], 2, "{reply}");
+    assert_eq!(reply["data"]["block_transaction_id"], tx, "{reply}");
+
+    // TRX: a TransferContract found by its id once solidified.
+    let (trade_id, amount, address) =
+        chain_support::create_order(&app, "H-3", "30", "tron.trx", &notify).await;
+    assert_eq!(
+        (address.as_str(), amount.as_str()),
+        (tron_wallet.as_str(), "16.67")
+    );
+    let id = "b2".repeat(32);
+    mock.push_block(
+        vec![trx_tx(
+            &id,
+            &"12".repeat(20),
+            &"cd".repeat(20),
+            16_670_000,
+            "SUCCESS",
+        )],
+        0,
+    );
+    let reply = submit(trade_id.clone(), id.clone()).await;
+    assert_eq!(reply["status_code"], 200, "{reply}");
+    assert_eq!(reply["data"]["status"], 2, "{reply}");
+    assert_eq!(reply["data"]["block_transaction_id"], id, "{reply}");
+    app.stop().await;
+}

@@ -3,6 +3,8 @@
 //! solidified), the solidified head for the confirmation count and the block id of its block;
 //! when the solidity node does not have it yet, `/wallet/gettransactioninfobyid` tells an
 //! unconfirmed transaction from an unknown one. java-tron answers `{}` for an id it lacks.
+//! With TRX configured, a transaction whose receipt has no VM result (a TransferContract) is
+//! read itself (`/walletsolidity/gettransactionbyid`) for its TRX transfer.
 //!
 //! Must never: read the logs of an unsolidified transaction as a payment, or count a log of
 //! another contract (the scanner's own [`TronScanner::transfers`] reads the logs).
@@ -77,8 +79,14 @@ impl TronScanner {
                 info.id
             )));
         }
-        let failed = info.receipt.as_ref().and_then(|r| r.result.as_deref()) != Some("SUCCESS")
-            || info.result.as_deref() == Some("FAILED");
+        let vm_result = info.receipt.as_ref().and_then(|r| r.result.as_deref());
+        // No VM result and not failed: a system contract (TransferContract); with TRX
+        // configured, the transaction itself says what it moved.
+        let plain = self.native.is_some()
+            && vm_result.is_none()
+            && info.result.as_deref() != Some("FAILED");
+        let failed =
+            !plain && (vm_result != Some("SUCCESS") || info.result.as_deref() == Some("FAILED"));
         // A transaction without a receipt result of SUCCESS moved no tokens (TRC-20 calls
         // always carry one).
         if failed {
@@ -95,6 +103,29 @@ impl TronScanner {
             });
         }
         let mut found = self.transfers(n, std::slice::from_ref(&info), watched)?;
+        if plain && let Some(coin) = self.native {
+            let path = "walletsolidity/gettransactionbyid";
+            let v: Value = c.post(path, json!({ "value": id })).await?;
+            let tx: super::native::BlockTx = serde_json::from_value(v)
+                .map_err(|e| CallError::Failed(format!("{path}: unexpected transaction ({e})")))?;
+            if !tx.tx_id.eq_ignore_ascii_case(id) {
+                return Err(CallError::Failed(format!(
+                    "{path}: asked for {id}, the node answered transaction {:?}",
+                    tx.tx_id
+                )));
+            }
+            let ok = tx.ret.first().and_then(|r| r.contract_ret.as_deref()) == Some("SUCCESS");
+            if !ok {
+                return Ok(TxFound::Failed);
+            }
+            let b = super::native::TxBlock {
+                number: n,
+                id: String::new(),
+                time: info.block_timestamp.div_euclid(1000),
+                transactions: vec![tx],
+            };
+            found.extend(b.transfers(self.network, coin, watched));
+        }
         if !found.is_empty() {
             let hash = retry_lagging(|| block_id_on(c, n)).await?;
             for t in &mut found {

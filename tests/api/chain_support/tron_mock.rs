@@ -538,6 +538,22 @@ async fn handle(
                 .map(|t| public_infos(vec![t]).remove(0))
                 .unwrap_or_else(|| json!({}))
         }
+        // GetTransactionByIdServlet: the transaction as printed in blocks; `{}` when unknown.
+        "gettransactionbyid" => {
+            let id = body["value"].as_str().unwrap_or_default();
+            chain
+                .blocks
+                .iter()
+                .filter(|(n, _)| has(**n))
+                .flat_map(|(_, txs)| txs.iter())
+                .find(|t| t["id"].as_str().is_some_and(|t| t.eq_ignore_ascii_case(id)))
+                .map(|t| match t.get(RAW_TX) {
+                    Some(raw) => raw.clone(),
+                    None => json!({"txID": t["id"], "ret": [{"contractRet": "SUCCESS"}],
+                        "raw_data": {"contract": [{"type": "TriggerSmartContract"}]}}),
+                })
+                .unwrap_or_else(|| json!({}))
+        }
         "triggerconstantcontract" if chain.no_constant_calls => json!({"result": {
             "code": "CONTRACT_VALIDATE_ERROR",
             "message": "this node does not support constant"}}),
