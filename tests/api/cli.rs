@@ -219,6 +219,42 @@ fn migrate_merchant_and_wallet_commands() {
         line.contains("rate:CNY") && line.contains("7.25") && line.contains("cli"),
         "{line}"
     );
+    // A native coin price: only for a configured coin, audited as price.set.
+    let (code, _, err) = run(&["rate", "price", "TRX", "0.25"]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("`TRX` is not a configured native coin (none is configured)"),
+        "{err}"
+    );
+    let with_trx = |args: &[&str]| {
+        let out = bin()
+            .current_dir(dir.path())
+            .env("EPUSDT_NETWORKS__TRON__TOKENS__TRX__NATIVE", "true")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, _, err) = with_trx(&["rate", "price", "trx", "0"]);
+    assert_ne!(code, Some(0));
+    assert!(err.contains("USDT per 1 TRX"), "{err}");
+    let (code, out, err) = with_trx(&["rate", "price", "trx", "0.250"]);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(out.contains("1 TRX = 0.25 USDT"), "{out}");
+    let trail: String = std::fs::read_dir(&audit_dir)
+        .unwrap()
+        .map(|f| std::fs::read_to_string(f.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        trail
+            .lines()
+            .any(|l| l.contains("\"price.set\"") && l.contains("price:TRX") && l.contains("0.25")),
+        "{trail}"
+    );
 }
 
 /// `.env.example` is a valid configuration as shipped (documentation stays true), and every key
