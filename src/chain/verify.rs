@@ -368,7 +368,13 @@ fn pick_transfer<'a>(
             .tokens
             .iter()
             .find(|t| t.token.as_str() == o.token)
-            .map(|t| t.contract.clone())
+            .map(|t| {
+                if t.native {
+                    "none: the chain's own coin".to_string()
+                } else {
+                    t.contract.clone()
+                }
+            })
             .unwrap_or_default();
         if transfers.is_empty() {
             return Err(SubmitError::NoTransfer {

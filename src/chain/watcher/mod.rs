@@ -127,7 +127,7 @@ impl<S: Scanner> Watcher<S> {
         self.registry.register(&self.settings);
         tracing::info!(
             %network,
-            tokens = %self.settings.tokens.iter().map(|t| format!("{}={}", t.token, t.contract)).collect::<Vec<_>>().join(", "),
+            tokens = %self.settings.tokens.iter().map(|t| format!("{}={}", t.token, if t.native { "native" } else { t.contract.as_str() })).collect::<Vec<_>>().join(", "),
             confirmations = self.settings.confirmations,
             rpc = %self.settings.rpc_urls.iter().map(|u| crate::redact::rpc_url(u.as_str())).collect::<Vec<_>>().join(", "),
             "chain watcher started"

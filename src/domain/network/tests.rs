@@ -151,6 +151,7 @@ fn native_coins_select_by_trade_type_when_configured() {
         let coin = match i.network.as_str() {
             "tron" => "TRX",
             "ethereum" => "ETH",
+            "bsc" => "BNB",
             _ => continue,
         };
         i.watched = true;
@@ -169,6 +170,8 @@ fn native_coins_select_by_trade_type_when_configured() {
         ("ethereum.eth", Network::ETHEREUM, "ETH"),
         ("eth.ethereum", Network::ETHEREUM, "ETH"),
         ("eth-erc20", Network::ETHEREUM, "ETH"),
+        ("bsc.bnb", Network::BSC, "BNB"),
+        ("bnb.bep20", Network::BSC, "BNB"),
     ] {
         let a = r.asset(asked).unwrap_or_else(|e| panic!("{asked}: {e}"));
         assert_eq!((a.network, a.token.as_str()), (net, coin), "{asked}");
@@ -184,12 +187,13 @@ fn native_coins_select_by_trade_type_when_configured() {
     assert_eq!(r.asset("trx").expect("alias").token, Token::USDT);
     let a = r.asset_of("TRX", "tron").expect("gmpay pair");
     assert_eq!((a.network, a.token.as_str()), (Network::TRON, "TRX"));
-    // BNB is not configured: 10009's message names the configured trade types.
-    let e = r.asset("bsc.bnb").expect_err("not configured").to_string();
+    // POL is not configured: 10009's message names the configured trade types.
+    let e = r.asset("polygon.pol").expect_err("not configured").to_string();
     assert!(
-        e.contains("[networks.bsc.tokens.bnb] native = true")
+        e.contains("[networks.polygon.tokens.pol] native = true")
             && e.contains("tron.trx")
-            && e.contains("ethereum.eth"),
+            && e.contains("ethereum.eth")
+            && e.contains("bsc.bnb"),
         "{e}"
     );
     // ETH is configured on ethereum only.
