@@ -195,13 +195,34 @@ async fn native_eth_on_anvil(backend: Backend) {
         ),
         ("ETH", -1, "native", "matched")
     );
-    // Replaying the range (cursor moved back) credits nothing twice.
+    // Replaying the range (an operator moves the cursor back below the payment's block): the
+    // transfer is read again and credits nothing twice.
     let before = chain_support::transfer_count(&app.state.db).await;
+    let paid_block = paid[0].block_number;
+    let back = anvil
+        .rpc(
+            "eth_getBlockByNumber",
+            json!([format!("{:#x}", paid_block - 1), false]),
+        )
+        .await;
+    {
+        use sea_orm::{ActiveModelTrait, Set};
+        epusdt::store::entities::chain_cursor::ActiveModel {
+            network: Set("ethereum".into()),
+            block_number: Set(paid_block - 1),
+            block_hash: Set(back["hash"].as_str().expect("hash").to_string()),
+            updated_at: Set(epusdt::service::now()),
+        }
+        .update(&app.state.db)
+        .await
+        .expect("move the cursor back");
+    }
     anvil.mine(3).await;
     let head = i64::try_from(anvil.block_number().await).expect("head");
     chain_support::wait_cursor(&app, "ethereum", head - 2, 30).await;
     assert_eq!(chain_support::transfer_count(&app.state.db).await, before);
-    assert_eq!(merchant.received().len(), 1);
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(merchant.received().len(), 1, "one callback");
     app.stop().await;
 }
 on_sqlite_and_postgres!(native_eth_on_anvil);

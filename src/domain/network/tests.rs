@@ -188,7 +188,10 @@ fn native_coins_select_by_trade_type_when_configured() {
     let a = r.asset_of("TRX", "tron").expect("gmpay pair");
     assert_eq!((a.network, a.token.as_str()), (Network::TRON, "TRX"));
     // POL is not configured: 10009's message names the configured trade types.
-    let e = r.asset("polygon.pol").expect_err("not configured").to_string();
+    let e = r
+        .asset("polygon.pol")
+        .expect_err("not configured")
+        .to_string();
     assert!(
         e.contains("[networks.polygon.tokens.pol] native = true")
             && e.contains("tron.trx")
