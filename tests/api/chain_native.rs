@@ -4,7 +4,7 @@
 //! amount, never pay it. TRX against the TRON double: no price → 10006 naming both ways to set
 //! one; an admin-set price (admin API) prices the order; a TransferContract whose result is not
 //! SUCCESS is ignored; a node that answers `{}` for the block with its transactions does not
-//! lose the payment, which is credited once the block is served.
+//! lose the payment, which is credited once the block is served; GMPay `TRX` + `tron` selects it.
 use crate::chain_support;
 use crate::common;
 
@@ -376,6 +376,38 @@ async fn trx_pays_tron_orders_from_transfer_contracts() {
         ("TRX", -1, "matched")
     );
     assert_eq!(rows[0].block_hash, chain_support::tron_mock::block_id(m));
+
+    // GMPay's `token` + `network` pair selects TRX the same way.
+    let mut p: BTreeMap<&str, String> = BTreeMap::new();
+    for (k, v) in [
+        ("pid", "1000"),
+        ("currency", "CNY"),
+        ("notify_url", notify.as_str()),
+        ("order_id", "G-1"),
+        ("amount", "30"),
+        ("token", "TRX"),
+        ("network", "tron"),
+    ] {
+        p.insert(k, v.to_string());
+    }
+    let mut body: serde_json::Map<String, Value> =
+        p.iter().map(|(k, v)| (k.to_string(), json!(v))).collect();
+    body.insert(
+        "signature".into(),
+        json!(common::gmpay_sign(&p, common::TOKEN)),
+    );
+    let g = common::post_json(
+        &app.client,
+        &app.url("/payments/gmpay/v1/order/create-transaction"),
+        &body,
+    )
+    .await;
+    assert_eq!(g["status_code"], 200, "{g}");
+    assert_eq!(
+        (&g["data"]["token"], &g["data"]["receive_address"]),
+        (&json!("TRX"), &json!(wallet)),
+        "{g}"
+    );
     app.stop().await;
 }
 
