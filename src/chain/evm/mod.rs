@@ -2,7 +2,9 @@
 //! alloy's JSON-RPC provider: `eth_blockNumber` for the head, one `eth_getLogs` on **every**
 //! configured token contract of the network at once (USDT and USDC) and the ERC-20 `Transfer`
 //! topic with `to` (topic 2) ∈ watched addresses, and block headers for hashes and timestamps.
-//! Each transfer is tagged with the token of the contract that emitted it.
+//! Each transfer is tagged with the token of the contract that emitted it. With the network's
+//! native coin configured (ETH, BNB, …), each range is also read as full blocks for top-level
+//! value transfers to watched addresses, confirmed by their receipts ([`native`]).
 //!
 //! It owns the translation of logs into [`IncomingTransfer`]s and the start-up check of the
 //! contract (chain id, `decimals()`). It must never trust the node blindly: a log from another
