@@ -102,6 +102,16 @@ function done(summary, latency, requests)
 end
 LUA
 rss_kb() { awk '/^VmRSS/ {print $2}' "/proc/$pid/status"; }
+# CPU time (clock ticks, user + system) of the gateway, and of the PostgreSQL backends serving
+# the bench database: CPU per request is the figure the machine's load disturbs least.
+ticks() { awk '{print $14 + $15}' "/proc/$1/stat" 2>/dev/null || echo 0; }
+db_ticks() {
+  local t=0 p
+  if [ "$backend" = postgres ]; then
+    for p in $(pgrep -f "postgres: .* $db " || true); do t=$((t + $(ticks "$p"))); done
+  fi
+  echo $t
+}
 # One machine-readable line per figure for tools/bench.sh: BENCH <name> key=value ...
 report() { # name, wrk output file
   local rps p50 p99
@@ -121,9 +131,18 @@ plain health "http://127.0.0.1:$port/health"
 if [ -n "${BENCH_PERF:-}" ]; then
   perf record -F 999 -p "$pid" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
 fi
+cpu0=$(ticks $pid); db0=$(db_ticks)
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
   "http://127.0.0.1:$port/api/v1/order/create-transaction" | tee "$work/create.txt"
 report create "$work/create.txt"
+cpu1=$(ticks $pid); db1=$(db_ticks)
+python3 - "$work/create.txt" "$((cpu1 - cpu0))" "$((db1 - db0))" "$(getconf CLK_TCK)" "$backend" <<'PY'
+import re, sys
+text, gw, db, hz, backend = open(sys.argv[1]).read(), *map(int, sys.argv[2:5]), sys.argv[5]
+n = int(re.search(r"(\d+) requests in", text).group(1))
+us = lambda t: f"{t * 1e6 / hz / max(n, 1):.0f}"
+print(f"BENCH create_cpu backend={backend} requests={n} gateway_us_per_req={us(gw)} db_us_per_req={us(db)}")
+PY
 live=$(grep -o 'replies status_code 200: [0-9]*' "$work/create.txt" | awk '{print $4}')
 echo "BENCH rss_live backend=$backend kb=$(rss_kb) live_orders=${live:-0}"
 # Read path: the status poll and the payer's page of one order (waiting, then paid when a

@@ -134,6 +134,57 @@ pub fn new_row(o: &Order) -> order::ActiveModel {
     }
 }
 
+/// Inserts `o` unless the merchant holds a placeholder (`order_choices`) with its order_id —
+/// one statement: `INSERT … SELECT … WHERE NOT EXISTS (…) RETURNING *`. `None`: a placeholder
+/// holds the order_id, nothing was inserted.
+///
+/// Race-free on SQLite only: it has one writer, and a write statement runs on the newest
+/// snapshot (else it fails with `SQLITE_BUSY_SNAPSHOT`, a transient error), so no placeholder
+/// can be committed between the check and the insert. On a server database the check would run
+/// on the statement's snapshot while a concurrent placeholder commits unseen; there the caller
+/// inserts, then reads (each side of the race writes before it reads, so one of them sees the
+/// other).
+pub async fn insert_unless_placeholder(
+    db: &impl sea_orm::ConnectionTrait,
+    o: &Order,
+) -> Result<Option<order::Model>, sea_orm::DbErr> {
+    use sea_orm::{
+        ActiveModelTrait, ActiveValue, ColumnTrait, EntityTrait, Iterable,
+        sea_query::{Expr, ExprTrait, Query},
+    };
+
+    use super::entities::order_choice;
+
+    let row = new_row(o);
+    let (columns, values): (Vec<order::Column>, Vec<Expr>) = order::Column::iter()
+        .filter_map(|c| match row.get(c) {
+            ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Some((c, Expr::val(v))),
+            ActiveValue::NotSet => None,
+        })
+        .unzip();
+    let placeholder = Query::select()
+        .expr(Expr::val(1))
+        .from(order_choice::Entity)
+        .and_where(order_choice::Column::MerchantId.eq(o.merchant_id.get()))
+        .and_where(order_choice::Column::OrderId.eq(o.order_id.as_str()))
+        .to_owned();
+    let select = Query::select()
+        .exprs(values)
+        .and_where(Expr::exists(placeholder).not())
+        .to_owned();
+    let insert = Query::insert()
+        .into_table(order::Entity)
+        .columns(columns)
+        .select_from(select)
+        .map_err(|e| sea_orm::DbErr::Custom(format!("insert orders: {e}")))?
+        .returning_all()
+        .to_owned();
+    order::Entity::find()
+        .from_raw_sql(db.get_database_backend().build(&insert))
+        .one(db)
+        .await
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -673,3 +673,58 @@ async fn concurrent_switches_make_one_order(backend: Backend) {
     app.stop().await;
 }
 on_all_backends!(concurrent_switches_make_one_order);
+
+/// A placeholder and a concrete create of one order_id at once (a merchant's retry that
+/// changed its mind, or two shop servers): never both stand. The orders table and the
+/// placeholders table have no index in common, so `service::order::create` (insert, then read;
+/// on SQLite the read is inside the insert) and the placeholder's create (insert, then read)
+/// guarantee it themselves: what answered 200 stands, what answered 10002 does not (both may
+/// yield under a close race: the merchant's retry then decides; nobody was shown an address).
+async fn a_placeholder_and_an_order_of_one_order_id_never_both_stand(backend: Backend) {
+    use epusdt::store::entities::{order, order_choice};
+    use sea_orm::PaginatorTrait;
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let s = shop(&app).await;
+    for i in 0..12 {
+        let order_id = format!("RACE-{i}");
+        let placeholder = [("order_id", order_id.as_str()), ("amount", "72")];
+        let concrete = [
+            ("order_id", order_id.as_str()),
+            ("amount", "72"),
+            ("token", "USDT"),
+            ("network", "tron"),
+        ];
+        let (p, c) = tokio::join!(
+            gm_create(&app, &s, &placeholder),
+            gm_create(&app, &s, &concrete)
+        );
+        let ok = |r: &Value| r["status_code"] == 200;
+        for r in [&p, &c] {
+            assert!(ok(r) || r["status_code"] == 10002, "{r}");
+        }
+        let choosing = order_choice::Entity::find()
+            .filter(order_choice::Column::OrderId.eq(order_id.as_str()))
+            .filter(
+                order_choice::Column::Status
+                    .eq(epusdt::service::order::choice::choice_state::CHOOSING),
+            )
+            .count(&app.state.db)
+            .await
+            .unwrap();
+        let orders = order::Entity::find()
+            .filter(order::Column::OrderId.eq(order_id.as_str()))
+            .count(&app.state.db)
+            .await
+            .unwrap();
+        assert!(
+            !(choosing == 1 && orders == 1),
+            "{order_id}: a placeholder and an order both stand ({p} / {c})"
+        );
+        assert_eq!(ok(&p), choosing == 1, "placeholder answer {p}");
+        assert_eq!(ok(&c), orders == 1, "order answer {c}");
+    }
+    app.stop().await;
+}
+on_all_backends!(a_placeholder_and_an_order_of_one_order_id_never_both_stand);

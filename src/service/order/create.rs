@@ -89,6 +89,7 @@ pub async fn create_order(
             request_hash: hash.clone(),
             sign_alg: req.sign_alg.clone(),
             epay_type: req.epay_type.clone(),
+            unless_placeholder: true,
             ..Placement::default()
         },
     )
@@ -100,9 +101,11 @@ pub async fn create_order(
             // order yields, and is removed rather than cancelled so that it cannot block the
             // placeholder's own order later. Nobody has seen it: its amount and address were
             // never answered to anyone.
-            if super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
-                .await?
-                .is_some()
+            // (On SQLite the insert itself checked: `store::order::insert_unless_placeholder`.)
+            if !checks_placeholder_in_insert(db)
+                && super::choice::find_by_merchant_order(db, req.merchant.id, &req.order_id)
+                    .await?
+                    .is_some()
             {
                 withdraw(db, order.id).await?;
                 return Err(OrderError::Exists(req.order_id.clone()));
@@ -129,6 +132,12 @@ pub async fn create_order(
     }
 }
 
+/// Does the order insert itself refuse an order_id a placeholder holds (SQLite: one writer, see
+/// `store::order::insert_unless_placeholder`)? Elsewhere the insert is followed by a read.
+fn checks_placeholder_in_insert(db: &DatabaseConnection) -> bool {
+    db.get_database_backend() == sea_orm::DbBackend::Sqlite
+}
+
 /// Removes an order that was just inserted and never answered to anyone, if it is still
 /// waiting (a paid one — impossible in practice, nobody knew its amount — stays).
 async fn withdraw(db: &DatabaseConnection, id: OrderId) -> Result<(), OrderError> {
@@ -152,6 +161,9 @@ pub(super) struct Placement {
     /// The protocol fields the create request carried (see `Order`).
     pub sign_alg: String,
     pub epay_type: String,
+    /// A merchant's own create: an order_id held by a placeholder is refused (on SQLite by the
+    /// insert itself). `false` for the orders a placeholder becomes.
+    pub unless_placeholder: bool,
 }
 
 /// Why [`place_order`] placed nothing.
@@ -287,10 +299,15 @@ pub(super) async fn place_order(
             };
             let inserted = {
                 let _turn = store::write_turn(db).await;
-                store::order::new_row(&draft).insert(db).await
+                if place.unless_placeholder && checks_placeholder_in_insert(db) {
+                    store::order::insert_unless_placeholder(db, &draft).await
+                } else {
+                    store::order::new_row(&draft).insert(db).await.map(Some)
+                }
             };
             match inserted {
-                Ok(row) => return Ok(Order::try_from(row)?),
+                Ok(Some(row)) => return Ok(Order::try_from(row)?),
+                Ok(None) => return Err(OrderError::Exists(req.order_id.clone()).into()),
                 Err(e)
                     if store::is_unique_violation(
                         &e,
