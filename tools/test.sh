@@ -72,6 +72,9 @@ fi
 
 # anvil (Foundry's local EVM node) for the chain watcher tests: npm package, pinned.
 . tools/anvil.sh
+# Runs before the tests gave anvil its own --cache-path left its spilled states here, gigabytes
+# per long backlog: clear what a finished run left.
+find "$HOME/.foundry/anvil/tmp" -mindepth 1 -maxdepth 1 -name 'anvil-state-*' -mmin +60 -exec rm -rf {} + 2>/dev/null || true
 
 reachable() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
 for svc in "PostgreSQL 127.0.0.1 5432" "MySQL 127.0.0.1 3306" "Redis 127.0.0.1 6379"; do

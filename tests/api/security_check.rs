@@ -142,8 +142,14 @@ rpc_urls = ["https://api.trongrid.io"]
         .unwrap();
     let out = String::from_utf8_lossy(&out.stdout);
     assert!(out.contains("ok:   listening on 127.0.0.1:8000"), "{out}");
-    // Closed again, the database passes.
-    set_mode(&db, 0o600);
+    // Closed again as the check says (`chmod -R go-rwx data`: the check's own sqlite3 read may
+    // have left `-wal`/`-shm` files, created with the open database's mode), the data passes.
+    for entry in std::fs::read_dir(dir.path().join("data")).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_file() {
+            set_mode(&path, 0o600);
+        }
+    }
     set_mode(&dir.path().join("epusdt.toml"), 0o600);
     let (_, out) = check(dir.path());
     assert!(out.contains("data directory ./data is private"), "{out}");

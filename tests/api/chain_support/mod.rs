@@ -118,6 +118,11 @@ impl Anvil {
         let child = Command::new(&path)
             .args(["--port", "0", "--host", "127.0.0.1", "--chain-id"])
             .arg(chain_id.to_string())
+            // Historical states anvil spills to disk (gigabytes over a long backlog) go into
+            // this node's own temporary directory, removed with it — by default they pile up
+            // in ~/.foundry/anvil/tmp and outlive every run.
+            .arg("--cache-path")
+            .arg(dir.path().join("states"))
             .stdout(Stdio::from(out.try_clone().expect("dup")))
             .stderr(Stdio::from(out))
             .kill_on_drop(true)
