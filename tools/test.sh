@@ -84,5 +84,19 @@ done
 
 # One integration-test binary (tests/api: every area, one module each, one link step), plus
 # tests/architecture.rs (the layer check) and tests/bench_failover.rs (its test is ignored).
+# Every test makes its own database on the servers and leaves it: drop what earlier runs left
+# (PostgreSQL refuses to drop a database in use; on MySQL only those whose tables are over an
+# hour old go — a concurrent run keeps its own either way).
+if command -v psql >/dev/null 2>&1; then
+  for d in $(psql -h 127.0.0.1 -U postgres -Atc "SELECT datname FROM pg_database WHERE datname LIKE 'epusdt\_t\_%'" 2>/dev/null); do
+    psql -h 127.0.0.1 -U postgres -qc "DROP DATABASE \"$d\"" >/dev/null 2>&1 || true
+  done
+fi
+if command -v mysql >/dev/null 2>&1; then
+  for d in $(mysql -h 127.0.0.1 -u root -N -e "SELECT table_schema FROM information_schema.tables WHERE table_schema LIKE 'epusdt\_t\_%' GROUP BY table_schema HAVING MAX(create_time) < NOW() - INTERVAL 1 HOUR" 2>/dev/null); do
+    mysql -h 127.0.0.1 -u root -e "DROP DATABASE \`$d\`" >/dev/null 2>&1 || true
+  done
+fi
+
 say "cargo test (SQLite, PostgreSQL, MySQL, Redis, binary, browser)"
 cargo test --workspace --all-targets --locked
