@@ -21,7 +21,8 @@
 //! Catching up, a scanner that allows it ([`Scanner::ranges_at_once`]; EVM) has the next few
 //! ranges scanned while the current one is verified and committed: every range is still proven
 //! by its own scan, commits stay in block order with the cursor compare-and-swap, a failed
-//! range drops the ranges scanned after it, and a rate limit halves the ranges at once for the
+//! range drops the ranges scanned after it and the next round starts with one range at once
+//! (doubling per committed range), and a rate limit halves the most ranges at once for the
 //! rest of the watcher's life. The round-start check of the cursor block's hash is unchanged.
 //!
 //! Architecture invariants — this module must never:

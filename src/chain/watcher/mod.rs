@@ -99,9 +99,12 @@ pub struct Watcher<S> {
     /// Largest range the provider has not refused (`max_block_range` until it refuses one):
     /// a refused size is never tried again, so the range does not double back into the cap.
     ceiling: u64,
-    /// Ranges scanned at once ([`Scanner::ranges_at_once`]); halves when the provider rate
-    /// limits, and stays there.
+    /// Ranges scanned at once: 1 after a failed range (so the next round's first range is
+    /// scanned alone and progress is not left to a race), doubling per committed range up to
+    /// `at_once_max`.
     at_once: usize,
+    /// [`Scanner::ranges_at_once`]; halves when the provider rate limits, and stays there.
+    at_once_max: usize,
     /// The current round advanced the cursor (a later failure starts a fresh back-off).
     progressed: bool,
     prepared: bool,
@@ -123,6 +126,7 @@ impl<S: Scanner> Watcher<S> {
             ceiling: settings.max_block_range,
             progressed: false,
             at_once: scanner.ranges_at_once().max(1),
+            at_once_max: scanner.ranges_at_once().max(1),
             scanner: Arc::new(scanner),
             db: deps.db.clone(),
             queue: deps.queue.clone(),
@@ -347,9 +351,10 @@ impl<S: Scanner> Watcher<S> {
                 }
                 Err(e) => {
                     self.range = (self.range / 2).max(1);
+                    self.at_once = 1;
                     if matches!(e, ScanError::RateLimited { .. }) {
                         // The provider wants fewer requests: fewer ranges at once from now on.
-                        self.at_once = (self.at_once / 2).max(1);
+                        self.at_once_max = (self.at_once_max / 2).max(1);
                     }
                     return Err(RoundError::Scan(e));
                 }
@@ -378,6 +383,7 @@ impl<S: Scanner> Watcher<S> {
             // Progress: whatever failed before has recovered.
             self.registry.update(network, |s| s.error = None);
             self.range = self.range.saturating_mul(2).min(self.ceiling).max(1);
+            self.at_once = self.at_once.saturating_mul(2).min(self.at_once_max).max(1);
             if !self.lease.held() {
                 return Ok(Round::Standby);
             }

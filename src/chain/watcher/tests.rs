@@ -360,7 +360,11 @@ async fn a_failed_range_drops_the_ranges_scanned_after_it() {
         "the range scanned after the failed one is not written"
     );
     assert_eq!(w.range, 5, "halved after the failure");
-    assert_eq!(w.at_once, 3, "an outage is not a rate limit");
+    assert_eq!(
+        w.at_once, 1,
+        "the next round's first range is scanned alone"
+    );
+    assert_eq!(w.at_once_max, 3, "an outage is not a rate limit");
 
     assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
     assert_eq!(cursor(&s.deps).await, (60, "h60".into()));
@@ -384,11 +388,11 @@ async fn a_rate_limit_halves_the_ranges_scanned_at_once() {
         w.round(&mut stop).await,
         Err(RoundError::Scan(ScanError::RateLimited { .. }))
     ));
-    assert_eq!(w.at_once, 2);
+    assert_eq!((w.at_once, w.at_once_max), (1, 2));
     assert_eq!(cursor(&s.deps).await.0, 0, "nothing written");
     assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
     assert_eq!(cursor(&s.deps).await, (60, "h60".into()));
-    assert_eq!(w.at_once, 2, "stays lowered");
+    assert_eq!((w.at_once, w.at_once_max), (2, 2), "stays lowered");
 }
 
 #[tokio::test]
