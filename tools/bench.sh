@@ -8,7 +8,8 @@
 # Create-order (SQLite and PostgreSQL, 32 connections, every request a distinct signed order,
 # 10 wallets) beside /health of the same run (the ratio is the figure to compare across
 # machines), check-status and the checkout page, RSS idle and after the creates
-# (tools/bench_create.sh); callback latency and catch-up on anvil (tools/bench_chain.sh).
+# (tools/bench_create.sh); the scale benchmark (benches/scale.rs); catch-up (benches/catchup.rs)
+# and callback latency on anvil (tools/bench_chain.sh).
 # PostgreSQL is skipped when 127.0.0.1:5432 does not answer (EPUSDT_BENCH_POSTGRES_URL).
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -56,11 +57,11 @@ for b in "${backends[@]}"; do
   fi
 done
 
-# The watcher's figures are dominated by the poll interval, not by the CPU: CHAIN_PROFILE=debug
-# reuses the test build instead of building the test binary in release (minutes).
-chain_profile="${CHAIN_PROFILE:-$PROFILE}"
-echo "==> chain watcher on anvil ($chain_profile, $BENCH_ROUNDS payments)" >&2
-PROFILE="$chain_profile" bash tools/bench_chain.sh | tee -a "$out" >&2
+# Catch-up (benches/catchup.rs) follows PROFILE; the detection latency is dominated by the poll
+# interval, not the CPU: it runs in the test build unless CHAIN_PROFILE=release (building the
+# whole test binary in release takes many minutes).
+echo "==> chain watcher on anvil (catch-up $PROFILE, latency ${CHAIN_PROFILE:-debug}, $BENCH_ROUNDS payments)" >&2
+LATENCY_PROFILE="${CHAIN_PROFILE:-debug}" bash tools/bench_chain.sh | tee -a "$out" >&2
 
 python3 - "$out" <<'PY'
 import re, sys

@@ -24,6 +24,8 @@ struct Chain {
     refuse_above: Option<u64>,
     /// Every scan call, in order.
     scans: Vec<(u64, u64)>,
+    /// [`Scanner::ranges_at_once`] (1 unless set).
+    at_once: usize,
 }
 
 /// A scripted chain (see the module documentation).
@@ -82,6 +84,11 @@ impl FakeScanner {
         self.chain().refuse_above = Some(max);
     }
 
+    /// Lets the cursor loop scan up to `n` ranges at once.
+    pub fn set_ranges_at_once(&self, n: usize) {
+        self.chain().at_once = n;
+    }
+
     /// Every scan call so far, as `(from, to)`.
     pub fn scans(&self) -> Vec<(u64, u64)> {
         self.chain().scans.clone()
@@ -97,6 +104,10 @@ fn hash_of(chain: &Chain, number: u64) -> String {
 }
 
 impl Scanner for FakeScanner {
+    fn ranges_at_once(&self) -> usize {
+        self.chain().at_once.max(1)
+    }
+
     async fn heads(&self) -> Result<Heads, ScanError> {
         Ok(self.chain().heads)
     }

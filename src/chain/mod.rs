@@ -18,6 +18,13 @@
 //! The back-off grows with consecutive failed rounds and starts over after a round that moved
 //! the cursor.
 //!
+//! Catching up, a scanner that allows it ([`Scanner::ranges_at_once`]; EVM) has the next few
+//! ranges scanned while the current one is verified and committed: every range is still proven
+//! by its own scan, commits stay in block order with the cursor compare-and-swap, a failed
+//! range drops the ranges scanned after it and the next round starts with one range at once
+//! (doubling per committed range), and a rate limit halves the most ranges at once for the
+//! rest of the watcher's life. The round-start check of the cursor block's hash is unchanged.
+//!
 //! Architecture invariants — this module must never:
 //! - read or credit anything above the confirmed head (head − confirmations; TRON: solidified);
 //! - advance the cursor past a range that failed, or write a cursor without its transfers;
@@ -122,6 +129,14 @@ pub trait Scanner: Send + Sync + 'static {
         to: u64,
         watched: &HashSet<String>,
     ) -> impl Future<Output = Result<ScanBatch, ScanError>> + Send;
+    /// How many consecutive ranges the cursor loop may scan at once while catching up. Each
+    /// [`scan`](Self::scan) must prove its own range on its own (it may not rely on the range
+    /// before it having been scanned); the loop commits them strictly in order, each with the
+    /// compare-and-swap on the cursor the previous one wrote, and writes nothing past a range
+    /// that failed. 1 (the default): one range after another.
+    fn ranges_at_once(&self) -> usize {
+        1
+    }
     /// Token transfers to `watched` addresses in blocks `from..=to` **above** the confirmed
     /// head, for display only (the "confirming" status): never credited, so a cheaper read
     /// than [`scan`](Self::scan) is fine. The default sees nothing.

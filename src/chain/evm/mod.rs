@@ -97,6 +97,10 @@ struct Header {
 /// headers' logsBloom (a lagging log index affects the newest blocks, not history).
 pub const BLOOM_CHECK_DEPTH: u64 = 128;
 
+/// Ranges scanned at once while catching up ([`Scanner::ranges_at_once`]): a scan proves its
+/// range on its own (header of `to` before and after, the node's head, blooms near the head).
+pub const RANGES_AT_ONCE: usize = 4;
+
 /// The bloom may hold a Transfer of one of `contracts` to one of `to_topics`.
 fn may_hold(bloom: &Bloom, contracts: &[Contract], to_topics: &[B256]) -> bool {
     contracts
@@ -305,6 +309,9 @@ async fn header(p: &RootProvider, number: u64) -> Result<Header, CallError> {
 impl Scanner for EvmScanner {
     fn active_endpoint(&self) -> Option<String> {
         self.endpoints.active_label()
+    }
+    fn ranges_at_once(&self) -> usize {
+        RANGES_AT_ONCE
     }
     async fn prepare(&self) -> Result<(), ScanError> {
         self.check_contract().await

@@ -7,16 +7,23 @@ mod pending;
 #[cfg(test)]
 mod tests;
 
-use std::{collections::HashSet, future::Future, time::Duration};
+use std::{
+    collections::{HashSet, VecDeque},
+    future::Future,
+    sync::Arc,
+    time::Duration,
+};
 
 use sea_orm::{ColumnTrait, DatabaseConnection, DbErr, EntityTrait, QueryFilter};
-use tokio::sync::watch;
+use tokio::{sync::watch, task::JoinHandle};
+use tracing::Instrument;
 
 mod notice;
 pub use cursor::cursors;
 
 use super::{
-    Deps, Heads, InstanceId, Lease, MAX_BACKOFF, MAX_RETRY_AFTER, Registry, ScanError, Scanner,
+    Deps, Heads, InstanceId, Lease, MAX_BACKOFF, MAX_RETRY_AFTER, Registry, ScanBatch, ScanError,
+    Scanner,
 };
 use crate::{
     audit::AuditLog,
@@ -63,9 +70,22 @@ enum Round {
     Standby,
 }
 
+/// A range being scanned ahead of the commits: blocks `from..=to`. Dropping it cancels the scan.
+struct Ahead {
+    from: u64,
+    to: u64,
+    task: JoinHandle<Result<ScanBatch, ScanError>>,
+}
+
+impl Drop for Ahead {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
 /// Drives one [`Scanner`] for one network until told to stop.
 pub struct Watcher<S> {
-    scanner: S,
+    scanner: Arc<S>,
     settings: ChainSettings,
     db: DatabaseConnection,
     queue: JobQueue,
@@ -79,6 +99,12 @@ pub struct Watcher<S> {
     /// Largest range the provider has not refused (`max_block_range` until it refuses one):
     /// a refused size is never tried again, so the range does not double back into the cap.
     ceiling: u64,
+    /// Ranges scanned at once: 1 after a failed range (so the next round's first range is
+    /// scanned alone and progress is not left to a race), doubling per committed range up to
+    /// `at_once_max`.
+    at_once: usize,
+    /// [`Scanner::ranges_at_once`]; halves when the provider rate limits, and stays there.
+    at_once_max: usize,
     /// The current round advanced the cursor (a later failure starts a fresh back-off).
     progressed: bool,
     prepared: bool,
@@ -99,7 +125,9 @@ impl<S: Scanner> Watcher<S> {
             rules: deps.rules,
             ceiling: settings.max_block_range,
             progressed: false,
-            scanner,
+            at_once: scanner.ranges_at_once().max(1),
+            at_once_max: scanner.ranges_at_once().max(1),
+            scanner: Arc::new(scanner),
             db: deps.db.clone(),
             queue: deps.queue.clone(),
             registry: deps.registry.clone(),
@@ -272,32 +300,67 @@ impl<S: Scanner> Watcher<S> {
             }
         }
 
-        while cursor.block < confirmed {
+        // Up to `at_once` consecutive ranges are scanned ahead (each scan proves its own
+        // range; see `Scanner::ranges_at_once`); they are committed strictly in order, each
+        // with the compare-and-swap on the cursor the previous commit wrote. A range that
+        // fails drops every range after it, scanned or not: nothing past it is written.
+        let watched = Arc::new(watched);
+        let mut ahead: VecDeque<Ahead> = VecDeque::new();
+        // First block not yet handed to a scan.
+        let mut next_from = cursor.block.saturating_add(1);
+        loop {
             if *stop.borrow() {
                 return Err(RoundError::Stopped);
             }
-            let from = cursor.block.saturating_add(1);
-            let to = from
-                .saturating_add(i64::try_from(self.range).unwrap_or(i64::MAX) - 1)
-                .min(confirmed);
-            let (Ok(from_u), Ok(to_u)) = (u64::try_from(from), u64::try_from(to)) else {
+            while ahead.len() < self.at_once.max(1) && next_from <= confirmed {
+                let to = next_from
+                    .saturating_add(i64::try_from(self.range).unwrap_or(i64::MAX) - 1)
+                    .min(confirmed);
+                let (Ok(from_u), Ok(to_u)) = (u64::try_from(next_from), u64::try_from(to)) else {
+                    break;
+                };
+                let (scanner, watched) = (self.scanner.clone(), watched.clone());
+                let task = tokio::spawn(
+                    async move { scanner.scan(from_u, to_u, &watched).await }.in_current_span(),
+                );
+                ahead.push_back(Ahead {
+                    from: from_u,
+                    to: to_u,
+                    task,
+                });
+                next_from = to.saturating_add(1);
+            }
+            let Some(mut range) = ahead.pop_front() else {
                 break;
             };
-            let batch = match Self::stoppable(stop, self.scanner.scan(from_u, to_u, &watched)).await
-            {
+            let scanned = tokio::select! {
+                r = &mut range.task => r.unwrap_or_else(|e| Err(ScanError::Unavailable(format!(
+                    "scanning blocks {}..={} failed: {e}; retrying", range.from, range.to
+                )))),
+                _ = stop.wait_for(|s| *s) => return Err(RoundError::Stopped),
+            };
+            let batch = match scanned {
                 Ok(b) => b,
-                Err(RoundError::Scan(ScanError::RangeTooLarge { message, hint })) => {
-                    // A size signal: retry at once with a smaller range, no back-off.
-                    self.refused(to_u - from_u + 1, hint, message)?;
+                Err(ScanError::RangeTooLarge { message, hint }) => {
+                    // A size signal: rescan from the cursor at once with a smaller range, no
+                    // back-off (the ranges scanned ahead were as large: dropped).
+                    self.refused(range.to - range.from + 1, hint, message)?;
+                    ahead.clear();
+                    next_from = cursor.block.saturating_add(1);
                     continue;
                 }
                 Err(e) => {
                     self.range = (self.range / 2).max(1);
-                    return Err(e);
+                    self.at_once = 1;
+                    if matches!(e, ScanError::RateLimited { .. }) {
+                        // The provider wants fewer requests: fewer ranges at once from now on.
+                        self.at_once_max = (self.at_once_max / 2).max(1);
+                    }
+                    return Err(RoundError::Scan(e));
                 }
             };
             let next = Cursor {
-                block: to,
+                block: i64::try_from(range.to).unwrap_or(i64::MAX),
                 hash: batch.to_hash.clone(),
             };
             let outcomes = self.commit(&cursor, &next, &batch.transfers).await?;
@@ -320,6 +383,7 @@ impl<S: Scanner> Watcher<S> {
             // Progress: whatever failed before has recovered.
             self.registry.update(network, |s| s.error = None);
             self.range = self.range.saturating_mul(2).min(self.ceiling).max(1);
+            self.at_once = self.at_once.saturating_mul(2).min(self.at_once_max).max(1);
             if !self.lease.held() {
                 return Ok(Round::Standby);
             }

@@ -298,3 +298,144 @@ async fn a_stop_request_ends_run() {
         .expect("no panic");
     assert_eq!(s.deps.registry.snapshot()["ethereum"].role, "stopped");
 }
+
+// ---------------------------------------------------------------------------------------------
+// Ranges scanned at once (`Scanner::ranges_at_once`): scanned ahead, committed in order.
+
+#[tokio::test]
+async fn ranges_scanned_at_once_are_committed_in_order() {
+    let s = setup().await;
+    let fake = FakeScanner::new(100);
+    fake.set_ranges_at_once(3);
+    for block in [5, 15, 25, 55, 99] {
+        fake.add_transfer(transfer_at(block, &format!("0x{block}")));
+    }
+    let mut w = watcher(&fake, settings(1, 10), &s.deps).await;
+    let mut stop = s.stop.clone();
+
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (99, "h99".into()), "head 100 − 1");
+    let scans = fake.scans();
+    // Three ranges of the starting size were under way before the first commit doubled it.
+    assert_eq!(&scans[..3], &[(1, 10), (11, 20), (21, 30)], "{scans:?}");
+    // Every block scanned exactly once, in order, nothing above the confirmed head.
+    let mut next = 1;
+    for (from, to) in &scans {
+        assert_eq!(*from, next, "{scans:?}");
+        next = to + 1;
+    }
+    assert_eq!(next, 100);
+    let mut rows: Vec<i64> = transfers(&s.deps)
+        .await
+        .iter()
+        .map(|t| t.block_number)
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(rows, vec![5, 15, 25, 55, 99]);
+}
+
+#[tokio::test]
+async fn a_failed_range_drops_the_ranges_scanned_after_it() {
+    let s = setup().await;
+    let fake = FakeScanner::new(60);
+    fake.set_ranges_at_once(3);
+    fake.add_transfer(transfer_at(25, "0xafter_the_failure"));
+    // (1, 10) good, (11, 20) fails, (21, 30) good but behind a failed range.
+    fake.script_scans([None, Some(ScanError::Unavailable("node down".into())), None]);
+    let mut w = watcher(&fake, settings(0, 10), &s.deps).await;
+    let mut stop = s.stop.clone();
+
+    let err = w.round(&mut stop).await.err().expect("the round fails");
+    assert!(
+        matches!(err, RoundError::Scan(ScanError::Unavailable(ref m)) if m == "node down"),
+        "{err}"
+    );
+    assert!(fake.scans().contains(&(21, 30)), "{:?}", fake.scans());
+    assert_eq!(
+        cursor(&s.deps).await,
+        (10, "h10".into()),
+        "nothing past the failed range"
+    );
+    assert!(
+        transfers(&s.deps).await.is_empty(),
+        "the range scanned after the failed one is not written"
+    );
+    assert_eq!(w.range, 5, "halved after the failure");
+    assert_eq!(
+        w.at_once, 1,
+        "the next round's first range is scanned alone"
+    );
+    assert_eq!(w.at_once_max, 3, "an outage is not a rate limit");
+
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (60, "h60".into()));
+    let rows = transfers(&s.deps).await;
+    assert_eq!(rows.len(), 1, "{rows:?}");
+    assert_eq!(rows[0].tx_hash, "0xafter_the_failure");
+}
+
+#[tokio::test]
+async fn a_rate_limit_halves_the_ranges_scanned_at_once() {
+    let s = setup().await;
+    let fake = FakeScanner::new(60);
+    fake.set_ranges_at_once(4);
+    fake.script_scans([Some(ScanError::RateLimited {
+        message: "429".into(),
+        retry_after: None,
+    })]);
+    let mut w = watcher(&fake, settings(0, 10), &s.deps).await;
+    let mut stop = s.stop.clone();
+    assert!(matches!(
+        w.round(&mut stop).await,
+        Err(RoundError::Scan(ScanError::RateLimited { .. }))
+    ));
+    assert_eq!((w.at_once, w.at_once_max), (1, 2));
+    assert_eq!(cursor(&s.deps).await.0, 0, "nothing written");
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (60, "h60".into()));
+    assert_eq!((w.at_once, w.at_once_max), (2, 2), "stays lowered");
+}
+
+#[tokio::test]
+async fn a_refused_range_with_ranges_at_once_rescans_from_the_cursor() {
+    let s = setup().await;
+    let fake = FakeScanner::new(40);
+    fake.set_ranges_at_once(3);
+    fake.refuse_above(5);
+    for block in [3, 17, 33] {
+        fake.add_transfer(transfer_at(block, &format!("0x{block}")));
+    }
+    let mut w = watcher(&fake, settings(0, 16), &s.deps).await;
+    let mut stop = s.stop.clone();
+
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (40, "h40".into()));
+    assert!(w.ceiling <= 5, "ceiling {}", w.ceiling);
+    let mut rows: Vec<i64> = transfers(&s.deps)
+        .await
+        .iter()
+        .map(|t| t.block_number)
+        .collect();
+    rows.sort_unstable();
+    assert_eq!(rows, vec![3, 17, 33], "each transfer once");
+}
+
+#[tokio::test]
+async fn a_reorg_below_the_cursor_is_found_with_ranges_at_once() {
+    let s = setup().await;
+    let fake = FakeScanner::new(40);
+    fake.set_ranges_at_once(3);
+    let mut w = watcher(&fake, settings(0, 5), &s.deps).await;
+    let mut stop = s.stop.clone();
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (40, "h40".into()));
+
+    fake.set_head(60);
+    fake.reorg_from(35, "x");
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::Continue)));
+    let (block, hash) = cursor(&s.deps).await;
+    assert!(block <= 40 - MIN_REORG_STEP, "stepped back to {block}");
+    assert_eq!(hash, fake.hash(u64::try_from(block).expect("not negative")));
+    assert!(matches!(w.round(&mut stop).await, Ok(Round::CaughtUp)));
+    assert_eq!(cursor(&s.deps).await, (60, "x60".into()));
+}
