@@ -91,6 +91,10 @@ impl Anvil {
         let out = std::fs::File::create(&log).expect("log file");
         let child = Command::new(path)
             .args(["--port", "0", "--host", "127.0.0.1", "--chain-id", "31337"])
+            // The states anvil spills over a long backlog (gigabytes) stay in this node's own
+            // temporary directory, as in the tests' anvil (tests/api/chain_support).
+            .arg("--cache-path")
+            .arg(dir.path().join("states"))
             .stdout(Stdio::from(out.try_clone().expect("dup")))
             .stderr(Stdio::from(out))
             .kill_on_drop(true)
