@@ -59,9 +59,14 @@ pub async fn set_rate(
     currency: &str,
     rate: Decimal,
 ) -> Result<(), DbErr> {
+    put_setting(db, format!("rate.{currency}"), rate).await
+}
+
+/// Writes (or overwrites) one decimal setting.
+async fn put_setting(db: &impl ConnectionTrait, key: String, value: Decimal) -> Result<(), DbErr> {
     let row = setting::ActiveModel {
-        key: Set(format!("rate.{currency}")),
-        value: Set(rate.normalize().to_string()),
+        key: Set(key),
+        value: Set(value.normalize().to_string()),
         updated_at: Set(super::now()),
     };
     setting::Entity::insert(row)
@@ -152,20 +157,7 @@ pub async fn set_price(
     coin: Token,
     price: Decimal,
 ) -> Result<(), DbErr> {
-    let row = setting::ActiveModel {
-        key: Set(price_key(coin)),
-        value: Set(price.normalize().to_string()),
-        updated_at: Set(super::now()),
-    };
-    setting::Entity::insert(row)
-        .on_conflict(
-            sea_orm::sea_query::OnConflict::column(setting::Column::Key)
-                .update_columns([setting::Column::Value, setting::Column::UpdatedAt])
-                .to_owned(),
-        )
-        .exec(db)
-        .await?;
-    Ok(())
+    put_setting(db, price_key(coin), price).await
 }
 
 /// The native coins configured anywhere (symbol, the networks where each is configured).
