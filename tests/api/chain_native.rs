@@ -257,21 +257,7 @@ async fn trx_pays_tron_orders_from_transfer_contracts() {
     else {
         return;
     };
-    epusdt::service::wallet::set_enabled(&app.state.db, common::TRON_WALLET, false)
-        .await
-        .expect("disable placeholder wallet");
-    let wallet = epusdt::domain::address::tron_from_hex(WALLET_HEX).expect("address");
-    epusdt::service::wallet::add(
-        &app.state.db,
-        app.state.config.registry(),
-        "tron",
-        &wallet,
-        None,
-        "w",
-    )
-    .await
-    .expect("wallet");
-    chain_support::wait_cursor(&app, "tron", 100, 20).await;
+    let wallet = chain_support::receive_tron_at(&app, WALLET_HEX).await;
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let notify = format!("{murl}/notify");
 

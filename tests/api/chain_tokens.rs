@@ -308,21 +308,7 @@ async fn trc20_usdc_pays_usdc_orders_only() {
     else {
         return;
     };
-    epusdt::service::wallet::set_enabled(&app.state.db, common::TRON_WALLET, false)
-        .await
-        .expect("disable placeholder wallet");
-    let wallet = epusdt::domain::address::tron_from_hex(WALLET_HEX).expect("address");
-    epusdt::service::wallet::add(
-        &app.state.db,
-        app.state.config.registry(),
-        "tron",
-        &wallet,
-        None,
-        "w",
-    )
-    .await
-    .expect("wallet");
-    chain_support::wait_cursor(&app, "tron", 100, 20).await;
+    chain_support::receive_tron_at(&app, WALLET_HEX).await;
     let (merchant, murl) = Merchant::start(0, "ok").await;
     let (trade_id, amount, _) =
         create_order(&app, "U-1", "30", "usdc.trc20", &format!("{murl}/notify")).await;

@@ -295,6 +295,27 @@ pub async fn cursor(db: &DatabaseConnection, network: &str) -> Option<i64> {
         .map(|c| c.block_number)
 }
 
+/// TRON payments go to the account `hex` (20 bytes, no `41`) only — the placeholder TRON wallet
+/// is disabled — once the watcher has caught up with the TRON double's solidified head (100).
+pub async fn receive_tron_at(app: &TestApp, hex: &str) -> String {
+    epusdt::service::wallet::set_enabled(&app.state.db, common::TRON_WALLET, false)
+        .await
+        .expect("disable placeholder wallet");
+    let wallet = epusdt::domain::address::tron_from_hex(hex).expect("address");
+    epusdt::service::wallet::add(
+        &app.state.db,
+        app.state.config.registry(),
+        "tron",
+        &wallet,
+        None,
+        "w",
+    )
+    .await
+    .expect("wallet");
+    wait_cursor(app, "tron", 100, 20).await;
+    wallet
+}
+
 /// Waits until the cursor of `network` reaches `block`.
 pub async fn wait_cursor(app: &TestApp, network: &str, block: i64, secs: u64) {
     let db = app.state.db.clone();
