@@ -96,14 +96,10 @@ async fn fill(app: &TestApp, prefix: &str, n: u64) -> (f64, Vec<(String, String,
                     sign_alg: String::new(),
                     epay_type: String::new(),
                 };
-                let created = service::order::create_order(
-                    &state.db,
-                    &state.config,
-                    &state.caches.wallets,
-                    req,
-                )
-                .await
-                .expect("create");
+                let created =
+                    service::order::create_order(&state.db, &state.config, &state.caches, req)
+                        .await
+                        .expect("create");
                 if i % 997 == 0 {
                     let o = created.order;
                     made.push((o.trade_id.to_string(), o.address, o.actual_amount));

@@ -127,9 +127,11 @@ echo "BENCH rss_idle backend=$backend kb=$(rss_kb)"
 echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
 # The same run measures /health (a database and queue ping) as the yardstick.
 plain health "http://127.0.0.1:$port/health"
-# BENCH_PERF=<file>: perf record (call graphs) of the gateway during the create run.
+# BENCH_PERF=<file>: perf record of the gateway during the create run (BENCH_PERF_ALL=1: of the
+# whole machine, e.g. PostgreSQL's backends and wrk too; `perf report --sort comm,dso`).
 if [ -n "${BENCH_PERF:-}" ]; then
-  perf record -F 999 -p "$pid" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
+  if [ "${BENCH_PERF_ALL:-0}" = 1 ]; then target=(-a); else target=(-p "$pid"); fi
+  perf record -F 999 "${target[@]}" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
 fi
 cpu0=$(ticks $pid); db0=$(db_ticks)
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \

@@ -415,7 +415,7 @@ async fn create(
         if proto.placeholder(&p)? {
             return super::switch::create_placeholder(state, proto, req).await;
         }
-        let created = order::create_order(&state.db, &state.config, &state.caches.wallets, req).await?;
+        let created = order::create_order(&state.db, &state.config, &state.caches, req).await?;
         let o = created.order;
         tracing::info!(trade_id = %o.trade_id, order_id, repeated = created.repeated, "order created");
         Ok::<_, ApiError>(match proto.reply(&order_view(state, &o)) {

@@ -99,6 +99,8 @@ pub struct Caches {
     /// Every order with a payment confirming now (`order::confirming`), read whole: the table
     /// is small, so check-status of a waiting order costs no query of its own (`LIVE_TTL`).
     pub confirming: Arc<TtlMap<(), Confirming>>,
+    /// Not a cache: the group commit of order inserts (`store::order_inserts`), per process.
+    pub order_inserts: Arc<crate::store::order_inserts::InsertQueue>,
 }
 
 /// Order id → (confirmations, confirmations required) of its most confirmed seen transfer.
@@ -118,6 +120,7 @@ impl Default for Caches {
             trades: Arc::new(TtlMap::new(FINAL_TTL)),
             switch_facts: Arc::new(TtlMap::new(LIVE_TTL)),
             confirming: Arc::new(TtlMap::new(LIVE_TTL)),
+            order_inserts: Default::default(),
         }
     }
 }

@@ -5,6 +5,7 @@
 //! for uniqueness: callers insert and map the violation, they never SELECT-then-INSERT.
 pub mod entities;
 pub mod order;
+pub mod order_inserts;
 pub mod upstream;
 
 use std::time::Duration;

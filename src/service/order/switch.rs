@@ -205,7 +205,7 @@ pub async fn switch_network(
     )
     .await;
     let child = match placed {
-        Ok(child) => child,
+        Ok(child) => child.order,
         Err(Placed::Exists) => {
             // A concurrent switch made the one child first.
             let now_children = children(db, parent.trade_id.as_str()).await?;
@@ -303,7 +303,7 @@ async fn complete_choice(
     )
     .await;
     let o = match placed {
-        Ok(o) => o,
+        Ok(placed) => placed.order,
         Err(Placed::Exists) => {
             // A concurrent switch completed it first: that order is the answer.
             let o = find_by_trade_id(db, &c.trade_id)

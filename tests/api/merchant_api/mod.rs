@@ -244,6 +244,73 @@ async fn concurrent_creates_get_unique_slots(backend: Backend) {
 }
 on_all_backends!(concurrent_creates_get_unique_slots);
 
+/// Concurrent creates share one INSERT (a group commit): the repeat rule holds inside a group.
+/// Identical requests sent at once get one order; different requests with one order_id sent at
+/// once get one order and 10002 for the rest; neither disturbs the other orders of the group.
+async fn concurrent_repeats_get_one_order(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let fields = |order_id: String, amount: String| {
+        [
+            ("order_id".to_string(), order_id),
+            ("amount".to_string(), amount),
+            ("notify_url".to_string(), "http://127.0.0.1:9/n".to_string()),
+        ]
+    };
+    let mut tasks = Vec::new();
+    for i in 0..30 {
+        // Ten identical "R-1", ten "R-2" of ten different amounts, ten distinct orders.
+        let f = match i % 3 {
+            0 => fields("R-1".into(), "50".into()),
+            1 => fields("R-2".into(), format!("{}", 60 + i)),
+            _ => fields(format!("D-{i}"), "50".into()),
+        };
+        let app = &app;
+        tasks.push(async move {
+            let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+            (i, create_v1(app, &f).await)
+        });
+    }
+    let replies = futures::future::join_all(tasks).await;
+    let mut r1 = std::collections::HashSet::new();
+    let (mut r2_ok, mut r2_refused) = (0, 0);
+    let mut slots = std::collections::HashSet::new();
+    for (i, r) in &replies {
+        match i % 3 {
+            0 => {
+                assert_eq!(r["status_code"], 200, "{r}");
+                r1.insert(r["data"]["trade_id"].as_str().unwrap().to_string());
+            }
+            1 => match r["status_code"].as_i64() {
+                Some(200) => r2_ok += 1,
+                Some(10002) => r2_refused += 1,
+                _ => panic!("R-2: {r}"),
+            },
+            _ => assert_eq!(r["status_code"], 200, "{r}"),
+        }
+        if r["status_code"] == 200 {
+            slots.insert(r["data"]["actual_amount"].to_string());
+        }
+    }
+    assert_eq!(r1.len(), 1, "identical repeats got one order: {r1:?}");
+    assert_eq!((r2_ok, r2_refused), (1, 9), "one R-2 stands");
+    // In the database: one order per order_id (R-1, R-2 and the ten D-).
+    use sea_orm::EntityTrait;
+    let rows = epusdt::store::entities::order::Entity::find()
+        .all(&app.state.db)
+        .await
+        .unwrap();
+    assert_eq!(rows.len(), 12, "{rows:?}");
+    let order_ids: std::collections::HashSet<_> = rows.iter().map(|o| o.order_id.clone()).collect();
+    assert_eq!(order_ids.len(), 12);
+    assert!(rows.iter().any(|o| r1.contains(&o.trade_id)));
+    // R-1 and the D- orders ask 50 CNY: each its own amount on the one wallet.
+    assert_eq!(slots.len(), 12, "{slots:?}");
+    app.stop().await;
+}
+on_all_backends!(concurrent_repeats_get_one_order);
+
 async fn validation_errors_say_what_to_fix(backend: Backend) {
     let Some(app) = common::spawn_app(backend).await else {
         return;

@@ -1,0 +1,411 @@
+//! Group commit for order inserts: the creates that arrive while a write is under way are
+//! written together, one `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING *` and one
+//! commit for all of them, then one read of the placeholders holding their order_ids.
+//!
+//! Nobody waits for company: a create that finds a writer free is written at once, alone; only
+//! those that arrive while every writer is busy share the next statement (the group grows with
+//! the load, at most [`MAX_BATCH`]). A caller is answered once its row is committed, so a reply
+//! means what it meant before: the order is stored.
+//!
+//! The statement only ever *adds* speed. A row it does not insert — any unique index said no
+//! (the live slot, the merchant's order_id, the trade_id), two rows of one group collided, or
+//! the statement failed — comes back [`Batched::NotInserted`], and its caller inserts it alone
+//! as before, where the violation is named and handled. MySQL (no `RETURNING`) never groups.
+//!
+//! The write runs in a task of its own: a caller that goes away (its client hung up) cancels
+//! nobody else's insert.
+use std::{
+    collections::HashSet,
+    sync::{
+        Arc, Mutex, OnceLock,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait,
+    Iterable, QueryFilter, QuerySelect,
+    sea_query::{Expr, OnConflict, Query},
+};
+use tokio::sync::{Semaphore, oneshot};
+
+use super::entities::{order, order_choice};
+use crate::domain::order::Order;
+
+/// The most rows one statement carries (31 columns each: well under SQLite's 32,766 and
+/// PostgreSQL's 65,535 bind parameters).
+pub const MAX_BATCH: usize = 64;
+
+/// How many grouped writes may run at once: SQLite has one writer; a server database takes a
+/// few (each on its own pooled connection) so that one commit's wait does not hold everyone.
+fn writers(backend: DbBackend) -> usize {
+    match backend {
+        DbBackend::Sqlite => 1,
+        _ => 2,
+    }
+}
+
+/// What became of a row handed to [`InsertQueue::insert`].
+#[derive(Debug)]
+pub enum Batched {
+    /// Committed. `placeholder`: whether a placeholder (`order_choices`) holds the merchant's
+    /// order_id, read after the commit — `None` if that read failed (the caller reads itself).
+    Inserted {
+        row: Box<order::Model>,
+        placeholder: Option<bool>,
+    },
+    /// Not inserted (a unique index said no, the row collided with another of its group, or
+    /// the statement failed): insert it alone to learn why.
+    NotInserted,
+}
+
+struct Pending {
+    ticket: u64,
+    order: Order,
+    reply: oneshot::Sender<Batched>,
+}
+
+/// The process' queue of order inserts for one database (held with the other per-process state
+/// in `service::cache::Caches`).
+pub struct InsertQueue {
+    pending: Mutex<Vec<Pending>>,
+    /// Sized for the backend of the first insert (a queue serves one database).
+    writers: OnceLock<Arc<Semaphore>>,
+    tickets: AtomicU64,
+    groups: Arc<AtomicU64>,
+}
+
+impl std::fmt::Debug for InsertQueue {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InsertQueue")
+            .field("pending", &self.lock().len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for InsertQueue {
+    fn default() -> Self {
+        Self {
+            pending: Mutex::new(Vec::new()),
+            writers: OnceLock::new(),
+            tickets: AtomicU64::new(0),
+            groups: Arc::default(),
+        }
+    }
+}
+
+impl InsertQueue {
+    /// Does this backend group inserts? (MySQL has no `RETURNING`.)
+    pub fn groups(backend: DbBackend) -> bool {
+        matches!(backend, DbBackend::Sqlite | DbBackend::Postgres)
+    }
+
+    /// How many grouped statements this queue has sent.
+    pub fn groups_written(&self) -> u64 {
+        self.groups.load(Ordering::Relaxed)
+    }
+
+    /// Inserts `order` (with whatever other inserts are waiting) and says what became of it.
+    pub async fn insert(&self, db: &DatabaseConnection, order: Order) -> Batched {
+        let backend = db.get_database_backend();
+        if !Self::groups(backend) {
+            return Batched::NotInserted;
+        }
+        let writers = self
+            .writers
+            .get_or_init(|| Arc::new(Semaphore::new(writers(backend))));
+        let ticket = self.tickets.fetch_add(1, Ordering::Relaxed);
+        let (reply, mut answer) = oneshot::channel();
+        self.lock().push(Pending {
+            ticket,
+            order,
+            reply,
+        });
+        loop {
+            // Wait for a turn at writing — unless another writer takes this row meanwhile.
+            let permit = tokio::select! {
+                biased;
+                done = &mut answer => return done.unwrap_or(Batched::NotInserted),
+                permit = writers.clone().acquire_owned() => match permit {
+                    Ok(permit) => permit,
+                    Err(_) => return Batched::NotInserted,
+                },
+            };
+            let (group, still_waiting) = {
+                let mut pending = self.lock();
+                let n = pending.len().min(MAX_BATCH);
+                let group: Vec<Pending> = pending.drain(..n).collect();
+                (group, pending.iter().any(|p| p.ticket == ticket))
+            };
+            if group.is_empty() {
+                drop(permit);
+            } else {
+                let db = db.clone();
+                self.groups.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(async move {
+                    write_group(&db, group).await;
+                    drop(permit);
+                });
+            }
+            if !still_waiting {
+                // In the group just sent, or in one another caller sent: answered on commit.
+                return answer.await.unwrap_or(Batched::NotInserted);
+            }
+            // More than a group's worth waited ahead of this row: the next turn.
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<Pending>> {
+        self.pending.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Writes one group and answers each of its callers.
+async fn write_group(db: &DatabaseConnection, group: Vec<Pending>) {
+    // Rows of one group that would collide with each other go alone (their caller learns why).
+    let mut trade_ids = HashSet::new();
+    let mut order_ids = HashSet::new();
+    let mut slots = HashSet::new();
+    let (rows, alone): (Vec<Pending>, Vec<Pending>) = group.into_iter().partition(|p| {
+        let o = &p.order;
+        trade_ids.insert(o.trade_id.as_str().to_owned())
+            & order_ids.insert((o.merchant_id.get(), o.order_id.clone()))
+            & slots.insert((
+                o.network.as_str().to_owned(),
+                o.token.clone(),
+                o.address.clone(),
+                o.actual_amount,
+            ))
+    });
+    for p in alone {
+        let _ = p.reply.send(Batched::NotInserted);
+    }
+    if rows.is_empty() {
+        return;
+    }
+    let inserted = {
+        let _turn = super::write_turn(db).await;
+        insert_rows(db, &rows).await
+    };
+    let inserted = match inserted {
+        Ok(rows) => rows,
+        Err(e) => {
+            tracing::debug!(error = %e, rows = rows.len(), "grouped order insert failed; each row goes alone");
+            for p in rows {
+                let _ = p.reply.send(Batched::NotInserted);
+            }
+            return;
+        }
+    };
+    let held = if inserted.is_empty() {
+        Ok(HashSet::new())
+    } else {
+        placeholders(db, &inserted).await
+    };
+    let mut by_trade: std::collections::HashMap<String, order::Model> = inserted
+        .into_iter()
+        .map(|r| (r.trade_id.clone(), r))
+        .collect();
+    for p in rows {
+        let answer = match by_trade.remove(p.order.trade_id.as_str()) {
+            // The trade_id is unique in the group and in the table: this row is the caller's.
+            Some(row) => Batched::Inserted {
+                placeholder: held
+                    .as_ref()
+                    .ok()
+                    .map(|h| h.contains(&(row.merchant_id, row.order_id.clone()))),
+                row: Box::new(row),
+            },
+            None => Batched::NotInserted,
+        };
+        let _ = p.reply.send(answer);
+    }
+}
+
+/// `INSERT … VALUES (…), … ON CONFLICT DO NOTHING RETURNING *`: the rows no unique index
+/// refused.
+async fn insert_rows(
+    db: &DatabaseConnection,
+    rows: &[Pending],
+) -> Result<Vec<order::Model>, sea_orm::DbErr> {
+    let columns: Vec<order::Column> = order::Column::iter()
+        .filter(|c| !matches!(c, order::Column::Id))
+        .collect();
+    let mut insert = Query::insert();
+    insert.into_table(order::Entity).columns(columns.clone());
+    for p in rows {
+        let row = super::order::new_row(&p.order);
+        let values = columns.iter().map(|c| match row.get(*c) {
+            ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Expr::val(v),
+            ActiveValue::NotSet => Expr::val(sea_orm::Value::String(None)),
+        });
+        insert
+            .values(values)
+            .map_err(|e| sea_orm::DbErr::Custom(format!("insert orders: {e}")))?;
+    }
+    insert
+        .on_conflict(OnConflict::new().do_nothing().to_owned())
+        .returning_all();
+    order::Entity::find()
+        .from_raw_sql(db.get_database_backend().build(&insert))
+        .all(db)
+        .await
+}
+
+/// (merchant_id, order_id) of the `inserted` rows that a placeholder holds. Read after the
+/// insert committed: a placeholder made concurrently either committed before this read (and is
+/// seen here) or reads the orders after its own insert (and sees these rows).
+async fn placeholders(
+    db: &DatabaseConnection,
+    inserted: &[order::Model],
+) -> Result<HashSet<(i64, String)>, sea_orm::DbErr> {
+    let rows: Vec<(i64, String)> = order_choice::Entity::find()
+        .select_only()
+        .column(order_choice::Column::MerchantId)
+        .column(order_choice::Column::OrderId)
+        .filter(order_choice::Column::OrderId.is_in(inserted.iter().map(|r| r.order_id.clone())))
+        .into_tuple()
+        .all(db)
+        .await?;
+    Ok(rows.into_iter().collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use rust_decimal::Decimal;
+    use sea_orm::{ActiveModelTrait, PaginatorTrait};
+
+    use super::*;
+    use crate::domain::{
+        network::Network,
+        order::{MerchantId, OrderId, OrderStatus, TradeId},
+        protocol::Protocol,
+    };
+
+    async fn sqlite(dir: &std::path::Path) -> DatabaseConnection {
+        use migration::MigratorTrait;
+        let url = format!("sqlite://{}?mode=rwc", dir.join("inserts.db").display());
+        let db = crate::store::connect(&url).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        db
+    }
+
+    fn draft(i: u64, order_id: &str, amount: Decimal) -> Order {
+        Order {
+            id: OrderId(0),
+            trade_id: TradeId::upstream(chrono::Utc::now(), 1_000_000 + i),
+            merchant_id: MerchantId(1001),
+            order_id: order_id.into(),
+            protocol: Protocol::parse("v1").unwrap(),
+            network: Network::TRON,
+            token: "USDT".into(),
+            currency: "CNY".into(),
+            amount: Decimal::new(72, 0),
+            rate: Decimal::new(72, 1),
+            actual_amount: amount,
+            address: "TWallet".into(),
+            status: OrderStatus::Waiting,
+            live_slot: true,
+            flags: 0,
+            notify_url: "http://127.0.0.1:9/n".into(),
+            redirect_url: String::new(),
+            name: String::new(),
+            request_hash: format!("h{i}"),
+            block_transaction_id: None,
+            paid_amount: None,
+            callback_state: 0,
+            callback_attempts: 0,
+            callback_due_at: None,
+            created_at: 1,
+            updated_at: 1,
+            expires_at: 4_000_000_000,
+            paid_at: None,
+            sign_alg: String::new(),
+            epay_type: String::new(),
+            parent_trade_id: None,
+        }
+    }
+
+    /// Inserts that arrive while a write is under way share the next statement; a row a unique
+    /// index refuses (here: the live slot, held before or by an earlier row of its own group)
+    /// comes back `NotInserted` and nothing else of its group is lost; a placeholder holding an
+    /// order_id is reported.
+    #[tokio::test]
+    async fn waiting_inserts_share_one_statement_and_refusals_come_back() {
+        let tmp = tempfile::tempdir().unwrap();
+        let db = sqlite(tmp.path()).await;
+        // A slot held before: 10.00 on TWallet.
+        crate::store::order::new_row(&draft(0, "held", Decimal::new(10, 0)))
+            .insert(&db)
+            .await
+            .unwrap();
+        // A placeholder holds "P-1".
+        order_choice::ActiveModel {
+            trade_id: sea_orm::Set("202612030000009999999999".into()),
+            merchant_id: sea_orm::Set(1001),
+            order_id: sea_orm::Set("P-1".into()),
+            protocol: sea_orm::Set("gmpay".into()),
+            currency: sea_orm::Set("CNY".into()),
+            amount: sea_orm::Set("1".into()),
+            notify_url: sea_orm::Set(String::new()),
+            redirect_url: sea_orm::Set(String::new()),
+            name: sea_orm::Set(String::new()),
+            request_hash: sea_orm::Set("x".into()),
+            sign_alg: sea_orm::Set(String::new()),
+            epay_type: sea_orm::Set(String::new()),
+            timeout_secs: sea_orm::Set(None),
+            status: sea_orm::Set(0),
+            created_at: sea_orm::Set(1),
+            updated_at: sea_orm::Set(1),
+            expires_at: sea_orm::Set(4_000_000_000),
+            ..Default::default()
+        }
+        .insert(&db)
+        .await
+        .unwrap();
+
+        let queue = InsertQueue::default();
+        // 1: alone (the writer is free); 2..=20 wait behind it and go together. Row 5 wants the
+        // slot held before, row 7 the slot of row 6, row 9 is "P-1".
+        let amount = |i: u64| match i {
+            5 => Decimal::new(10, 0),
+            7 => Decimal::new(1006, 2),
+            _ => Decimal::new(1000 + i as i64, 2),
+        };
+        let results = futures::future::join_all((1..=20u64).map(|i| {
+            let order_id = if i == 9 {
+                "P-1".to_string()
+            } else {
+                format!("O-{i}")
+            };
+            let (queue, db) = (&queue, &db);
+            async move { (i, queue.insert(db, draft(i, &order_id, amount(i))).await) }
+        }))
+        .await;
+        for (i, r) in &results {
+            match (i, r) {
+                (5 | 7, Batched::NotInserted) => {}
+                (9, Batched::Inserted { placeholder, .. }) => {
+                    assert_eq!(*placeholder, Some(true), "P-1 is held")
+                }
+                (_, Batched::Inserted { row, placeholder }) => {
+                    assert_eq!(*placeholder, Some(false));
+                    assert_eq!(row.order_id, format!("O-{i}"));
+                    assert_eq!(row.actual_amount, amount(*i).to_string());
+                    assert!(row.id > 0);
+                }
+                (i, r) => panic!("row {i}: {r:?}"),
+            }
+        }
+        assert_eq!(
+            order::Entity::find().count(&db).await.unwrap(),
+            1 + 18,
+            "the row held before and every row but 5 and 7"
+        );
+        assert_eq!(
+            queue.groups_written(),
+            2,
+            "one statement for the first row, one for the 19 that waited"
+        );
+    }
+}
