@@ -2,15 +2,21 @@
 //! written together, one `INSERT … VALUES (…), (…) ON CONFLICT DO NOTHING RETURNING *` and one
 //! commit for all of them, then one read of the placeholders holding their order_ids.
 //!
+//! A caller may offer alternatives: rows of one order (one trade_id and order_id) in different
+//! (address, amount) slots, in its order of preference. They go into the statement together;
+//! the first whose slot is free is inserted, and the unique indexes on the trade_id and on the
+//! merchant's order_id refuse the rest — one statement finds a free slot where one insert per
+//! slot used to.
+//!
 //! Nobody waits for company: a create that finds a writer free is written at once, alone; only
 //! those that arrive while every writer is busy share the next statement (the group grows with
 //! the load, at most [`MAX_BATCH`]). A caller is answered once its row is committed, so a reply
 //! means what it meant before: the order is stored.
 //!
-//! The statement only ever *adds* speed. A row it does not insert — any unique index said no
-//! (the live slot, the merchant's order_id, the trade_id), two rows of one group collided, or
-//! the statement failed — comes back [`Batched::NotInserted`], and its caller inserts it alone
-//! as before, where the violation is named and handled. MySQL (no `RETURNING`) never groups.
+//! The statement only ever *adds* speed. An order it does not insert — unique indexes refused
+//! every alternative (taken slots, the merchant's order_id, the trade_id), or the statement
+//! failed — comes back [`Batched::NotInserted`], and its caller inserts it alone as before,
+//! where the violation is named and handled. MySQL (no `RETURNING`) never groups.
 //!
 //! The write runs in a task of its own: a caller that goes away (its client hung up) cancels
 //! nobody else's insert.
@@ -32,9 +38,11 @@ use tokio::sync::{Semaphore, oneshot};
 use super::entities::{order, order_choice};
 use crate::domain::order::Order;
 
-/// The most rows one statement carries (31 columns each: well under SQLite's 32,766 and
-/// PostgreSQL's 65,535 bind parameters).
+/// The most orders one statement carries.
 pub const MAX_BATCH: usize = 64;
+/// The most alternatives of one order (64 × 8 rows of 31 columns: well under SQLite's 32,766
+/// and PostgreSQL's 65,535 bind parameters).
+pub const MAX_ALTERNATIVES: usize = 8;
 
 /// How many grouped writes may run at once: SQLite has one writer; a server database takes a
 /// few (each on its own pooled connection) so that one commit's wait does not hold everyone.
@@ -61,7 +69,8 @@ pub enum Batched {
 
 struct Pending {
     ticket: u64,
-    order: Order,
+    /// Alternatives of one order, most wanted first.
+    alternatives: Vec<Order>,
     reply: oneshot::Sender<Batched>,
 }
 
@@ -105,10 +114,20 @@ impl InsertQueue {
         self.groups.load(Ordering::Relaxed)
     }
 
-    /// Inserts `order` (with whatever other inserts are waiting) and says what became of it.
-    pub async fn insert(&self, db: &DatabaseConnection, order: Order) -> Batched {
+    /// Inserts the first of `alternatives` whose slot is free (with whatever other inserts are
+    /// waiting) and says what became of it. The alternatives must be one order — one trade_id,
+    /// merchant and order_id — in different slots; at most [`MAX_ALTERNATIVES`] are used.
+    pub async fn insert(&self, db: &DatabaseConnection, mut alternatives: Vec<Order>) -> Batched {
         let backend = db.get_database_backend();
-        if !Self::groups(backend) {
+        alternatives.truncate(MAX_ALTERNATIVES);
+        let one_order = alternatives.first().is_some_and(|first| {
+            alternatives.iter().all(|o| {
+                o.trade_id == first.trade_id
+                    && o.merchant_id == first.merchant_id
+                    && o.order_id == first.order_id
+            })
+        });
+        if !Self::groups(backend) || !one_order {
             return Batched::NotInserted;
         }
         let writers = self
@@ -118,7 +137,7 @@ impl InsertQueue {
         let (reply, mut answer) = oneshot::channel();
         self.lock().push(Pending {
             ticket,
-            order,
+            alternatives,
             reply,
         });
         loop {
@@ -162,21 +181,13 @@ impl InsertQueue {
 
 /// Writes one group and answers each of its callers.
 async fn write_group(db: &DatabaseConnection, group: Vec<Pending>) {
-    // Rows of one group that would collide with each other go alone (their caller learns why).
+    // An inserted row is matched to its caller by trade_id: two callers with one trade_id (a
+    // random clash) cannot share a statement; the later goes alone. Any other clash inside the
+    // group (one slot, one merchant order_id) is settled by the unique indexes, in group order.
     let mut trade_ids = HashSet::new();
-    let mut order_ids = HashSet::new();
-    let mut slots = HashSet::new();
-    let (rows, alone): (Vec<Pending>, Vec<Pending>) = group.into_iter().partition(|p| {
-        let o = &p.order;
-        trade_ids.insert(o.trade_id.as_str().to_owned())
-            & order_ids.insert((o.merchant_id.get(), o.order_id.clone()))
-            & slots.insert((
-                o.network.as_str().to_owned(),
-                o.token.clone(),
-                o.address.clone(),
-                o.actual_amount,
-            ))
-    });
+    let (rows, alone): (Vec<Pending>, Vec<Pending>) = group
+        .into_iter()
+        .partition(|p| trade_ids.insert(p.alternatives[0].trade_id.as_str().to_owned()));
     for p in alone {
         let _ = p.reply.send(Batched::NotInserted);
     }
@@ -207,16 +218,21 @@ async fn write_group(db: &DatabaseConnection, group: Vec<Pending>) {
         .map(|r| (r.trade_id.clone(), r))
         .collect();
     for p in rows {
-        let answer = match by_trade.remove(p.order.trade_id.as_str()) {
+        let mine = &p.alternatives[0];
+        let answer = match by_trade.remove(mine.trade_id.as_str()) {
             // The trade_id is unique in the group and in the table: this row is the caller's.
-            Some(row) => Batched::Inserted {
-                placeholder: held
-                    .as_ref()
-                    .ok()
-                    .map(|h| h.contains(&(row.merchant_id, row.order_id.clone()))),
-                row: Box::new(row),
-            },
-            None => Batched::NotInserted,
+            Some(row)
+                if row.merchant_id == mine.merchant_id.get() && row.order_id == mine.order_id =>
+            {
+                Batched::Inserted {
+                    placeholder: held
+                        .as_ref()
+                        .ok()
+                        .map(|h| h.contains(&(row.merchant_id, row.order_id.clone()))),
+                    row: Box::new(row),
+                }
+            }
+            _ => Batched::NotInserted,
         };
         let _ = p.reply.send(answer);
     }
@@ -233,8 +249,8 @@ async fn insert_rows(
         .collect();
     let mut insert = Query::insert();
     insert.into_table(order::Entity).columns(columns.clone());
-    for p in rows {
-        let row = super::order::new_row(&p.order);
+    for row in rows.iter().flat_map(|p| &p.alternatives) {
+        let row = super::order::new_row(row);
         let values = columns.iter().map(|c| match row.get(*c) {
             ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Expr::val(v),
             ActiveValue::NotSet => Expr::val(sea_orm::Value::String(None)),
@@ -326,10 +342,10 @@ mod tests {
         }
     }
 
-    /// Inserts that arrive while a write is under way share the next statement; a row a unique
-    /// index refuses (here: the live slot, held before or by an earlier row of its own group)
-    /// comes back `NotInserted` and nothing else of its group is lost; a placeholder holding an
-    /// order_id is reported.
+    /// Inserts that arrive while a write is under way share the next statement; of an order's
+    /// alternatives the first free slot stands; an order whose every slot is refused (here: by
+    /// an earlier row of its own group) comes back `NotInserted` and nothing else of its group
+    /// is lost; a placeholder holding an order_id is reported.
     #[tokio::test]
     async fn waiting_inserts_share_one_statement_and_refusals_come_back() {
         let tmp = tempfile::tempdir().unwrap();
@@ -365,8 +381,9 @@ mod tests {
         .unwrap();
 
         let queue = InsertQueue::default();
-        // 1: alone (the writer is free); 2..=20 wait behind it and go together. Row 5 wants the
-        // slot held before, row 7 the slot of row 6, row 9 is "P-1".
+        // 1: alone (the writer is free); 2..=20 wait behind it and go together. Order 5 wants the
+        // slot held before, then 10.50 (and then 10.51, never reached); order 7 only the slot of
+        // order 6; order 9 is "P-1".
         let amount = |i: u64| match i {
             5 => Decimal::new(10, 0),
             7 => Decimal::new(1006, 2),
@@ -379,12 +396,26 @@ mod tests {
                 format!("O-{i}")
             };
             let (queue, db) = (&queue, &db);
-            async move { (i, queue.insert(db, draft(i, &order_id, amount(i))).await) }
+            let alternatives = match i {
+                5 => [10, 1050, 1051].map(|c| Decimal::new(c, if c == 10 { 0 } else { 2 })),
+                _ => [amount(i); 3],
+            }
+            .map(|a| draft(i, &order_id, a));
+            let alternatives = if i == 5 {
+                alternatives.to_vec()
+            } else {
+                alternatives[..1].to_vec()
+            };
+            async move { (i, queue.insert(db, alternatives).await) }
         }))
         .await;
         for (i, r) in &results {
             match (i, r) {
-                (5 | 7, Batched::NotInserted) => {}
+                (7, Batched::NotInserted) => {}
+                (5, Batched::Inserted { row, .. }) => {
+                    assert_eq!(row.actual_amount, "10.50", "the first free alternative");
+                    assert_eq!(row.order_id, "O-5");
+                }
                 (9, Batched::Inserted { placeholder, .. }) => {
                     assert_eq!(*placeholder, Some(true), "P-1 is held")
                 }
@@ -399,8 +430,8 @@ mod tests {
         }
         assert_eq!(
             order::Entity::find().count(&db).await.unwrap(),
-            1 + 18,
-            "the row held before and every row but 5 and 7"
+            1 + 19,
+            "the row held before and every order but 7, each once"
         );
         assert_eq!(
             queue.groups_written(),

@@ -198,6 +198,21 @@ impl<E: Into<OrderError>> From<E> for Placed {
     }
 }
 
+/// How many slots a merchant's create offers the group commit at once (the first free one
+/// stands). On SQLite 4: enough that a create almost never falls back to inserting alone (and
+/// waiting for the one writer again) even with a third of the slots around its amount taken
+/// (0.33⁴ ≈ 1 %), few enough that the refused rows (a few unique-index probes each) cost little.
+/// On PostgreSQL 1: there, alternatives made the grouped statements slow (create-order fell
+/// from ~3,900 to ~1,100–1,500 req/s, 270 with one writer; not in PostgreSQL's execution time
+/// per `pg_stat_statements`, cause not found — see wiki/BENCHMARKS.md), and inserting alone
+/// after a collision does not queue behind one writer.
+fn grouped_alternatives(backend: sea_orm::DbBackend) -> usize {
+    match backend {
+        sea_orm::DbBackend::Sqlite => 4,
+        _ => 1,
+    }
+}
+
 /// Finds a free (network, address, amount) slot for `req` and inserts the waiting order there
 /// (DESIGN §5): one statement, one write transaction. Expiry needs no job of its own: the
 /// order's `expires_at` is its durable schedule, and [`super::expire_due`] (every second, on
@@ -265,85 +280,111 @@ pub(super) async fn place_order(
         rand::rng().random_range(0..wallets.len())
     };
 
-    // The first try goes through the group commit: it inserts or it does not, and on "not"
-    // this same slot is tried alone below, where the unique index that refused it is named.
-    let mut grouped = place.inserts.filter(|_| place.unless_placeholder);
     let now = now();
     let ttl = req
         .timeout_secs
         .unwrap_or(i64::from(config.order_expiration_time) * 60);
-    for (actual, amount_text) in amounts.iter().zip(&candidates) {
-        for i in 0..wallets.len() {
-            let w = &wallets[(offset + i) % wallets.len()];
-            let slot = (w.address.clone(), amount_text.clone());
+    let draft = |address: &str, actual: Decimal, trade_id: TradeId| Order {
+        id: OrderId(0),
+        trade_id,
+        merchant_id: MerchantId(req.merchant.id),
+        order_id: req.order_id.clone(),
+        protocol: req.protocol,
+        network: req.network,
+        token: req.token.to_string(),
+        currency: req.currency.clone(),
+        amount: req.amount.normalize(),
+        rate: rate.normalize(),
+        actual_amount: actual,
+        address: address.to_string(),
+        status: OrderStatus::Waiting,
+        live_slot: true,
+        flags: 0,
+        notify_url: req.notify_url.clone(),
+        redirect_url: req.redirect_url.clone(),
+        name: req.name.clone(),
+        request_hash: hash.clone(),
+        block_transaction_id: None,
+        paid_amount: None,
+        callback_state: place.callback_state,
+        callback_attempts: 0,
+        callback_due_at: None,
+        created_at: now,
+        updated_at: now,
+        expires_at: now + ttl,
+        paid_at: None,
+        sign_alg: place.sign_alg.clone(),
+        epay_type: place.epay_type.clone(),
+        parent_trade_id: place.parent_trade_id.clone(),
+    };
+    // In the search order: each amount from the lowest, its wallets from a random one onwards.
+    let wallets: &[crate::store::entities::wallet::Model] = &wallets;
+    let slots = amounts.iter().zip(&candidates).flat_map(|(actual, text)| {
+        (0..wallets.len()).map(move |i| (&wallets[(offset + i) % wallets.len()], actual, text))
+    });
+
+    // A merchant's create first goes through the group commit with its first few slots as
+    // alternatives: the first free one stands (see `store::order_inserts`). If none does, the
+    // search below goes on after them, one insert at a time, where a refusal is named.
+    let groups = store::order_inserts::InsertQueue::groups(db.get_database_backend());
+    if let Some(queue) = place.inserts.filter(|_| place.unless_placeholder && groups) {
+        let trade_id = place.trade_id.clone().unwrap_or_else(new_trade_id);
+        let tried: Vec<_> = slots
+            .clone()
+            .take(grouped_alternatives(db.get_database_backend()))
+            .collect();
+        let alternatives = tried
+            .iter()
+            .map(|(w, actual, _)| draft(&w.address, **actual, trade_id.clone()))
+            .collect();
+        match queue.insert(db, alternatives).await {
+            Batched::Inserted {
+                row,
+                placeholder: Some(true),
+            } => {
+                // A placeholder holds this order_id: the order yields (see `create_order`).
+                withdraw(db, OrderId(row.id)).await?;
+                return Err(OrderError::Exists(req.order_id.clone()).into());
+            }
+            Batched::Inserted { row, placeholder } => {
+                return Ok(PlacedOrder {
+                    order: Order::try_from(*row)?,
+                    placeholder_checked: placeholder.is_some(),
+                });
+            }
+            Batched::NotInserted => {
+                taken.extend(
+                    tried
+                        .iter()
+                        .map(|(w, _, text)| (w.address.clone(), (*text).clone())),
+                );
+            }
+        }
+    }
+
+    for (w, actual, amount_text) in slots {
+        let slot = (w.address.clone(), amount_text.clone());
+        if taken.contains(&slot) {
+            continue;
+        }
+        if taken.len() >= OPTIMISTIC_TRIES && loaded_amount != Some(amount_text) {
+            loaded_amount = Some(amount_text);
+            taken.extend(
+                live_slots_at(db, req.network, req.token, amount_text)
+                    .await?
+                    .into_iter()
+                    .map(|address| (address, amount_text.clone())),
+            );
             if taken.contains(&slot) {
                 continue;
             }
-            if taken.len() >= OPTIMISTIC_TRIES && loaded_amount != Some(amount_text) {
-                loaded_amount = Some(amount_text);
-                taken.extend(
-                    live_slots_at(db, req.network, req.token, amount_text)
-                        .await?
-                        .into_iter()
-                        .map(|address| (address, amount_text.clone())),
-                );
-                if taken.contains(&slot) {
-                    continue;
-                }
-            }
-            let draft = Order {
-                id: OrderId(0),
-                trade_id: place.trade_id.clone().unwrap_or_else(new_trade_id),
-                merchant_id: MerchantId(req.merchant.id),
-                order_id: req.order_id.clone(),
-                protocol: req.protocol,
-                network: req.network,
-                token: req.token.to_string(),
-                currency: req.currency.clone(),
-                amount: req.amount.normalize(),
-                rate: rate.normalize(),
-                actual_amount: *actual,
-                address: w.address.clone(),
-                status: OrderStatus::Waiting,
-                live_slot: true,
-                flags: 0,
-                notify_url: req.notify_url.clone(),
-                redirect_url: req.redirect_url.clone(),
-                name: req.name.clone(),
-                request_hash: hash.clone(),
-                block_transaction_id: None,
-                paid_amount: None,
-                callback_state: place.callback_state,
-                callback_attempts: 0,
-                callback_due_at: None,
-                created_at: now,
-                updated_at: now,
-                expires_at: now + ttl,
-                paid_at: None,
-                sign_alg: place.sign_alg.clone(),
-                epay_type: place.epay_type.clone(),
-                parent_trade_id: place.parent_trade_id.clone(),
-            };
-            if let Some(queue) = grouped.take() {
-                match queue.insert(db, draft.clone()).await {
-                    Batched::Inserted {
-                        row,
-                        placeholder: Some(true),
-                    } => {
-                        // A placeholder holds this order_id: the order yields (see
-                        // `create_order`).
-                        withdraw(db, OrderId(row.id)).await?;
-                        return Err(OrderError::Exists(req.order_id.clone()).into());
-                    }
-                    Batched::Inserted { row, placeholder } => {
-                        return Ok(PlacedOrder {
-                            order: Order::try_from(*row)?,
-                            placeholder_checked: placeholder.is_some(),
-                        });
-                    }
-                    Batched::NotInserted => {}
-                }
-            }
+        }
+        {
+            let draft = draft(
+                &w.address,
+                *actual,
+                place.trade_id.clone().unwrap_or_else(new_trade_id),
+            );
             let inserted = {
                 let _turn = store::write_turn(db).await;
                 if place.unless_placeholder && checks_placeholder_in_insert(db) {
