@@ -416,14 +416,36 @@ pub async fn credit_transfer(
     Ok(outcome)
 }
 
-/// Queues the first callback attempt and marks it queued (due now). If this fails (or the
-/// process dies first) the order stays `PENDING` and [`sweep`] queues it.
+/// Queues the first callback attempt of a `PENDING` callback, once: it is claimed first
+/// (compare-and-swap `PENDING` → `QUEUED`, due now), and only the caller that claimed it pushes
+/// the job — two sweepers (two instances) or a sweeper and the crediting path that find it
+/// pending at once queue it once, so the merchant is called once. If the push fails the claim is
+/// given back (`PENDING` again, for the next sweep); if the process dies in between, the
+/// callback is `QUEUED` without a job and [`sweep`] queues it again once it is
+/// `callback_requeue_after_secs` overdue. If the claim itself fails (or the process dies before
+/// it) the order stays `PENDING` and [`sweep`] queues it.
 pub async fn queue_callback(
     db: &DatabaseConnection,
     queue: &JobQueue,
     order_id: i64,
 ) -> Result<(), OrderError> {
-    queue
+    let due = now();
+    let claimed = order::Entity::update_many()
+        .col_expr(
+            order::Column::CallbackState,
+            Expr::value(callback_state::QUEUED),
+        )
+        .col_expr(order::Column::CallbackDueAt, Expr::value(Some(due)))
+        .filter(order::Column::Id.eq(order_id))
+        .filter(order::Column::CallbackState.eq(callback_state::PENDING))
+        .exec(db)
+        .await?
+        .rows_affected;
+    if claimed == 0 {
+        // Queued (or delivered) by someone else already.
+        return Ok(());
+    }
+    let pushed = queue
         .push(
             Job::Notify {
                 order_id,
@@ -431,17 +453,21 @@ pub async fn queue_callback(
             },
             None,
         )
-        .await?;
-    order::Entity::update_many()
-        .col_expr(
-            order::Column::CallbackState,
-            Expr::value(callback_state::QUEUED),
-        )
-        .col_expr(order::Column::CallbackDueAt, Expr::value(Some(now())))
-        .filter(order::Column::Id.eq(order_id))
-        .filter(order::Column::CallbackState.eq(callback_state::PENDING))
-        .exec(db)
-        .await?;
+        .await;
+    if let Err(e) = pushed {
+        let _ = order::Entity::update_many()
+            .col_expr(
+                order::Column::CallbackState,
+                Expr::value(callback_state::PENDING),
+            )
+            .col_expr(order::Column::CallbackDueAt, Expr::value(None::<i64>))
+            .filter(order::Column::Id.eq(order_id))
+            .filter(order::Column::CallbackState.eq(callback_state::QUEUED))
+            .filter(order::Column::CallbackDueAt.eq(due))
+            .exec(db)
+            .await;
+        return Err(e.into());
+    }
     Ok(())
 }
 

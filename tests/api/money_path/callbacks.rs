@@ -95,6 +95,57 @@ async fn the_sweeper_recovers_lost_callbacks(backend: Backend) {
 }
 on_all_backends!(the_sweeper_recovers_lost_callbacks);
 
+/// Two sweepers (two instances, or the app's own and an operator's) that find one pending
+/// callback at once queue it once: the merchant is called once, not once per sweeper.
+async fn concurrent_sweeps_queue_a_pending_callback_once(backend: Backend) {
+    let Some(app) = common::spawn_app(backend).await else {
+        return;
+    };
+    let (merchant, murl) = Merchant::start(0, "ok").await;
+    let notify = format!("{murl}/notify");
+    let mut ids = Vec::new();
+    for i in 0..4 {
+        let r = create_v1(
+            &app,
+            &[
+                ("order_id", &format!("twice-{i}")),
+                ("amount", &format!("{}", 100 + i)),
+                ("notify_url", &notify),
+            ],
+        )
+        .await;
+        assert_eq!(r["status_code"], 200, "{r}");
+        ids.push(pay_without_queueing(&app, &r["data"], &format!("tx-twice-{i}")).await);
+    }
+    // Pending for a while: every sweep now wants to queue them.
+    order::Entity::update_many()
+        .col_expr(order::Column::UpdatedAt, Expr::value(service::now() - 60))
+        .filter(order::Column::Id.is_in(ids.clone()))
+        .exec(&app.state.db)
+        .await
+        .expect("age");
+    let rules = common::rules(&app);
+    let sweeps = (0..4).map(|_| service::order::sweep(&app.state.db, &app.state.queue, &rules));
+    for s in futures::future::join_all(sweeps).await {
+        s.expect("sweep");
+    }
+    merchant.wait_for(4, 15).await;
+    tokio::time::sleep(Duration::from_millis(2000)).await;
+    let mut delivered: Vec<String> = merchant
+        .received()
+        .iter()
+        .map(|c| serde_json::from_str::<Value>(&c.body).unwrap()["order_id"].to_string())
+        .collect();
+    delivered.sort();
+    assert_eq!(
+        delivered,
+        ["\"twice-0\"", "\"twice-1\"", "\"twice-2\"", "\"twice-3\""],
+        "each pending callback delivered once"
+    );
+    app.stop().await;
+}
+on_all_backends!(concurrent_sweeps_queue_a_pending_callback_once);
+
 /// A merchant endpoint for failure modes: `/hang` never answers, `/huge` streams an endless
 /// body, `/reset` closes the connection without an answer, `/error` answers 502.
 async fn hostile_merchant() -> String {
