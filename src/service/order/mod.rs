@@ -12,6 +12,7 @@
 //! Rooms: [`create`] (creation, repeats), [`credit`] (transfers → payments, callbacks queued),
 //! [`expire`] (the status compare-and-swap, cancel, expiry, the sweeper). This module holds the
 //! shared types, the error and the finders; every public item is re-exported here.
+mod callback;
 pub mod choice;
 pub mod confirming;
 mod create;
@@ -25,11 +26,9 @@ use rust_decimal::Decimal;
 use sea_orm::{ColumnTrait, ConnectionTrait, DbErr, EntityTrait, QueryFilter};
 
 pub use self::{
+    callback::queue_callback,
     create::{Created, create_order},
-    credit::{
-        CreditOutcome, credit_transfer, credit_transfer_in, observe_credit, queue_callback,
-        tx_hash_used,
-    },
+    credit::{CreditOutcome, credit_transfer, credit_transfer_in, observe_credit, tx_hash_used},
     expire::{ExpireOutcome, Swept, cancel_order, expire_due, expire_order, sweep},
     switch::{Switched, children, supported_assets, supported_networks, switch_network},
 };
