@@ -336,20 +336,27 @@ impl App {
                 // Expiry on time to the second, from the orders themselves (no job per order).
                 let mut expiry = tokio::time::interval(Duration::from_secs(1));
                 expiry.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+                // The SQLite WAL is copied back often enough that no commit reaches the
+                // auto-checkpoint threshold under load (that commit would do the copy itself).
+                let mut checkpoint = tokio::time::interval(crate::store::CHECKPOINT_EVERY);
+                checkpoint.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
                 loop {
                     let sweep = tokio::select! {
-                        _ = tick.tick() => true,
-                        _ = expiry.tick() => false,
+                        _ = tick.tick() => Some(true),
+                        _ = expiry.tick() => Some(false),
+                        _ = checkpoint.tick() => None,
                         _ = stop.wait_for(|s| *s) => break,
+                    };
+                    let Some(sweep) = sweep else {
+                        if let Err(e) = crate::store::checkpoint_passive(&state.db).await {
+                            tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying shortly");
+                        }
+                        continue;
                     };
                     let rules = service::order::OrderRules::from_config(&state.config);
                     if !sweep {
                         if let Err(e) = service::order::expire_due(&state.db, &rules).await {
                             tracing::error!(error = %e, "expiring due orders failed; retrying in a second");
-                        }
-                        // The SQLite WAL is copied back here, not inside a request's commit.
-                        if let Err(e) = crate::store::checkpoint_passive(&state.db).await {
-                            tracing::warn!(error = %e, "SQLite WAL checkpoint failed; retrying in a second");
                         }
                         continue;
                     }
