@@ -82,7 +82,8 @@ async fn prepare_sqlite_file(url: &str) -> Result<(), DbErr> {
 /// WAL pages after which a committing connection checkpoints by itself (SQLite's default is
 /// 1,000). That checkpoint runs inside the commit of whichever request crossed the line — an
 /// order create stalls for the copy and the fsync — so the app checkpoints in the background
-/// every second instead ([`checkpoint_passive`]); this larger threshold is only the fallback.
+/// every [`CHECKPOINT_EVERY`] instead ([`checkpoint_passive`]); this larger threshold is only the
+/// fallback.
 pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 
 /// How often the app copies the SQLite WAL back ([`checkpoint_passive`]). Under a create load
@@ -91,7 +92,8 @@ pub const SQLITE_AUTOCHECKPOINT_PAGES: u32 = 10_000;
 pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// A `PRAGMA wal_checkpoint(PASSIVE)`: copies what it can of the WAL into the database without
-/// waiting for (or blocking) readers and writers. Run every second off the request path.
+/// waiting for (or blocking) readers and writers. Run every [`CHECKPOINT_EVERY`] off the request
+/// path.
 /// Nothing on other backends.
 pub async fn checkpoint_passive(db: &DatabaseConnection) -> Result<(), DbErr> {
     if db.get_database_backend() != DbBackend::Sqlite {

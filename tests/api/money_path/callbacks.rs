@@ -64,13 +64,12 @@ async fn the_sweeper_recovers_lost_callbacks(backend: Backend) {
     // (due a little ahead, as a job just scheduled: "due right now" becomes "overdue, lost" when
     // a loaded run takes a few seconds to get to the sweep, and is then rightly delivered)
     set(ids[2], 1, Some(now + 30), now).await;
-    let swept = service::order::sweep(&app.state.db, &app.state.queue, &common::rules(&app))
+    service::order::sweep(&app.state.db, &app.state.queue, &common::rules(&app))
         .await
         .expect("sweep");
-    // The app's own sweeper (every 30 s) may have repaired one of them first on a slow run: the
-    // proof is what the merchant receives — both lost callbacks, once each, and not the one that is
-    // merely due.
-    assert!(swept.queued + swept.requeued >= 1, "{swept:?}");
+    // The app's own sweeper (every 30 s, the same function) may have repaired one or both of them
+    // first on a loaded run, so the count of this sweep proves nothing: the proof is what the
+    // merchant receives — both lost callbacks, once each, and not the one that is merely due.
     let calls = merchant.wait_for(2, 15).await;
     let delivered: Vec<String> = calls
         .iter()
