@@ -19,6 +19,7 @@ WORKDIR /src
 # 1. Only the manifests and stub sources: this layer (all dependencies compiled) is reused until
 #    Cargo.toml / Cargo.lock change.
 COPY Cargo.toml Cargo.lock ./
+COPY .cargo ./.cargo
 COPY migrations/Cargo.toml migrations/Cargo.toml
 RUN mkdir -p src migrations/src \
  && echo 'fn main() {}' > src/main.rs && touch src/lib.rs migrations/src/lib.rs \

@@ -119,7 +119,19 @@ report() { # name, wrk output file
   p50=$(awk '/^ *50%/ {print $2; exit}' "$2"); p99=$(awk '/^ *99%/ {print $2; exit}' "$2")
   echo "BENCH $1 backend=$backend rps=$rps p50=$p50 p99=$p99"
 }
+# BENCH_PERF=<file>: perf record of the gateway during the create run, or during the run that
+# BENCH_PERF_STEP names (check_status, checkout_page, ...); BENCH_PERF_ALL=1: of the whole
+# machine, e.g. PostgreSQL's backends and wrk too (`perf report --sort comm,dso`).
+# BENCH_PERF_CALLERS=1 records call graphs too (`perf report --no-children -S <symbol> -G`).
+perf_if() { # step name
+  [ -n "${BENCH_PERF:-}" ] && [ "${BENCH_PERF_STEP:-create}" = "$1" ] || return 0
+  if [ "${BENCH_PERF_ALL:-0}" = 1 ]; then target=(-a); else target=(-p "$pid"); fi
+  # BENCH_PERF_CALLERS=1: with call graphs (DWARF; large files, so keep the run short)
+  if [ "${BENCH_PERF_CALLERS:-0}" = 1 ]; then target+=(--call-graph dwarf,16384); fi
+  perf record -F 999 "${target[@]}" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
+}
 plain() { # name, url: wrk with a plain GET
+  perf_if "$1"
   wrk -t2 -c"$conns" -d"${duration}s" --latency "$2" > "$work/$1.txt"
   report "$1" "$work/$1.txt"
 }
@@ -127,12 +139,7 @@ echo "BENCH rss_idle backend=$backend kb=$(rss_kb)"
 echo "backend=$backend duration=${duration}s connections=$conns (wrk -t2)"
 # The same run measures /health (a database and queue ping) as the yardstick.
 plain health "http://127.0.0.1:$port/health"
-# BENCH_PERF=<file>: perf record of the gateway during the create run (BENCH_PERF_ALL=1: of the
-# whole machine, e.g. PostgreSQL's backends and wrk too; `perf report --sort comm,dso`).
-if [ -n "${BENCH_PERF:-}" ]; then
-  if [ "${BENCH_PERF_ALL:-0}" = 1 ]; then target=(-a); else target=(-p "$pid"); fi
-  perf record -F 999 "${target[@]}" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
-fi
+perf_if create
 cpu0=$(ticks $pid); db0=$(db_ticks)
 BODIES="$work/bodies.txt" wrk -t2 -c"$conns" -d"${duration}s" --latency -s "$work/bench.lua" \
   "http://127.0.0.1:$port/api/v1/order/create-transaction" | tee "$work/create.txt"
