@@ -122,11 +122,11 @@ report() { # name, wrk output file
 # BENCH_PERF=<file>: perf record of the gateway during the create run, or during the run that
 # BENCH_PERF_STEP names (check_status, checkout_page, ...); BENCH_PERF_ALL=1: of the whole
 # machine, e.g. PostgreSQL's backends and wrk too (`perf report --sort comm,dso`).
-# BENCH_PERF_CALLERS=1 records call graphs too (`perf report --no-children -S <symbol> -G`).
+# BENCH_PERF_CALLERS=1 records call graphs too (DWARF: large files, keep the run short;
+# `perf report --children`, `perf report --no-children -S <symbol> -G`).
 perf_if() { # step name
   [ -n "${BENCH_PERF:-}" ] && [ "${BENCH_PERF_STEP:-create}" = "$1" ] || return 0
   if [ "${BENCH_PERF_ALL:-0}" = 1 ]; then target=(-a); else target=(-p "$pid"); fi
-  # BENCH_PERF_CALLERS=1: with call graphs (DWARF; large files, so keep the run short)
   if [ "${BENCH_PERF_CALLERS:-0}" = 1 ]; then target+=(--call-graph dwarf,16384); fi
   perf record -F 999 "${target[@]}" -o "$BENCH_PERF" -- sleep "$duration" >/dev/null 2>&1 &
 }
