@@ -22,11 +22,12 @@ pub const SQLITE_JOURNAL_SIZE_LIMIT: u64 = 16 * 1024 * 1024;
 
 /// Opens the pool and applies the SQLite pragmas a payments database needs.
 pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
-    if url.starts_with("sqlite:") {
+    let sqlite = url.starts_with("sqlite:");
+    if sqlite {
         prepare_sqlite_file(url).await?;
     }
     let mut opts = ConnectOptions::new(url.to_owned());
-    opts.max_connections(if url.starts_with("sqlite:") { 8 } else { 20 })
+    opts.max_connections(if sqlite { 8 } else { 20 })
         .min_connections(1)
         .connect_timeout(Duration::from_secs(5))
         .acquire_timeout(Duration::from_secs(10))
@@ -35,12 +36,12 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
     // sqlx pings every connection it hands out by default: a second round trip (on SQLite a
     // second hand-off to the connection's thread) for every statement. A SQLite file cannot
     // hang up; a server can drop a connection that sat idle, so only those are pinged.
-    if url.starts_with("sqlite:") {
+    if sqlite {
         opts.test_before_acquire(false);
     } else {
         opts.test_before_acquire_if_idle_for(Duration::from_secs(5));
     }
-    if url.starts_with("sqlite:") {
+    if sqlite {
         // WAL for concurrent readers; synchronous=NORMAL is durable across process crashes in WAL
         // mode; busy_timeout so concurrent writers wait instead of failing. journal_size_limit is
         // per connection, hence set on every pooled one (see [`SQLITE_JOURNAL_SIZE_LIMIT`]).
@@ -58,7 +59,7 @@ pub async fn connect(url: &str) -> Result<DatabaseConnection, DbErr> {
         });
     }
     let db = Database::connect(opts).await?;
-    if url.starts_with("sqlite:") && !sqlite_keeps_limit_statements(&db).await? {
+    if sqlite && !sqlite_keeps_limit_statements(&db).await? {
         tracing::warn!(
             "this binary's SQLite was built without SQLITE_ENABLE_QPSG (build it from the \
              repository, whose .cargo/config.toml sets it): every query with a LIMIT is parsed \
