@@ -7,11 +7,15 @@ use axum::response::Html;
 use minijinja::{Value, context};
 use serde::Serialize;
 
-use super::render::{RenderError, render};
+use std::sync::LazyLock;
+
+use super::render::{Inline, RenderError, render};
 use crate::domain::network::{Asset, Network, Networks, Token};
 
-const CSS: &str = include_str!("../../assets/checkout.css");
-const SWITCH_JS: &str = include_str!("../../assets/switch.js");
+/// The network-choice script, also part of the waiting order's page.
+pub(super) const SWITCH_JS: &str = include_str!("../../assets/switch.js");
+/// The placeholder page's script.
+static SCRIPT: LazyLock<Inline> = LazyLock::new(|| Inline::script(&[SWITCH_JS]));
 
 /// One asset (token on a network) the payer may choose.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -40,11 +44,6 @@ pub fn options_value(options: &[SwitchOption]) -> Value {
             .map(|o| context! { network => o.network, token => o.token, label => o.label.as_str() })
             .collect::<Vec<Value>>(),
     )
-}
-
-/// The network-choice script, trusted markup for the templates.
-pub fn switch_js() -> Value {
-    Value::from_safe_string(SWITCH_JS.to_owned())
 }
 
 /// What a waiting order's page offers: nothing for a child (it cannot switch again); the
@@ -99,8 +98,10 @@ pub fn render_choose(
     render(
         "choose.html",
         context! {
-            css => Value::from_safe_string(CSS.to_owned()),
-            switch_js => switch_js(),
+            css => super::checkout_page::STYLE.body(),
+            css_hash => super::checkout_page::STYLE.hash(),
+            script => SCRIPT.body(),
+            script_hash => SCRIPT.hash(),
             switch_networks => options_value(networks),
             cfg => context! { tradeId => trade_id },
             state => "waiting",

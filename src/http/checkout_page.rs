@@ -19,17 +19,25 @@
 //! `http(s)` URL is dropped. Only the QR code SVG, generated here, and the
 //! embedded assets are marked safe.
 
+use std::sync::LazyLock;
+
 use axum::response::Html;
 use minijinja::{Value, context};
 
-use super::render::{RenderError, render};
+use super::render::{Inline, RenderError, render};
 
 /// The checkout stylesheet, inlined into every checkout page.
 const CSS: &str = include_str!("../../assets/checkout.css");
-/// Body of the checkout script; the template defines `CFG` just before it.
+/// Body of the checkout script; [`Inline::script`] defines `CFG` before it.
 const JS: &str = include_str!("../../assets/checkout.js");
 /// The "I have paid — here is my transaction hash" box's script, appended to [`JS`].
 const SUBMIT_TX_JS: &str = include_str!("../../assets/submit_tx.js");
+
+/// The stylesheet of every payer page, with its CSP hash.
+pub(super) static STYLE: LazyLock<Inline> = LazyLock::new(|| Inline::new(CSS.to_owned()));
+/// The waiting order's script: the page, the hash box and the network switch.
+static SCRIPT: LazyLock<Inline> =
+    LazyLock::new(|| Inline::script(&[JS, SUBMIT_TX_JS, super::checkout_choose::SWITCH_JS]));
 
 /// Everything the checkout page shows. All strings are raw (unescaped) values.
 pub struct CheckoutView<'a> {
@@ -179,11 +187,6 @@ fn qr_svg_uncached(data: &str) -> Option<String> {
     Some(svg)
 }
 
-/// The embedded stylesheet, trusted markup for the templates.
-fn css() -> Value {
-    Value::from_safe_string(CSS.to_owned())
-}
-
 /// The full checkout document for an order that is waiting for payment.
 pub fn render_checkout(v: &CheckoutView<'_>) -> Result<Html<String>, RenderError> {
     let remaining = remaining_seconds(v.expires_at_unix, v.now_unix);
@@ -202,9 +205,10 @@ pub fn render_checkout(v: &CheckoutView<'_>) -> Result<Html<String>, RenderError
     render(
         "checkout.html",
         context! {
-            css => css(),
-            js => Value::from_safe_string([JS, SUBMIT_TX_JS].concat()),
-            switch_js => super::checkout_choose::switch_js(),
+            css => STYLE.body(),
+            css_hash => STYLE.hash(),
+            script => SCRIPT.body(),
+            script_hash => SCRIPT.hash(),
             switch_networks => super::checkout_choose::options_value(v.switch_networks),
             cfg => context! {
                 redirectUrl => safe_redirect(v.redirect_url),
@@ -241,7 +245,8 @@ pub fn render_closed(
     render(
         "closed.html",
         context! {
-            css => css(),
+            css => STYLE.body(),
+            css_hash => STYLE.hash(),
             state => reason.state(),
             title,
             detail,
@@ -302,9 +307,9 @@ mod tests {
         assert!(!html.contains("<script>alert"));
         assert!(!html.contains("alert(1)</script>"));
         assert!(html.contains(&escape_html(HOSTILE)));
-        // Exactly one script element, the page's own.
-        assert_eq!(html.matches("<script").count(), 1);
-        assert_eq!(html.matches("</script>").count(), 1);
+        // Exactly the page's own two script elements: its values (data) and its code.
+        assert_eq!(html.matches("<script").count(), 2);
+        assert_eq!(html.matches("</script>").count(), 2);
 
         let closed = closed_html(ClosedReason::Paid, Some(HOSTILE), Some(&redirect));
         assert!(!closed.contains(HOSTILE));
@@ -319,11 +324,11 @@ mod tests {
         v.status_url = breakout;
         v.trade_id = breakout;
         let html = checkout_html(&v);
-        assert_eq!(html.matches("<script").count(), 1);
-        assert_eq!(html.matches("</script>").count(), 1);
-        let script = &html[html.find("<script>").unwrap() + 8..html.find("</script>").unwrap()];
-        let start = script.find("var CFG = ").unwrap() + "var CFG = ".len();
-        let cfg = &script[start..start + script[start..].find(";\n").unwrap()];
+        assert_eq!(html.matches("<script").count(), 2);
+        assert_eq!(html.matches("</script>").count(), 2);
+        let open = r#"<script type="application/json" id="page-cfg">"#;
+        let start = html.find(open).unwrap() + open.len();
+        let cfg = &html[start..start + html[start..].find("</script>").unwrap()];
         assert!(!cfg.contains('<'), "{cfg}");
         let parsed: serde_json::Value = serde_json::from_str(cfg).unwrap();
         assert_eq!(
@@ -423,8 +428,15 @@ mod tests {
     #[test]
     fn csp_hashes_match_inline_bodies() {
         let html = checkout_html(&view("42", None));
-        let script = &html[html.find("<script>").unwrap() + 8..html.find("</script>").unwrap()];
+        let start = html.find("<script>").unwrap() + 8;
+        let script = &html[start..start + html[start..].find("</script>").unwrap()];
         assert!(html.contains(&format!("script-src {}", csp_hash(script))));
+        // The script is the same for every order; what differs is the data block.
+        let mut other = view("43", Some("https://shop.example/x"));
+        other.trade_id = "202501010000002";
+        let html2 = checkout_html(&other);
+        assert!(html2.contains(&format!("<script>{script}</script>")));
+        assert!(script.contains("var CFG = JSON.parse(document.getElementById(\"page-cfg\")"));
         assert!(html.contains(&format!("style-src {}", csp_hash(CSS))));
         let style = &html[html.find("<style>").unwrap() + 7..html.find("</style>").unwrap()];
         assert_eq!(style, CSS);

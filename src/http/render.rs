@@ -8,9 +8,13 @@
 //! bytes the pages always had), not minijinja's default, which also escapes
 //! `/`. Values handed to a script go through the `tojson` filter
 //! ([`script_safe_json`]): JSON that can never close the `<script>` element.
-//! `csp_hash` turns an inline `<script>`/`<style>` body into its CSP source
-//! expression. It must never load templates from disk or render a value
-//! unescaped unless Rust code marked it safe (`Value::from_safe_string`).
+//! [`Inline`] is a page's `<script>` or `<style>` body with its CSP source
+//! expression, built once per process: no page's script or stylesheet depends
+//! on the request (a page's values reach its script through the JSON block
+//! `<script type="application/json" id="page-cfg">`, which is data, not code,
+//! so CSP does not pin it), and hashing ~18 KB on every render was a tenth of
+//! a checkout page's CPU. It must never load templates from disk or render a
+//! value unescaped unless Rust code marked it safe (`Value::from_safe_string`).
 use std::sync::{Arc, LazyLock};
 
 use axum::response::Html;
@@ -89,9 +93,6 @@ fn environment() -> Result<Environment<'static>, Error> {
     );
     env.set_formatter(format_value);
     env.add_filter("tojson", tojson);
-    env.add_filter("csp_hash", |body: &str| {
-        Value::from_safe_string(csp_hash(body))
-    });
     for (name, source) in TEMPLATES {
         env.add_template(name, source)?;
     }
@@ -184,6 +185,42 @@ pub fn csp_hash(body: &str) -> String {
     )
 }
 
+/// A trusted inline `<script>` or `<style>` body and its CSP hash, for the
+/// templates' `script`/`script_hash` and `css`/`css_hash`. Kept in a static:
+/// cloning a [`Value`] shares the string.
+pub struct Inline {
+    body: Value,
+    hash: Value,
+}
+
+impl Inline {
+    /// A stylesheet (or any body used as is).
+    pub fn new(body: String) -> Self {
+        let hash = csp_hash(&body);
+        Self {
+            body: Value::from_safe_string(body),
+            hash: Value::from_safe_string(hash),
+        }
+    }
+
+    /// A page script: `parts` run in one strict-mode function that first reads
+    /// `CFG`, the page's values, from its `page-cfg` JSON block (`base.html`).
+    pub fn script(parts: &[&str]) -> Self {
+        Self::new(format!(
+            "\n(function () {{\n\"use strict\";\nvar CFG = JSON.parse(document.getElementById(\"page-cfg\").textContent);\n\n{}}})();\n",
+            parts.join("\n")
+        ))
+    }
+
+    pub fn body(&self) -> Value {
+        self.body.clone()
+    }
+
+    pub fn hash(&self) -> Value {
+        self.hash.clone()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use minijinja::{context, value::Serde};
@@ -268,8 +305,13 @@ mod tests {
         assert_eq!(BASE64.encode(b"fo"), "Zm8=");
         assert_eq!(BASE64.encode(b"foo"), "Zm9v");
         assert_eq!(BASE64.encode(b"foobar"), "Zm9vYmFy");
-        let html = render_str("{{ b|csp_hash }}", context! { b => "" });
-        assert_eq!(html, csp_hash(""));
+        let empty = Inline::new(String::new());
+        assert_eq!(empty.hash().as_str(), Some(csp_hash("").as_str()));
+        let html = render_str(
+            "<script>{{ s }}</script>{{ h }}",
+            context! { s => empty.body(), h => empty.hash() },
+        );
+        assert_eq!(html, format!("<script></script>{}", csp_hash("")));
     }
 
     #[test]
