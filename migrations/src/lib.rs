@@ -19,6 +19,7 @@ mod m20261202_000010_merchant_rate_limit;
 mod m20261202_000011_telegram;
 mod m20261202_000012_token_slots;
 mod m20261202_000013_pending_transfers;
+mod m20261204_000014_drop_amount_index;
 
 pub struct Migrator;
 
@@ -39,6 +40,7 @@ impl MigratorTrait for Migrator {
             Box::new(m20261202_000011_telegram::Migration),
             Box::new(m20261202_000012_token_slots::Migration),
             Box::new(m20261202_000013_pending_transfers::Migration),
+            Box::new(m20261204_000014_drop_amount_index::Migration),
         ]
     }
 }
