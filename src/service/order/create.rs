@@ -470,20 +470,25 @@ async fn live_slots_at(
             .and_where(order::Column::LiveSlot.eq(1))
             .to_owned()
     };
-    let mut addresses = wallets.iter().map(|w| w.address.as_str());
-    let Some(first) = addresses.next() else {
-        return Ok(Vec::new());
-    };
-    let mut query = probe(first);
-    for address in addresses {
-        query.union(UnionType::All, probe(address));
+    let mut held = Vec::new();
+    // SQLite refuses a compound SELECT of more than 500 terms (SQLITE_MAX_COMPOUND_SELECT).
+    for chunk in wallets.chunks(PROBES_PER_QUERY) {
+        let mut query = probe(&chunk[0].address);
+        for w in &chunk[1..] {
+            query.union(UnionType::All, probe(&w.address));
+        }
+        for row in db
+            .query_all_raw(db.get_database_backend().build(&query))
+            .await?
+        {
+            held.push(row.try_get::<String>("", "address")?);
+        }
     }
-    db.query_all_raw(db.get_database_backend().build(&query))
-        .await?
-        .iter()
-        .map(|row| row.try_get::<String>("", "address"))
-        .collect()
+    Ok(held)
 }
+
+/// Wallets probed by one statement of [`live_slots_at`].
+const PROBES_PER_QUERY: usize = 200;
 
 pub(super) fn repeat_or_conflict(
     existing: Order,
@@ -510,5 +515,74 @@ mod tests {
         let t = new_trade_id();
         assert_eq!(t.as_str().len(), 24);
         assert!(t.as_str().chars().all(|c| c.is_ascii_digit()));
+    }
+
+    /// The free-slot search sees exactly the wallets whose waiting order holds the amount (not
+    /// other amounts, tokens or finished orders), over more wallets than one statement probes.
+    #[tokio::test]
+    async fn live_slots_at_finds_the_held_wallets_among_many() {
+        use migration::MigratorTrait;
+        use sea_orm::{ActiveModelTrait, Set};
+
+        use crate::domain::network::Token;
+        let tmp = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}?mode=rwc", tmp.path().join("s.db").display());
+        let db = store::connect(&url).await.unwrap();
+        migration::Migrator::up(&db, None).await.unwrap();
+        // More than SQLite's 500 terms of one compound SELECT.
+        let wallets: Vec<_> = (0..550u32)
+            .map(|i| crate::store::entities::wallet::Model {
+                id: i64::from(i) + 1,
+                merchant_id: None,
+                network: "tron".into(),
+                address: format!("TWallet{i:04}"),
+                label: String::new(),
+                enabled: true,
+                created_at: 0,
+            })
+            .collect();
+        // (wallet, amount, token, live): only 7 and 420 hold 10.00 USDT while waiting.
+        let rows = [
+            (7, "10.00", "USDT", true),
+            (420, "10.00", "USDT", true),
+            (8, "10.01", "USDT", true),
+            (9, "10.00", "USDC", true),
+            (10, "10.00", "USDT", false),
+        ];
+        for (k, (w, amount, token, live)) in rows.into_iter().enumerate() {
+            let mut row = order::ActiveModel {
+                trade_id: Set(format!("2026120400000000000000{k:02}")),
+                merchant_id: Set(1),
+                order_id: Set(format!("o{k}")),
+                protocol: Set("v1".into()),
+                network: Set("tron".into()),
+                token: Set(token.into()),
+                currency: Set("CNY".into()),
+                amount: Set("72".into()),
+                rate: Set("7.2".into()),
+                actual_amount: Set(amount.into()),
+                address: Set(format!("TWallet{w:04}")),
+                status: Set(if live { 1 } else { 2 }),
+                notify_url: Set("http://127.0.0.1:9/n".into()),
+                request_hash: Set(format!("h{k}")),
+                created_at: Set(1),
+                updated_at: Set(1),
+                expires_at: Set(4_000_000_000),
+                ..Default::default()
+            };
+            row.live_slot = Set(live.then_some(1));
+            row.insert(&db).await.unwrap();
+        }
+        let mut held = live_slots_at(&db, Network::TRON, Token::USDT, "10.00", &wallets)
+            .await
+            .unwrap();
+        held.sort();
+        assert_eq!(held, ["TWallet0007", "TWallet0420"]);
+        assert!(
+            live_slots_at(&db, Network::TRON, Token::USDT, "10.00", &[])
+                .await
+                .unwrap()
+                .is_empty()
+        );
     }
 }
