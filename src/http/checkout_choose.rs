@@ -3,11 +3,11 @@
 //! of a waiting order ([`switch_options`]). Both post to `/pay/switch-network` from
 //! `assets/switch.js`. Pure rendering, like `checkout_page`: every value escaped by the
 //! template engine, the script's values JSON-encoded.
+use std::sync::LazyLock;
+
 use axum::response::Html;
 use minijinja::{Value, context};
 use serde::Serialize;
-
-use std::sync::LazyLock;
 
 use super::render::{Inline, RenderError, render};
 use crate::domain::network::{Asset, Network, Networks, Token};
