@@ -23,15 +23,14 @@
 use std::{
     collections::HashSet,
     sync::{
-        Arc, Mutex, OnceLock,
+        Arc, LazyLock, Mutex, OnceLock,
         atomic::{AtomicU64, Ordering},
     },
 };
 
 use sea_orm::{
     ActiveModelTrait, ActiveValue, ColumnTrait, DatabaseConnection, DbBackend, EntityTrait,
-    Iterable, QueryFilter, QuerySelect,
-    sea_query::{Expr, OnConflict, Query},
+    IdenStatic, Iterable, QueryFilter, QuerySelect, Statement,
 };
 use tokio::sync::{Semaphore, oneshot};
 
@@ -244,28 +243,66 @@ async fn insert_rows(
     db: &DatabaseConnection,
     rows: &[Pending],
 ) -> Result<Vec<order::Model>, sea_orm::DbErr> {
-    let columns: Vec<order::Column> = order::Column::iter()
-        .filter(|c| !matches!(c, order::Column::Id))
-        .collect();
-    let mut insert = Query::insert();
-    insert.into_table(order::Entity).columns(columns.clone());
+    let backend = db.get_database_backend();
+    let count = rows.iter().map(|p| p.alternatives.len()).sum();
+    let mut values = Vec::with_capacity(count * INSERTED.len());
     for row in rows.iter().flat_map(|p| &p.alternatives) {
-        let row = super::order::new_row(row);
-        let values = columns.iter().map(|c| match row.get(*c) {
-            ActiveValue::Set(v) | ActiveValue::Unchanged(v) => Expr::val(v),
-            ActiveValue::NotSet => Expr::val(sea_orm::Value::String(None)),
-        });
-        insert
-            .values(values)
-            .map_err(|e| sea_orm::DbErr::Custom(format!("insert orders: {e}")))?;
+        let mut row = super::order::new_row(row);
+        values.extend(INSERTED.iter().map(|c| match row.take(*c) {
+            ActiveValue::Set(v) | ActiveValue::Unchanged(v) => v,
+            ActiveValue::NotSet => sea_orm::Value::String(None),
+        }));
     }
-    insert
-        .on_conflict(OnConflict::new().do_nothing().to_owned())
-        .returning_all();
+    let sql = insert_sql(backend, count);
     order::Entity::find()
-        .from_raw_sql(db.get_database_backend().build(&insert))
+        .from_raw_sql(Statement::from_sql_and_values(backend, &*sql, values))
         .all(db)
         .await
+}
+
+/// The columns an insert sets: all but the id.
+static INSERTED: LazyLock<Vec<order::Column>> = LazyLock::new(|| {
+    order::Column::iter()
+        .filter(|c| !matches!(c, order::Column::Id))
+        .collect()
+});
+
+/// The grouped insert's SQL for `rows` rows. Its text depends only on the backend and the row
+/// count, so it is written once per pair (building it through sea-query cost a copy of every
+/// value and the writing of the text on each group) and sqlx's statement cache finds it
+/// prepared.
+fn insert_sql(backend: DbBackend, rows: usize) -> Arc<str> {
+    static SQL: Mutex<Vec<(bool, usize, Arc<str>)>> = Mutex::new(Vec::new());
+    let postgres = backend == DbBackend::Postgres;
+    let mut cache = SQL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, sql)) = cache.iter().find(|(p, n, _)| *p == postgres && *n == rows) {
+        return sql.clone();
+    }
+    let columns: Vec<String> = INSERTED
+        .iter()
+        .map(|c| format!("\"{}\"", c.as_str()))
+        .collect();
+    let mut sql = format!("INSERT INTO \"orders\" ({}) VALUES ", columns.join(", "));
+    let mut param = 0;
+    for r in 0..rows {
+        sql.push_str(if r == 0 { "(" } else { ", (" });
+        for c in 0..INSERTED.len() {
+            param += 1;
+            if c > 0 {
+                sql.push_str(", ");
+            }
+            if postgres {
+                sql.push_str(&format!("${param}"));
+            } else {
+                sql.push('?');
+            }
+        }
+        sql.push(')');
+    }
+    sql.push_str(" ON CONFLICT DO NOTHING RETURNING *");
+    let sql: Arc<str> = sql.into();
+    cache.push((postgres, rows, sql.clone()));
+    sql
 }
 
 /// (merchant_id, order_id) of the `inserted` rows that a placeholder holds. Read after the
@@ -340,6 +377,32 @@ mod tests {
             epay_type: String::new(),
             parent_trade_id: None,
         }
+    }
+
+    #[test]
+    fn the_grouped_insert_names_every_column_and_numbers_its_parameters() {
+        let pg = insert_sql(DbBackend::Postgres, 2);
+        let cols = INSERTED.len();
+        assert_eq!(
+            cols,
+            order::Column::iter().count() - 1,
+            "every column but the id"
+        );
+        assert!(
+            pg.starts_with("INSERT INTO \"orders\" (\"trade_id\", "),
+            "{pg}"
+        );
+        assert!(!pg.contains("\"id\""), "{pg}");
+        assert!(pg.contains(&format!("${cols}), ($")), "{pg}");
+        assert!(pg.ends_with(&format!(
+            ", ${}) ON CONFLICT DO NOTHING RETURNING *",
+            2 * cols
+        )));
+        let sqlite = insert_sql(DbBackend::Sqlite, 3);
+        assert_eq!(sqlite.matches('?').count(), 3 * cols);
+        assert!(!sqlite.contains('$'));
+        // The same text again, from the cache.
+        assert!(Arc::ptr_eq(&pg, &insert_sql(DbBackend::Postgres, 2)));
     }
 
     /// Inserts that arrive while a write is under way share the next statement; of an order's
