@@ -267,15 +267,19 @@ static INSERTED: LazyLock<Vec<order::Column>> = LazyLock::new(|| {
         .collect()
 });
 
-/// The grouped insert's SQL for `rows` rows. Its text depends only on the backend and the row
-/// count, so it is written once per pair (building it through sea-query cost a copy of every
-/// value and the writing of the text on each group) and sqlx's statement cache finds it
-/// prepared.
+/// The grouped insert's SQL for `rows` rows, on SQLite or PostgreSQL (the backends that group).
+/// Its text depends only on the backend and the row count, so it is written once per pair
+/// (building it through sea-query cost a copy of every value and the writing of the text on
+/// each group) and sqlx's statement cache finds it prepared. Only counts up to [`MAX_BATCH`]
+/// are kept (~400 KB of text per backend at most); a larger group, whose orders offer several
+/// slots each, has its text written afresh.
 fn insert_sql(backend: DbBackend, rows: usize) -> Arc<str> {
+    use std::fmt::Write as _;
+
     static SQL: Mutex<Vec<(bool, usize, Arc<str>)>> = Mutex::new(Vec::new());
     let postgres = backend == DbBackend::Postgres;
-    let mut cache = SQL.lock().unwrap_or_else(|e| e.into_inner());
-    if let Some((_, _, sql)) = cache.iter().find(|(p, n, _)| *p == postgres && *n == rows) {
+    let lock = || SQL.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some((_, _, sql)) = lock().iter().find(|(p, n, _)| *p == postgres && *n == rows) {
         return sql.clone();
     }
     let columns: Vec<String> = INSERTED
@@ -292,7 +296,7 @@ fn insert_sql(backend: DbBackend, rows: usize) -> Arc<str> {
                 sql.push_str(", ");
             }
             if postgres {
-                sql.push_str(&format!("${param}"));
+                let _ = write!(sql, "${param}");
             } else {
                 sql.push('?');
             }
@@ -301,7 +305,10 @@ fn insert_sql(backend: DbBackend, rows: usize) -> Arc<str> {
     }
     sql.push_str(" ON CONFLICT DO NOTHING RETURNING *");
     let sql: Arc<str> = sql.into();
-    cache.push((postgres, rows, sql.clone()));
+    let mut cache = lock();
+    if rows <= MAX_BATCH && !cache.iter().any(|(p, n, _)| *p == postgres && *n == rows) {
+        cache.push((postgres, rows, sql.clone()));
+    }
     sql
 }
 
@@ -401,8 +408,17 @@ mod tests {
         let sqlite = insert_sql(DbBackend::Sqlite, 3);
         assert_eq!(sqlite.matches('?').count(), 3 * cols);
         assert!(!sqlite.contains('$'));
-        // The same text again, from the cache.
+        // The same text again, from the cache; a group over MAX_BATCH rows is not kept.
         assert!(Arc::ptr_eq(&pg, &insert_sql(DbBackend::Postgres, 2)));
+        let big = insert_sql(DbBackend::Postgres, MAX_BATCH + 1);
+        assert!(big.ends_with(&format!(
+            ", ${}) ON CONFLICT DO NOTHING RETURNING *",
+            (MAX_BATCH + 1) * cols
+        )));
+        assert!(!Arc::ptr_eq(
+            &big,
+            &insert_sql(DbBackend::Postgres, MAX_BATCH + 1)
+        ));
     }
 
     /// Inserts that arrive while a write is under way share the next statement; of an order's
